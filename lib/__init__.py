@@ -1,0 +1,1 @@
+"""dimpled: shared code of the Dimpled Manifold Model report. One job per module."""

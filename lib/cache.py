@@ -1,0 +1,95 @@
+"""Artifact store keyed by a hash of the full configuration, written atomically.
+
+key = sha256(config, source of the modules that produce the artifact, torch version, data identity).
+An entry is one `torch.save`d dict {"key", "state_dict", "meta"} (state_dicts and plain metadata
+only: `torch.load(weights_only=True)` reads it). It is written to a temporary file and renamed into
+place, so a reader never sees half an entry; an entry that does not load, or whose stored key
+differs, is reported, removed and rebuilt. A per-key file lock makes two notebooks that need the
+same model at the same time (`make -j2`) train it once.
+"""
+import fcntl
+import hashlib
+import inspect
+import json
+import os
+import tempfile
+import warnings
+from contextlib import contextmanager
+from pathlib import Path
+
+import torch
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def cache_dir():
+    """$DIMPLED_CACHE, else data/cache in the repository."""
+    return Path(os.environ.get("DIMPLED_CACHE", REPO / "data" / "cache"))
+
+
+def config_hash(config, modules=()):
+    """sha256 over the JSON of `config`, the source of `modules` and the torch version."""
+    h = hashlib.sha256(json.dumps(config, sort_keys=True, default=str).encode())
+    for module in modules:
+        h.update(inspect.getsource(module).encode())
+    h.update(torch.__version__.encode())
+    return h.hexdigest()[:20]
+
+
+def save_atomic(obj, path):
+    """torch.save to a temporary file beside `path`, fsync, then rename over `path`."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name, suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as f:
+            torch.save(obj, f)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def load_entry(path, key):
+    """The entry at `path` if it is whole and was stored under `key`, else None (damaged entries are removed)."""
+    path = Path(path)
+    if not path.exists():
+        return None
+    try:
+        entry = torch.load(path, map_location="cpu", weights_only=True)
+        if not isinstance(entry, dict) or entry.get("key") != key or "state_dict" not in entry:
+            raise ValueError("stored key or layout does not match")
+        return entry
+    except Exception as err:  # a truncated or foreign file: never load it half-written
+        warnings.warn(f"cache entry {path} is damaged ({type(err).__name__}: {err}); rebuilding it")
+        path.unlink(missing_ok=True)
+        return None
+
+
+@contextmanager
+def _locked(path):
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path.with_suffix(".lock"), "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(lock, fcntl.LOCK_UN)
+
+
+def cached(kind, key, build):
+    """The entry {"key", "state_dict", "meta"} for `key`, calling `build() -> (state_dict, meta)` on a miss.
+
+    Returns (entry, hit) where hit says whether it came from the cache.
+    """
+    path = cache_dir() / kind / f"{key}.pt"
+    with _locked(path):
+        entry = load_entry(path, key)
+        if entry is not None:
+            return entry, True
+        state_dict, meta = build()
+        entry = {"key": key, "state_dict": state_dict, "meta": meta}
+        save_atomic(entry, path)
+        return entry, False

@@ -1,0 +1,77 @@
+"""What a notebook run needs before its first computation: seeds, the device, and a header that
+states profile, device and versions (the report adds data sources and wall time after the run)."""
+import os
+import platform
+import random
+import time
+from dataclasses import dataclass, field
+
+import numpy as np
+import torch
+
+PROFILES = ("smoke", "quick", "paper")
+
+
+def seed_everything(seed):
+    """Seed Python, NumPy and torch; deterministic algorithms where torch has them."""
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)
+    torch.use_deterministic_algorithms(True, warn_only=True)
+    os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
+
+
+def pick_device(device="auto"):
+    """'auto' -> cuda if available, else cpu; or exactly 'cpu' / 'cuda' / 'cuda:N'."""
+    if device == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if device != "cpu" and not device.startswith("cuda"):
+        raise ValueError(f"device must be auto, cpu or cuda[:N]; got {device!r}")
+    if device.startswith("cuda") and not torch.cuda.is_available():
+        raise ValueError(f"device={device!r} but no CUDA device is available; use 'auto' or 'cpu'")
+    return torch.device(device)
+
+
+@dataclass
+class Run:
+    """One notebook run: its profile, seed and device, and when it started."""
+
+    notebook: str
+    profile: str
+    seed: int
+    device: torch.device
+    started: float = field(default_factory=time.time)
+
+    def header(self):
+        dev = torch.cuda.get_device_name(self.device) if self.device.type == "cuda" else f"CPU ({os.cpu_count()} cores)"
+        return (f"**{self.notebook}** · profile **{self.profile}** · seed {self.seed} · device {dev} · "
+                f"torch {torch.__version__} · Python {platform.python_version()} · "
+                f"started {time.strftime('%Y-%m-%d %H:%M:%S', time.localtime(self.started))}")
+
+    def elapsed(self):
+        return time.time() - self.started
+
+
+def start(notebook, profile, seed=0, device="auto"):
+    """Validate the common parameters, seed everything, show the header, return the Run."""
+    if profile not in PROFILES:
+        raise ValueError(f"profile must be one of {', '.join(PROFILES)}; got {profile!r}")
+    seed_everything(seed)
+    run = Run(notebook, profile, seed, pick_device(device))
+    show(run.header())
+    return run
+
+
+def show(markdown):
+    """Display Markdown in a notebook, plain text elsewhere."""
+    try:
+        from IPython.display import Markdown, display
+
+        display(Markdown(markdown))
+    except ImportError:
+        print(markdown)
+
+
+def per_dataset(value, dataset):
+    """A parameter given once for all data sets, or as {dataset: value}; None where not given."""
+    return value.get(dataset) if isinstance(value, dict) else value

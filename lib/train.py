@@ -1,0 +1,231 @@
+"""Training the classifiers and autoencoders, cached by a hash of their full configuration.
+
+`classifier_config(dataset, **overrides)` / `autoencoder_config(...)` start from the paper's settings
+(science.md section 1) and change only what a profile overrides; `get_classifier(cfg, data)` and
+`get_autoencoder(cfg, data)` return a trained model from the cache, training it on a miss.
+"""
+import sys
+import time
+from dataclasses import asdict, dataclass, fields, replace
+
+import torch
+import torch.nn.functional as F
+from tqdm.auto import trange
+
+from lib import cache, models
+
+
+@dataclass(frozen=True)
+class ClassifierConfig:
+    dataset: str
+    arch: str                  # mlp | convnet | resnet50 (pretrained, not trained here)
+    epochs: int
+    batch_size: int
+    lr: float
+    optimizer: str             # sgd | adam
+    weight_decay: float = 0.0
+    lr_milestones: tuple = ()  # epochs at which the learning rate is multiplied by lr_gamma
+    lr_gamma: float = 0.1
+    hflip: bool = False        # random horizontal flips (CIFAR-10)
+    seed: int = 0
+
+
+@dataclass(frozen=True)
+class AutoencoderConfig:
+    dataset: str
+    arch: str                  # conv (Gropp et al.) | vgg (VGG16-style, ImageNet)
+    latent_dim: int
+    epochs: int
+    batch_size: int
+    lr: float
+    plateau_factor: float = 0.0  # > 0: multiply the lr by it when the train loss has not improved ...
+    plateau_patience: int = 7    # ... for this many epochs (ImageNet: x0.8 after 7)
+    width: int = 32              # channels of the first conv layer (conv arch)
+    optimizer: str = "adam"
+    weight_decay: float = 0.0
+    seed: int = 0
+
+
+# The paper profile (science.md section 1). Fashion-MNIST has no published setting: it reuses MNIST's.
+PAPER_CLASSIFIERS = {
+    "mnist": ClassifierConfig("mnist", "mlp", 40, 200, 0.01, "sgd", weight_decay=1e-4),
+    "fashion_mnist": ClassifierConfig("fashion_mnist", "mlp", 40, 200, 0.01, "sgd", weight_decay=1e-4),
+    "cifar10": ClassifierConfig("cifar10", "convnet", 150, 200, 1e-3, "adam", lr_milestones=(80, 120), hflip=True),
+    "imagenet": ClassifierConfig("imagenet", "resnet50", 0, 0, 0.0, "none"),
+}
+PAPER_AUTOENCODERS = {
+    "mnist": AutoencoderConfig("mnist", "conv", 16, 1000, 144, 1e-3),
+    "fashion_mnist": AutoencoderConfig("fashion_mnist", "conv", 16, 1000, 144, 1e-3),
+    "cifar10": AutoencoderConfig("cifar10", "conv", 128, 400, 32, 1e-3),
+    "imagenet": AutoencoderConfig("imagenet", "vgg", 512 * 7 * 7, 325, 32, 1e-4, plateau_factor=0.8, plateau_patience=7),
+}
+
+
+def _config(table, dataset, overrides):
+    if dataset not in table:
+        raise ValueError(f"dataset must be one of {', '.join(table)}; got {dataset!r}")
+    names = {f.name for f in fields(table[dataset])}
+    unknown = set(overrides) - names
+    if unknown:
+        raise ValueError(f"unknown setting(s) {sorted(unknown)}; allowed: {sorted(names - {'dataset'})}")
+    cfg = replace(table[dataset], **{k: v for k, v in overrides.items() if v is not None})
+    for name in ("epochs", "batch_size"):
+        if getattr(cfg, name) < (0 if cfg.epochs == 0 else 1):
+            raise ValueError(f"{name} must be positive, got {getattr(cfg, name)}")
+    if cfg.lr < 0:
+        raise ValueError(f"lr must be non-negative, got {cfg.lr}")
+    return cfg
+
+
+def classifier_config(dataset, **overrides):
+    """The paper's classifier setting for `dataset`, with the non-None `overrides` applied."""
+    return _config(PAPER_CLASSIFIERS, dataset, overrides)
+
+
+def autoencoder_config(dataset, **overrides):
+    """The paper's autoencoder setting for `dataset`, with the non-None `overrides` applied."""
+    return _config(PAPER_AUTOENCODERS, dataset, overrides)
+
+
+def build_classifier(cfg, num_classes=10):
+    if cfg.arch == "mlp":
+        return models.mnist_mlp(cfg.dataset, num_classes=num_classes)
+    if cfg.arch == "convnet":
+        return models.cifar_convnet(cfg.dataset, num_classes=num_classes)
+    if cfg.arch == "resnet50":
+        return models.imagenet_resnet50(pretrained=True)
+    raise ValueError(f"arch must be mlp, convnet or resnet50; got {cfg.arch!r}")
+
+
+def build_autoencoder(cfg, shape):
+    if cfg.arch == "conv":
+        return models.ConvAutoencoder(shape[0], shape[1], cfg.latent_dim, cfg.width)
+    if cfg.arch == "vgg":
+        if shape != (3, 224, 224):
+            raise ValueError(f"the vgg autoencoder takes 3x224x224 images, got {shape}")
+        return models.VGGAutoencoder(shape[0])
+    raise ValueError(f"arch must be conv or vgg; got {cfg.arch!r}")
+
+
+def make_optimizer(model, cfg):
+    """The optimizer and learning-rate schedule that `cfg` names (a schedule steps once per epoch)."""
+    if cfg.optimizer == "sgd":
+        opt = torch.optim.SGD(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+    elif cfg.optimizer == "adam":
+        opt = torch.optim.Adam(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+    else:
+        raise ValueError(f"optimizer must be sgd or adam; got {cfg.optimizer!r}")
+    if getattr(cfg, "lr_milestones", ()):
+        return opt, torch.optim.lr_scheduler.MultiStepLR(opt, list(cfg.lr_milestones), cfg.lr_gamma)
+    if getattr(cfg, "plateau_factor", 0.0) > 0:
+        return opt, torch.optim.lr_scheduler.ReduceLROnPlateau(opt, factor=cfg.plateau_factor,
+                                                                patience=cfg.plateau_patience)
+    return opt, None
+
+
+def fit(model, x, target, loss_fn, cfg, device, desc="train"):
+    """Minibatch training on in-memory tensors with seeded batches (target=None: reconstruct x).
+
+    Returns the model in eval mode and the mean training loss of each epoch.
+    """
+    g = torch.Generator().manual_seed(cfg.seed)
+    opt, sched = make_optimizer(model, cfg)
+    model.to(device).train()
+    history = []
+    for _ in (bar := trange(cfg.epochs, desc=desc, leave=False)):
+        perm, total = torch.randperm(len(x), generator=g), 0.0
+        for i in range(0, len(x), cfg.batch_size):
+            idx = perm[i:i + cfg.batch_size]
+            xb = x[idx].to(device)
+            if getattr(cfg, "hflip", False):
+                flip = (torch.rand(len(idx), generator=g) < 0.5).to(device)
+                xb = torch.where(flip.view(-1, 1, 1, 1), xb.flip(-1), xb)
+            loss = loss_fn(model(xb), xb if target is None else target[idx].to(device))
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+            total += loss.item() * len(idx)
+        history.append(total / len(x))
+        bar.set_postfix(loss=f"{history[-1]:.4g}")
+        if isinstance(sched, torch.optim.lr_scheduler.ReduceLROnPlateau):
+            sched.step(history[-1])
+        elif sched is not None:
+            sched.step()
+    return model.eval(), history
+
+
+@torch.no_grad()
+def accuracy(model, x, y, device, batch_size=1000):
+    """Share of images whose arg-max logit is the label (model in eval mode)."""
+    model.eval()
+    hits = sum((model(x[i:i + batch_size].to(device)).argmax(1).cpu() == y[i:i + batch_size]).sum().item()
+               for i in range(0, len(x), batch_size))
+    return hits / len(x)
+
+
+@torch.no_grad()
+def reconstruction_mse(ae, x, device, batch_size=500):
+    """Mean squared error per pixel of D(E(x)) against x, in [0, 1] pixel scale."""
+    ae.eval()
+    total = sum(F.mse_loss(ae(x[i:i + batch_size].to(device)), x[i:i + batch_size].to(device),
+                           reduction="sum").item() for i in range(0, len(x), batch_size))
+    return total / x.numel()
+
+
+@dataclass
+class Trained:
+    model: torch.nn.Module
+    meta: dict     # config, data, train/test figures, training history, seconds
+    cached: bool   # True when it came from the cache
+
+    def summary(self):
+        return "loaded from the cache" if self.cached else f"trained in {self.meta['train_seconds']:.0f} s"
+
+
+def _data_meta(data):
+    return {"data_source": data.describe(), "data_id": data.identity(),
+            "n_train": len(data.train_x), "n_test": len(data.test_x)}
+
+
+def _cached_model(kind, cfg, data, make, train, evaluate, device):
+    """The model `make()` with weights from the cache, or trained by `train(model)` and stored.
+
+    The key hashes the configuration, the exact data and the source of lib.models and lib.train.
+    """
+    def build():
+        torch.manual_seed(cfg.seed)
+        t0 = time.time()
+        model, history = train(make())
+        meta = {"config": asdict(cfg), **_data_meta(data), "train_seconds": time.time() - t0,
+                "history": history, **evaluate(model)}
+        return {k: v.cpu() for k, v in model.state_dict().items()}, meta
+
+    key = cache.config_hash({kind: asdict(cfg), "data": data.identity()}, [models, sys.modules[__name__]])
+    entry, hit = cache.cached(kind, key, build)
+    model = make()
+    model.load_state_dict(entry["state_dict"])
+    return Trained(model.to(device).eval(), entry["meta"], hit)
+
+
+def get_classifier(cfg, data, device="cpu"):
+    """A classifier trained with `cfg` on `data` (from the cache if there), with train/test accuracy."""
+    device = torch.device(device)
+    evaluate = lambda m: {"train_acc": accuracy(m, data.train_x, data.train_y, device),
+                          "test_acc": accuracy(m, data.test_x, data.test_y, device)}
+    if cfg.arch == "resnet50":  # pretrained: evaluated, not trained; torchvision caches the weights itself
+        model = build_classifier(cfg).to(device).eval()
+        meta = {"config": asdict(cfg), **_data_meta(data), "train_seconds": 0.0, "history": [], **evaluate(model)}
+        return Trained(model, meta, cached=True)
+    train = lambda m: fit(m, data.train_x, data.train_y, F.cross_entropy, cfg, device, f"{cfg.dataset} classifier")
+    return _cached_model("classifier", cfg, data, lambda: build_classifier(cfg, data.num_classes),
+                         train, evaluate, device)
+
+
+def get_autoencoder(cfg, data, device="cpu"):
+    """An autoencoder trained with `cfg` on `data` (from the cache if there), with train/test MSE."""
+    device = torch.device(device)
+    evaluate = lambda m: {"train_mse": reconstruction_mse(m, data.train_x, device),
+                          "test_mse": reconstruction_mse(m, data.test_x, device)}
+    train = lambda m: fit(m, data.train_x, None, F.mse_loss, cfg, device, f"{cfg.dataset} autoencoder")
+    return _cached_model("autoencoder", cfg, data, lambda: build_autoencoder(cfg, data.shape),
+                         train, evaluate, device)

@@ -1,0 +1,114 @@
+# ---
+# jupyter:
+#   jupytext:
+#     formats: ipynb,py:percent
+#   kernelspec:
+#     display_name: Python 3
+#     language: python
+#     name: python3
+# ---
+
+# %% [markdown]
+# # 02 · The autoencoders
+#
+# The manifold in the Dimpled Manifold Model is the image of an autoencoder's decoder: at an image x
+# the tangent space is spanned by the columns of dD/dz at z = E(x) (notebook 03). Here we train the
+# autoencoders of the paper and its reproduction (`../shared/science.md`, section 1) and check that
+# they reconstruct what they should:
+#
+# | data set | architecture | latent k | training |
+# |---|---|---|---|
+# | MNIST, Fashion-MNIST | conv: 4 conv layers (BatchNorm, Softplus) + 1 linear layer on each side | 16 | Adam 1e-3, batch 144, MSE, 1000 epochs |
+# | CIFAR-10 | the same family | 128 | Adam 1e-3, batch 32, MSE, 400 epochs |
+# | ImageNet | VGG16-style, 13 conv layers each side, MaxPool/MaxUnpool | 512x7x7 = 25,088 | Adam 1e-4 (x0.8 on a 7-epoch plateau), batch 32, 325 epochs |
+#
+# Autoencoders see raw pixels in [0, 1]; the decoder ends in a sigmoid. MSE is per pixel, in
+# [0, 1] pixel scale, on train and test images. The quick profile trains for far fewer epochs than
+# the paper's 1000: its reconstructions are rougher, and the table says so by showing the epochs.
+
+# %% tags=["parameters"]
+profile = "quick"                        # smoke | quick | paper: which settings these are, for the record
+datasets = ["mnist", "fashion_mnist"]    # any of mnist, fashion_mnist, cifar10, imagenet
+train_subset = None                      # int or {dataset: int}: train on this many random images; None: all
+test_subset = None                       # int or {dataset: int}: evaluate on this many random test images; None: all
+epochs = {"mnist": 20, "fashion_mnist": 8}  # int or {dataset: int}: override the paper's epochs; None: the paper's
+latent_dim = None                        # int or {dataset: int}: override the paper's latent dimension k
+width = None                             # int: channels of the first conv layer (conv family; default 32)
+n_show = 8                               # images per reconstruction grid
+seed = 0                                 # seeds the subsets, the initialisation and the batch order
+device = "auto"                          # auto | cpu | cuda
+
+# %%
+import pandas as pd
+import torch
+
+from lib import data, plots, published, report, runtime, train
+
+run = runtime.start("02_autoencoders", profile, seed, device)
+found, missing = data.load_all(datasets, train_subset, test_subset, seed)
+for name, message in missing.items():
+    runtime.show(f"> **{name}: data not available.** {message}")
+
+# %% [markdown]
+# ## Training (or loading from the cache)
+
+# %%
+trained = {}
+for name, d in found.items():
+    cfg = train.autoencoder_config(name, epochs=runtime.per_dataset(epochs, name),
+                                   latent_dim=runtime.per_dataset(latent_dim, name), width=width, seed=seed)
+    trained[name] = t = train.get_autoencoder(cfg, d, run.device)
+    print(f"{name}: {t.summary()}")
+
+# %% [markdown]
+# ## Reconstruction error beside the published numbers
+
+# %%
+def mse_published(name):
+    return published.describe(published.AUTOENCODER_MSE, name, fmt="{:.5f}")
+
+table = pd.DataFrame([{
+    "data set": name,
+    "latent k": t.meta["config"]["latent_dim"],
+    "n = input dim": found[name].n,
+    "epochs": t.meta["config"]["epochs"],
+    "train images": t.meta["n_train"],
+    "train MSE": f"{t.meta['train_mse']:.5f}",
+    "test MSE": f"{t.meta['test_mse']:.5f}",
+    "published train / test MSE": mse_published(name),
+} for name, t in trained.items()])
+table.style.hide(axis="index") if len(table) else runtime.show("No autoencoder could be trained: see above.")
+
+# %%
+curves = {name: t.meta["history"] for name, t in trained.items()}
+if curves:
+    plots.training_curves(curves, "MSE per pixel (mean over the epoch)", "Autoencoder training loss", logy=True);
+
+# %% [markdown]
+# ## Originals and reconstructions (as the reproduction's appendix A)
+# The first images of a seeded random draw from each split; the number under each reconstruction is
+# its MSE per pixel.
+
+# %%
+g = torch.Generator().manual_seed(seed)
+for name, t in trained.items():
+    d = found[name]
+    for split, x in (("train", d.train_x), ("test", d.test_x)):
+        pick = x[torch.randperm(len(x), generator=g)[:n_show]]
+        with torch.no_grad():
+            rec = t.model(pick.to(run.device)).cpu()
+        plots.reconstruction_grid(pick, rec, f"{name}, {split} images")
+
+# %%
+report.write_results(
+    run, "02 · Autoencoders",
+    headline=[h for name, t in trained.items() for h in (
+        report.headline(f"{name} train MSE (k={t.meta['config']['latent_dim']}, {t.meta['config']['epochs']} epochs)",
+                        t.meta["train_mse"], "", ""),
+        report.headline(f"{name} test MSE", t.meta["test_mse"], "", mse_published(name)))],
+    data_sources={name: d.describe() for name, d in found.items()},
+    unavailable=missing,
+    autoencoders={name: {k: t.meta[k] for k in ("train_mse", "test_mse", "n_train", "n_test", "train_seconds", "config")}
+                  for name, t in trained.items()},
+)
+print(f"wall time so far: {run.elapsed():.0f} s")

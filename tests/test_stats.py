@@ -1,0 +1,207 @@
+"""Properties of lib.stats on synthetic attack records with known effects."""
+import numpy as np
+import pandas as pd
+import pytest
+from statsmodels.stats.multitest import multipletests
+from statsmodels.stats.power import TTestPower
+
+from lib import stats as st
+
+K, N = 16, 784
+
+
+def make_records(n=200, ratios=None, sd=0.3, seed=0, datasets=("mnist",), off_shift=1.0):
+    """Per image: unconstrained ~ lognormal; off = unconstrained * off_shift * noise;
+    on = off * ratio[subspace] * noise. All attacks succeed."""
+    ratios = {"tangent": 3.0} if ratios is None else ratios
+    rng = np.random.default_rng(seed)
+    rows = []
+    for ds in datasets:
+        base = np.exp(rng.normal(np.log(0.5), 0.3, n))
+        ids = np.arange(n)
+        rows.append(pd.DataFrame(dict(image_id=ids, dataset=ds, condition="unconstrained",
+                                      subspace="none", norm=base)))
+        for sub, r in ratios.items():
+            off = base * off_shift * np.exp(rng.normal(0, sd, n))
+            on = off * r * np.exp(rng.normal(0, sd, n))
+            rows.append(pd.DataFrame(dict(image_id=ids, dataset=ds, condition="off", subspace=sub, norm=off)))
+            rows.append(pd.DataFrame(dict(image_id=ids, dataset=ds, condition="on", subspace=sub, norm=on)))
+    df = pd.concat(rows, ignore_index=True)
+    return df.assign(split="test", success=True, grad_share=np.nan, k=K, n=N)
+
+
+ON, OFF, UNC = ("on", "tangent"), ("off", "tangent"), ("unconstrained", "none")
+
+
+def test_paired_tests_find_known_effect():
+    lr = st.paired_log_ratio(make_records(ratios={"tangent": 3.0}), ON, OFF)
+    assert lr.label == "on/tangent vs off/tangent" and lr.n_fail == {"on/tangent": 0, "off/tangent": 0}
+    for alt in ("greater", "two-sided"):
+        r = st.paired_tests(lr, alt)
+        assert r.n == 200 and r.p_wilcoxon < 0.01 and r.p_t < 0.01
+        assert r.median_ratio_ci[0] < 3.0 < r.median_ratio_ci[1]
+        assert r.mean_log_ci[0] < np.log(3.0) < r.mean_log_ci[1]
+        assert r.power > 0.99 and r.n_needed < 10
+    # the wrong direction finds nothing
+    assert st.paired_tests(lr, "less").p_wilcoxon > 0.99
+
+
+def test_false_positive_rate_near_alpha():
+    hits_w, hits_t = 0, 0
+    for seed in range(200):
+        lr = st.paired_log_ratio(make_records(n=30, ratios={"tangent": 1.0}, seed=seed), ON, OFF)
+        r = st.paired_tests(lr, "two-sided", n_boot=50)
+        hits_w += r.p_wilcoxon < 0.05
+        hits_t += r.p_t < 0.05
+    assert 0.02 <= hits_w / 200 <= 0.09
+    assert 0.02 <= hits_t / 200 <= 0.09
+
+
+def test_tost_equivalence_and_shift():
+    same = st.tost_paired(st.paired_log_ratio(make_records(n=2000), OFF, UNC))
+    assert same.equivalent and same.p < 0.001
+    assert 1 / 1.1 < same.ratio_ci90[0] < 1 < same.ratio_ci90[1] < 1.1
+    shifted = st.tost_paired(st.paired_log_ratio(make_records(n=2000, off_shift=1.3), OFF, UNC))
+    assert not shifted.equivalent and shifted.p > 0.5
+    assert shifted.ratio_ci90[0] < 1.3 < shifted.ratio_ci90[1]
+
+
+def test_holm_matches_statsmodels_and_is_monotone():
+    p = np.array([0.01, 0.04, 0.03, 0.005, 0.5, 0.2])
+    adj = st.holm(p)
+    np.testing.assert_allclose(adj, multipletests(p, method="holm")[1])
+    order = np.argsort(p)
+    assert np.all(np.diff(adj[order]) >= 0) and np.all(adj >= p) and np.all(adj <= 1)
+    with_nan = st.holm(np.r_[p, np.nan])
+    np.testing.assert_allclose(with_nan[:-1], adj)
+    assert np.isnan(with_nan[-1])
+
+
+def test_share_test_finds_less_than_k_over_n():
+    rng = np.random.default_rng(1)
+    low = K / N * 0.5 * np.exp(rng.normal(0, 0.5, 100))
+    r = st.one_sample_share_test(np.r_[low, np.nan], K, N)
+    assert r.less.n == 100 and r.expected_share == pytest.approx(K / N)
+    assert r.less.p_wilcoxon < 0.01 and r.less.p_t < 0.01 and r.two_sided.p_wilcoxon < 0.01
+    assert r.less.median_ratio_ci[0] < 0.5 < r.less.median_ratio_ci[1]
+    high = st.one_sample_share_test(K / N * 2 * np.exp(rng.normal(0, 0.5, 100)), K, np.full(100, N))
+    assert high.less.p_wilcoxon > 0.5 and high.two_sided.p_wilcoxon < 0.01
+    with pytest.raises(ValueError):
+        st.one_sample_share_test([1.5], K, N)
+
+
+def test_compare_gap_tangent_vs_random():
+    recs = make_records(n=200, ratios={"tangent": 6.0, "random": 3.0}, seed=2)
+    r = st.compare_gap(recs, "tangent", "random", alternative="greater")
+    assert r.p_wilcoxon < 0.01 and r.p_t < 0.01
+    assert r.median_ratio_ci[0] < 2.0 < r.median_ratio_ci[1]
+    assert set(r.n_fail) == {"on/tangent", "off/tangent", "on/random", "off/random"}
+    null = st.compare_gap(make_records(n=200, ratios={"tangent": 3.0, "random": 3.0}, seed=3))
+    assert null.p_wilcoxon > 0.05
+    assert null.median_ratio_ci[0] < 1.0 < null.median_ratio_ci[1]
+
+
+def censored_records(seed=4, frac=0.3):
+    """on = 1.5 x off; the largest `frac` true on-norms exhaust the budget and record the cap."""
+    recs = make_records(n=200, ratios={"tangent": 1.5}, sd=0.5, seed=seed)
+    on = (recs["condition"] == "on")
+    cap = recs.loc[on, "norm"].quantile(1 - frac)
+    fail = on & (recs["norm"] > cap)
+    recs.loc[fail, "norm"] = cap
+    recs.loc[fail, "success"] = False
+    return recs, int(fail.sum())
+
+
+def test_failure_policy_rank_top_vs_drop():
+    recs, n_failed = censored_records()
+    top = st.paired_log_ratio(recs, ON, OFF, failure_policy="rank_top")
+    drop = st.paired_log_ratio(recs, ON, OFF, failure_policy="drop")
+    assert top.n_fail["on/tangent"] == drop.n_fail["on/tangent"] == n_failed == 60
+    assert len(top.values) == 200 and len(drop.values) == 200 - n_failed
+    # failures are ranked above every success/success pair
+    failed = top.pairs["failed_a"].to_numpy()
+    assert top.values[failed].min() > np.abs(top.values[~failed]).max()
+    rt, rd = st.paired_tests(top, "greater"), st.paired_tests(drop, "greater")
+    assert rt.median_ratio > rd.median_ratio and rt.p_wilcoxon < rd.p_wilcoxon
+    # a failure in the denominator arm ranks at the bottom, not the top
+    swapped = st.paired_log_ratio(recs, OFF, ON, failure_policy="rank_top")
+    assert swapped.values[failed].max() < -np.abs(swapped.values[~failed]).max()
+    sens = st.policy_sensitivity(lambda pol: st.paired_tests(st.paired_log_ratio(recs, ON, OFF, pol), "greater"))
+    assert list(sens["policy"]) == ["rank_top", "drop"] and sens["agree"].all()
+
+
+def test_failure_counts():
+    recs, n_failed = censored_records()
+    fc = st.failure_counts(recs).set_index(["condition", "subspace"])
+    assert fc.loc[("on", "tangent"), "n_fail"] == n_failed
+    assert fc.loc[("on", "tangent"), "success_rate"] == pytest.approx(1 - n_failed / 200)
+    assert fc.loc[("off", "tangent"), "n_fail"] == 0
+
+
+def test_mixed_model_recovers_on_effect():
+    recs = make_records(n=80, ratios={"tangent": 3.0}, datasets=("mnist", "cifar10"), seed=5)
+    m = st.mixed_model(recs)
+    assert m.formula == "log_norm ~ arm * dataset" and m.n_groups == 160 and m.n_obs == 480
+    row = m.table.set_index("term").loc["arm[T.on_tangent]"]
+    assert row["ci_low"] < np.log(3.0) < row["ci_high"] and row["p"] < 0.01
+    assert "Group Var" not in set(m.table["term"]) and m.image_var > 0 and m.resid_var > 0
+    assert st.mixed_model(recs, failure_policy="rank_top").n_obs == 480
+
+
+def test_power_paired():
+    x = np.random.default_rng(6).normal(0.3, 1.0, 40)
+    p = st.power_paired(x)
+    d = x.mean() / x.std(ddof=1)
+    assert p.power == pytest.approx(TTestPower().power(abs(d), 40, 0.05))
+    tp = TTestPower()
+    assert tp.power(abs(d), p.n_needed, 0.05) >= 0.8 > tp.power(abs(d), p.n_needed - 1, 0.05)
+    assert st.power_paired(x, alternative="less").n_needed == np.inf
+    assert st.power_paired(x, alternative="greater").power > p.power
+
+
+def test_verdict_table():
+    big = make_records(n=400, ratios={"tangent": 3.0, "random": 3.0}, seed=7)
+    small = make_records(n=8, ratios={"tangent": 1.1}, seed=8)
+    rows = [
+        st.verdict_row("on > off (tangent)", st.paired_tests(st.paired_log_ratio(big, ON, OFF), "greater")),
+        st.verdict_row("off ~ unconstrained", st.tost_paired(st.paired_log_ratio(big, OFF, UNC)),
+                       predicted="equivalent"),
+        st.verdict_row("gap tangent > random", st.compare_gap(big, alternative="greater"),
+                       null_means="explained by dimension alone"),
+        st.verdict_row("on < off (wrong way)", st.paired_tests(st.paired_log_ratio(big, ON, OFF), "two-sided"),
+                       predicted="less"),
+        st.verdict_row("small sample", st.paired_tests(st.paired_log_ratio(small, ON, OFF), "greater")),
+    ]
+    t = st.verdict_table(rows)
+    assert list(t.columns) == ["claim", "statistic", "effect_text", "effect", "ci_low", "ci_high",
+                               "p_raw", "p_holm", "n", "power", "verdict"]
+    np.testing.assert_allclose(t["p_holm"], st.holm(t["p_raw"]))
+    assert list(t["verdict"]) == ["supported", "supported", "explained by dimension alone",
+                                  "not supported", "inconclusive"]
+    assert set(t["verdict"]) <= set(st.VERDICTS)
+
+
+def test_bootstrap_median_ratio_is_seeded():
+    x = np.random.default_rng(9).normal(np.log(2), 0.5, 100)
+    a, b = st.bootstrap_median_ratio(x, seed=1), st.bootstrap_median_ratio(x, seed=1)
+    assert a == b and a[1] < a[0] < a[2] and a[0] == pytest.approx(np.exp(np.median(x)))
+
+
+def test_bad_parameters_name_allowed_values():
+    recs = make_records(n=20)
+    with pytest.raises(ValueError, match="'unconstrained', 'on', 'off'"):
+        st.paired_log_ratio(recs, ("sideways", "tangent"), OFF)
+    with pytest.raises(ValueError, match="'tangent'"):
+        st.paired_log_ratio(recs, ("on", "manifold"), OFF)
+    with pytest.raises(ValueError, match="'rank_top', 'drop'"):
+        st.paired_log_ratio(recs, ON, OFF, failure_policy="ignore")
+    with pytest.raises(ValueError, match="'rank_top', 'drop'"):
+        st.compare_gap(recs, failure_policy="ignore")
+    with pytest.raises(ValueError, match="'rank_top', 'drop'"):
+        st.mixed_model(recs, failure_policy="ignore")
+    with pytest.raises(ValueError, match="'two-sided', 'greater', 'less'"):
+        st.paired_tests(np.ones(5), "bigger")
+    with pytest.raises(ValueError, match="no records"):
+        st.paired_log_ratio(recs, ("on", "pca"), OFF)
+    with pytest.raises(ValueError, match="'none'"):
+        st.paired_log_ratio(recs, ("on", "none"), OFF)
