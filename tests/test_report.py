@@ -1,0 +1,38 @@
+import json
+
+import pytest
+
+from lib import report, runtime
+
+
+def test_parameters_merge_all_then_notebook():
+    p = report.parameters("01_classifiers", "smoke")
+    assert p["profile"] == "smoke" and p["seed"] == 0 and p["epochs"] == 1
+
+
+def test_unknown_profile_names_the_profiles():
+    with pytest.raises(ValueError, match="paper, quick, smoke"):
+        report.parameters("01_classifiers", "huge")
+
+
+def test_unknown_parameter_is_refused(tmp_reports):
+    with pytest.raises(ValueError, match="unknown parameter"):
+        report.execute(report.NOTEBOOKS / "01_classifiers.py", "smoke", extra={"epoch": 3})
+
+
+def test_results_and_index(tmp_reports):
+    run = runtime.Run("01_classifiers", "smoke", 0, runtime.pick_device("cpu"))
+    report.write_results(run, "01 · Classifiers", [report.headline("mnist test accuracy", 0.9712, "%", "98%")],
+                         data_sources={"mnist": "a sample"}, unavailable={"cifar10": "offline"})
+    saved = json.loads((tmp_reports / "smoke" / "results" / "01_classifiers.json").read_text())
+    assert saved["headline"][0]["value"] == 0.9712 and saved["profile"] == "smoke"
+    page = report.build_index("smoke").read_text()
+    assert "97.12%" in page and "a sample" in page and "cifar10: not available" in page
+    assert "02_autoencoders" in page and "not run" in page
+
+
+def test_bad_common_parameters():
+    with pytest.raises(ValueError, match="profile must be one of"):
+        runtime.start("x", "fast")
+    with pytest.raises(ValueError, match="device must be"):
+        runtime.pick_device("tpu")

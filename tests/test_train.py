@@ -1,0 +1,72 @@
+import pytest
+import torch
+
+from lib import data, train
+
+
+def synthetic(shape, n_train=64, n_test=32, classes=10, seed=0):
+    """Random tensors of the right shape: exercise the code path of data sets we cannot have here."""
+    g = torch.Generator().manual_seed(seed)
+    return data.Data("synthetic", torch.rand(n_train, *shape, generator=g),
+                     torch.randint(0, classes, (n_train,), generator=g),
+                     torch.rand(n_test, *shape, generator=g), torch.randint(0, classes, (n_test,), generator=g),
+                     [str(c) for c in range(classes)], "synthetic test tensors")
+
+
+def test_paper_settings_and_overrides():
+    cfg = train.classifier_config("mnist")
+    assert (cfg.epochs, cfg.batch_size, cfg.lr, cfg.weight_decay, cfg.optimizer) == (40, 200, 0.01, 1e-4, "sgd")
+    assert train.classifier_config("cifar10").lr_milestones == (80, 120)
+    assert train.autoencoder_config("cifar10").latent_dim == 128
+    assert train.autoencoder_config("mnist", epochs=3, latent_dim=None).epochs == 3
+    with pytest.raises(ValueError, match="dataset must be one of"):
+        train.classifier_config("svhn")
+    with pytest.raises(ValueError, match="unknown setting"):
+        train.classifier_config("mnist", epoch=3)
+    with pytest.raises(ValueError, match="epochs must be positive"):
+        train.autoencoder_config("mnist", epochs=-1)
+
+
+def test_classifier_learns_and_is_cached(tmp_cache):
+    # A separable problem: the label is which half of the image is brighter.
+    g = torch.Generator().manual_seed(0)
+    x = torch.rand(400, 1, 28, 28, generator=g) * 0.5
+    y = torch.randint(0, 2, (400,), generator=g)
+    x[y == 1, :, :14] += 0.5
+    d = data.Data("mnist", x[:300], y[:300], x[300:], y[300:], ["0", "1"], "synthetic halves")
+    cfg = train.classifier_config("mnist", epochs=5, batch_size=50, lr=0.1)
+    first = train.get_classifier(cfg, d)
+    assert not first.cached and first.meta["test_acc"] > 0.9
+    assert first.meta["history"][-1] < first.meta["history"][0]
+    second = train.get_classifier(cfg, d)
+    assert second.cached and second.meta == first.meta
+    for a, b in zip(first.model.state_dict().values(), second.model.state_dict().values()):
+        assert torch.equal(a, b)
+    assert not train.get_classifier(cfg, d.subset(200, None)).cached  # other data, other key
+
+
+def test_training_is_deterministic_given_the_seed():
+    d = synthetic((1, 28, 28))
+    cfg = train.classifier_config("mnist", epochs=1, batch_size=16)
+    weights = []
+    for _ in range(2):
+        torch.manual_seed(cfg.seed)
+        model, _ = train.fit(train.build_classifier(cfg), d.train_x, d.train_y,
+                             torch.nn.functional.cross_entropy, cfg, "cpu")
+        weights.append(model[2].weight.detach().clone())
+    assert torch.equal(*weights)
+
+
+def test_cifar_paths_run_on_synthetic_tensors(tmp_cache):
+    d = synthetic((3, 32, 32), n_train=16, n_test=8)
+    clf = train.get_classifier(train.classifier_config("cifar10", epochs=1, batch_size=8), d)
+    assert 0 <= clf.meta["test_acc"] <= 1
+    ae = train.get_autoencoder(train.autoencoder_config("cifar10", epochs=1, batch_size=8, width=8), d)
+    assert ae.model.latent_dim == 128 and ae.meta["test_mse"] > 0
+
+
+def test_autoencoder_loss_falls(tmp_cache):
+    d = synthetic((1, 28, 28), n_train=64, n_test=16)
+    t = train.get_autoencoder(train.autoencoder_config("mnist", epochs=4, batch_size=16, width=8), d)
+    assert t.meta["history"][-1] < t.meta["history"][0]
+    assert t.meta["test_mse"] == pytest.approx(train.reconstruction_mse(t.model, d.test_x, "cpu"))
