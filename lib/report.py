@@ -4,7 +4,9 @@
     python -m lib.report index --profile quick                             # reports/quick/index.html
 
 A notebook's parameters are its `parameters` cell (the quick defaults) overridden by
-notebooks/params/<profile>.yaml: the `all` section, then the section named after the notebook.
+notebooks/params/<profile>.yaml: the `all` section (settings shared by several notebooks, such as
+the models' training settings, applied to each notebook that declares them), then the section named
+after the notebook (every key of which the notebook must declare).
 Each notebook writes results/<notebook>.json with `write_results`; the index reads those files
 and the executed notebooks' papermill metadata (wall time), nothing else.
 
@@ -66,14 +68,18 @@ def format_value(h):
     return f"{100 * v:.2f}%" if h["unit"] == "%" else f"{v:.4g} {h['unit']}".strip()
 
 
-def parameters(notebook, profile):
-    """The papermill parameters of `notebook` (a stem such as '01_classifiers') under `profile`."""
+def parameters(notebook, profile, declared=None):
+    """The papermill parameters of `notebook` (a stem such as '01_classifiers') under `profile`.
+
+    With `declared` (the notebook's parameter names), keys of `all` it does not declare are left out.
+    """
     path = NOTEBOOKS / "params" / f"{profile}.yaml"
     if not path.exists():
         known = sorted(p.stem for p in (NOTEBOOKS / "params").glob("*.yaml"))
         raise ValueError(f"profile must be one of {', '.join(known)}; got {profile!r}")
     table = yaml.safe_load(path.read_text()) or {}
-    return {**(table.get("all") or {}), **(table.get(notebook) or {}), "profile": profile}
+    shared = {k: v for k, v in (table.get("all") or {}).items() if declared is None or k in declared}
+    return {**shared, **(table.get(notebook) or {}), "profile": profile}
 
 
 def to_ipynb(py_path, ipynb_path):
@@ -100,11 +106,11 @@ def execute(py_path, profile, out_dir=None, extra=None):
     out_dir.mkdir(parents=True, exist_ok=True)
     (results_dir(profile) / f"{name}.json").unlink(missing_ok=True)
     (out_dir / f"{name}.failed.html").unlink(missing_ok=True)
-    params = {**parameters(name, profile), **(extra or {})}
     executed = out_dir / f"{name}.ipynb"
     with tempfile.TemporaryDirectory() as tmp:
         source = to_ipynb(py_path, Path(tmp) / f"{name}.ipynb")
         declared = papermill.inspect_notebook(str(source))
+        params = {**parameters(name, profile, declared), **(extra or {})}
         unknown = sorted(set(params) - set(declared))
         if unknown:
             raise ValueError(f"{name}: unknown parameter(s) {unknown} in params/{profile}.yaml; "

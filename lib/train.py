@@ -175,29 +175,25 @@ def reconstruction_mse(ae, x, device, batch_size=500):
 @dataclass
 class Trained:
     model: torch.nn.Module
-    meta: dict     # config, data, train/test figures, training history, seconds
+    meta: dict     # config, training data, loss per epoch, seconds
     cached: bool   # True when it came from the cache
 
     def summary(self):
         return "loaded from the cache" if self.cached else f"trained in {self.meta['train_seconds']:.0f} s"
 
 
-def _data_meta(data):
-    return {"data_source": data.describe(), "data_id": data.identity(),
-            "n_train": len(data.train_x), "n_test": len(data.test_x)}
-
-
-def _cached_model(kind, cfg, data, make, train, evaluate, device):
+def _cached_model(kind, cfg, data, make, train, device):
     """The model `make()` with weights from the cache, or trained by `train(model)` and stored.
 
-    The key hashes the configuration, the exact data and the source of lib.models and lib.train.
+    The key hashes the configuration, the exact training data and the source of lib.models and
+    lib.train. Test figures are not stored: callers measure them on the data they hold.
     """
     def build():
         torch.manual_seed(cfg.seed)
         t0 = time.time()
         model, history = train(make())
-        meta = {"config": asdict(cfg), **_data_meta(data), "train_seconds": time.time() - t0,
-                "history": history, **evaluate(model)}
+        meta = {"config": asdict(cfg), "data_source": data.describe(), "data_id": data.identity(),
+                "n_train": len(data.train_x), "train_seconds": time.time() - t0, "history": history}
         return {k: v.cpu() for k, v in model.state_dict().items()}, meta
 
     key = cache.config_hash({kind: asdict(cfg), "data": data.identity()}, [models, sys.modules[__name__]])
@@ -208,24 +204,18 @@ def _cached_model(kind, cfg, data, make, train, evaluate, device):
 
 
 def get_classifier(cfg, data, device="cpu"):
-    """A classifier trained with `cfg` on `data` (from the cache if there), with train/test accuracy."""
+    """A classifier trained with `cfg` on `data.train_x` (from the cache if there)."""
     device = torch.device(device)
-    evaluate = lambda m: {"train_acc": accuracy(m, data.train_x, data.train_y, device),
-                          "test_acc": accuracy(m, data.test_x, data.test_y, device)}
-    if cfg.arch == "resnet50":  # pretrained: evaluated, not trained; torchvision caches the weights itself
-        model = build_classifier(cfg).to(device).eval()
-        meta = {"config": asdict(cfg), **_data_meta(data), "train_seconds": 0.0, "history": [], **evaluate(model)}
-        return Trained(model, meta, cached=True)
+    if cfg.arch == "resnet50":  # pretrained: not trained here; torchvision caches the weights itself
+        meta = {"config": asdict(cfg), "data_source": "ImageNet-1k (torchvision's IMAGENET1K_V2 weights)",
+                "n_train": 0, "train_seconds": 0.0, "history": []}
+        return Trained(build_classifier(cfg).to(device).eval(), meta, cached=True)
     train = lambda m: fit(m, data.train_x, data.train_y, F.cross_entropy, cfg, device, f"{cfg.dataset} classifier")
-    return _cached_model("classifier", cfg, data, lambda: build_classifier(cfg, data.num_classes),
-                         train, evaluate, device)
+    return _cached_model("classifier", cfg, data, lambda: build_classifier(cfg, data.num_classes), train, device)
 
 
 def get_autoencoder(cfg, data, device="cpu"):
-    """An autoencoder trained with `cfg` on `data` (from the cache if there), with train/test MSE."""
+    """An autoencoder trained with `cfg` on `data.train_x` (from the cache if there)."""
     device = torch.device(device)
-    evaluate = lambda m: {"train_mse": reconstruction_mse(m, data.train_x, device),
-                          "test_mse": reconstruction_mse(m, data.test_x, device)}
     train = lambda m: fit(m, data.train_x, None, F.mse_loss, cfg, device, f"{cfg.dataset} autoencoder")
-    return _cached_model("autoencoder", cfg, data, lambda: build_autoencoder(cfg, data.shape),
-                         train, evaluate, device)
+    return _cached_model("autoencoder", cfg, data, lambda: build_autoencoder(cfg, data.shape), train, device)

@@ -28,10 +28,11 @@
 # %% tags=["parameters"]
 profile = "quick"                        # smoke | quick | paper: which settings these are, for the record
 datasets = ["mnist", "fashion_mnist"]    # any of mnist, fashion_mnist, cifar10, imagenet
-train_subset = None                      # int or {dataset: int}: train on this many random images; None: all
 test_subset = None                       # int or {dataset: int}: evaluate on this many random test images; None: all
-epochs = None                            # int or {dataset: int}: override the paper's epochs; None: the paper's
 seed = 0                                 # seeds the subsets, the initialisation and the batch order
+# The classifiers' settings: shared with every notebook that uses them (params/<profile>.yaml, `all`).
+classifier_epochs = None                 # int or {dataset: int}: override the paper's epochs; None: the paper's
+classifier_train_subset = None           # int or {dataset: int}: train on this many random images; None: all
 device = "auto"                          # auto | cpu | cuda
 
 # %%
@@ -40,7 +41,7 @@ import pandas as pd
 from lib import data, plots, published, report, runtime, train
 
 run = runtime.start("01_classifiers", profile, seed, device)
-found, missing = data.load_all(datasets, train_subset, test_subset, seed)
+found, missing = data.load_all(datasets, classifier_train_subset, test_subset, seed)
 for name, message in missing.items():
     runtime.show(f"> **{name}: data not available.** {message}")
 
@@ -50,29 +51,31 @@ for name, message in missing.items():
 # %%
 trained = {}
 for name, d in found.items():
-    cfg = train.classifier_config(name, epochs=runtime.per_dataset(epochs, name), seed=seed)
+    cfg = train.classifier_config(name, epochs=runtime.per_dataset(classifier_epochs, name), seed=seed)
     try:
         trained[name] = train.get_classifier(cfg, d, run.device)
     except (RuntimeError, OSError) as err:  # e.g. ResNet-50 weights cannot be downloaded offline
         missing[name] = f"model not available: {str(err).splitlines()[0][:200]}"
         runtime.show(f"> **{name}: {missing[name]}**")
         continue
-    t = trained[name]
-    print(f"{name}: {t.summary()}")
+    print(f"{name}: {trained[name].summary()}")
 
 # %% [markdown]
 # ## Accuracy beside the published numbers
 # Accuracy is the share of images whose largest logit is the true label, in eval mode (no dropout).
 
 # %%
+acc = {name: {split: train.accuracy(t.model, getattr(found[name], f"{split}_x"), getattr(found[name], f"{split}_y"),
+                                    run.device) for split in ("train", "test")}
+       for name, t in trained.items()}
 table = pd.DataFrame([{
     "data set": name,
     "data": found[name].describe(),
     "epochs": t.meta["config"]["epochs"],
-    "train images": t.meta["n_train"],
-    "test images": t.meta["n_test"],
-    "train accuracy": f"{t.meta['train_acc']:.2%}",
-    "test accuracy": f"{t.meta['test_acc']:.2%}",
+    "train images": len(found[name].train_x),
+    "test images": len(found[name].test_x),
+    "train accuracy": f"{acc[name]['train']:.2%}",
+    "test accuracy": f"{acc[name]['test']:.2%}",
     "published test accuracy": published.describe(published.CLASSIFIER_TEST_ACC, name),
 } for name, t in trained.items()])
 table.style.hide(axis="index") if len(table) else runtime.show("No classifier could be trained: see above.")
@@ -89,12 +92,13 @@ if curves:
 # %%
 report.write_results(
     run, "01 · Classifiers",
-    headline=[report.headline(f"{name} test accuracy", t.meta["test_acc"], "%",
+    headline=[report.headline(f"{name} test accuracy", acc[name]["test"], "%",
                               published.describe(published.CLASSIFIER_TEST_ACC, name))
-              for name, t in trained.items()],
+              for name in trained],
     data_sources={name: d.describe() for name, d in found.items()},
     unavailable=missing,
-    classifiers={name: {k: t.meta[k] for k in ("train_acc", "test_acc", "n_train", "n_test", "train_seconds", "config")}
+    classifiers={name: {**acc[name], "n_train": len(found[name].train_x), "n_test": len(found[name].test_x),
+                        "train_seconds": t.meta["train_seconds"], "config": t.meta["config"]}
                  for name, t in trained.items()},
 )
 print(f"wall time so far: {run.elapsed():.0f} s")

@@ -7,7 +7,8 @@ from lib import report, runtime
 
 def test_parameters_merge_all_then_notebook():
     p = report.parameters("01_classifiers", "smoke")
-    assert p["profile"] == "smoke" and p["seed"] == 0 and p["epochs"] == 1
+    assert p["profile"] == "smoke" and p["seed"] == 0 and p["test_subset"] == 200 and p["classifier_epochs"] == 1
+    assert "ae_epochs" not in report.parameters("01_classifiers", "smoke", declared={"seed", "classifier_epochs"})
 
 
 def test_unknown_profile_names_the_profiles():
