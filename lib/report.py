@@ -115,6 +115,7 @@ def execute(py_path, profile, out_dir=None, extra=None):
         if unknown:
             raise ValueError(f"{name}: unknown parameter(s) {unknown} in params/{profile}.yaml; "
                              f"the notebook declares {sorted(declared)}")
+        os.environ["DIMPLED_REPORT"] = "1"  # the kernel inherits it: progress bars to the terminal
         try:
             papermill.execute_notebook(str(source), str(executed), parameters=params, kernel_name="python3",
                                        cwd=str(REPO), progress_bar=False)

@@ -3,6 +3,7 @@ states profile, device and versions (the report adds data sources and wall time 
 import os
 import platform
 import random
+import sys
 import time
 from dataclasses import dataclass, field
 
@@ -75,3 +76,15 @@ def show(markdown):
 def per_dataset(value, dataset):
     """A parameter given once for all data sets, or as {dataset: value}; None where not given."""
     return value.get(dataset) if isinstance(value, dict) else value
+
+
+def progress(*args, **kwargs):
+    """tqdm for long loops. When a notebook is executed for the report (DIMPLED_REPORT=1), the bar goes
+    to the kernel's own stderr, i.e. the terminal running `make report`, and stays out of the page."""
+    if os.environ.get("DIMPLED_REPORT"):
+        from tqdm.std import tqdm
+
+        return tqdm(*args, file=sys.__stderr__, **kwargs)
+    from tqdm.auto import tqdm
+
+    return tqdm(*args, **kwargs)

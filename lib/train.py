@@ -10,9 +10,9 @@ from dataclasses import asdict, dataclass, fields, replace
 
 import torch
 import torch.nn.functional as F
-from tqdm.auto import trange
 
 from lib import cache, models
+from lib.runtime import progress
 
 
 @dataclass(frozen=True)
@@ -132,7 +132,7 @@ def fit(model, x, target, loss_fn, cfg, device, desc="train"):
     opt, sched = make_optimizer(model, cfg)
     model.to(device).train()
     history = []
-    for _ in (bar := trange(cfg.epochs, desc=desc, leave=False)):
+    for _ in (bar := progress(range(cfg.epochs), desc=desc, leave=False)):
         perm, total = torch.randperm(len(x), generator=g), 0.0
         for i in range(0, len(x), cfg.batch_size):
             idx = perm[i:i + cfg.batch_size]

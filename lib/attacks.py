@@ -1,0 +1,147 @@
+"""Greedy, untargeted L2 PGD with a gradient-projection hook (Madry et al.; Shamir et al. 2021).
+
+One step, per image:  g = P(grad_x loss),  delta <- Clip(Ball_eps(delta + alpha * g / ||g||)),
+where P is an optional linear projection applied BEFORE normalisation (on- or off-manifold PGD),
+Ball_eps rescales delta onto the L2 ball of radius eps and Clip keeps x + delta in [0, 1].
+Each image stops at its first misclassification; the crossing is then refined by bisection on
+its last step, so the recorded norm ||delta||_2 (in [0, 1] pixel scale) does not depend on alpha.
+
+    result = pgd_l2(model, images, labels, eps=2.0, alpha=0.01, steps=100, project=None)
+    df = pandas.DataFrame(result.as_dict())
+"""
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from tqdm.auto import tqdm
+
+LOSSES = ("margin", "ce")
+
+
+@dataclass
+class AttackResult:
+    """Per-image outcome of an attack; every field is a tensor with the batch as first dimension."""
+    adv: torch.Tensor             # (B, C, H, W) adversarial images (x + delta, clipped when clip=True)
+    delta: torch.Tensor           # (B, C, H, W) final perturbation
+    success: torch.Tensor         # (B,) bool: misclassified within the budget
+    norm: torch.Tensor            # (B,) ||delta||_2, [0, 1] pixel scale; failures keep their final norm
+    iterations: torch.Tensor      # (B,) int: gradient steps taken (0: misclassified from the start)
+    label: torch.Tensor           # (B,) true label
+    pred: torch.Tensor            # (B,) predicted label at adv
+    subspace_share: torch.Tensor  # (B,) ||P delta||^2 / ||delta||^2; NaN without project or if delta = 0
+
+    def __len__(self):
+        return len(self.success)
+
+    def as_dict(self):
+        """Per-image scalars as numpy columns: `pandas.DataFrame(result.as_dict())`."""
+        return {name: getattr(self, name).detach().cpu().numpy()
+                for name in ("success", "norm", "iterations", "label", "pred", "subspace_share")}
+
+
+def margin_loss(logits, labels):
+    """Sum over images of (largest other logit - true logit); positive means misclassified."""
+    true = logits.gather(1, labels[:, None])[:, 0]
+    other = logits.masked_fill(F.one_hot(labels, logits.shape[1]).bool(), float("-inf")).amax(1)
+    return (other - true).sum()
+
+
+def ce_loss(logits, labels):
+    return F.cross_entropy(logits, labels, reduction="sum")
+
+
+def l2_norm(t):
+    """Per-image L2 norm of a (B, ...) tensor."""
+    return t.flatten(1).norm(dim=1)
+
+
+def _per_image(v, like):
+    return v.view(-1, *([1] * (like.dim() - 1)))
+
+
+def pgd_l2(model, images, labels, *, eps, alpha, steps, project=None, loss="margin",
+           clip=True, refine_steps=12, progress=False):
+    """Greedy L2 PGD; returns an AttackResult (see the module docstring for the step).
+
+    model: maps [0, 1] images to logits (normalisation inside); it is used as given (call .eval()),
+    and only on the images still running, so it must treat images independently.
+    project: None or a function (B, C, H, W) -> (B, C, H, W) applied to the gradient of the whole
+    batch, so that batch positions stay fixed; the rows of finished images are zero.
+    loss: "margin" (max other logit - true logit) or "ce" (cross-entropy).
+    Images misclassified from the start count as successes with norm 0 and 0 iterations.
+    """
+    if not eps > 0:
+        raise ValueError(f"eps must be > 0, got {eps!r}")
+    if not alpha > 0:
+        raise ValueError(f"alpha must be > 0, got {alpha!r}")
+    if int(steps) != steps or steps < 1:
+        raise ValueError(f"steps must be an integer >= 1, got {steps!r}")
+    if int(refine_steps) != refine_steps or refine_steps < 0:
+        raise ValueError(f"refine_steps must be an integer >= 0, got {refine_steps!r}")
+    if loss not in LOSSES:
+        raise ValueError(f"loss must be one of {LOSSES}, got {loss!r}")
+    loss_fn = margin_loss if loss == "margin" else ce_loss
+
+    x, labels = images.detach(), labels.detach()
+    tiny = torch.finfo(x.dtype).tiny  # guards divisions by a zero norm (e.g. P(g) = 0)
+    B = len(x)
+    adv = x.clone()     # x + delta_t: the images the model sees
+    before = x.clone()  # x + delta_{t-1}: the point before each image's last step
+    done = torch.zeros(B, dtype=torch.bool, device=x.device)
+    iterations = torch.full((B,), int(steps), dtype=torch.long, device=x.device)
+    pred = labels.clone()
+
+    bar = tqdm(range(int(steps) + 1), desc="pgd_l2", disable=not progress, leave=False)
+    for t in bar:  # iteration t classifies x + delta_t of the running images, then steps them
+        last = t == steps
+        ids = (~done).nonzero()[:, 0]  # finished images are frozen: no forward, no step
+        rows = slice(None) if len(ids) == B else ids  # a view, not a copy, while all run
+        xa = adv[rows].detach().requires_grad_(not last)
+        with torch.set_grad_enabled(not last):
+            logits = model(xa)
+        p, y = logits.argmax(1).detach(), labels[rows]
+        pred[rows], wrong = p, p != y
+        iterations[ids[wrong]] = t
+        done[ids[wrong]] = True
+        if progress:
+            bar.set_postfix(done=f"{int(done.sum())}/{B}", refresh=False)
+        if last or bool(done.all()):
+            break
+        g = torch.autograd.grad(loss_fn(logits, y), xa)[0]
+        if wrong.any():  # images that crossed just now take no step
+            rows, g = ids[~wrong], g[~wrong]
+        if project is not None:  # the projection sees the whole batch, zeros where frozen
+            full = torch.zeros_like(x)
+            full[rows] = g
+            g = project(full)[rows]
+        a, xi = adv[rows], x[rows]
+        delta = a - xi + alpha * g / _per_image(l2_norm(g).clamp_min(tiny), g)
+        delta = delta * _per_image((eps / l2_norm(delta).clamp_min(tiny)).clamp(max=1), delta)
+        before[rows] = a
+        adv[rows] = (xi + delta).clamp(0, 1) if clip else xi + delta
+    bar.close()
+
+    # Bisection on [x + delta_{t-1}, x + delta_t] for the images that crossed at step t >= 1;
+    # the segment lies in the box and in the eps ball (both convex), so no clipping is needed.
+    idx = (done & (iterations > 0)).nonzero()[:, 0]
+    if len(idx) and refine_steps:
+        lo, hi, hi_pred, yi = before[idx], adv[idx], pred[idx], labels[idx]
+        with torch.no_grad():
+            for _ in range(int(refine_steps)):
+                mid = (lo + hi) / 2
+                mid_pred = model(mid).argmax(1)
+                wrong = mid_pred != yi
+                w = _per_image(wrong, mid)
+                hi, lo = torch.where(w, mid, hi), torch.where(w, lo, mid)
+                hi_pred = torch.where(wrong, mid_pred, hi_pred)
+        adv[idx], pred[idx] = hi, hi_pred
+
+    delta = adv - x
+    norm = l2_norm(delta)
+    share = torch.full_like(norm, float("nan"))
+    if project is not None:
+        with torch.no_grad():
+            share = l2_norm(project(delta)) ** 2 / norm ** 2
+        share = torch.where(norm > 0, share, torch.full_like(share, float("nan")))
+    return AttackResult(adv=adv, delta=delta, success=done, norm=norm,
+                        iterations=iterations, label=labels, pred=pred, subspace_share=share)
