@@ -13,7 +13,7 @@ from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
-from tqdm.auto import tqdm
+from lib.runtime import progress as progress_bar
 
 LOSSES = ("margin", "ce")
 
@@ -91,7 +91,7 @@ def pgd_l2(model, images, labels, *, eps, alpha, steps, project=None, loss="marg
     iterations = torch.full((B,), int(steps), dtype=torch.long, device=x.device)
     pred = labels.clone()
 
-    bar = tqdm(range(int(steps) + 1), desc="pgd_l2", disable=not progress, leave=False)
+    bar = progress_bar(range(int(steps) + 1), desc="pgd_l2", disable=not progress, leave=False)
     for t in bar:  # iteration t classifies x + delta_t of the running images, then steps them
         last = t == steps
         ids = (~done).nonzero()[:, 0]  # finished images are frozen: no forward, no step
