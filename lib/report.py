@@ -16,6 +16,7 @@ Results JSON: {"notebook", "title", "profile", "device", "wall_seconds", "data_s
 import argparse
 import html
 import json
+import math
 import os
 import sys
 import tempfile
@@ -38,12 +39,26 @@ def results_dir(profile):
     return reports_dir(profile) / "results"
 
 
+def _plain(obj):
+    """JSON-safe: NaN and infinities become null, numpy scalars plain numbers."""
+    if isinstance(obj, dict):
+        return {str(k): _plain(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [_plain(v) for v in obj]
+    if hasattr(obj, "item") and not isinstance(obj, (str, bytes)):
+        obj = obj.item()
+    if isinstance(obj, float) and not math.isfinite(obj):
+        return None
+    return obj
+
+
 def write_json_atomic(obj, path):
+    obj = _plain(obj)
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name, suffix=".tmp")
     with os.fdopen(fd, "w") as f:
-        json.dump(obj, f, indent=1, default=float)
+        json.dump(obj, f, indent=1, allow_nan=False)
     os.replace(tmp, path)
     return path
 
@@ -115,7 +130,10 @@ def execute(py_path, profile, out_dir=None, extra=None):
         if unknown:
             raise ValueError(f"{name}: unknown parameter(s) {unknown} in params/{profile}.yaml; "
                              f"the notebook declares {sorted(declared)}")
-        os.environ["DIMPLED_REPORT"] = "1"  # the kernel inherits it: progress bars to the terminal
+        progress_log = out_dir / f"{name}.progress.log"
+        progress_log.write_text("")
+        os.environ["DIMPLED_PROGRESS"] = str(progress_log)  # the kernel inherits it: bars go there
+        print(f"{name}: running (progress: tail -f {progress_log})", file=sys.stderr)
         try:
             papermill.execute_notebook(str(source), str(executed), parameters=params, kernel_name="python3",
                                        cwd=str(REPO), progress_bar=False)

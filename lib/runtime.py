@@ -3,7 +3,6 @@ states profile, device and versions (the report adds data sources and wall time 
 import os
 import platform
 import random
-import sys
 import time
 from dataclasses import dataclass, field
 
@@ -78,13 +77,20 @@ def per_dataset(value, dataset):
     return value.get(dataset) if isinstance(value, dict) else value
 
 
+_progress_file = None
+
+
 def progress(*args, **kwargs):
-    """tqdm for long loops. When a notebook is executed for the report (DIMPLED_REPORT=1), the bar goes
-    to the kernel's own stderr, i.e. the terminal running `make report`, and stays out of the page."""
-    if os.environ.get("DIMPLED_REPORT"):
+    """tqdm for long loops. When a notebook is executed for the report, $DIMPLED_PROGRESS names a log
+    file (`tail -f` it) and the bars go there, out of the rendered page."""
+    global _progress_file
+    path = os.environ.get("DIMPLED_PROGRESS")
+    if path:
         from tqdm.std import tqdm
 
-        return tqdm(*args, file=sys.__stderr__, **kwargs)
+        if _progress_file is None:
+            _progress_file = open(path, "a", buffering=1)
+        return tqdm(*args, file=_progress_file, mininterval=2.0, **kwargs)
     from tqdm.auto import tqdm
 
     return tqdm(*args, **kwargs)

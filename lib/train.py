@@ -12,7 +12,7 @@ import torch
 import torch.nn.functional as F
 
 from lib import cache, models
-from lib.runtime import progress
+from lib.runtime import per_dataset, progress
 
 
 @dataclass(frozen=True)
@@ -177,6 +177,7 @@ class Trained:
     model: torch.nn.Module
     meta: dict     # config, training data, loss per epoch, seconds
     cached: bool   # True when it came from the cache
+    key: str = ""  # its cache key: identifies the model in the keys of work done with it
 
     def summary(self):
         return "loaded from the cache" if self.cached else f"trained in {self.meta['train_seconds']:.0f} s"
@@ -200,7 +201,7 @@ def _cached_model(kind, cfg, data, make, train, device):
     entry, hit = cache.cached(kind, key, build)
     model = make()
     model.load_state_dict(entry["state_dict"])
-    return Trained(model.to(device).eval(), entry["meta"], hit)
+    return Trained(model.to(device).eval(), entry["meta"], hit, key)
 
 
 def get_classifier(cfg, data, device="cpu"):
@@ -209,7 +210,7 @@ def get_classifier(cfg, data, device="cpu"):
     if cfg.arch == "resnet50":  # pretrained: not trained here; torchvision caches the weights itself
         meta = {"config": asdict(cfg), "data_source": "ImageNet-1k (torchvision's IMAGENET1K_V2 weights)",
                 "n_train": 0, "train_seconds": 0.0, "history": []}
-        return Trained(build_classifier(cfg).to(device).eval(), meta, cached=True)
+        return Trained(build_classifier(cfg).to(device).eval(), meta, cached=True, key="resnet50-IMAGENET1K_V2")
     train = lambda m: fit(m, data.train_x, data.train_y, F.cross_entropy, cfg, device, f"{cfg.dataset} classifier")
     return _cached_model("classifier", cfg, data, lambda: build_classifier(cfg, data.num_classes), train, device)
 
@@ -219,3 +220,19 @@ def get_autoencoder(cfg, data, device="cpu"):
     device = torch.device(device)
     train = lambda m: fit(m, data.train_x, None, F.mse_loss, cfg, device, f"{cfg.dataset} autoencoder")
     return _cached_model("autoencoder", cfg, data, lambda: build_autoencoder(cfg, data.shape), train, device)
+
+
+def classifier_for(data, seed, device="cpu", epochs=None, train_subset=None):
+    """The classifier of the profile's shared settings (params `all`) for `data`: what notebook 01 trained.
+
+    epochs / train_subset: int, {dataset: int} or None (the paper's / all images).
+    """
+    cfg = classifier_config(data.name, epochs=per_dataset(epochs, data.name), seed=seed)
+    return get_classifier(cfg, data.subset(per_dataset(train_subset, data.name), None, seed), device)
+
+
+def autoencoder_for(data, seed, device="cpu", epochs=None, train_subset=None, latent_dim=None, width=None):
+    """The autoencoder of the profile's shared settings for `data`: what notebook 02 trained."""
+    cfg = autoencoder_config(data.name, epochs=per_dataset(epochs, data.name),
+                             latent_dim=per_dataset(latent_dim, data.name), width=width, seed=seed)
+    return get_autoencoder(cfg, data.subset(per_dataset(train_subset, data.name), None, seed), device)

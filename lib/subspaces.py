@@ -1,0 +1,134 @@
+"""The k-dimensional subspaces an attack can be confined to (science.md section 4).
+
+Every subspace has the same small interface: `.name`, `.k`, `.n` (the input dimension C*H*W),
+`.on(v)` (the orthogonal projection onto the subspace) and `.off(v) = v - .on(v)`, for v of shape
+(B, C, H, W). A subspace is either one per image (tangent, coordinate, random) or shared (PCA).
+
+  tangent     the autoencoder's tangent space at each image: span of J = dD/dz (lib.manifold)
+  coordinate  k of the n coordinates (pixel values, one per channel), chosen at random per image
+  random      span of an n x k Gaussian matrix (orthonormalised by QR), per image or shared
+  pca         the top-k principal directions of a set of training images, shared
+
+The controls exist because confining an attack to ANY k-dimensional subspace lengthens it by about
+sqrt(n/k); only the difference between the tangent space and these says something about the manifold.
+Note the memory: a basis is n x k floats per image (ImageNet k = 25,088: 15 GB), so at ImageNet
+size use the coordinate subspace, which stores only a mask, and lib.manifold's matrix-free tangent
+projection.
+"""
+import torch
+
+from lib.manifold import project_onto, tangent_basis
+
+KINDS = ("tangent", "coordinate", "random", "pca")
+
+
+def _check_k(k, n):
+    if not (isinstance(k, int) and 1 <= k <= n - 1):
+        raise ValueError(f"k must be an integer in 1..{n - 1} (n = {n}), got {k!r}")
+
+
+class Subspace:
+    """Base: subclasses set name, k, n and define on(v); off(v) is the complement v - on(v)."""
+
+    name, k, n = "subspace", 0, 0
+
+    def on(self, v):
+        raise NotImplementedError
+
+    def off(self, v):
+        return v - self.on(v)
+
+    def __repr__(self):
+        return f"{type(self).__name__}(name={self.name!r}, k={self.k}, n={self.n})"
+
+
+class BasisSubspace(Subspace):
+    """Span of the orthonormal columns of Q: (n, k) shared, or (B, n, k) one per image. on(v) = Q Q^T v."""
+
+    def __init__(self, Q, name="basis"):
+        self.Q, self.name = Q, name
+        self.n, self.k = Q.shape[-2], Q.shape[-1]
+
+    def on(self, v):
+        return project_onto(v, self.Q)
+
+
+class TangentSubspace(BasisSubspace):
+    """The autoencoder's tangent space at each image, from Q = lib.manifold.tangent_basis(ae, x)."""
+
+    def __init__(self, Q):
+        super().__init__(Q, name="tangent")
+
+
+def tangent_subspace(ae, x, chunk_size=64):
+    """TangentSubspace of `ae` at the images x (B, C, H, W); k = ae.latent_dim."""
+    return TangentSubspace(tangent_basis(ae, x, chunk_size=chunk_size))
+
+
+class CoordinateSubspace(Subspace):
+    """k of the n coordinates, chosen uniformly at random per image: on keeps them, off zeroes them."""
+
+    def __init__(self, n, k, batch, seed=0, device=None):
+        _check_k(k, n)
+        generator = torch.Generator().manual_seed(seed)
+        chosen = torch.rand(batch, n, generator=generator).argsort(dim=1)[:, :k]
+        self.mask = torch.zeros(batch, n, dtype=torch.bool).scatter_(1, chosen, True).to(device)
+        self.name, self.n, self.k = "coordinate", n, k
+
+    def on(self, v):
+        return v * self.mask.view_as(v).to(v.dtype)
+
+
+class RandomSubspace(BasisSubspace):
+    """Span of an n x k standard Gaussian matrix, orthonormalised by QR (uniform on the Grassmannian).
+
+    batch=None: one subspace shared by all images, Q (n, k); else one per image, Q (batch, n, k).
+    """
+
+    def __init__(self, n, k, batch=None, seed=0, dtype=torch.float32, device=None):
+        _check_k(k, n)
+        generator = torch.Generator().manual_seed(seed)
+        shape = (n, k) if batch is None else (batch, n, k)
+        gaussian = torch.randn(shape, generator=generator, dtype=dtype)
+        super().__init__(torch.linalg.qr(gaussian, mode="reduced").Q.to(device), name="random")
+
+
+class PCASubspace(BasisSubspace):
+    """Span of the top-k principal directions of training images X (N, C, H, W), shared by all images:
+    the first k right singular vectors of the centred data X - mean (a linear 'manifold').
+    """
+
+    def __init__(self, train_images, k):
+        X = train_images.flatten(1)
+        n = X.shape[1]
+        _check_k(k, n)
+        if k > X.shape[0]:
+            raise ValueError(f"k must be at most the number of training images ({X.shape[0]}), got {k}")
+        _, singular_values, Vh = torch.linalg.svd(X - X.mean(0), full_matrices=False)
+        self.singular_values = singular_values
+        super().__init__(Vh[:k].T.contiguous(), name="pca")
+
+
+def make_subspace(kind, k, x, *, ae=None, train_images=None, seed=0):
+    """The subspace of kind `kind` and dimension k for the images x (B, C, H, W), on x's device/dtype.
+
+    tangent needs ae (and k == ae.latent_dim); pca needs train_images (N, C, H, W); coordinate and
+    random draw one subspace per image from a torch.Generator seeded with `seed`.
+    """
+    if kind not in KINDS:
+        raise ValueError(f"kind must be one of {KINDS}, got {kind!r}")
+    n = x[0].numel()
+    _check_k(k, n)
+    if kind == "tangent":
+        if ae is None:
+            raise ValueError("ae must be given (an autoencoder) for kind='tangent', got None")
+        if k != ae.latent_dim:
+            raise ValueError(f"k must equal ae.latent_dim ({ae.latent_dim}) for kind='tangent', got {k}")
+        return tangent_subspace(ae, x)
+    if kind == "coordinate":
+        return CoordinateSubspace(n, k, batch=x.shape[0], seed=seed, device=x.device)
+    if kind == "random":
+        return RandomSubspace(n, k, batch=x.shape[0], seed=seed, dtype=x.dtype, device=x.device)
+    if train_images is None:
+        raise ValueError("train_images must be given (N, C, H, W) for kind='pca', got None")
+    return PCASubspace(train_images.to(device=x.device, dtype=x.dtype), k)
