@@ -166,7 +166,8 @@ def summarise(records, n_boot=2000, seed=0):
     rows = []
     for (ds, split, cond, sub), r in records.groupby(["dataset", "split", "condition", "subspace"], sort=False):
         logs = np.where(r["success"].to_numpy(bool), np.log(r["norm"].to_numpy(float)), np.inf)
-        med, lo, hi = stats.bootstrap_median_ratio(logs, n_boot=n_boot, seed=seed)
+        with np.errstate(invalid="ignore"):  # an infinite median has no interval: NaN, shown as such
+            med, lo, hi = stats.bootstrap_median_ratio(logs, n_boot=n_boot, seed=seed)
         rows.append({"dataset": ds, "split": split, "condition": cond, "subspace": sub, "k": int(r["k"].iloc[0]),
                      "N": len(r), "success rate": r["success"].mean(), "median norm": med,
                      "CI low": lo, "CI high": hi, "median subspace share": r["subspace_share"].median(),
