@@ -9,7 +9,10 @@ notebooks 03 and 04 share the attacks they have in common and a re-run costs not
 One record per image and condition: dataset, split, image_id, condition, subspace, k, n, success,
 norm, iterations, label, pred, subspace_share (energy of the final perturbation inside the intended
 subspace: clipping leaks it), grad_share (energy of the clean image's loss gradient inside the
-subspace; a random subspace captures about k/n of it).
+subspace; a random subspace captures about k/n of it), class_cosine (cosine between the perturbation and
+mu[pred] - mu[label], the difference of the training-set class means of the adversarial and the true
+class: DMM's claim that on-manifold perturbations "look like" the target class, as a number; NaN for
+failures).
 """
 import sys
 from dataclasses import asdict, dataclass
@@ -58,6 +61,21 @@ def input_gradient(model, x, y, loss="margin"):
     x = x.detach().requires_grad_(True)
     fn = attacks.margin_loss if loss == "margin" else attacks.ce_loss
     return torch.autograd.grad(fn(model(x), y), x)[0]
+
+
+def class_means(x, y):
+    """(max label + 1, n) tensor: the mean training image of each class (NaN rows for absent labels)."""
+    means = torch.full((int(y.max()) + 1, x[0].numel()), float("nan"))
+    for c in y.unique():
+        means[c] = x[y == c].flatten(1).mean(0)
+    return means
+
+
+def class_cosine(delta, label, pred, success, means):
+    """cos(delta, mu[pred] - mu[label]) per image; NaN where the attack failed."""
+    direction = means[pred] - means[label]
+    cos = torch.nn.functional.cosine_similarity(delta.flatten(1).double(), direction.double(), dim=1)
+    return torch.where(success, cos, torch.full_like(cos, float("nan"))).float()
 
 
 @dataclass
@@ -112,6 +130,7 @@ class AttackExperiment:
         x, y = getattr(data, f"{split}_x"), getattr(data, f"{split}_y")
         self.ids = pick_correct(classifier.model, x, y, n_images, seed, self.device)
         self.x, self.y = x[self.ids], y[self.ids]
+        self.class_means = class_means(data.train_x, data.train_y)
 
     def _key(self, condition, spec):
         config = {"classifier": self.classifier.key, "data": self.data.identity(), "split": self.split,
@@ -130,6 +149,7 @@ class AttackExperiment:
         t = entry["state_dict"]
         rec = pd.DataFrame({name: t[name].numpy() for name in
                             ("success", "norm", "iterations", "label", "pred", "subspace_share", "grad_share")})
+        rec["class_cosine"] = class_cosine(t["delta"], t["label"], t["pred"], t["success"], self.class_means).numpy()
         rec.insert(0, "image_id", self.ids.numpy())
         for col, value in reversed(list({"dataset": self.data.name, "split": self.split, "condition": condition,
                                          "subspace": "none" if spec is None else spec.kind,

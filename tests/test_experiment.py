@@ -105,3 +105,13 @@ def test_flat_boundary_ratios():
     assert experiment.flat_boundary_ratio(100, 25, "on / unconstrained") == pytest.approx(2.0)
     with pytest.raises(ValueError, match="ratio must be one of"):
         experiment.flat_boundary_ratio(10, 2, "up / down")
+
+
+def test_class_cosine_is_one_along_the_class_mean_difference():
+    x = torch.stack([torch.zeros(1, 2, 2), torch.ones(1, 2, 2) * 0.5, torch.eye(2)[None]])
+    y = torch.tensor([0, 1, 2])
+    means = experiment.class_means(x, y)
+    delta = (means[2] - means[0]).view(1, 1, 2, 2) * 3
+    cos = experiment.class_cosine(torch.cat([delta, -delta, delta]), torch.tensor([0, 0, 0]),
+                                  torch.tensor([2, 2, 1]), torch.tensor([True, True, False]), means)
+    assert cos[0] == pytest.approx(1) and cos[1] == pytest.approx(-1) and torch.isnan(cos[2])

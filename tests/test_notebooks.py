@@ -1,5 +1,7 @@
-"""Smoke execution of every notebook: each runs under the smoke profile and writes its results."""
+"""Smoke execution of every notebook, in order, as `make report PROFILE=smoke` would run them: one report
+folder and one model cache for the session, so later notebooks use earlier ones' models and records."""
 import json
+import os
 
 import pytest
 
@@ -8,12 +10,22 @@ from lib import report
 NOTEBOOKS = sorted(report.NOTEBOOKS.glob("[0-9]*.py"))
 
 
+@pytest.fixture(scope="module")
+def smoke_dirs(tmp_path_factory):
+    root = tmp_path_factory.mktemp("smoke")
+    saved = {k: os.environ.get(k) for k in ("DIMPLED_REPORTS", "DIMPLED_CACHE")}
+    os.environ.update(DIMPLED_REPORTS=str(root / "reports"), DIMPLED_CACHE=str(root / "cache"))
+    yield root / "reports"
+    for k, v in saved.items():
+        os.environ.pop(k, None) if v is None else os.environ.__setitem__(k, v)
+
+
 @pytest.mark.notebook
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=[p.stem for p in NOTEBOOKS])
-def test_notebook_runs_under_smoke(path, tmp_reports, tmp_cache):
+def test_notebook_runs_under_smoke(path, smoke_dirs):
     html = report.execute(path, "smoke")
     assert html.exists() and html.stat().st_size > 10_000
-    results = json.loads((tmp_reports / "smoke" / "results" / f"{path.stem}.json").read_text())
+    results = json.loads((smoke_dirs / "smoke" / "results" / f"{path.stem}.json").read_text())
     assert results["profile"] == "smoke" and results["headline"]
     assert all(h["value"] is not None for h in results["headline"])
     assert "not available" in html.read_text() or not results["unavailable"]
