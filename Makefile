@@ -33,6 +33,9 @@ $(OUT)/index.html: $(PAGES) lib/report.py | $(STAMP)
 $(OUT)/%.html: notebooks/%.py notebooks/params/$(PROFILE).yaml $(LIB) | $(STAMP)
 	$(PY) -m lib.report run $< --profile $(PROFILE)
 
+# Notebook 05 reads the per-image records of 03 and 04.
+$(OUT)/05_statistics.html: $(OUT)/03_on_off_manifold_attacks.html $(OUT)/04_random_subspace_control.html
+
 test: $(STAMP)
 	$(PY) -m pytest
 

@@ -174,6 +174,30 @@ def render_html(ipynb_path, profile, out):
     return Path(out)
 
 
+VERDICT_COLUMNS = ("claim", "dataset", "split", "statistic", "effect_text", "p_holm", "n", "power", "verdict")
+
+
+def verdict_table(root, profile):
+    """The verdicts of every notebook that wrote some (results JSON key "verdicts"), as an HTML table."""
+    rows = []
+    for res_path in sorted(results_dir(profile).glob("*.json")):
+        res = json.loads(res_path.read_text())
+        for v in res.get("verdicts", []):
+            cells = []
+            for col in VERDICT_COLUMNS:
+                val = v.get(col)
+                if isinstance(val, float):
+                    val = f"{val:.2g}" if col == "p_holm" else f"{val:.2f}"
+                cells.append(f"<td>{html.escape('–' if val is None else str(val))}</td>")
+            css = str(v.get("verdict", "")).replace(" ", "-")
+            rows.append(f'<tr class="v-{css}"><td><a href="{res["notebook"]}.html">{res["notebook"][:2]}</a></td>'
+                        + "".join(cells) + "</tr>")
+    if not rows:
+        return "<p><i>No verdicts yet: the statistics notebook has not run in this profile.</i></p>"
+    head = "".join(f"<th>{c.replace('_', ' ')}</th>" for c in ("nb",) + VERDICT_COLUMNS)
+    return f"<h2>Verdicts</h2><table><tr>{head}</tr>{''.join(rows)}</table>"
+
+
 def build_index(profile):
     """reports/<profile>/index.html: every notebook with its headline figures, data, wall time and a link."""
     import nbformat
@@ -203,11 +227,14 @@ def build_index(profile):
     page = f"""<!doctype html><html><head><meta charset="utf-8"><title>Dimpled manifold report ({profile})</title>
 <style>body{{font-family:sans-serif;max-width:1200px;margin:2em auto;}} table{{border-collapse:collapse;width:100%}}
 td,th{{border:1px solid #ccc;padding:6px;vertical-align:top;text-align:left}} ul{{margin:0;padding-left:1.2em}}
-.pub{{color:#777}} .na{{color:#a33}} .failed{{color:#c00;font-weight:bold}} .ok{{color:#070}}</style></head><body>
+.v-supported{{background:#eef8ee}} .v-not-supported{{background:#fbeeee}}
+.v-explained-by-dimension-alone{{background:#fff6e0}} .pub{{color:#777}} .na{{color:#a33}} .failed{{color:#c00;font-weight:bold}} .ok{{color:#070}}</style></head><body>
 <h1>Putting the Dimpled Manifold Model to the test</h1>
 <p>Profile <b>{html.escape(profile)}</b> · index built {time.strftime('%Y-%m-%d %H:%M:%S')}.
 Every figure below was computed by the notebook it links to, in this run; published numbers are shown
 for comparison only.</p>
+{verdict_table(root, profile)}
+<h2>Notebooks</h2>
 <table><tr><th>notebook</th><th>headline figures</th><th>data</th><th>device</th><th>wall time</th><th>status</th></tr>
 {''.join(rows)}</table></body></html>"""
     out = root / "index.html"

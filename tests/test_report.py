@@ -30,6 +30,13 @@ def test_results_and_index(tmp_reports):
     page = report.build_index("smoke").read_text()
     assert "97.12%" in page and "a sample" in page and "cifar10: not available" in page
     assert "02_autoencoders" in page and "not run" in page
+    assert "No verdicts yet" in page
+    report.write_results(run.__class__("05_statistics", "smoke", 0, run.device), "05", [],
+                         verdicts=[{"claim": "on > off", "dataset": "mnist", "split": "test", "statistic": "Wilcoxon",
+                                    "effect_text": "3.1x [2.8, 3.5]", "p_holm": 1e-9, "n": 200, "power": 1.0,
+                                    "verdict": "explained by dimension alone"}])
+    page = report.build_index("smoke").read_text()
+    assert page.index("Verdicts") < page.index("Notebooks") and "explained by dimension alone" in page
 
 
 def test_bad_common_parameters():
