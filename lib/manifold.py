@@ -16,7 +16,8 @@ from contextlib import contextmanager
 
 import torch
 from torch.func import jvp, vjp, vmap
-from tqdm.auto import tqdm
+
+from lib.runtime import progress as progress_bar
 
 
 def _require(ok, name, allowed, value):
@@ -42,6 +43,9 @@ def decoder_jacobian(decode, z):
     tangents = torch.eye(k, dtype=z.dtype, device=z.device).unsqueeze(1).expand(k, *z.shape)
     with warnings.catch_warnings():  # MaxUnpool has no vmap rule yet: torch loops over k, and says so
         warnings.filterwarnings("ignore", message=".*have not yet implemented the batching rule.*")
+        # torch's forward-AD loads its own jvp decompositions through torch.jit.script, which warns
+        # (torch-internal, nothing we call): not the reader's concern
+        warnings.filterwarnings("ignore", message=".*torch.jit.script.* is deprecated", category=FutureWarning)
         columns = vmap(lambda u: jvp(decode, (z,), (u,))[1])(tangents)  # (k, B, C, H, W)
     return columns.flatten(2).permute(1, 2, 0)
 
@@ -127,7 +131,7 @@ def project_onto_matrix_free(decode, z, v, tol=1e-6, max_iter=200, progress=Fals
         norm0 = gamma.sqrt().clamp_min(tiny)
         iterations = torch.zeros(v.shape[0], dtype=torch.long, device=v.device)
         active = gamma.sqrt() > tol * norm0
-        for _ in tqdm(range(max_iter), desc="CG projection", disable=not progress):
+        for _ in progress_bar(range(max_iter), desc="CG projection", disable=not progress):
             if not active.any():
                 break
             q = jvp(decode, (z,), (p,))[1]  # J p

@@ -107,6 +107,7 @@ def log_ratio_histograms(ratios, title, reference=None):
             ax.axvline(reference[label], color="r", ls="--", label=f"flat boundary {reference[label]:.2f}")
         ax.axvline(1, color="0.6", lw=0.8)
         ax.set(xscale="log", xlabel="ratio of norms (per image)", title=label)
+        ax.xaxis.set_minor_formatter(plt.NullFormatter())
         ax.legend(fontsize=7)
     axes[0, 0].set_ylabel("images")
     fig.suptitle(title, fontsize=10)

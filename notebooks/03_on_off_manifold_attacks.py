@@ -101,7 +101,7 @@ if len(records):
 # %%
 summary = experiment.summarise(records) if len(records) else pd.DataFrame()
 summary.style.format({"success rate": "{:.1%}", "median norm": "{:.3f}", "CI low": "{:.3f}", "CI high": "{:.3f}",
-                      "median subspace share": "{:.3f}", "median gradient share": "{:.4f}"}).hide(axis="index")
+                      "median subspace share": "{:.3f}", "median gradient share": "{:.4f}"}, na_rep="–").hide(axis="index")
 
 # %% [markdown]
 # ## Ratios per image
@@ -159,7 +159,7 @@ nc = [o.records.assign(split="test, no clip") for key, outs in outcomes.items() 
 if nc:
     experiment.summarise(pd.concat(nc, ignore_index=True)).style.format(
         {"success rate": "{:.1%}", "median norm": "{:.3f}", "CI low": "{:.3f}", "CI high": "{:.3f}",
-         "median subspace share": "{:.3f}", "median gradient share": "{:.4f}"}).hide(axis="index")
+         "median subspace share": "{:.3f}", "median gradient share": "{:.4f}"}, na_rep="–").hide(axis="index")
 
 # %%
 def ratio_of(name, split, label):

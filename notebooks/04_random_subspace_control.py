@@ -119,7 +119,7 @@ def on_off_table(recs):
 
 table = on_off_table(records) if len(records) else pd.DataFrame()
 table.style.format({"median ratio": "{:.2f}", "CI low": "{:.2f}", "CI high": "{:.2f}", "flat boundary": "{:.2f}",
-                    "median gradient share": "{:.4f}", "k/n": "{:.4f}"}).hide(axis="index")
+                    "median gradient share": "{:.4f}", "k/n": "{:.4f}"}, na_rep="–").hide(axis="index")
 
 # %%
 for name in found:
@@ -137,7 +137,7 @@ sweep_table = on_off_table(sweep) if len(sweep) else pd.DataFrame()
 for name in found:
     plots.ratio_vs_k(sweep_table[sweep_table["dataset"] == name], found[name].n, f"{name} ({splits[0]}): on/off ratio vs k")
 sweep_table.style.format({"median ratio": "{:.2f}", "CI low": "{:.2f}", "CI high": "{:.2f}", "flat boundary": "{:.2f}",
-                          "median gradient share": "{:.4f}", "k/n": "{:.4f}"}).hide(axis="index")
+                          "median gradient share": "{:.4f}", "k/n": "{:.4f}"}, na_rep="–").hide(axis="index")
 
 # %%
 def figure(name, sub, column):
