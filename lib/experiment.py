@@ -189,6 +189,7 @@ def summarise(records, n_boot=2000, seed=0):
         with np.errstate(invalid="ignore"):  # an infinite median has no interval: NaN, shown as such
             med, lo, hi = stats.bootstrap_median_ratio(logs, n_boot=n_boot, seed=seed)
         rows.append({"dataset": ds, "split": split, "condition": cond, "subspace": sub, "k": int(r["k"].iloc[0]),
+                     "n": int(r["n"].iloc[0]),
                      "N": len(r), "success rate": r["success"].mean(), "median norm": med,
                      "CI low": lo, "CI high": hi, "median subspace share": r["subspace_share"].median(),
                      "median gradient share": r["grad_share"].median()})

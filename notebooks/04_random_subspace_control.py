@@ -154,6 +154,7 @@ report.write_results(
                 for name in found],
     data_sources={name: d.describe() for name, d in found.items()},
     unavailable=missing,
+    summary=experiment.summarise(records).to_dict(orient="records") if len(records) else [],
     on_off=table.to_dict(orient="records"), sweep=sweep_table.to_dict(orient="records"), records_csv="04_records.csv",
 )
 print(f"wall time: {run.elapsed():.0f} s")
