@@ -91,7 +91,7 @@ def test_pick_correct_takes_only_correctly_classified_images():
 
 
 def test_summary_ranks_failures_at_the_top():
-    rec = pd.DataFrame({"dataset": "d", "split": "test", "condition": "on", "subspace": "random", "k": 4,
+    rec = pd.DataFrame({"dataset": "d", "split": "test", "condition": "on", "subspace": "random", "k": 4, "n": 9,
                         "success": [True, False, False], "norm": [1.0, 2.0, 3.0],
                         "subspace_share": 1.0, "grad_share": 0.1})
     s = experiment.summarise(rec)
