@@ -69,14 +69,20 @@ def _arm(records: pd.DataFrame, arm) -> pd.DataFrame:
         raise ValueError(f"no records for arm {arm!r}")
     if rows.index.has_duplicates:
         raise ValueError(f"arm {arm!r} has more than one row per image")
-    if not (rows["norm"] > 0).all():
-        raise ValueError(f"arm {arm!r}: norms must be > 0")
+    # a failure's norm is only a lower bound (it may be 0: e.g. k background pixels that clipping holds
+    # at 0); failures are ranked at the top or dropped, so only successes need a positive norm
+    if not (rows.loc[rows["success"].astype(bool), "norm"] > 0).all():
+        raise ValueError(f"arm {arm!r}: norms of successful attacks must be > 0")
     return pd.DataFrame({"norm": rows["norm"].astype(float), "failed": ~rows["success"].astype(bool)})
 
 
 def _top(arms) -> float:
+    """A norm above every recorded one, for failures under rank_top (scaled by the successes' spread)."""
     norms = np.concatenate([a["norm"].to_numpy() for a in arms])
-    return float(norms.max() * (norms.max() / norms.min()) * 10.0)
+    ok = np.concatenate([a.loc[~(a["failed"] if "failed" in a else ~a["success"].astype(bool)), "norm"].to_numpy()
+                         for a in arms])
+    spread = ok.max() / ok.min() if len(ok) else 1.0
+    return float(max(norms.max(), 1e-12) * spread * 10.0)
 
 
 def _log_ratio(a: pd.DataFrame, b: pd.DataFrame, policy: str, top: float) -> pd.DataFrame:

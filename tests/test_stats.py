@@ -205,3 +205,23 @@ def test_bad_parameters_name_allowed_values():
         st.paired_log_ratio(recs, ("on", "pca"), OFF)
     with pytest.raises(ValueError, match="'none'"):
         st.paired_log_ratio(recs, ("on", "none"), OFF)
+
+
+def test_failures_with_zero_norm_are_ranked_not_rejected():
+    """A failed attack may end at norm 0 (clipping can hold every allowed pixel at 0): a censored value."""
+    from lib import stats
+
+    rows = []
+    for i in range(30):
+        rows.append({"dataset": "d", "split": "test", "image_id": i, "condition": "on", "subspace": "coordinate",
+                     "success": i >= 3, "norm": 0.0 if i < 3 else 2.0 + 0.01 * i})
+        rows.append({"dataset": "d", "split": "test", "image_id": i, "condition": "off", "subspace": "coordinate",
+                     "success": True, "norm": 1.0 + 0.01 * i})
+    recs = pd.DataFrame(rows)
+    top = stats.paired_log_ratio(recs, ("on", "coordinate"), ("off", "coordinate"), "rank_top")
+    assert np.isfinite(top.values).all() and (top.values[:3] > top.values[3:].max()).all()
+    drop = stats.paired_log_ratio(recs, ("on", "coordinate"), ("off", "coordinate"), "drop")
+    assert len(drop.values) == 27 and np.isfinite(drop.values).all()
+    recs.loc[recs["success"] & (recs["condition"] == "off"), "norm"] = 0.0
+    with pytest.raises(ValueError, match="successful attacks must be > 0"):
+        stats.paired_log_ratio(recs, ("on", "coordinate"), ("off", "coordinate"))
