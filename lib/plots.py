@@ -73,21 +73,30 @@ def attack_examples(x, outcomes, classes, title):
     return fig
 
 
+def _strips(ax, groups, labels, ylabel, title):
+    """One jittered column of points per group (values, failed mask): failures as black crosses, the
+    median of the rest as a black bar; log y axis."""
+    rng = np.random.default_rng(0)
+    for i, (values, failed) in enumerate(groups):
+        x = i + rng.uniform(-0.18, 0.18, len(values))
+        ax.scatter(x[~failed], values[~failed], s=6, alpha=0.5)
+        if failed.any():
+            ax.scatter(x[failed], values[failed], s=14, marker="x", color="k")
+        ax.hlines(np.median(values[~failed]) if (~failed).any() else np.nan, i - 0.3, i + 0.3, color="k")
+    ax.set_xticks(range(len(groups)), labels)
+    ax.set(yscale="log", ylabel=ylabel, title=title)
+    ax.grid(alpha=0.3, axis="y")
+
+
 def norm_distributions(records, title):
     """Per-image perturbation norms per attack (log scale); failures drawn as crosses at their final norm."""
     arms = list(dict.fromkeys(zip(records["condition"], records["subspace"])))
     fig, ax = plt.subplots(figsize=(1.6 + 1.3 * len(arms), 3.4))
-    rng = np.random.default_rng(0)
-    for i, (cond, sub) in enumerate(arms):
+    groups = []
+    for cond, sub in arms:
         r = records[(records["condition"] == cond) & (records["subspace"] == sub)]
-        ok = r["success"].to_numpy(bool)
-        jitter = i + rng.uniform(-0.18, 0.18, len(r))
-        ax.scatter(jitter[ok], r["norm"][ok], s=6, alpha=0.5)
-        ax.scatter(jitter[~ok], r["norm"][~ok], s=14, marker="x", color="k")
-        ax.hlines(np.median(r["norm"][ok]) if ok.any() else np.nan, i - 0.3, i + 0.3, color="k")
-    ax.set_xticks(range(len(arms)), [c if s == "none" else f"{c}\n{s}" for c, s in arms])
-    ax.set(yscale="log", ylabel="‖δ‖₂ (pixels in [0, 1])", title=title)
-    ax.grid(alpha=0.3, axis="y")
+        groups.append((r["norm"].to_numpy(float), ~r["success"].to_numpy(bool)))
+    _strips(ax, groups, [c if s == "none" else f"{c}\n{s}" for c, s in arms], "‖δ‖₂ (pixels in [0, 1])", title)
     fig.tight_layout()
     return fig
 
@@ -140,16 +149,10 @@ def share_by_subspace(records, title):
     r = records[(records["condition"] == "on")]
     subs = list(dict.fromkeys(r["subspace"]))
     fig, ax = plt.subplots(figsize=(1.6 + 1.2 * len(subs), 3.4))
-    rng = np.random.default_rng(0)
-    for i, sub in enumerate(subs):
-        v = r.loc[r["subspace"] == sub, "grad_share"].to_numpy(float)
-        ax.scatter(i + rng.uniform(-0.18, 0.18, len(v)), v, s=6, alpha=0.5)
-        ax.hlines(np.median(v), i - 0.3, i + 0.3, color="k")
+    groups = [(v, np.zeros(len(v), bool)) for v in (r.loc[r["subspace"] == s, "grad_share"].to_numpy(float) for s in subs)]
+    _strips(ax, groups, subs, "‖P g‖² / ‖g‖²", title)
     k_over_n = (r["k"] / r["n"]).iloc[0]
     ax.axhline(k_over_n, color="r", ls="--", label=f"k/n = {k_over_n:.4f} (random subspace)")
-    ax.set_xticks(range(len(subs)), subs)
-    ax.set(yscale="log", ylabel="‖P g‖² / ‖g‖²", title=title)
-    ax.grid(alpha=0.3, axis="y")
     ax.legend(fontsize=7)
     fig.tight_layout()
     return fig

@@ -1,5 +1,16 @@
-"""Shared fixtures: an isolated model cache and report folder for every test session."""
+"""Shared fixtures: one thread for torch, an isolated model cache and report folder."""
 import pytest
+import torch
+
+
+@pytest.fixture(autouse=True, scope="session")
+def one_thread():
+    """The tests' tensors are tiny: intra-op threads gain nothing, and on a busy 2-core machine they spin
+    (10x slower). Notebook executions run in their own kernels and keep torch's default."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
 
 
 @pytest.fixture

@@ -10,15 +10,6 @@ SHAPE = (1, 8, 8)  # toy images: n = 64
 N = 64
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """Toy sizes gain nothing from intra-op threads, and on a busy 2-core machine they spin (10x slower)."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 # --- toy autoencoders with the lib.models interface: latent_dim, encode(x), decoder_at(x) ---
 
 class LinearAE(nn.Module):
