@@ -17,7 +17,7 @@ projection.
 """
 import torch
 
-from lib.manifold import project_onto, tangent_basis
+from lib.manifold import eval_mode, project_onto, project_onto_matrix_free, tangent_basis
 
 KINDS = ("tangent", "coordinate", "random", "pca")
 
@@ -60,8 +60,32 @@ class TangentSubspace(BasisSubspace):
         super().__init__(Q, name="tangent")
 
 
-def tangent_subspace(ae, x, chunk_size=64):
-    """TangentSubspace of `ae` at the images x (B, C, H, W); k = ae.latent_dim."""
+class MatrixFreeTangentSubspace(Subspace):
+    """The tangent space at each image without a basis: on(v) = J a with J^T J a = J^T v, solved by
+    conjugate gradients with jvp / vjp (lib.manifold.project_onto_matrix_free) at every call. For
+    ImageNet-size autoencoders, where a basis is n x k floats per image. `last_info` keeps the latest
+    solve's iterations and residuals (a projection is only as exact as its residual says)."""
+
+    def __init__(self, ae, x, tol=1e-4, max_iter=100):
+        self.ae, self.tol, self.max_iter = ae, tol, max_iter
+        with eval_mode(ae), torch.no_grad():
+            self.z = ae.encode(x)
+            self.decode = ae.decoder_at(x)
+        self.name, self.n, self.k, self.last_info = "tangent", x[0].numel(), ae.latent_dim, None
+
+    def on(self, v):
+        with eval_mode(self.ae):
+            projected, self.last_info = project_onto_matrix_free(self.decode, self.z, v, self.tol, self.max_iter)
+        return projected
+
+
+def tangent_subspace(ae, x, chunk_size=64, max_basis_bytes=2**31):
+    """The tangent space of `ae` at the images x (B, C, H, W); k = ae.latent_dim.
+
+    A dense TangentSubspace (bases by QR) when the B bases fit in max_basis_bytes, else the
+    MatrixFreeTangentSubspace (ImageNet: one basis alone is 150,528 x 25,088 floats, 15 GB)."""
+    if x.shape[0] * x[0].numel() * ae.latent_dim * x.element_size() > max_basis_bytes:
+        return MatrixFreeTangentSubspace(ae, x)
     return TangentSubspace(tangent_basis(ae, x, chunk_size=chunk_size))
 
 

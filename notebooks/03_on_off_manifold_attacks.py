@@ -28,7 +28,7 @@
 
 # %% tags=["parameters"]
 profile = "quick"                        # smoke | quick | paper: which settings these are, for the record
-datasets = ["mnist", "fashion_mnist"]    # any of mnist, fashion_mnist, cifar10 (imagenet: notebook 03 needs k x n bases)
+datasets = ["mnist", "fashion_mnist"]    # any of mnist, fashion_mnist, cifar10, imagenet (matrix-free tangent projection: a GPU job)
 splits = ["test", "train"]               # attack test images and training images
 n_images = 200                           # correctly classified images per data set and split
 attack = {                               # PGD per condition, [0, 1] pixel scale (reproduction, halved from [-1, 1]:

@@ -144,3 +144,18 @@ def test_bad_parameters_raise_value_errors_naming_them():
         make_subspace("pca", 10, x, train_images=images(3))
     with pytest.raises(ValueError, match="k must be"):
         CoordinateSubspace(N, 0, batch=2)
+
+
+def test_matrix_free_tangent_subspace_agrees_with_the_dense_one():
+    torch.manual_seed(0)
+    ae = SoftplusAE().double()
+    x = torch.rand(3, *SHAPE, dtype=torch.float64)
+    v = torch.randn(3, *SHAPE, dtype=torch.float64)
+    dense = tangent_subspace(ae, x)
+    free = tangent_subspace(ae, x, max_basis_bytes=0)  # forced: as at ImageNet size
+    assert isinstance(dense, TangentSubspace) and not isinstance(free, TangentSubspace)
+    assert (free.k, free.n, free.name) == (dense.k, dense.n, "tangent")
+    free.tol, free.max_iter = 1e-10, 500
+    assert torch.allclose(free.on(v), dense.on(v), atol=1e-6)
+    assert torch.allclose(free.off(v), dense.off(v), atol=1e-6)
+    assert bool(free.last_info["converged"].all())
