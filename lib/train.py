@@ -12,6 +12,7 @@ import torch
 import torch.nn.functional as F
 
 from lib import cache, models
+from lib.data import DatasetUnavailable
 from lib.runtime import per_dataset, progress
 
 
@@ -210,7 +211,13 @@ def get_classifier(cfg, data, device="cpu"):
     if cfg.arch == "resnet50":  # pretrained: not trained here; torchvision caches the weights itself
         meta = {"config": asdict(cfg), "data_source": "ImageNet-1k (torchvision's IMAGENET1K_V2 weights)",
                 "n_train": 0, "train_seconds": 0.0, "history": []}
-        return Trained(build_classifier(cfg).to(device).eval(), meta, cached=True, key="resnet50-IMAGENET1K_V2")
+        try:
+            model = build_classifier(cfg)
+        except (RuntimeError, OSError) as err:  # offline, with no copy in torch's hub cache
+            raise DatasetUnavailable(
+                "the ResNet-50 weights IMAGENET1K_V2 could not be loaded: run once online so that torchvision "
+                f"caches them under ~/.cache/torch/hub/checkpoints ({str(err).splitlines()[0][:160]})") from err
+        return Trained(model.to(device).eval(), meta, cached=True, key="resnet50-IMAGENET1K_V2")
     train = lambda m: fit(m, data.train_x, data.train_y, F.cross_entropy, cfg, device, f"{cfg.dataset} classifier")
     return _cached_model("classifier", cfg, data, lambda: build_classifier(cfg, data.num_classes), train, device)
 

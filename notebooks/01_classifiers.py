@@ -54,9 +54,9 @@ for name, d in found.items():
     cfg = train.classifier_config(name, epochs=runtime.per_dataset(classifier_epochs, name), seed=seed)
     try:
         trained[name] = train.get_classifier(cfg, d, run.device)
-    except (RuntimeError, OSError) as err:  # e.g. ResNet-50 weights cannot be downloaded offline
-        missing[name] = f"model not available: {str(err).splitlines()[0][:200]}"
-        runtime.show(f"> **{name}: {missing[name]}**")
+    except data.DatasetUnavailable as err:  # e.g. the ResNet-50 weights, offline
+        missing[name] = str(err)
+        runtime.show(f"> **{name}: model not available.** {err}")
         continue
     print(f"{name}: {trained[name].summary()}")
 

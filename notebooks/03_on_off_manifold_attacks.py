@@ -68,7 +68,12 @@ for name, message in missing.items():
 # %%
 outcomes, frames, models, images = {}, [], {}, {}
 for name, d in found.items():
-    clf = train.classifier_for(d, seed, run.device, classifier_epochs, classifier_train_subset)
+    try:
+        clf = train.classifier_for(d, seed, run.device, classifier_epochs, classifier_train_subset)
+    except data.DatasetUnavailable as err:  # e.g. the ResNet-50 weights, offline
+        missing[name] = str(err)
+        runtime.show(f"> **{name}: model not available.** {err}")
+        continue
     ae = train.autoencoder_for(d, seed, run.device, ae_epochs, ae_train_subset, ae_latent_dim, ae_width)
     models[name] = (clf, ae)
     print(f"{name}: classifier {clf.summary()}, autoencoder (k = {ae.model.latent_dim}) {ae.summary()}")
@@ -130,7 +135,7 @@ ratios.style.format({"median ratio": "{:.2f}", "CI low": "{:.2f}", "CI high": "{
                      "flat boundary": "{:.2f}"}, na_rep="").hide(axis="index")
 
 # %%
-for name in found:
+for name in models:
     plots.norm_distributions(records[records["dataset"] == name], f"{name}: perturbation norms per attack")
     keys = [k for k in hist if k.startswith(f"{name} ")]
     ref = {k: experiment.flat_boundary_ratio(found[name].n, models[name][1].model.latent_dim, k.split(": ")[1])
@@ -170,10 +175,10 @@ report.write_results(
     run, "03 · On/off-manifold attacks",
     headline=[report.headline(f"{name} {split}: median on/off norm ratio (k={models[name][1].model.latent_dim})",
                               ratio_of(name, split, "on / off"), "x", "~6x on ImageNet (Shamir et al.)")
-              for name in found for split in splits[:1]]
+              for name in models for split in splits[:1]]
              + [report.headline(f"{name} {split}: median off/unconstrained ratio",
                                 ratio_of(name, split, "off / unconstrained"), "x", "1.09x on ImageNet (Shamir et al.)")
-                for name in found for split in splits[:1]],
+                for name in models for split in splits[:1]],
     data_sources={name: d.describe() for name, d in found.items()},
     unavailable=missing,
     summary=summary.to_dict(orient="records"), ratios=ratios.to_dict(orient="records"),

@@ -70,7 +70,12 @@ for name, message in missing.items():
 # %%
 frames, sweep_frames, ks = [], [], {}
 for name, d in found.items():
-    clf = train.classifier_for(d, seed, run.device, classifier_epochs, classifier_train_subset)
+    try:
+        clf = train.classifier_for(d, seed, run.device, classifier_epochs, classifier_train_subset)
+    except data.DatasetUnavailable as err:  # e.g. the ResNet-50 weights, offline
+        missing[name] = str(err)
+        runtime.show(f"> **{name}: model not available.** {err}")
+        continue
     ae = train.autoencoder_for(d, seed, run.device, ae_epochs, ae_train_subset, ae_latent_dim, ae_width)
     k = ks[name] = ae.model.latent_dim
     pca_images = d.subset(runtime.per_dataset(ae_train_subset, name), None, seed).train_x  # what the autoencoder saw
@@ -122,7 +127,7 @@ table.style.format({"median ratio": "{:.2f}", "CI low": "{:.2f}", "CI high": "{:
                     "median gradient share": "{:.4f}", "k/n": "{:.4f}"}, na_rep="–").hide(axis="index")
 
 # %%
-for name in found:
+for name in ks:
     plots.ratio_by_subspace(table[table["dataset"] == name], f"{name}: on/off ratio, k = {ks[name]}")
     plots.share_by_subspace(records[(records["dataset"] == name) & (records["split"] == splits[0])],
                             f"{name} ({splits[0]}): gradient energy in each subspace")
@@ -134,7 +139,7 @@ for name in found:
 
 # %%
 sweep_table = on_off_table(sweep) if len(sweep) else pd.DataFrame()
-for name in found:
+for name in ks:
     plots.ratio_vs_k(sweep_table[sweep_table["dataset"] == name], found[name].n, f"{name} ({splits[0]}): on/off ratio vs k")
 sweep_table.style.format({"median ratio": "{:.2f}", "CI low": "{:.2f}", "CI high": "{:.2f}", "flat boundary": "{:.2f}",
                           "median gradient share": "{:.4f}", "k/n": "{:.4f}"}, na_rep="–").hide(axis="index")
@@ -148,10 +153,10 @@ report.write_results(
     run, "04 · Random-subspace control",
     headline=[report.headline(f"{name} {splits[0]}: on/off ratio, {sub} (k={ks[name]})", figure(name, sub, "median ratio"), "x",
                               "tangent ~6x vs coordinate 8.4x on one ImageNet image (transcript)" if sub == "coordinate" else "")
-              for name in found for sub in ["tangent"] + controls]
+              for name in ks for sub in ["tangent"] + controls]
              + [report.headline(f"{name} {splits[0]}: gradient energy share in the tangent space (k/n = {ks[name] / found[name].n:.4f})",
                                 figure(name, "tangent", "median gradient share"), "", "DMM predicts < k/n")
-                for name in found],
+                for name in ks],
     data_sources={name: d.describe() for name, d in found.items()},
     unavailable=missing,
     summary=experiment.summarise(records).to_dict(orient="records") if len(records) else [],

@@ -72,3 +72,12 @@ def test_autoencoder_loss_falls(tmp_cache):
     assert t.meta["history"][-1] < t.meta["history"][0]
     per_image = [((t.model(x[None]) - x[None]) ** 2).mean().item() for x in d.test_x]
     assert train.reconstruction_mse(t.model, d.test_x, "cpu", batch_size=5) == pytest.approx(sum(per_image) / 16)
+
+
+def test_missing_resnet_weights_are_reported_as_unavailable(monkeypatch):
+    def offline(pretrained=True):
+        raise OSError("<urlopen error [Errno -2] Name or service not known>")
+
+    monkeypatch.setattr(train.models, "imagenet_resnet50", offline)
+    with pytest.raises(data.DatasetUnavailable, match="ResNet-50 weights"):
+        train.get_classifier(train.classifier_config("imagenet"), synthetic((3, 224, 224), 2, 2))
