@@ -1,6 +1,6 @@
 """Artifact store keyed by a hash of the full configuration, written atomically.
 
-key = sha256(config, source of the modules that produce the artifact, torch version, data identity).
+key = sha256(config, source of the code that produces the artifact, torch version, data identity).
 An entry is one `torch.save`d dict {"key", "state_dict", "meta"} (state_dicts and plain metadata
 only: `torch.load(weights_only=True)` reads it). It is written to a temporary file and renamed into
 place, so a reader never sees half an entry; an entry that does not load, or whose stored key
@@ -27,11 +27,12 @@ def cache_dir():
     return Path(os.environ.get("DIMPLED_CACHE", REPO / "data" / "cache"))
 
 
-def config_hash(config, modules=()):
-    """sha256 over the JSON of `config`, the source of `modules` and the torch version."""
+def config_hash(config, code=()):
+    """sha256 over the JSON of `config`, the source of `code` (modules, functions, classes: what
+    produces the artifact, no more, so that an unrelated edit does not throw work away) and torch's version."""
     h = hashlib.sha256(json.dumps(config, sort_keys=True, default=str).encode())
-    for module in modules:
-        h.update(inspect.getsource(module).encode())
+    for obj in code:
+        h.update(inspect.getsource(obj).encode())
     h.update(torch.__version__.encode())
     return h.hexdigest()[:20]
 

@@ -14,7 +14,6 @@ mu[pred] - mu[label], the difference of the training-set class means of the adve
 class: DMM's claim that on-manifold perturbations "look like" the target class, as a number; NaN for
 failures).
 """
-import sys
 from dataclasses import asdict, dataclass
 
 import numpy as np
@@ -137,7 +136,7 @@ class AttackExperiment:
                   "ids": hash_tensor(self.ids), "x": hash_tensor(self.x), "condition": condition,
                   "settings": asdict(self.settings[condition]), "seed": self.seed,
                   "subspace": None if spec is None else (spec.kind, spec.k, spec.identity)}
-        return cache.config_hash(config, [attacks, manifold, subspaces, sys.modules[__name__]])
+        return cache.config_hash(config, ATTACK_CODE)
 
     def run(self, condition, spec=None, progress=True):
         """The condition's Outcome (from the cache if there); spec is None exactly for "unconstrained"."""
@@ -158,6 +157,7 @@ class AttackExperiment:
         return Outcome(condition, rec["subspace"].iloc[0], t["delta"].view_as(self.x), t["pred"], rec)
 
     def _attack(self, condition, spec, progress):
+        """Run one condition; returns (tensors, meta) for the cache (see ATTACK_CODE for its key)."""
         model, s = self.classifier.model.eval(), self.settings[condition]
         x, y = self.x.to(self.device), self.y.to(self.device)
         project, grad_share = None, torch.full((len(x),), float("nan"))
@@ -206,3 +206,7 @@ def flat_boundary_ratio(n, k, ratio):
     if ratio not in table:
         raise ValueError(f"ratio must be one of {list(table)}; got {ratio!r}")
     return float(table[ratio])
+
+
+# What defines an attack's outcome, hashed into its cache key (an edit elsewhere keeps the cache).
+ATTACK_CODE = [attacks, manifold, subspaces, AttackSettings, pick_correct, input_gradient, AttackExperiment._attack]

@@ -4,7 +4,6 @@
 (science.md section 1) and change only what a profile overrides; `get_classifier(cfg, data)` and
 `get_autoencoder(cfg, data)` return a trained model from the cache, training it on a miss.
 """
-import sys
 import time
 from dataclasses import asdict, dataclass, fields, replace
 
@@ -173,6 +172,10 @@ def reconstruction_mse(ae, x, device, batch_size=500):
     return total / x.numel()
 
 
+# What defines a trained model, hashed into its cache key (an edit elsewhere keeps the cache).
+TRAINING_CODE = [models, ClassifierConfig, AutoencoderConfig, build_classifier, build_autoencoder, make_optimizer, fit]
+
+
 @dataclass
 class Trained:
     model: torch.nn.Module
@@ -187,8 +190,8 @@ class Trained:
 def _cached_model(kind, cfg, data, make, train, device):
     """The model `make()` with weights from the cache, or trained by `train(model)` and stored.
 
-    The key hashes the configuration, the exact training data and the source of lib.models and
-    lib.train. Test figures are not stored: callers measure them on the data they hold.
+    The key hashes the configuration, the exact training data and TRAINING_CODE. Test figures are not
+    stored: callers measure them on the data they hold.
     """
     def build():
         torch.manual_seed(cfg.seed)
@@ -198,7 +201,7 @@ def _cached_model(kind, cfg, data, make, train, device):
                 "n_train": len(data.train_x), "train_seconds": time.time() - t0, "history": history}
         return {k: v.cpu() for k, v in model.state_dict().items()}, meta
 
-    key = cache.config_hash({kind: asdict(cfg), "data": data.identity()}, [models, sys.modules[__name__]])
+    key = cache.config_hash({kind: asdict(cfg), "data": data.identity()}, TRAINING_CODE)
     entry, hit = cache.cached(kind, key, build)
     model = make()
     model.load_state_dict(entry["state_dict"])
