@@ -210,3 +210,21 @@ def flat_boundary_ratio(n, k, ratio):
 
 # What defines an attack's outcome, hashed into its cache key (an edit elsewhere keeps the cache).
 ATTACK_CODE = [attacks, manifold, subspaces, AttackSettings, pick_correct, input_gradient, AttackExperiment._attack]
+
+
+def ratio_summary(records, a, b, n_boot=2000, seed=0):
+    """Median per-image norm ratio a / b (arms as (condition, subspace) or "unconstrained"), paired by
+    image, with a bootstrap 95% CI. A failed attack's norm is only a lower bound: a failure in a counts
+    as ratio +inf, in b as 0 (both: left out), so the median is infinite when most of a's attacks failed,
+    rather than an artificial number."""
+    from lib import stats
+
+    lr = stats.paired_log_ratio(records, a, b, failure_policy="drop")
+    p = lr.pairs
+    with np.errstate(invalid="ignore", divide="ignore"):  # a failure's norm may be 0; infinite medians: NaN CI
+        logs = np.log(p["norm_a"].to_numpy(float) / p["norm_b"].to_numpy(float))
+        logs = np.where(p["failed_a"], np.inf, np.where(p["failed_b"], -np.inf, logs))
+        logs = logs[~(p["failed_a"] & p["failed_b"]).to_numpy()]
+        med, lo, hi = stats.bootstrap_median_ratio(logs, n_boot=n_boot, seed=seed)
+    return {"N pairs": len(logs), "failed": " / ".join(str(v) for v in lr.n_fail.values()),
+            "median ratio": med, "CI low": lo, "CI high": hi}

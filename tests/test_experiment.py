@@ -115,3 +115,17 @@ def test_class_cosine_is_one_along_the_class_mean_difference():
     cos = experiment.class_cosine(torch.cat([delta, -delta, delta]), torch.tensor([0, 0, 0]),
                                   torch.tensor([2, 2, 1]), torch.tensor([True, True, False]), means)
     assert cos[0] == pytest.approx(1) and cos[1] == pytest.approx(-1) and torch.isnan(cos[2])
+
+
+def test_ratio_summary_counts_failures_as_infinite_ratios():
+    rows = []
+    for i in range(5):
+        rows += [{"dataset": "d", "split": "test", "image_id": i, "condition": "on", "subspace": "coordinate",
+                  "success": i >= 3, "norm": 0.0 if i < 3 else 4.0},
+                 {"dataset": "d", "split": "test", "image_id": i, "condition": "off", "subspace": "coordinate",
+                  "success": True, "norm": 2.0}]
+    s = experiment.ratio_summary(pd.DataFrame(rows), ("on", "coordinate"), ("off", "coordinate"))
+    assert s["N pairs"] == 5 and s["failed"] == "3 / 0" and np.isinf(s["median ratio"])
+    rows = [dict(r, success=True, norm=4.0) if r["condition"] == "on" else r for r in rows]
+    s = experiment.ratio_summary(pd.DataFrame(rows), ("on", "coordinate"), ("off", "coordinate"))
+    assert s["median ratio"] == pytest.approx(2.0)
