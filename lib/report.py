@@ -40,14 +40,16 @@ def results_dir(profile):
 
 
 def _plain(obj):
-    """JSON-safe: NaN and infinities become null, numpy scalars plain numbers."""
+    """JSON-safe: NaN becomes null, infinities the strings "inf" / "-inf", numpy scalars plain numbers."""
     if isinstance(obj, dict):
         return {str(k): _plain(v) for k, v in obj.items()}
     if isinstance(obj, (list, tuple)):
         return [_plain(v) for v in obj]
     if hasattr(obj, "item") and not isinstance(obj, (str, bytes)):
         obj = obj.item()
-    if isinstance(obj, float) and not math.isfinite(obj):
+    if isinstance(obj, float) and math.isinf(obj):
+        return "inf" if obj > 0 else "-inf"  # e.g. a median ratio where most attacks failed
+    if isinstance(obj, float) and math.isnan(obj):
         return None
     return obj
 
@@ -80,6 +82,8 @@ def format_value(h):
     v = h["value"]
     if v is None:
         return "–"
+    if isinstance(v, str):  # "inf" / "-inf"
+        return {"inf": "∞", "-inf": "−∞"}.get(v, v)
     return f"{100 * v:.2f}%" if h["unit"] == "%" else f"{v:.4g} {h['unit']}".strip()
 
 

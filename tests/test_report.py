@@ -23,12 +23,15 @@ def test_unknown_parameter_is_refused(tmp_reports):
 
 def test_results_and_index(tmp_reports):
     run = runtime.Run("01_classifiers", "smoke", 0, runtime.pick_device("cpu"))
-    report.write_results(run, "01 · Classifiers", [report.headline("mnist test accuracy", 0.9712, "%", "98%")],
+    report.write_results(run, "01 · Classifiers", [report.headline("mnist test accuracy", 0.9712, "%", "98%"),
+                                                   report.headline("a ratio", float("inf"), "x"),
+                                                   report.headline("a gap", float("nan"), "x")],
                          data_sources={"mnist": "a sample"}, unavailable={"cifar10": "offline"})
     saved = json.loads((tmp_reports / "smoke" / "results" / "01_classifiers.json").read_text())
     assert saved["headline"][0]["value"] == 0.9712 and saved["profile"] == "smoke"
     page = report.build_index("smoke").read_text()
     assert "97.12%" in page and "a sample" in page and "cifar10: not available" in page
+    assert "a ratio: <b>∞</b>" in page and "a gap: <b>–</b>" in page
     assert "02_autoencoders" in page and "not run" in page
     assert "No verdicts yet" in page
     report.write_results(run.__class__("05_statistics", "smoke", 0, run.device), "05", [],
