@@ -173,3 +173,122 @@ def ratio_vs_k(table, n, title):
     ax.legend(fontsize=7)
     fig.tight_layout()
     return fig
+
+
+VERDICT_COLOURS = {"supported": "#2a9d3a", "not supported": "#c0392b", "explained by dimension alone": "#e69500",
+                   "inconclusive": "#888888"}
+
+
+def _plain_log_x(ax):
+    """A log x axis labelled 0.2, 0.5, 1, 2, 5 ... (evenly spaced plain ticks when it spans under 3x)."""
+    plain = plt.FuncFormatter(lambda v, _: f"{v:.3g}")
+    lo, hi = ax.get_xlim()
+    narrow = hi / lo < 3
+    ax.xaxis.set_major_locator(plt.MaxNLocator(6) if narrow else plt.LogLocator(subs=(1.0, 2.0, 5.0)))
+    ax.xaxis.set_major_formatter(plain)
+    ax.xaxis.set_minor_formatter(plt.NullFormatter())
+
+
+def verdict_forest(table, title, margin=1.1, difference_margin=None):
+    """Every claim's effect with its CI, coloured by verdict (notebook 05): ratios on a log axis around 1 with
+    the precise-null band [1/margin, margin] shaded; differences (rows with scale "difference", e.g. of
+    cosines) in a second panel on a linear axis around 0, band ±difference_margin. Rows with effect_bound
+    (over half the images had a failed attack ranked at the top) are arrows at the edge: a direction only."""
+    diff = (table["scale"] == "difference").to_numpy() if "scale" in table else np.zeros(len(table), bool)
+    parts = [(False, table[~diff]), (True, table[diff])]
+    parts = [(d, t) for d, t in parts if len(t)]
+    heights = [len(t) for _, t in parts]
+    fig, axes = plt.subplots(len(parts), 1, figsize=(8.5, 1.2 + 0.3 * sum(heights)), squeeze=False,
+                             gridspec_kw={"height_ratios": heights})
+    for ax, (is_diff, t) in zip(axes[:, 0], parts):
+        y = np.arange(len(t))[::-1]
+        est, lo, hi = (t[c].to_numpy(float) for c in ("effect", "ci_low", "ci_high"))
+        if not is_diff:  # log axis: keep what a log axis can show
+            est, lo, hi = (np.where(v > 0, v, np.nan) for v in (est, lo, hi))
+        bound = t["effect_bound"].fillna(False).astype(bool).to_numpy() if "effect_bound" in t else np.zeros(len(t), bool)
+        ref, band = (0.0, difference_margin) if is_diff else (1.0, margin)
+        shown = np.r_[lo[~bound], hi[~bound], est[~bound], ref]
+        shown = shown[np.isfinite(shown)]
+        span = (shown.min(), shown.max()) if is_diff else (shown.min() / 1.5, shown.max() * 1.5)
+        for yi, e, l, h, v, b in zip(y, est, lo, hi, t["verdict"], bound):
+            c = VERDICT_COLOURS.get(v, "k")
+            if b:  # a bound set by failed attacks: an arrow at the edge, in its direction
+                ax.plot(span[0] if e < ref else span[1], yi, "<" if e < ref else ">", color=c, ms=8)
+                continue
+            if np.isfinite(l) and np.isfinite(h):
+                ax.hlines(yi, l, h, color=c, lw=2)
+            ax.plot(e, yi, "o", color=c, ms=6)
+        ax.axvline(ref, color="k", lw=0.8)
+        if band:
+            ax.axvspan(*((-band, band) if is_diff else (1 / band, band)), color="0.85", zorder=0)
+        ax.set_yticks(y, [f"{s} · {sp}" for s, sp in zip(t["short"], t["split"])], fontsize=8)
+        ax.set_ylim(-0.7, len(t) - 0.3)
+        if is_diff:
+            ax.set_xlabel("effect: median per-image difference (0 = none), 95% CI")
+        else:
+            ax.set_xscale("log")
+            _plain_log_x(ax)
+            ax.set_xlabel("effect: median ratio (1 = none), CI (TOST rows: 90%)")
+        ax.grid(alpha=0.3, axis="x")
+    handles = [plt.Line2D([], [], color=c, marker="o", lw=2, label=v) for v, c in VERDICT_COLOURS.items()]
+    handles.append(plt.Line2D([], [], color="k", marker=">", lw=0, label="bound (over half failed)"))
+    axes[0, 0].legend(handles=handles, fontsize=7, loc="lower left", bbox_to_anchor=(0, 1.0), ncol=5, frameon=False)
+    fig.suptitle(title, fontsize=10, y=1.0)
+    fig.tight_layout()
+    return fig
+
+
+def paired_norms(records, subspaces, title):
+    """Per-image on and off norms joined by a line, one panel per subspace (log axis); failures (their norm
+    only a lower bound) drawn as black crosses. The panel title gives the median on/off ratio of complete pairs."""
+    fig, axes = plt.subplots(1, len(subspaces), figsize=(2.3 * len(subspaces) + 0.6, 3.3), sharey=True, squeeze=False)
+    for ax, sub in zip(axes[0], subspaces):
+        on = records[(records["condition"] == "on") & (records["subspace"] == sub)].set_index("image_id")
+        off = records[(records["condition"] == "off") & (records["subspace"] == sub)].set_index("image_id")
+        p = on[["norm", "success"]].join(off[["norm", "success"]], how="inner", lsuffix="_on", rsuffix="_off")
+        for _, row in p.iterrows():
+            ax.plot([0, 1], [row["norm_on"], row["norm_off"]], color="C0", alpha=0.25, lw=0.8)
+        for x, side in ((0, "on"), (1, "off")):
+            failed = ~p[f"success_{side}"].astype(bool)
+            ax.scatter(np.full(failed.sum(), x), p.loc[failed, f"norm_{side}"], marker="x", color="k", s=16, zorder=3)
+        ok = p["success_on"].astype(bool) & p["success_off"].astype(bool)
+        ratio = np.median(p.loc[ok, "norm_on"] / p.loc[ok, "norm_off"]) if ok.any() else np.nan
+        ax.set_xticks([0, 1], ["on", "off"])
+        ax.set_xlim(-0.3, 1.3)
+        ax.set_title(f"{sub}\nmedian on/off {ratio:.2f} (N={len(p)})", fontsize=8)
+        ax.grid(alpha=0.3, axis="y")
+    axes[0, 0].set(yscale="log", ylabel="‖δ‖₂ (pixels in [0, 1])")
+    fig.suptitle(title, fontsize=10)
+    fig.tight_layout()
+    return fig
+
+
+def effect_strips(effects, title, xlabel, log=True, reference=None, band=None):
+    """Per-image values of one effect per row (jittered dots), with the estimate and its CI from the verdict
+    table (black diamond and bar). effects: {label: (values, (estimate, low, high))}; reference: a vertical
+    line (1 for ratios, 0 for differences); band: (low, high) shaded, e.g. the precise-null margin."""
+    fig, ax = plt.subplots(figsize=(7.5, 0.9 + 0.45 * len(effects)))
+    rng = np.random.default_rng(0)
+    labels = list(effects)
+    for i, label in enumerate(labels):
+        y = len(labels) - 1 - i
+        values, (est, lo, hi) = effects[label]
+        v = np.asarray(values, float)
+        v = v[np.isfinite(v) & ((v > 0) if log else True)]
+        ax.scatter(v, y + rng.uniform(-0.18, 0.18, len(v)), s=7, alpha=0.45, color="C0")
+        if np.isfinite(lo) and np.isfinite(hi):
+            ax.hlines(y, lo, hi, color="k", lw=2.2, zorder=3)
+        ax.plot(est, y, "D", color="k", ms=6, zorder=4)
+    if band is not None:
+        ax.axvspan(*band, color="0.88", zorder=0)
+    if reference is not None:
+        ax.axvline(reference, color="r", ls="--", lw=1)
+    ax.set_yticks(range(len(labels))[::-1], labels, fontsize=8)
+    ax.set_ylim(-0.6, len(labels) - 0.4)
+    ax.set(xlabel=xlabel, title=title)
+    if log:
+        ax.set_xscale("log")
+        _plain_log_x(ax)
+    ax.grid(alpha=0.3, axis="x")
+    fig.tight_layout()
+    return fig

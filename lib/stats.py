@@ -453,3 +453,413 @@ def verdict_table(rows, alpha: float = ALPHA) -> pd.DataFrame:
                          in zip(df["effect"], df["ci_low"], df["ci_high"], df["ci_level"])]
     return df[["claim", "statistic", "effect_text", "effect", "ci_low", "ci_high", "p_raw", "p_holm",
                "n", "power", "verdict"]]
+
+
+# ---------------------------------------------------------------- notebook 05: every claim, one verdict table
+
+ON_T, OFF_T, UNC = ("on", "tangent"), ("off", "tangent"), ("unconstrained", "none")
+RECORD_KEYS = KEYS + ["condition", "subspace", "k"]
+
+
+def same_k_records(frames, datasets=None, splits=None):
+    """The records of notebooks 03 and 04 that the verdicts compare: per data set the unconstrained rows
+    and every subspace row whose k is the learned tangent space's k (the same-k comparison). A row held by
+    several frames (03 and 04 share their tangent attacks) is kept once, from the first frame.
+
+    The tangent k of a data set is that of its tangent rows in the first frame holding any (notebook 03,
+    the main autoencoder; 04 also holds a second autoencoder's tangent space, at another k); where that
+    frame has several, the k with the most rows. Returns (records, notes): notes are strings for the
+    reader, e.g. duplicated rows whose norms disagree."""
+    frames = [f for f in frames if f is not None and len(f)]
+    if not frames:
+        return pd.DataFrame(columns=RECORD_KEYS + ["norm", "success"]), ["no records"]
+    notes, tangent_k = [], {}
+    for f in frames:
+        t = f[f["subspace"] == "tangent"]
+        for ds, ks in t.groupby("dataset")["k"]:
+            tangent_k.setdefault(ds, int(ks.value_counts().idxmax()))
+    df = pd.concat([f.assign(_frame=i) for i, f in enumerate(frames)], ignore_index=True)
+    if datasets is not None:
+        df = df[df["dataset"].isin(list(datasets))]
+    if splits is not None:
+        df = df[df["split"].isin(list(splits))]
+    k_of = df["dataset"].map(tangent_k)
+    df = df[(df["subspace"] == "none") | (df["k"] == k_of)]
+    dup = df.duplicated(RECORD_KEYS, keep=False)
+    if dup.any():
+        spread = df[dup].groupby(RECORD_KEYS).agg(norms=("norm", "nunique"), ok=("success", "nunique"))
+        bad = int(((spread["norms"] > 1) | (spread["ok"] > 1)).sum())
+        if bad:
+            notes.append(f"{bad} attacks recorded by both notebooks with different outcomes (different settings "
+                         "or a stale file?); the first notebook's are used")
+    df = df.sort_values("_frame", kind="stable").drop_duplicates(RECORD_KEYS).drop(columns="_frame")
+    for ds in sorted(set(df["dataset"]) - set(tangent_k)):
+        notes.append(f"{ds}: no tangent-space records")
+    return df.sort_values(RECORD_KEYS, kind="stable").reset_index(drop=True), notes
+
+
+def gap_log_ratios(records, subspace_a="tangent", subspace_b="random", failure_policy="rank_top"):
+    """Per image d = log(on_a/off_a) - log(on_b/off_b), exactly as ``compare_gap`` tests it (one TOP over
+    the four arms under "rank_top"; images with any failure dropped under "drop"): for plots."""
+    _check(failure_policy, FAILURE_POLICIES, "failure_policy")
+    arms = [_arm(records, (c, s)) for s in (subspace_a, subspace_b) for c in ("on", "off")]
+    top = _top(arms)
+    p = _log_ratio(arms[0], arms[1], failure_policy, top).merge(
+        _log_ratio(arms[2], arms[3], failure_policy, top), left_index=True, right_index=True, suffixes=("_x", "_y"))
+    keep = p["kept_x"] & p["kept_y"]
+    p["log_ratio"], p["kept"] = p["log_ratio_x"] - p["log_ratio_y"], keep
+    p["any_failed"] = p[["failed_a_x", "failed_b_x", "failed_a_y", "failed_b_y"]].any(axis=1)
+    return PairedLogRatios(f"on/off {subspace_a} vs on/off {subspace_b}", failure_policy,
+                           p.loc[keep, "log_ratio"].to_numpy(), {"images with a failure": int(p["any_failed"].sum())}, p)
+
+
+def paired_difference(records, a, b, column="class_cosine") -> PairedLogRatios:
+    """Per-image difference column[a] - column[b] of two arms paired by image (e.g. the class cosine of the
+    on-manifold and the off-manifold perturbation). Images where either value is NaN (a failed attack has no
+    adversarial class, so no class cosine) are left out; ``n_fail`` counts them per arm. The result goes
+    into ``paired_tests`` like log-ratios do; its "median ratio" is then exp(median difference)."""
+    _arm(records, a), _arm(records, b)  # validates both arms (names, one row per image, records present)
+
+    def col(arm):
+        cond, sub = _as_arm(arm)
+        rows = records[(records["condition"] == cond) & (records["subspace"] == sub)]
+        return rows.set_index(KEYS)[column].astype(float)
+
+    p = col(a).rename("a").to_frame().join(col(b).rename("b"), how="inner")
+    p["kept"] = p["a"].notna() & p["b"].notna()
+    p["log_ratio"] = p["a"] - p["b"]
+    la, lb = _arm_label(a), _arm_label(b)
+    return PairedLogRatios(f"{column}: {la} - {lb}", "nan_dropped", p.loc[p["kept"], "log_ratio"].to_numpy(),
+                           {la: int(p["a"].isna().sum()), lb: int(p["b"].isna().sum())}, p)
+
+
+def n_for_power(power_at, target: float = 0.8, n_min: int = 2, n_max: int = 10**7) -> float:
+    """The smallest n >= n_min with power_at(n) >= target, for a power increasing in n (doubling, then
+    bisection); inf when even n_max falls short. Unlike a root finder it cannot fail for large effects,
+    where the answer is a handful of images."""
+    if power_at(n_min) >= target:
+        return float(n_min)
+    lo, hi = n_min, n_min * 2
+    while power_at(hi) < target:
+        if hi >= n_max:
+            return np.inf
+        lo, hi = hi, min(hi * 2, n_max)
+    while hi - lo > 1:
+        mid = (lo + hi) // 2
+        lo, hi = (mid, hi) if power_at(mid) < target else (lo, mid)
+    return float(hi)
+
+
+def n_needed_paired(log_ratios, alternative: str = "two-sided", alpha: float = ALPHA, target: float = 0.8) -> float:
+    """Images for ``target`` power of the paired t test at the observed d (as ``power_paired``, whose root
+    finder returns NaN when the answer is below ~10 images), and at least the smallest N at which the
+    Wilcoxon signed-rank test can reach alpha at all (5 one-sided, 6 two-sided at 0.05): inf when d is 0 or
+    on the wrong side."""
+    pw = power_paired(log_ratios, alpha, alternative, target)
+    if np.isnan(pw.d):
+        return np.nan
+    eff = {"two-sided": abs(pw.d), "greater": pw.d, "less": -pw.d}[alternative]
+    if eff <= 1e-3:
+        return np.inf
+    alt = "two-sided" if alternative == "two-sided" else "larger"
+    rank_min = int(np.ceil(np.log2((2 if alternative == "two-sided" else 1) / alpha) + 1e-9))
+    return max(float(rank_min), n_for_power(lambda n: TTestPower().power(eff, n, alpha, alternative=alt), target))
+
+
+def power_tost_paired(log_ratios, margin: float = np.log(1.1), alpha: float = ALPHA,
+                      target: float = 0.8) -> PowerResult:
+    """Power of the paired TOST within +-margin (log scale) at the observed mean m and sd s (normal
+    approximation, t critical value): Phi((margin - m)/se - t) + Phi((margin + m)/se - t) - 1, floored at 0;
+    and the number of images for ``target`` power at the same m and s (inf when |m| >= margin)."""
+    x = np.asarray(getattr(log_ratios, "values", log_ratios), dtype=float)
+    if len(x) < 3 or np.std(x, ddof=1) == 0:
+        return PowerResult(np.nan, len(x), alpha, "equivalence", np.nan, np.nan)
+    m, s = float(x.mean()), float(x.std(ddof=1))
+
+    def power(n):
+        se, t = s / np.sqrt(n), sps.t.ppf(1 - alpha, n - 1)
+        return float(max(0.0, sps.norm.cdf((margin - abs(m)) / se - t) + sps.norm.cdf((margin + abs(m)) / se - t) - 1))
+
+    n_needed = n_for_power(power, target, n_min=3) if abs(m) < margin else np.inf
+    return PowerResult(m / s, len(x), alpha, "equivalence", power(len(x)), n_needed)
+
+
+@dataclass
+class SplitTestResult:
+    """Mann-Whitney test of H0: the per-image log-ratio has the same distribution in two splits (unpaired:
+    different images). Effect: Hodges-Lehmann shift (median of all pairwise differences) as a ratio of
+    ratios, split a over split b, with its distribution-free (Moses) 95% CI. Power: two-sample t test to
+    detect a difference as large as the margin, at the observed sd of log-ratios of images without failures."""
+    label: str
+    splits: tuple
+    n: tuple
+    n_fail: dict
+    u_stat: float
+    p: float
+    ratio: float
+    ratio_ci: tuple
+    margin: float
+    power: float
+    n_needed: float   # images per split for 80% power against the margin
+
+
+def _moses_ci(x, y, level=0.95):
+    """Hodges-Lehmann shift of x over y and its Moses CI (normal approximation to the U distribution)."""
+    d = np.sort(np.subtract.outer(np.asarray(x, float), np.asarray(y, float)).ravel())
+    n1, n2 = len(x), len(y)
+    c = int(np.floor(n1 * n2 / 2 - sps.norm.ppf(0.5 + level / 2) * np.sqrt(n1 * n2 * (n1 + n2 + 1) / 12)))
+    if c < 1:
+        return float(np.median(d)), np.nan, np.nan
+    return float(np.median(d)), float(d[c - 1]), float(d[len(d) - c])
+
+
+def split_difference(records, a=ON_T, b=OFF_T, splits=("train", "test"), failure_policy: str = "rank_top",
+                     margin: float = 1.1, alpha: float = ALPHA, target: float = 0.8) -> SplitTestResult:
+    """Does log(norm_a / norm_b) differ between two splits? Mann-Whitney U (scipy, two-sided).
+
+    "rank_top": a failure in arm a is tied at the top of both splits, one in arm b at the bottom (both
+    failed: 0), so only ranks carry it; "drop": images with any failure are left out. ``margin`` (a ratio)
+    is the smallest difference that matters: the precise-null bound of the verdict, and what the power is for."""
+    _check(failure_policy, FAILURE_POLICIES, "failure_policy")
+    if len(splits) != 2:
+        raise ValueError(f"splits must name two splits; got {splits!r}")
+    missing = set(splits) - set(records["split"])
+    if missing:
+        raise ValueError(f"no records for split(s) {sorted(missing)}")
+    lr = paired_log_ratio(records[records["split"].isin(splits)], a, b, "drop")
+    p = lr.pairs
+    ok = ~(p["failed_a"] | p["failed_b"])
+    vals = p["log_ratio"].copy()
+    if failure_policy == "rank_top":
+        big = 1.0 + 2.0 * (float(np.abs(vals[ok]).max()) if ok.any() else 1.0)
+        vals[p["failed_a"] & ~p["failed_b"]] = big
+        vals[~p["failed_a"] & p["failed_b"]] = -big
+        vals[p["failed_a"] & p["failed_b"]] = 0.0
+        ok = pd.Series(True, index=p.index)
+    split_of = p.index.get_level_values("split")
+    xs = [vals[ok & (split_of == s)].to_numpy() for s in splits]
+    clean = [p.loc[(split_of == s) & ~(p["failed_a"] | p["failed_b"]), "log_ratio"].to_numpy() for s in splits]
+    fails = {s: int((p["failed_a"] | p["failed_b"])[split_of == s].sum()) for s in splits}
+    label = f"{_arm_label(a)} vs {_arm_label(b)}: {splits[0]} vs {splits[1]}"
+    if min(map(len, xs)) < 3:
+        return SplitTestResult(label, tuple(splits), tuple(map(len, xs)), fails, np.nan, np.nan, np.nan,
+                               (np.nan, np.nan), margin, np.nan, np.nan)
+    u = sps.mannwhitneyu(xs[0], xs[1], alternative="two-sided")
+    shift, lo, hi = _moses_ci(xs[0], xs[1])
+    power, n_needed = np.nan, np.nan
+    if min(map(len, clean)) >= 2:
+        sd = np.sqrt(((len(clean[0]) - 1) * clean[0].var(ddof=1) + (len(clean[1]) - 1) * clean[1].var(ddof=1))
+                     / (len(clean[0]) + len(clean[1]) - 2))
+        if sd > 0:
+            from statsmodels.stats.power import TTestIndPower
+
+            es, tp = np.log(margin) / sd, TTestIndPower()
+            power = float(tp.power(es, len(xs[0]), alpha, ratio=len(xs[1]) / len(xs[0])))
+            n_needed = n_for_power(lambda n: tp.power(es, n, alpha), target)
+    return SplitTestResult(label, tuple(splits), tuple(map(len, xs)), fails, float(u.statistic), float(u.pvalue),
+                           float(np.exp(shift)), (float(np.exp(lo)), float(np.exp(hi))), margin, power, n_needed)
+
+
+def split_verdict_row(claim: str, result: SplitTestResult) -> dict:
+    """A ``verdict_table`` row for the claim "no difference between the splits": a significant difference in
+    either direction refutes it (so "predicted" is set against the observed direction: a significant effect is
+    then on the wrong side), and a non-significant one whose CI lies inside [1/margin, margin] supports it."""
+    return {"claim": claim, "statistic": f"Mann-Whitney U={result.u_stat:.4g}, two-sided (unpaired, "
+                                         f"{result.n[0]} {result.splits[0]} / {result.n[1]} {result.splits[1]} images)",
+            "effect": result.ratio, "ci_low": result.ratio_ci[0], "ci_high": result.ratio_ci[1], "ci_level": 0.95,
+            "p": result.p, "n": int(sum(result.n)), "power": result.power,
+            "predicted": "less" if result.ratio > 1 else "greater", "null_means": "supported", "margin": result.margin}
+
+
+def arm_contrast(result: MixedModelResult, plus, minus=(), label: str | None = None) -> dict:
+    """A sum of arm coefficients of a mixed model without arm interactions, e.g. the tangent space's on/off
+    gap over a random subspace's: plus=["on_tangent", "off_random"], minus=["off_tangent", "on_random"].
+    Wald z test (the model's covariance of the fixed effects). Returns label, log estimate, se, z, p, 95% CI,
+    and the estimate and CI as ratios."""
+    fe = list(result.fit.fe_params.index)
+    if any(t.startswith("arm[") and ":" in t for t in fe):
+        raise ValueError(f"arm contrasts need a formula without arm interactions; got {result.formula!r}")
+    w = pd.Series(0.0, index=fe)
+    for sign, arms in ((1.0, plus), (-1.0, minus)):
+        for arm in arms:
+            term = f"arm[T.{arm}]"
+            if term in w.index:
+                w[term] += sign
+            elif arm != "unconstrained":  # the reference arm has no coefficient
+                raise ValueError(f"arm {arm!r} is not in the model; its terms: {fe}")
+    est = float(w @ result.fit.fe_params)
+    se = float(np.sqrt(w @ result.fit.cov_params().loc[fe, fe] @ w))
+    z = est / se if se > 0 else np.nan
+    p = float(2 * sps.norm.sf(abs(z))) if se > 0 else np.nan
+    lo, hi = est - 1.959964 * se, est + 1.959964 * se
+    return {"contrast": label or " + ".join(plus) + "".join(f" - {m}" for m in minus), "log_estimate": est,
+            "se": se, "z": z, "p": p, "ratio": float(np.exp(est)), "ci_low": float(np.exp(lo)), "ci_high": float(np.exp(hi))}
+
+
+def pooled_formula(records) -> str:
+    """log_norm ~ arm, plus dataset and split where the records hold several: arm effects pooled over them."""
+    return "log_norm ~ arm" + " + dataset" * (records["dataset"].nunique() > 1) + " + split" * (records["split"].nunique() > 1)
+
+
+# The claims, in words a reader understands; short labels for figures.
+CLAIMS = {
+    "1": ("On-manifold attacks need larger perturbations than off-manifold ones", "1 on > off"),
+    "2": ("Off-manifold perturbations are as small as unconstrained ones (equal within the margin)", "2 off ≈ unconstrained"),
+    "3": ("The on/off gap is larger for the learned manifold than for a {control} subspace of the same k", "3 gap: tangent > {control}"),
+    "4": ("The loss gradient is more perpendicular to the manifold than to a random subspace "
+          "(its energy share in the tangent space is below k/n)", "4 gradient share < k/n"),
+    "5a": ("On-manifold perturbations point more toward the target class than off-manifold ones "
+           "(cosine with the class-mean difference)", "5 class cosine: on > off"),
+    "5b": ("On-manifold perturbations point more toward the target class than perturbations in a random "
+           "subspace of the same k", "5 class cosine: on > on(random)"),
+    "6": ("The on/off gap is the same for training and test images", "6 on/off: train = test"),
+}
+CONTROL_WORDS = {"random": "random orthonormal", "coordinate": "random coordinate (pixel)", "pca": "PCA (linear manifold)"}
+
+
+def claim_rows(records, policy: str = "rank_top", controls=("coordinate", "random", "pca"), margin: float = 1.1,
+               cosine_margin: float = 0.05, n_boot: int = 2000, seed: int = 0):
+    """Every claim's ``verdict_table`` row under one failure policy, per data set and split (claim 6: train vs
+    test), from same-k records (``same_k_records``). Directional claims are tested one-sided in DMM's direction.
+    Power and the N for 80% power come from the images where no attack failed (under "rank_top" the t test
+    sees TOP as a number). "effect_bound" marks rows where over half the images had a failed attack under
+    "rank_top": their median is set by TOP, a bound. Claims 4 and 5 involve no failure policy: the gradient is measured at the clean
+    image; a failed attack has no class cosine. Returns (rows, skipped): a claim whose records are missing
+    (e.g. a control notebook 04 did not run) is listed in ``skipped`` with the reason."""
+    _check(policy, FAILURE_POLICIES, "failure_policy")
+    rows, skipped = [], []
+    fails = lambda nf: ", ".join(f"{k} {v}" for k, v in nf.items())
+
+    def add(cid, ds, split, make, **fmt):
+        try:
+            row = make()
+        except ValueError as err:
+            if "no records" not in str(err):
+                raise
+            skipped.append(f"claim {cid} ({ds}, {split}{', ' + fmt['control'] if fmt else ''}): {err}")
+            return
+        text, short = CLAIMS[cid]
+        row["effect_bound"] = bool(policy == "rank_top" and 2 * row.pop("n_censored", 0) > row["n"])
+        rows.append({"claim_id": cid, "short": short.format(**fmt), "dataset": ds, "split": split, "policy": policy,
+                     **row, "claim": text.format(**{k: CONTROL_WORDS.get(v, v) for k, v in fmt.items()})})
+
+    def paired(a, b, predicted):
+        lr = paired_log_ratio(r, a, b, policy)
+        res = paired_tests(lr, predicted, n_boot=n_boot, seed=seed)
+        clean = paired_log_ratio(r, a, b, "drop")
+        return {**verdict_row("", res, predicted, margin=margin, power=power_paired(clean, alternative=predicted).power),
+                "n_needed": n_needed_paired(clean, predicted), "failures": fails(res.n_fail),
+                "n_censored": int((lr.pairs["failed_a"] | lr.pairs["failed_b"]).sum())}
+
+    def equivalent(a, b):
+        lr = paired_log_ratio(r, a, b, policy)
+        res = tost_paired(lr, np.log(margin))
+        pw = power_tost_paired(paired_log_ratio(r, a, b, "drop"), np.log(margin))
+        return {**verdict_row("", res, "equivalent", power=pw.power), "n_needed": pw.n_needed, "failures": fails(lr.n_fail),
+                "n_censored": int((lr.pairs["failed_a"] | lr.pairs["failed_b"]).sum())}
+
+    def gap(control):
+        res = compare_gap(r, "tangent", control, "greater", policy, n_boot=n_boot, seed=seed)
+        clean = gap_log_ratios(r, "tangent", control, "drop")
+        return {**verdict_row("", res, "greater", "explained by dimension alone", margin,
+                              power_paired(clean, alternative="greater").power),
+                "n_needed": n_needed_paired(clean, "greater"), "failures": fails(res.n_fail),
+                "n_censored": int(clean.pairs["any_failed"].sum())}
+
+    def share():
+        on = r[(r["condition"] == "on") & (r["subspace"] == "tangent")]
+        if on.empty:
+            raise ValueError("no records for arm ('on', 'tangent')")
+        res = one_sample_share_test(on["grad_share"], on["k"], on["n"], n_boot=n_boot, seed=seed)
+        x = np.log(np.maximum(on["grad_share"].to_numpy(float), 1e-12) / (on["k"] / on["n"]).to_numpy(float))
+        return {**verdict_row("", res, "less", margin=margin), "n_needed": n_needed_paired(x[~np.isnan(x)], "less"),
+                "failures": "none involved (clean image)"}
+
+    def cosine(a, b):
+        lr = paired_difference(r, a, b, "class_cosine")
+        res = paired_tests(lr, "greater", n_boot=n_boot, seed=seed)
+        return {**verdict_row("", res, "greater", margin=float(np.exp(cosine_margin))), "scale": "difference",
+                "n_needed": n_needed_paired(lr, "greater"), "failures": "no cosine (failed): " + fails(lr.n_fail)}
+
+    def splits_row(rr):
+        res = split_difference(rr, ON_T, OFF_T, ("train", "test"), policy, margin)
+        return {**split_verdict_row("", res), "n_needed": res.n_needed, "failures": fails(res.n_fail),
+                "n_censored": sum(res.n_fail.values())}
+
+    for ds in sorted(records["dataset"].unique()):
+        rd = records[records["dataset"] == ds]
+        for split in [s for s in ("test", "train") if s in set(rd["split"])] + \
+                     sorted(set(rd["split"]) - {"test", "train"}):
+            r = rd[rd["split"] == split]
+            add("1", ds, split, lambda: paired(ON_T, OFF_T, "greater"))
+            add("2", ds, split, lambda: equivalent(OFF_T, UNC))
+            for c in controls:
+                add("3", ds, split, lambda: gap(c), control=c)
+            add("4", ds, split, share)
+            add("5a", ds, split, lambda: cosine(ON_T, OFF_T))
+            add("5b", ds, split, lambda: cosine(ON_T, ("on", "random")))
+        if {"train", "test"} <= set(rd["split"]):
+            add("6", ds, "train vs test", lambda: splits_row(rd))
+    return rows, skipped
+
+
+def verdicts(rows, alpha: float = ALPHA) -> pd.DataFrame:
+    """``verdict_table`` (Holm over all rows) keeping the rows' other keys (dataset, split, claim_id, ...), with
+    two additions:
+      - rows with "scale": "difference" (e.g. of cosines) enter ``verdict_table`` on the exp scale (effect
+        exp(median difference), margin exp(margin)) and are shown as differences;
+      - a directional claim that is not significant but whose CI lies entirely on the wrong side of 1 (the
+        data exclude the predicted direction) is "not supported" rather than "inconclusive": a one-sided p
+        cannot see an effect in the other direction, its CI can. (Not for "no difference" claims, whose
+        "predicted" side is only a device of ``split_verdict_row``.)"""
+    rows = list(rows)
+    if not rows:
+        return pd.DataFrame(columns=["claim", "statistic", "effect_text", "effect", "ci_low", "ci_high", "p_raw",
+                                     "p_holm", "n", "power", "verdict"])
+    src = pd.DataFrame(rows)
+    t = verdict_table(rows, alpha)
+    wrong = ((src["predicted"] == "greater") & (t["ci_high"] < 1)) | ((src["predicted"] == "less") & (t["ci_low"] > 1))
+    wrong &= src["null_means"] != "supported"  # "no difference" claims (split_verdict_row): only a Holm p refutes them
+    t.loc[wrong & (t["verdict"] == "inconclusive"), "verdict"] = "not supported"
+    if "scale" in src:
+        diff = (src["scale"] == "difference").to_numpy()
+        for col in ("effect", "ci_low", "ci_high"):
+            t.loc[diff, col] = np.log(t.loc[diff, col].astype(float))
+        t.loc[diff, "effect_text"] = [f"Δ {e:+.3g} [{lo:+.3g}, {hi:+.3g}] (95% CI)" for e, lo, hi
+                                      in t.loc[diff, ["effect", "ci_low", "ci_high"]].to_numpy()]
+    if "effect_bound" in src:  # over half the images hold a failure ranked at the top: the median is TOP's doing
+        bound = src["effect_bound"].fillna(False).astype(bool).to_numpy()
+        t.loc[bound, "effect_text"] += "; over half the images had a failed attack: a bound, not a size"
+    extra = [c for c in src.columns if c not in t.columns and c not in ("p", "ci_level", "predicted", "null_means")]
+    return pd.concat([t, src[extra]], axis=1)
+
+
+def evaluate_claims(records, controls=("coordinate", "random", "pca"), margin: float = 1.1,
+                    cosine_margin: float = 0.05, alpha: float = ALPHA, n_boot: int = 2000, seed: int = 0) -> dict:
+    """The verdicts under both failure policies, each its own Holm family: {"rank_top": table (main),
+    "drop": table (sensitivity), "agreement": one row per claim with both verdicts and whether they agree,
+    "skipped": [reasons]}."""
+    import warnings
+
+    from statsmodels.tools.sm_exceptions import ConvergenceWarning
+
+    out, skipped = {}, []
+    for policy in FAILURE_POLICIES:
+        # power_paired's root finder fails noisily for large effects; a failed attack's norm of 0 has log -inf
+        # (never used: failures are ranked or dropped)
+        with warnings.catch_warnings(), np.errstate(divide="ignore"):
+            warnings.simplefilter("ignore", ConvergenceWarning)
+            rows, sk = claim_rows(records, policy, controls, margin, cosine_margin, n_boot, seed)
+        out[policy] = verdicts(rows, alpha)
+        skipped = skipped or sk
+    keys = ["claim_id", "short", "dataset", "split"]
+    if len(out["rank_top"]):
+        agree = out["rank_top"][keys + ["verdict"]].merge(out["drop"][keys + ["verdict"]], on=keys,
+                                                          suffixes=(" (rank_top)", " (drop)"))
+        agree["agree"] = agree["verdict (rank_top)"] == agree["verdict (drop)"]
+        out["rank_top"]["verdict_drop"] = agree["verdict (drop)"].to_numpy()
+        out["rank_top"]["agree"] = agree["agree"].to_numpy()
+    else:
+        agree = pd.DataFrame(columns=keys + ["verdict (rank_top)", "verdict (drop)", "agree"])
+    out["agreement"], out["skipped"] = agree, skipped
+    return out
