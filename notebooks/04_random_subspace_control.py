@@ -51,10 +51,9 @@ ae_latent_dim = None                     # int or {dataset: int}; None: the pape
 ae_width = 16                            # int: channels of the first conv layer; None: 32 (16: a third of the CPU time)
 
 # %%
-import numpy as np
 import pandas as pd
 
-from lib import data, experiment, plots, report, runtime, stats, train
+from lib import data, experiment, plots, report, runtime, train
 
 run = runtime.start("04_random_subspace_control", profile, seed, device)
 settings = experiment.settings_from(attack)
