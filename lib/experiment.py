@@ -1,4 +1,4 @@
-"""The on/off-subspace attack experiment (science.md sections 2-4), as per-image records.
+"""The on/off-subspace attack experiment, as per-image records.
 
 For a classifier and N correctly classified images of one split, each *condition* is one attack:
 "unconstrained" PGD, or PGD whose gradient is projected "on" or "off" a k-dimensional subspace
@@ -6,7 +6,7 @@ For a classifier and N correctly classified images of one split, each *condition
 is cached by a hash of everything it depends on (models, images, settings, subspace, code), so
 notebooks 03 and 04 share the attacks they have in common and a re-run costs nothing.
 
-One record per image and condition: dataset, split, image_id, condition, subspace, k, n, success,
+One record per image and condition: dataset, split, clip (whether x + delta was kept in [0, 1]), image_id, condition, subspace, k, n, success,
 norm, iterations, label, pred, subspace_share (energy of the final perturbation inside the intended
 subspace: clipping leaks it), grad_share (energy of the clean image's loss gradient inside the
 subspace; a random subspace captures about k/n of it), class_cosine (cosine between the perturbation and
@@ -150,7 +150,8 @@ class AttackExperiment:
                             ("success", "norm", "iterations", "label", "pred", "subspace_share", "grad_share")})
         rec["class_cosine"] = class_cosine(t["delta"], t["label"], t["pred"], t["success"], self.class_means).numpy()
         rec.insert(0, "image_id", self.ids.numpy())
-        for col, value in reversed(list({"dataset": self.data.name, "split": self.split, "condition": condition,
+        for col, value in reversed(list({"dataset": self.data.name, "split": self.split,
+                                         "clip": self.settings[condition].clip, "condition": condition,
                                          "subspace": "none" if spec is None else spec.kind,
                                          "k": self.data.n if spec is None else spec.k, "n": self.data.n}.items())):
             rec.insert(0, col, value)
@@ -175,27 +176,6 @@ class AttackExperiment:
         return tensors, {"condition": condition, "subspace": None if spec is None else spec.kind}
 
 
-def summarise(records, n_boot=2000, seed=0):
-    """Per data set, split and attack: N, success rate, median norm with a bootstrap 95% CI.
-
-    Failures are ranked at the top (their norm is only a lower bound): the median is infinite when more
-    than half the attacks failed, and the table says so rather than dropping them.
-    """
-    from lib import stats
-
-    rows = []
-    for (ds, split, cond, sub), r in records.groupby(["dataset", "split", "condition", "subspace"], sort=False):
-        logs = np.where(r["success"].to_numpy(bool), np.log(r["norm"].to_numpy(float)), np.inf)
-        with np.errstate(invalid="ignore"):  # an infinite median has no interval: NaN, shown as such
-            med, lo, hi = stats.bootstrap_median_ratio(logs, n_boot=n_boot, seed=seed)
-        rows.append({"dataset": ds, "split": split, "condition": cond, "subspace": sub, "k": int(r["k"].iloc[0]),
-                     "n": int(r["n"].iloc[0]),
-                     "N": len(r), "success rate": r["success"].mean(), "median norm": med,
-                     "CI low": lo, "CI high": hi, "median subspace share": r["subspace_share"].median(),
-                     "median gradient share": r["grad_share"].median()})
-    return pd.DataFrame(rows)
-
-
 def flat_boundary_ratio(n, k, ratio):
     """What confinement alone predicts for a locally flat boundary and a subspace in general position:
     the distance along the projected normal w is |s| / ||P w||, and ||P w||^2 ~ k/n for a random
@@ -210,21 +190,3 @@ def flat_boundary_ratio(n, k, ratio):
 
 # What defines an attack's outcome, hashed into its cache key (an edit elsewhere keeps the cache).
 ATTACK_CODE = [attacks, manifold, subspaces, AttackSettings, pick_correct, input_gradient, AttackExperiment._attack]
-
-
-def ratio_summary(records, a, b, n_boot=2000, seed=0):
-    """Median per-image norm ratio a / b (arms as (condition, subspace) or "unconstrained"), paired by
-    image, with a bootstrap 95% CI. A failed attack's norm is only a lower bound: a failure in a counts
-    as ratio +inf, in b as 0 (both: left out), so the median is infinite when most of a's attacks failed,
-    rather than an artificial number."""
-    from lib import stats
-
-    lr = stats.paired_log_ratio(records, a, b, failure_policy="drop")
-    p = lr.pairs
-    with np.errstate(invalid="ignore", divide="ignore"):  # a failure's norm may be 0; infinite medians: NaN CI
-        logs = np.log(p["norm_a"].to_numpy(float) / p["norm_b"].to_numpy(float))
-        logs = np.where(p["failed_a"], np.inf, np.where(p["failed_b"], -np.inf, logs))
-        logs = logs[~(p["failed_a"] & p["failed_b"]).to_numpy()]
-        med, lo, hi = stats.bootstrap_median_ratio(logs, n_boot=n_boot, seed=seed)
-    return {"N pairs": len(logs), "failed": " / ".join(str(v) for v in lr.n_fail.values()),
-            "median ratio": med, "CI low": lo, "CI high": hi}

@@ -175,8 +175,53 @@ def ratio_vs_k(table, n, title):
     return fig
 
 
-VERDICT_COLOURS = {"supported": "#2a9d3a", "not supported": "#c0392b", "explained by dimension alone": "#e69500",
-                   "inconclusive": "#888888"}
+VERDICT_COLOURS = {"supported": "#2a9d3a", "not supported": "#c0392b", "negligible": "#7a5cb8",
+                   "explained by dimension alone": "#e69500", "not testable": "#4a90c2", "inconclusive": "#888888"}
+
+
+def on_off_answer(summaries, title):
+    """The figure that carries the argument: per data set, the median on/off norm ratio (distribution-free 95% CI)
+    of the learned tangent space beside random, coordinate and PCA subspaces of the same k, with and without
+    clipping to [0, 1], and the flat-boundary prediction for a random subspace (dashed). summaries: {dataset:
+    DataFrame with subspace, clip, median ratio, CI low, CI high, flat boundary}. An infinite median (most "on"
+    attacks failed: the budget, not the boundary, decided) is an arrow at the top."""
+    fig, axes = plt.subplots(1, len(summaries), figsize=(5.2 * len(summaries), 3.6), squeeze=False, sharey=True)
+    finite = np.concatenate([t[c].to_numpy(float) for t in summaries.values() for c in ("median ratio", "CI low", "CI high",
+                                                                                      "flat boundary")])
+    finite = finite[np.isfinite(finite) & (finite > 0)]
+    top = finite.max() * 2 if len(finite) else 10
+    for ax, (name, t) in zip(axes[0], summaries.items()):
+        subs = list(dict.fromkeys(t["subspace"]))
+        for j, (clip, label, marker) in enumerate(((True, "clipped to [0, 1]", "o"), (False, "no clipping", "s"))):
+            tt = t[t["clip"] == clip].set_index("subspace").reindex(subs)
+            if tt["median ratio"].isna().all():
+                continue
+            x = np.arange(len(subs)) + (j - 0.5) * 0.2
+            med = tt["median ratio"].to_numpy(float)
+            lo, hi = tt["CI low"].to_numpy(float), tt["CI high"].to_numpy(float)
+            ok = np.isfinite(med)
+            err = np.array([med - lo, np.where(np.isfinite(hi), hi, top) - med])[:, ok]
+            ax.errorbar(x[ok], med[ok], yerr=np.nan_to_num(err), fmt=marker, capsize=3, color=f"C{j}", label=label)
+            for xi in x[np.isposinf(med)]:
+                ax.annotate("", (xi, top), (xi, top / 2.2), arrowprops=dict(arrowstyle="->", color=f"C{j}"))
+                ax.text(xi, top / 2.6, "most\nfailed", ha="center", va="top", fontsize=6, color=f"C{j}")
+        ax.axhline(t["flat boundary"].iloc[0], color="r", ls="--", lw=1, label="flat boundary, random subspace")
+        ax.axhline(1, color="k", lw=0.6)
+        ax.set_xticks(range(len(subs)), [s if s != "tangent" else "tangent\n(learned manifold)" for s in subs], fontsize=8)
+        ax.set(yscale="log", title=f"{name} (k = {int(t['k'].iloc[0])})")
+        ax.set_ylim(0.5, top * 1.2)
+        _plain_log_y(ax)
+        ax.grid(alpha=0.3, axis="y")
+    axes[0, 0].set_ylabel("median on / off norm ratio")
+    axes[0, 0].legend(fontsize=7, loc="upper left")
+    fig.suptitle(title, fontsize=10)
+    fig.tight_layout()
+    return fig
+
+
+def _plain_log_y(ax):
+    ax.yaxis.set_major_formatter(plt.FuncFormatter(lambda v, _: f"{v:.3g}"))
+    ax.yaxis.set_minor_formatter(plt.NullFormatter())
 
 
 def _plain_log_x(ax):
@@ -192,8 +237,8 @@ def _plain_log_x(ax):
 def verdict_forest(table, title, margin=1.1, difference_margin=None):
     """Every claim's effect with its CI, coloured by verdict (notebook 05): ratios on a log axis around 1 with
     the precise-null band [1/margin, margin] shaded; differences (rows with scale "difference", e.g. of
-    cosines) in a second panel on a linear axis around 0, band ±difference_margin. Rows with effect_bound
-    (over half the images had a failed attack ranked at the top) are arrows at the edge: a direction only."""
+    cosines) in a second panel on a linear axis around 0, band ±difference_margin. An infinite estimate (censored:
+    most attacks failed) is an arrow at the edge: a direction only."""
     diff = (table["scale"] == "difference").to_numpy() if "scale" in table else np.zeros(len(table), bool)
     parts = [(False, table[~diff]), (True, table[diff])]
     parts = [(d, t) for d, t in parts if len(t)]
@@ -205,34 +250,38 @@ def verdict_forest(table, title, margin=1.1, difference_margin=None):
         est, lo, hi = (t[c].to_numpy(float) for c in ("effect", "ci_low", "ci_high"))
         if not is_diff:  # log axis: keep what a log axis can show
             est, lo, hi = (np.where(v > 0, v, np.nan) for v in (est, lo, hi))
-        bound = t["effect_bound"].fillna(False).astype(bool).to_numpy() if "effect_bound" in t else np.zeros(len(t), bool)
+        bound = np.zeros(len(t), bool) if is_diff else (est == np.inf) | (t["effect"].to_numpy(float) == 0)
         ref, band = (0.0, difference_margin) if is_diff else (1.0, margin)
         shown = np.r_[lo[~bound], hi[~bound], est[~bound], ref]
         shown = shown[np.isfinite(shown)]
         span = (shown.min(), shown.max()) if is_diff else (shown.min() / 1.5, shown.max() * 1.5)
-        for yi, e, l, h, v, b in zip(y, est, lo, hi, t["verdict"], bound):
+        for yi, e, l, h, v, b, raw in zip(y, est, lo, hi, t["verdict"], bound, t["effect"].to_numpy(float)):
             c = VERDICT_COLOURS.get(v, "k")
-            if b:  # a bound set by failed attacks: an arrow at the edge, in its direction
-                ax.plot(span[0] if e < ref else span[1], yi, "<" if e < ref else ">", color=c, ms=8)
+            if b:  # set by failed attacks: an arrow at the edge, in its direction
+                left = raw < ref
+                ax.plot(span[0] if left else span[1], yi, "<" if left else ">", color=c, ms=8)
                 continue
             if np.isfinite(l) and np.isfinite(h):
                 ax.hlines(yi, l, h, color=c, lw=2)
-            ax.plot(e, yi, "o", color=c, ms=6)
+            if np.isfinite(e):
+                ax.plot(e, yi, "o", color=c, ms=6)
         ax.axvline(ref, color="k", lw=0.8)
         if band:
             ax.axvspan(*((-band, band) if is_diff else (1 / band, band)), color="0.85", zorder=0)
-        ax.set_yticks(y, [f"{s} · {sp}" for s, sp in zip(t["short"], t["split"])], fontsize=8)
+        clip = t["clip"].astype(bool) if "clip" in t else np.ones(len(t), bool)
+        ax.set_yticks(y, [f"{s} · {sp}" + ("" if c else " · no clip") for s, sp, c in zip(t["short"], t["split"], clip)],
+                      fontsize=8)
         ax.set_ylim(-0.7, len(t) - 0.3)
         if is_diff:
             ax.set_xlabel("effect: median per-image difference (0 = none), 95% CI")
         else:
             ax.set_xscale("log")
             _plain_log_x(ax)
-            ax.set_xlabel("effect: median ratio (1 = none), CI (TOST rows: 90%)")
+            ax.set_xlabel("effect: median ratio (1 = none), 95% CI (claim 2: mean ratio, 90% CI)")
         ax.grid(alpha=0.3, axis="x")
     handles = [plt.Line2D([], [], color=c, marker="o", lw=2, label=v) for v, c in VERDICT_COLOURS.items()]
-    handles.append(plt.Line2D([], [], color="k", marker=">", lw=0, label="bound (over half failed)"))
-    axes[0, 0].legend(handles=handles, fontsize=7, loc="lower left", bbox_to_anchor=(0, 1.0), ncol=5, frameon=False)
+    handles.append(plt.Line2D([], [], color="k", marker=">", lw=0, label="infinite (most attacks failed)"))
+    axes[0, 0].legend(handles=handles, fontsize=7, loc="lower left", bbox_to_anchor=(0, 1.0), ncol=4, frameon=False)
     fig.suptitle(title, fontsize=10, y=1.0)
     fig.tight_layout()
     return fig

@@ -11,7 +11,7 @@
 # %% [markdown]
 # # 03 · On- and off-manifold attacks
 #
-# The central experiment of the Dimpled Manifold Model (`../shared/science.md`, sections 2-3).
+# The central experiment of the Dimpled Manifold Model (Shamir, Melamed & BenShmuel 2021).
 # For N correctly classified images we run three greedy L2 PGD attacks and record the norm of the
 # smallest perturbation that changes the label:
 #
@@ -52,7 +52,8 @@ ae_width = 16                            # int: channels of the first conv layer
 import numpy as np
 import pandas as pd
 
-from lib import data, experiment, plots, report, runtime, stats, train
+from lib import data, experiment, plots, report, runtime, train
+from lib import records as records_lib
 
 run = runtime.start("03_on_off_manifold_attacks", profile, seed, device)
 settings = experiment.settings_from(attack)
@@ -88,8 +89,11 @@ for name, d in found.items():
         if no_clip_check and split == "test":
             loose = {c: experiment.AttackSettings(**{**vars(s), "clip": False}) for c, s in settings.items()}
             exp_nc = experiment.AttackExperiment(clf, d, split, n_images, loose, seed, run.device)
-            outcomes[name, "test, no clip"] = [exp_nc.run(c, tangent) for c in ("on", "off")]
+            outcomes[name, "test, no clip"] = [exp_nc.run(c) if c == "unconstrained" else exp_nc.run(c, tangent)
+                                               for c in ("unconstrained", "on", "off")]
+            frames += [o.records for o in outcomes[name, "test, no clip"]]
 records = pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
+clipped = records[records["clip"]] if len(records) else records
 if len(records):
     path = report.results_dir(profile) / "03_records.csv"
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -99,19 +103,20 @@ if len(records):
 # %% [markdown]
 # ## Success rate and median perturbation norm
 # Median norm over all attacked images with failures ranked at the top (a failure's norm is only a lower
-# bound), with a bootstrap 95% interval. *Subspace share*: the fraction of the final perturbation's energy
+# bound), with a distribution-free 95% interval (order statistics). *Subspace share*: the fraction of the final perturbation's energy
 # inside the intended subspace (clipping to [0, 1] leaks some out). *Gradient share*: the fraction of the
 # clean image's loss gradient inside the tangent space; a random k-dimensional subspace would hold k/n.
 
 # %%
-summary = experiment.summarise(records) if len(records) else pd.DataFrame()
+summary = records_lib.median_norm(clipped) if len(records) else pd.DataFrame()
 summary.style.format({"success rate": "{:.1%}", "median norm": "{:.3f}", "CI low": "{:.3f}", "CI high": "{:.3f}",
                       "median subspace share": "{:.3f}", "median gradient share": "{:.4f}"}, na_rep="–").hide(axis="index")
 
 # %% [markdown]
 # ## Ratios per image
-# On/off and off/unconstrained norm ratios, paired by image, with bootstrap 95% intervals of the median
-# (a failed attack in the numerator counts as an infinite ratio; *failed* counts failures per attack;
+# On/off and off/unconstrained norm ratios, paired by image, with distribution-free 95% intervals of the median
+# (a failed attack in the numerator counts as an infinite ratio, in the denominator as 0; *undecidable*: both
+# failed, left out; *failed* counts failures per attack;
 # the histograms show the pairs in which both attacks succeeded). *Flat boundary*: what confinement alone gives for a locally flat
 # decision boundary and a subspace in general position: an attack in a k-dimensional subspace is
 # √(n/k) times the unconstrained one, in its (n−k)-dimensional complement √(n/(n−k)) times, so on/off ≈ √((n−k)/k). The published reference (ImageNet, Shamir et al.): on-manifold
@@ -120,20 +125,20 @@ summary.style.format({"success rate": "{:.1%}", "median norm": "{:.3f}", "CI low
 # %%
 ratio_rows, hist = [], {}
 for (name, split) in [key for key in outcomes if key[1] in splits]:
-    r = records[(records["dataset"] == name) & (records["split"] == split)]
+    r = clipped[(clipped["dataset"] == name) & (clipped["split"] == split)]
     d = found[name]
     for label, a, b in (("on / off", ("on", "tangent"), ("off", "tangent")),
                         ("off / unconstrained", ("off", "tangent"), "unconstrained")):
-        ratio_rows.append({"dataset": name, "split": split, "ratio": label, **experiment.ratio_summary(r, a, b),
+        ratio_rows.append({"dataset": name, "split": split, "ratio": label, **records_lib.ratio_summary(r, a, b),
                            "flat boundary": experiment.flat_boundary_ratio(d.n, models[name][1].model.latent_dim, label)})
-        hist[f"{name} {split}: {label}"] = np.exp(stats.paired_log_ratio(r, a, b, failure_policy="drop").values)
+        hist[f"{name} {split}: {label}"] = np.exp(records_lib.log_ratio(r, a, b).complete)
 ratios = pd.DataFrame(ratio_rows)
 ratios.style.format({"median ratio": "{:.2f}", "CI low": "{:.2f}", "CI high": "{:.2f}",
                      "flat boundary": "{:.2f}"}, na_rep="").hide(axis="index")
 
 # %%
 for name in models:
-    plots.norm_distributions(records[records["dataset"] == name], f"{name}: perturbation norms per attack")
+    plots.norm_distributions(clipped[clipped["dataset"] == name], f"{name}: perturbation norms per attack")
     keys = [k for k in hist if k.startswith(f"{name} ")]
     ref = {k: experiment.flat_boundary_ratio(found[name].n, models[name][1].model.latent_dim, k.split(": ")[1])
            for k in keys}
@@ -157,9 +162,8 @@ for (name, split), outs in outcomes.items():
 # the tangent space (subspace share 1) and the norms show how much the clipping changed.
 
 # %%
-nc = [o.records.assign(split="test, no clip") for key, outs in outcomes.items() if key[1] == "test, no clip" for o in outs]
-if nc:
-    experiment.summarise(pd.concat(nc, ignore_index=True)).style.format(
+if len(records) and not records["clip"].all():
+    records_lib.median_norm(records[~records["clip"]]).style.format(
         {"success rate": "{:.1%}", "median norm": "{:.3f}", "CI low": "{:.3f}", "CI high": "{:.3f}",
          "median subspace share": "{:.3f}", "median gradient share": "{:.4f}"}, na_rep="–").hide(axis="index")
 
@@ -179,6 +183,6 @@ report.write_results(
     data_sources={name: d.describe() for name, d in found.items()},
     unavailable=missing,
     summary=summary.to_dict(orient="records"), ratios=ratios.to_dict(orient="records"),
-    records_csv="03_records.csv",
+    records_csv="03_records.csv", tangent_k={name: ae.model.latent_dim for name, (clf, ae) in models.items()},
 )
 print(f"wall time: {run.elapsed():.0f} s")
