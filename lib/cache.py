@@ -1,12 +1,14 @@
 """Artifact store keyed by a hash of the full configuration, written atomically.
 
-key = sha256(config, source of the code that produces the artifact, torch version, data identity).
+key = sha256(config, code that produces the artifact, torch version, data identity). The code enters as
+its syntax tree without docstrings and comments, so editing documentation keeps every entry.
 An entry is one `torch.save`d dict {"key", "state_dict", "meta"} (state_dicts and plain metadata
 only: `torch.load(weights_only=True)` reads it). It is written to a temporary file and renamed into
 place, so a reader never sees half an entry; an entry that does not load, or whose stored key
 differs, is reported, removed and rebuilt. A per-key file lock makes two notebooks that need the
 same model at the same time (`make -j2`) train it once.
 """
+import ast
 import fcntl
 import hashlib
 import inspect
@@ -27,12 +29,27 @@ def cache_dir():
     return Path(os.environ.get("DIMPLED_CACHE", REPO / "data" / "cache"))
 
 
+def code_text(obj):
+    """What a piece of code computes, as text: its syntax tree (``ast.dump``, no line numbers) without
+    docstrings or comments. An edit of its documentation leaves it unchanged; an edit of its code does not."""
+    import textwrap
+
+    tree = ast.parse(textwrap.dedent(inspect.getsource(obj)))
+    for node in ast.walk(tree):
+        body = getattr(node, "body", None)
+        if (isinstance(node, (ast.Module, ast.ClassDef, ast.FunctionDef, ast.AsyncFunctionDef)) and body
+                and isinstance(body[0], ast.Expr) and isinstance(body[0].value, ast.Constant)
+                and isinstance(body[0].value.value, str)):
+            node.body = body[1:] or [ast.Pass()]
+    return ast.dump(tree)
+
+
 def config_hash(config, code=()):
     """sha256 over the JSON of `config`, the source of `code` (modules, functions, classes: what
     produces the artifact, no more, so that an unrelated edit does not throw work away) and torch's version."""
     h = hashlib.sha256(json.dumps(config, sort_keys=True, default=str).encode())
     for obj in code:
-        h.update(inspect.getsource(obj).encode())
+        h.update(code_text(obj).encode())
     h.update(torch.__version__.encode())
     return h.hexdigest()[:20]
 

@@ -1,4 +1,4 @@
-"""Tangent spaces of an autoencoder's decoder, and projections onto them (science.md section 3).
+"""Tangent spaces of an autoencoder's decoder, and projections onto them (Shamir et al. 2021, section 4).
 
 At an image x: z = E(x), J = dD/dz at z (an n x k matrix, n = C*H*W), Q = an orthonormal basis of
 J's columns. P_on v = Q Q^T v is the part of v along the manifold, P_off v = v - P_on v the rest.

@@ -1,4 +1,5 @@
-"""The classifiers and autoencoders of science.md section 1.
+"""The classifiers and autoencoders of Shamir et al. (2021) and their public reproduction (Karner, "The
+Dimpled Manifold Revisited"): MNIST MLP, CIFAR-10 7-conv net, ImageNet ResNet-50, conv and VGG autoencoders.
 
 Images are in [0, 1]; a classifier's first layer is its input normalisation, so attacks and
 projections work in pixel space. Every autoencoder has the same small interface:

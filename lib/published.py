@@ -1,4 +1,5 @@
-"""The published numbers the report compares with (science.md section 1), labelled by source.
+"""The published numbers the report compares with (Shamir et al. 2021 and the
+reproduction "The Dimpled Manifold Revisited"), labelled by source.
 
 These are references, never results: every figure the report claims comes from code run in it.
 """

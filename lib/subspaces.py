@@ -1,4 +1,4 @@
-"""The k-dimensional subspaces an attack can be confined to (science.md section 4).
+"""The k-dimensional subspaces an attack can be confined to (the learned tangent space and its controls).
 
 Every subspace has the same small interface: `.name`, `.k`, `.n` (the input dimension C*H*W),
 `.on(v)` (the orthogonal projection onto the subspace) and `.off(v) = v - .on(v)`, for v of shape

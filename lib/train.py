@@ -1,7 +1,7 @@
 """Training the classifiers and autoencoders, cached by a hash of their full configuration.
 
 `classifier_config(dataset, **overrides)` / `autoencoder_config(...)` start from the paper's settings
-(science.md section 1) and change only what a profile overrides; `get_classifier(cfg, data)` and
+(Shamir et al. 2021 and its reproduction) and change only what a profile overrides; `get_classifier(cfg, data)` and
 `get_autoencoder(cfg, data)` return a trained model from the cache, training it on a miss.
 """
 import time
@@ -46,7 +46,7 @@ class AutoencoderConfig:
     seed: int = 0
 
 
-# The paper profile (science.md section 1). Fashion-MNIST has no published setting: it reuses MNIST's.
+# The paper profile (Shamir et al. 2021; the reproduction where the paper is silent). Fashion-MNIST has no published setting: it reuses MNIST's.
 PAPER_CLASSIFIERS = {
     "mnist": ClassifierConfig("mnist", "mlp", 40, 200, 0.01, "sgd", weight_decay=1e-4),
     "fashion_mnist": ClassifierConfig("fashion_mnist", "mlp", 40, 200, 0.01, "sgd", weight_decay=1e-4),

@@ -13,7 +13,7 @@
 #
 # Claim 1 of the report starts here: before we can attack anything we need the classifiers of
 # Shamir et al. (2021), trained as the paper and its public reproduction describe them
-# (`../shared/science.md`, section 1):
+# (Karner, *The Dimpled Manifold Revisited*):
 #
 # | data set | architecture | training |
 # |---|---|---|

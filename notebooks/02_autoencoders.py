@@ -13,7 +13,7 @@
 #
 # The manifold in the Dimpled Manifold Model is the image of an autoencoder's decoder: at an image x
 # the tangent space is spanned by the columns of dD/dz at z = E(x) (notebook 03). Here we train the
-# autoencoders of the paper and its reproduction (`../shared/science.md`, section 1) and check that
+# autoencoders of the paper and its reproduction (Karner, *The Dimpled Manifold Revisited*) and check that
 # they reconstruct what they should:
 #
 # | data set | architecture | latent k | training |
