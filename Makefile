@@ -8,6 +8,7 @@ STAMP := $(VENV)/.installed
 JOBS = $(or $(patsubst -j%,%,$(filter -j%,$(MAKEFLAGS))),1)
 LAB_SETTINGS := $(VENV)/share/jupyter/lab/settings
 LAB_ARGS ?=
+REPORT_ARGS ?=
 
 .PHONY: install report test lab bench clean clean-cache
 .DEFAULT_GOAL := report
@@ -25,8 +26,9 @@ $(STAMP): pyproject.toml
 # Runs exactly the notebooks whose fingerprint changed (source, parameters, the lib code they import, the data
 # on disk, torch, upstream records) and says why; with nothing changed it only rebuilds the index. The profile's
 # parameters are checked before any kernel starts. DIMPLED_REPORTS / DIMPLED_CACHE / DIMPLED_DATA are honoured.
+# REPORT_ARGS=--dry-run: say what would run and why, run nothing.
 report: | $(STAMP)
-	@$(PY) -m lib.report make --profile $(PROFILE) -j $(JOBS)
+	@$(PY) -m lib.report make --profile $(PROFILE) -j $(JOBS) $(REPORT_ARGS)
 
 test: $(STAMP)
 	$(PY) -m pytest

@@ -182,8 +182,11 @@ def reasons(old, new):
             out.append(f"{k} no longer available")
         else:
             out.append(f"{k}: {was} -> {now}")
-    out += [f"{f} changed" for f in sorted(set(o.get("upstream", {})) | set(n.get("upstream", {})))
-            if o.get("upstream", {}).get(f) != n.get("upstream", {}).get(f)]
+    ou, nu = o.get("upstream", {}), n.get("upstream", {})
+    for f in sorted(set(ou) | set(nu)):
+        was, now = ou.get(f, "missing"), nu.get(f, "missing")
+        if was != now and "*" not in f:  # "<nn>_records.*": "missing" stands for no records file at all
+            out.append(f"{f} " + ("now present" if was == "missing" else "gone" if now == "missing" else "changed"))
     return out or ["fingerprint changed"]
 
 

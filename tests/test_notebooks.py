@@ -22,13 +22,15 @@ def smoke_dirs(tmp_path_factory):
 
 @pytest.mark.notebook
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=[p.stem for p in NOTEBOOKS])
-def test_notebook_runs_under_smoke(path, smoke_dirs):
+def test_notebook_runs_under_smoke(path, smoke_dirs, capfd):
     html = execute.execute(path, "smoke")
+    assert "without encryption" not in capfd.readouterr().err  # the kernel's start-up noise stays out of the terminal
     assert html.exists() and html.stat().st_size > 10_000
     results = json.loads((smoke_dirs / "smoke" / "results" / f"{path.stem}.json").read_text())
     assert results["profile"] == "smoke" and results["headline"]
     assert all(h["value"] is not None for h in results["headline"])
     assert "not available" in html.read_text() or not results["unavailable"]
+    assert (smoke_dirs / "smoke" / f"{path.stem}.fingerprint.json").exists()  # a finished run is recorded
 
 
 def declared_defaults(path, tmp_path):

@@ -47,3 +47,33 @@ def test_bad_common_parameters():
         runtime.start("x", "fast")
     with pytest.raises(ValueError, match="device must be"):
         runtime.pick_device("tpu")
+
+
+def test_index_leads_with_the_answer_figure_and_deciding_claims(tmp_reports):
+    from lib import fingerprint, state
+
+    run = runtime.Run("05_statistics", "smoke", 0, runtime.pick_device("cpu"))
+    page = index.build_index("smoke").read_text()
+    assert "statistics notebook has not run" in page
+    png = b"\x89PNG\r\n\x1a\n" + b"0" * 64
+    (tmp_reports / "smoke" / "results").mkdir(parents=True, exist_ok=True)
+    (tmp_reports / "smoke" / "results" / "answer.png").write_bytes(png)
+    verdict = {"claim": "3: gap beyond dimension", "dataset": "mnist", "split": "test", "statistic": "Wilcoxon",
+               "effect_text": "1.02x [0.97, 1.08]", "p_holm": 0.4, "n": 200, "power": 0.9,
+               "verdict": "explained by dimension alone"}
+    report.write_results(run, "05 · Statistics", [], answer=["On MNIST the on/off gap is what dimension alone predicts."],
+                         answer_figure="answer.png", discriminating=[{k: verdict[k] for k in index.DISCRIMINATING_COLUMNS}],
+                         verdicts=[verdict])
+    root = tmp_reports / "smoke"
+    assert "no answer is shown" in index.build_index("smoke").read_text()  # no finished run recorded
+    fingerprint.save(root, "05_statistics", fingerprint.with_digest({"params": {}}))
+    page = index.build_index("smoke").read_text()
+    import base64
+    positions = [page.index(s) for s in ("<h1>", "what dimension alone predicts", "data:image/png;base64,"
+                                         + base64.b64encode(png).decode()[:20], "The claims that decide",
+                                         "<h2>Verdicts", "<h2>Notebooks")]
+    assert positions == sorted(positions)
+    assert 'class="scroll"' in page and "overflow-x:auto" in page and "max-width:100%" in page
+    state.mark(root, "05_statistics", "queued")
+    page = index.build_index("smoke").read_text()
+    assert "what dimension alone predicts" not in page and "is queued to run again" in page
