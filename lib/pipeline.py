@@ -52,6 +52,7 @@ def describe(name, why, most=4):
 
 
 def _spawn(path, profile, root):
+    (root / f"{path.stem}.progress.log").write_text("")  # not the last run's cells
     log = open(root / f"{path.stem}.run.log", "w")
     cmd = [sys.executable, "-m", "lib.report", "run", str(path), "--profile", profile, "--quiet"]
     return subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, cwd=params.REPO), log
@@ -108,7 +109,7 @@ def make(profile, jobs=1, out=None):
                         live.say(f"{name}: done in {took:.0f} s")
                     else:
                         failed[name] = _last_line(root / f"{name}.run.log")
-                        live.say(f"{name}: FAILED after {took:.0f} s: {failed[name]}")
+                        live.say(f"FAILED after {took:.0f} s: {failed[name]}")
                 time.sleep(0.2)
         except KeyboardInterrupt:
             for name, (proc, log, _) in running.items():
