@@ -23,7 +23,7 @@ DISCRIMINATING_COLUMNS = ("claim", "dataset", "split", "effect_text", "p_holm", 
 
 CSS = """body{font-family:sans-serif;max-width:1200px;margin:2em auto;padding:0 1em;line-height:1.4}
 table{border-collapse:collapse;width:100%} .scroll{overflow-x:auto;max-width:100%}
-td,th{border:1px solid #ccc;padding:6px;vertical-align:top;text-align:left;overflow-wrap:anywhere}
+td,th{border:1px solid #ccc;padding:6px;vertical-align:top;text-align:left;overflow-wrap:break-word}
 ul{margin:0;padding-left:1.2em} img.answer{max-width:100%;height:auto;display:block;margin:1em 0}
 .answer p{font-size:1.1em} .note{color:#555;font-style:italic}
 .v-supported{background:#eef8ee} .v-not-supported{background:#fbeeee} .v-explained-by-dimension-alone{background:#fff6e0}
