@@ -4,10 +4,11 @@ PYTHON ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
-NOTEBOOKS := $(sort $(wildcard notebooks/[0-9]*.py))
-OUT := reports/$(PROFILE)
-PAGES := $(NOTEBOOKS:notebooks/%.py=$(OUT)/%.html)
-LIB := $(wildcard lib/*.py lib/templates/*/*)
+# `make -j2 report` runs two notebooks at once: make's -j is passed on to the runner.
+JOBS = $(or $(patsubst -j%,%,$(filter -j%,$(MAKEFLAGS))),1)
+LAB_SETTINGS := $(VENV)/share/jupyter/lab/settings
+LAB_ARGS ?=
+REPORT_ARGS ?=
 
 .PHONY: install report test lab bench clean clean-cache
 .DEFAULT_GOAL := report
@@ -22,26 +23,23 @@ $(STAMP): pyproject.toml
 	@test -d /usr/share/datasets/fashion-mnist || echo "NOTE: Debian's dataset-fashion-mnist is not installed: Fashion-MNIST needs it offline (sudo apt-get install dataset-fashion-mnist)."
 	touch $@
 
-# One page per notebook, re-executed only when the notebook, its parameters or lib/ changed;
-# models come from the cache (data/cache). Notebooks are independent: `make -j2 report` runs two at once.
-report: $(OUT)/index.html
-	@echo "Report: $(OUT)/index.html"
-
-$(OUT)/index.html: $(PAGES) lib/report.py | $(STAMP)
-	$(PY) -m lib.report index --profile $(PROFILE)
-
-$(OUT)/%.html: notebooks/%.py notebooks/params/$(PROFILE).yaml $(LIB) | $(STAMP)
-	$(PY) -m lib.report run $< --profile $(PROFILE)
-
-# Notebook 05 reads the per-image records of 03 and 04.
-$(OUT)/05_statistics.html: $(OUT)/03_on_off_manifold_attacks.html $(OUT)/04_random_subspace_control.html
+# Runs exactly the notebooks whose fingerprint changed (source, parameters, the lib code they import, the data
+# on disk, torch, upstream records) and says why; with nothing changed it only rebuilds the index. The profile's
+# parameters are checked before any kernel starts. DIMPLED_REPORTS / DIMPLED_CACHE / DIMPLED_DATA are honoured.
+# REPORT_ARGS=--dry-run: say what would run and why, run nothing.
+report: | $(STAMP)
+	@$(PY) -m lib.report make --profile $(PROFILE) -j $(JOBS) $(REPORT_ARGS)
 
 test: $(STAMP)
 	$(PY) -m pytest
 
+# JupyterLab on the paired notebooks, with "Jupytext Notebook" the default viewer of .py files (lab/overrides.json,
+# copied into this environment's settings, not your home). As root, it adds --allow-root. LAB_ARGS: more options.
 lab: $(STAMP)
-	$(PY) -c "import jupyterlab" 2>/dev/null || $(PY) -m pip install -e ".[lab]"
-	$(VENV)/bin/jupyter lab --notebook-dir=notebooks
+	$(PY) -c "import jupyterlab, ipywidgets" 2>/dev/null || $(PY) -m pip install -e ".[lab]"
+	mkdir -p $(LAB_SETTINGS) && cp lab/overrides.json $(LAB_SETTINGS)/overrides.json
+	@if [ "$$(id -u)" = 0 ]; then echo "Running as root: starting JupyterLab with --allow-root."; fi
+	$(VENV)/bin/jupyter lab --notebook-dir=notebooks $$([ "$$(id -u)" = 0 ] && echo --allow-root) $(LAB_ARGS)
 
 bench: $(STAMP)
 	@for f in $(sort $(wildcard bench/bench_*.py)); do echo "== $$f"; $(PY) $$f || exit 1; done

@@ -5,8 +5,9 @@ its syntax tree without docstrings and comments, so editing documentation keeps 
 An entry is one `torch.save`d dict {"key", "state_dict", "meta"} (state_dicts and plain metadata
 only: `torch.load(weights_only=True)` reads it). It is written to a temporary file and renamed into
 place, so a reader never sees half an entry; an entry that does not load, or whose stored key
-differs, is reported, removed and rebuilt. A per-key file lock makes two notebooks that need the
-same model at the same time (`make -j2`) train it once.
+differs, is reported, removed and rebuilt. A hit reads the entry and writes nothing (no lock file), so
+a complete cache on a read-only disk is usable; only a miss takes the per-key file lock, then looks
+again, so two notebooks that need the same model at the same time (`make -j2`) train it once.
 """
 import ast
 import fcntl
@@ -20,6 +21,8 @@ from contextlib import contextmanager
 from pathlib import Path
 
 import torch
+
+from lib.runtime import notify
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -81,9 +84,23 @@ def load_entry(path, key):
             raise ValueError("stored key or layout does not match")
         return entry
     except Exception as err:  # a truncated or foreign file: never load it half-written
-        warnings.warn(f"cache entry {path} is damaged ({type(err).__name__}: {err}); rebuilding it")
+        message = f"cache entry {path} is damaged ({type(err).__name__}: {err}); rebuilding it"
+        warnings.warn(message)
+        notify(message)
         path.unlink(missing_ok=True)
         return None
+
+
+def _load_quietly(path, key):
+    """The entry if it is whole and stored under `key`, else None; reports and removes nothing (the locked
+    path does that, so that a damaged entry is handled once, by the writer)."""
+    if not path.exists():
+        return None
+    try:
+        entry = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception:
+        return None
+    return entry if isinstance(entry, dict) and entry.get("key") == key and "state_dict" in entry else None
 
 
 @contextmanager
@@ -103,6 +120,9 @@ def cached(kind, key, build):
     Returns (entry, hit) where hit says whether it came from the cache.
     """
     path = cache_dir() / kind / f"{key}.pt"
+    entry = _load_quietly(path, key)
+    if entry is not None:  # a hit: no lock, nothing written
+        return entry, True
     with _locked(path):
         entry = load_entry(path, key)
         if entry is not None:

@@ -21,11 +21,10 @@ import torch
 
 from lib.runtime import per_dataset
 
+from lib.sources import DEBIAN_FASHION_MNIST, IDX, IMAGENET_CLASSES, data_root, offline  # noqa: F401 (re-exported)
+
 REPO = Path(__file__).resolve().parents[1]
 DATASETS = ("mnist", "fashion_mnist", "cifar10", "imagenet")
-DEBIAN_FASHION_MNIST = Path("/usr/share/datasets/fashion-mnist")
-# The two ImageNet classes of the paper, by WordNet id, with their index among ImageNet's 1,000.
-IMAGENET_CLASSES = {"n01443537": ("goldfish", 1), "n01484850": ("great white shark", 2)}
 MNIST_FALLBACK_TEST_PER_CLASS = 100
 
 
@@ -87,14 +86,6 @@ class Data:
         return "; ".join([self.source] + self.notes)
 
 
-def data_root():
-    return Path(os.environ.get("DIMPLED_DATA", REPO / "data"))
-
-
-def offline():
-    return os.environ.get("DIMPLED_OFFLINE", "0") not in ("", "0", "false", "False")
-
-
 def load(name, root=None):
     """The data set `name` (one of DATASETS), or DatasetUnavailable saying how to get it."""
     if name not in DATASETS:
@@ -145,7 +136,7 @@ def _mnist(root):
 def prepare_fashion_mnist(root):
     """Copy Debian's Fashion-MNIST files into torchvision's layout (root/FashionMNIST/raw), if needed."""
     raw = Path(root) / "FashionMNIST" / "raw"
-    names = ["train-images-idx3-ubyte", "train-labels-idx1-ubyte", "t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte"]
+    names = IDX
     if all((raw / n).exists() for n in names) or not DEBIAN_FASHION_MNIST.is_dir():
         return False
     raw.mkdir(parents=True, exist_ok=True)

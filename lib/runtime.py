@@ -94,3 +94,12 @@ def progress(*args, **kwargs):
     from tqdm.auto import tqdm
 
     return tqdm(*args, **kwargs)
+
+
+def notify(message):
+    """A line for the terminal of `make report` (which shows the progress log's `[warning]` lines as they come);
+    nothing elsewhere (the notebook shows its own warnings)."""
+    path = os.environ.get("DIMPLED_PROGRESS")
+    if path:
+        with open(path, "a") as f:
+            f.write(f"\n[warning] {message}\n")

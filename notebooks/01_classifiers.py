@@ -26,14 +26,16 @@
 # configuration and data: a second run loads them.
 
 # %% tags=["parameters"]
-profile = "quick"                        # smoke | quick | paper: which settings these are, for the record
-datasets = ["mnist", "fashion_mnist"]    # any of mnist, fashion_mnist, cifar10, imagenet
-test_subset = None                       # int or {dataset: int}: evaluate on this many random test images; None: all
-seed = 0                                 # seeds the subsets, the initialisation and the batch order
+from typing import Optional, Union
+
+profile: str = "quick"                   # smoke | quick | paper: which settings these are, for the record
+datasets: list[str] = ["mnist", "fashion_mnist"]  # any of mnist, fashion_mnist, cifar10, imagenet
+test_subset: Union[int, dict[str, int], None] = None  # evaluate on this many random test images (or {dataset: n}); None: all
+seed: int = 0                            # seeds the subsets, the initialisation and the batch order
+device: str = "auto"                     # auto | cpu | cuda | cuda:N
 # The classifiers' settings: shared with every notebook that uses them (params/<profile>.yaml, `all`).
-classifier_epochs = {"mnist": 200}       # int or {dataset: int}; None: the paper's 40 (MNIST: 200 on the 4,000-image sample)
-classifier_train_subset = None           # int or {dataset: int}: train on this many random images; None: all
-device = "auto"                          # auto | cpu | cuda
+classifier_epochs: Union[int, dict[str, int], None] = {"mnist": 200}  # epochs (or {dataset: epochs}); None: the paper's 40 (MNIST: 200 on the 4,000-image sample)
+classifier_train_subset: Union[int, dict[str, int], None] = None  # train on this many random images (or {dataset: n}); None: all
 
 # %%
 import pandas as pd

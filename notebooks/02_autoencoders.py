@@ -27,17 +27,19 @@
 # the paper's 1000: its reconstructions are rougher, and the table says so by showing the epochs.
 
 # %% tags=["parameters"]
-profile = "quick"                        # smoke | quick | paper: which settings these are, for the record
-datasets = ["mnist", "fashion_mnist"]    # any of mnist, fashion_mnist, cifar10, imagenet
-test_subset = None                       # int or {dataset: int}: evaluate on this many random test images; None: all
-n_show = 8                               # images per reconstruction grid
-seed = 0                                 # seeds the subsets, the initialisation and the batch order
+from typing import Optional, Union
+
+profile: str = "quick"                   # smoke | quick | paper: which settings these are, for the record
+datasets: list[str] = ["mnist", "fashion_mnist"]  # any of mnist, fashion_mnist, cifar10, imagenet
+test_subset: Union[int, dict[str, int], None] = None  # evaluate on this many random test images (or {dataset: n}); None: all
+n_show: int = 8                          # images per reconstruction grid
+seed: int = 0                            # seeds the subsets, the initialisation and the batch order
+device: str = "auto"                     # auto | cpu | cuda | cuda:N
 # The autoencoders' settings: shared with every notebook that uses them (params/<profile>.yaml, `all`).
-ae_epochs = {"mnist": 40, "fashion_mnist": 12}  # int or {dataset: int}: override the paper's epochs; None: the paper's
-ae_train_subset = {"fashion_mnist": 12000}  # int or {dataset: int}: train on this many random images; None: all
-ae_latent_dim = None                     # int or {dataset: int}: override the paper's latent dimension k
-ae_width = 16                            # int: channels of the first conv layer; None: 32 (16: a third of the CPU time)
-device = "auto"                          # auto | cpu | cuda
+ae_epochs: Union[int, dict[str, int], None] = {"mnist": 40, "fashion_mnist": 12}  # epochs (or {dataset: epochs}); None: the paper's
+ae_train_subset: Union[int, dict[str, int], None] = {"fashion_mnist": 12000}  # train on this many random images (or {dataset: n}); None: all
+ae_latent_dim: Union[int, dict[str, int], None] = None  # latent dimension k (or {dataset: k}); None: the paper's
+ae_width: Optional[int] = 16             # channels of the first conv layer; None: 32 (16: a third of the CPU time)
 
 # %%
 import pandas as pd

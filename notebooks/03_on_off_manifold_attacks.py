@@ -27,26 +27,28 @@
 # subspace lengthens an attack by about √(n/k).
 
 # %% tags=["parameters"]
-profile = "quick"                        # smoke | quick | paper: which settings these are, for the record
-datasets = ["mnist", "fashion_mnist"]    # any of mnist, fashion_mnist, cifar10, imagenet (matrix-free tangent projection: a GPU job)
-splits = ["test", "train"]               # attack test images and training images
-n_images = 200                           # correctly classified images per data set and split
-attack = {                               # PGD per condition, [0, 1] pixel scale (reproduction, halved from [-1, 1]:
-    "unconstrained": {"eps": 10.0, "alpha": 0.02, "steps": 500},   # eps 1 / 5 / 5, step 0.01 / 0.1 / 0.01,
+from typing import Optional, Union
+
+profile: str = "quick"                   # smoke | quick | paper: which settings these are, for the record
+datasets: list[str] = ["mnist", "fashion_mnist"]  # any of mnist, fashion_mnist, cifar10, imagenet (matrix-free tangent projection: a GPU job)
+splits: list[str] = ["test", "train"]    # attack test images and training images
+n_images: int = 200                      # correctly classified images attacked per data set and split
+attack: dict[str, dict[str, float]] = {  # PGD per condition {eps, alpha, steps}, [0, 1] pixel scale (reproduction, halved
+    "unconstrained": {"eps": 10.0, "alpha": 0.02, "steps": 500},   # from [-1, 1]: eps 1 / 5 / 5, step 0.01 / 0.1 / 0.01,
     "on": {"eps": 20.0, "alpha": 0.1, "steps": 1000},              # 50 / 1000 / 1000 iterations; ours give the
     "off": {"eps": 10.0, "alpha": 0.02, "steps": 1000},            # unconstrained attack room to succeed)
 }
-no_clip_check = True                     # also run on/off without clipping to [0, 1] (test split), a sensitivity check
-n_show = 6                               # images in the example figure
-seed = 0                                 # seeds the image choice
-device = "auto"                          # auto | cpu | cuda
+no_clip_check: bool = True               # also run on/off without clipping to [0, 1] (test split), a sensitivity check
+n_show: int = 6                          # images in the example figure
+seed: int = 0                            # seeds the image choice
+device: str = "auto"                     # auto | cpu | cuda | cuda:N
 # The models' settings: shared with notebooks 01 and 02 (params/<profile>.yaml, `all`), so these are their models.
-classifier_epochs = {"mnist": 200}       # int or {dataset: int}; None: the paper's 40 (MNIST: 200 on the 4,000-image sample)
-classifier_train_subset = None           # int or {dataset: int}; None: all training images
-ae_epochs = {"mnist": 40, "fashion_mnist": 12}  # int or {dataset: int}; None: the paper's
-ae_train_subset = {"fashion_mnist": 12000}  # int or {dataset: int}; None: all training images
-ae_latent_dim = None                     # int or {dataset: int}; None: the paper's
-ae_width = 16                            # int: channels of the first conv layer; None: 32 (16: a third of the CPU time)
+classifier_epochs: Union[int, dict[str, int], None] = {"mnist": 200}  # epochs (or {dataset: epochs}); None: the paper's 40 (MNIST: 200 on the 4,000-image sample)
+classifier_train_subset: Union[int, dict[str, int], None] = None  # train on this many random images (or {dataset: n}); None: all
+ae_epochs: Union[int, dict[str, int], None] = {"mnist": 40, "fashion_mnist": 12}  # epochs (or {dataset: epochs}); None: the paper's
+ae_train_subset: Union[int, dict[str, int], None] = {"fashion_mnist": 12000}  # train on this many random images (or {dataset: n}); None: all
+ae_latent_dim: Union[int, dict[str, int], None] = None  # latent dimension k (or {dataset: k}); None: the paper's
+ae_width: Optional[int] = 16             # channels of the first conv layer; None: 32 (16: a third of the CPU time)
 
 # %%
 import numpy as np

@@ -5,7 +5,7 @@ import os
 
 import pytest
 
-from lib import report
+from lib import execute, params, report
 
 NOTEBOOKS = sorted(report.NOTEBOOKS.glob("[0-9]*.py"))
 
@@ -22,13 +22,15 @@ def smoke_dirs(tmp_path_factory):
 
 @pytest.mark.notebook
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=[p.stem for p in NOTEBOOKS])
-def test_notebook_runs_under_smoke(path, smoke_dirs):
-    html = report.execute(path, "smoke")
+def test_notebook_runs_under_smoke(path, smoke_dirs, capfd):
+    html = execute.execute(path, "smoke")
+    assert "without encryption" not in capfd.readouterr().err  # the kernel's start-up noise stays out of the terminal
     assert html.exists() and html.stat().st_size > 10_000
     results = json.loads((smoke_dirs / "smoke" / "results" / f"{path.stem}.json").read_text())
     assert results["profile"] == "smoke" and results["headline"]
     assert all(h["value"] is not None for h in results["headline"])
     assert "not available" in html.read_text() or not results["unavailable"]
+    assert (smoke_dirs / "smoke" / f"{path.stem}.fingerprint.json").exists()  # a finished run is recorded
 
 
 def declared_defaults(path, tmp_path):
@@ -36,7 +38,7 @@ def declared_defaults(path, tmp_path):
 
     import papermill
 
-    params = papermill.inspect_notebook(str(report.to_ipynb(path, tmp_path / f"{path.stem}.ipynb")))
+    params = papermill.inspect_notebook(str(execute.to_ipynb(path, tmp_path / f"{path.stem}.ipynb")))
     return {name: ast.literal_eval(p["default"]) for name, p in params.items()}
 
 
@@ -44,6 +46,7 @@ def test_parameters_cells_hold_the_quick_defaults(tmp_path):
     """A notebook run as-is in JupyterLab computes what `make report` (quick) computes, with the same models."""
     for path in NOTEBOOKS:
         defaults = declared_defaults(path, tmp_path)
-        quick = report.parameters(path.stem, "quick", declared=defaults)
-        quick.pop("datasets", None)  # the quick report also lists the unavailable data sets, to show the message
+        quick = params.resolve(path.stem, "quick", declared_params=defaults)
+        quick.pop("datasets", None)
+        quick.pop("profile")  # the quick report also lists the unavailable data sets, to show the message
         assert {k: defaults[k] for k in quick} == quick, path.stem

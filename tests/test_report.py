@@ -2,23 +2,23 @@ import json
 
 import pytest
 
-from lib import report, runtime
+from lib import execute, index, params, report, runtime
 
 
 def test_parameters_merge_all_then_notebook():
-    p = report.parameters("01_classifiers", "smoke")
+    p = params.resolve("01_classifiers", "smoke")
     assert p["profile"] == "smoke" and p["seed"] == 0 and p["test_subset"] == 200 and p["classifier_epochs"] == 1
-    assert "ae_epochs" not in report.parameters("01_classifiers", "smoke", declared={"seed", "classifier_epochs"})
+    assert "ae_epochs" not in p
 
 
 def test_unknown_profile_names_the_profiles():
     with pytest.raises(ValueError, match="paper, quick, smoke"):
-        report.parameters("01_classifiers", "huge")
+        params.resolve("01_classifiers", "huge")
 
 
 def test_unknown_parameter_is_refused(tmp_reports):
     with pytest.raises(ValueError, match="unknown parameter"):
-        report.execute(report.NOTEBOOKS / "01_classifiers.py", "smoke", extra={"epoch": 3})
+        execute.execute(report.NOTEBOOKS / "01_classifiers.py", "smoke", extra={"epoch": 3})
 
 
 def test_results_and_index(tmp_reports):
@@ -29,7 +29,7 @@ def test_results_and_index(tmp_reports):
                          data_sources={"mnist": "a sample"}, unavailable={"cifar10": "offline"})
     saved = json.loads((tmp_reports / "smoke" / "results" / "01_classifiers.json").read_text())
     assert saved["headline"][0]["value"] == 0.9712 and saved["profile"] == "smoke"
-    page = report.build_index("smoke").read_text()
+    page = index.build_index("smoke").read_text()
     assert "97.12%" in page and "a sample" in page and "cifar10: not available" in page
     assert "a ratio: <b>∞</b>" in page and "a gap: <b>–</b>" in page
     assert "02_autoencoders" in page and "not run" in page
@@ -38,7 +38,7 @@ def test_results_and_index(tmp_reports):
                          verdicts=[{"claim": "on > off", "dataset": "mnist", "split": "test", "statistic": "Wilcoxon",
                                     "effect_text": "3.1x [2.8, 3.5]", "p_holm": 1e-9, "n": 200, "power": 1.0,
                                     "verdict": "explained by dimension alone"}])
-    page = report.build_index("smoke").read_text()
+    page = index.build_index("smoke").read_text()
     assert page.index("Verdicts") < page.index("Notebooks") and "explained by dimension alone" in page
 
 
@@ -47,3 +47,33 @@ def test_bad_common_parameters():
         runtime.start("x", "fast")
     with pytest.raises(ValueError, match="device must be"):
         runtime.pick_device("tpu")
+
+
+def test_index_leads_with_the_answer_figure_and_deciding_claims(tmp_reports):
+    from lib import fingerprint, state
+
+    run = runtime.Run("05_statistics", "smoke", 0, runtime.pick_device("cpu"))
+    page = index.build_index("smoke").read_text()
+    assert "statistics notebook has not run" in page
+    png = b"\x89PNG\r\n\x1a\n" + b"0" * 64
+    (tmp_reports / "smoke" / "results").mkdir(parents=True, exist_ok=True)
+    (tmp_reports / "smoke" / "results" / "answer.png").write_bytes(png)
+    verdict = {"claim": "3: gap beyond dimension", "dataset": "mnist", "split": "test", "statistic": "Wilcoxon",
+               "effect_text": "1.02x [0.97, 1.08]", "p_holm": 0.4, "n": 200, "power": 0.9,
+               "verdict": "explained by dimension alone"}
+    report.write_results(run, "05 · Statistics", [], answer=["On MNIST the on/off gap is what dimension alone predicts."],
+                         answer_figure="answer.png", discriminating=[{k: verdict[k] for k in index.DISCRIMINATING_COLUMNS}],
+                         verdicts=[verdict])
+    root = tmp_reports / "smoke"
+    assert "no answer is shown" in index.build_index("smoke").read_text()  # no finished run recorded
+    fingerprint.save(root, "05_statistics", fingerprint.with_digest({"params": {}}))
+    page = index.build_index("smoke").read_text()
+    import base64
+    positions = [page.index(s) for s in ("<h1>", "what dimension alone predicts", "data:image/png;base64,"
+                                         + base64.b64encode(png).decode()[:20], "The claims that decide",
+                                         "<h2>Verdicts", "<h2>Notebooks")]
+    assert positions == sorted(positions)
+    assert 'class="scroll"' in page and "overflow-x:auto" in page and "max-width:100%" in page
+    state.mark(root, "05_statistics", "queued")
+    page = index.build_index("smoke").read_text()
+    assert "what dimension alone predicts" not in page and "is queued to run again" in page

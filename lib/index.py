@@ -1,0 +1,148 @@
+"""reports/<profile>/index.html: the answer first, then the claims, then the notebooks behind them.
+
+Order of the page: the title; the answer in sentences and the one figure that carries it (results/05_statistics.json
+keys "answer" and "answer_figure", a PNG in results/, embedded so the page works offline and on its own); the
+discriminating claims ("discriminating"); every verdict ("verdicts" of any notebook); every notebook with its
+status (lib.state), headline figures, data, device and wall time. Only a notebook whose run finished is shown as
+ok; one that is queued, running, failed or interrupted says so, and its old figures are gone (lib.execute).
+"""
+import base64
+import html
+import json
+import os
+import tempfile
+import time
+from pathlib import Path
+
+from lib import state
+from lib.report import NOTEBOOKS, format_value, reports_dir, results_dir
+
+STATISTICS = "05_statistics"
+VERDICT_COLUMNS = ("claim", "dataset", "split", "statistic", "effect_text", "p_holm", "n", "power", "verdict")
+DISCRIMINATING_COLUMNS = ("claim", "dataset", "split", "effect_text", "p_holm", "verdict")
+
+CSS = """body{font-family:sans-serif;max-width:1200px;margin:2em auto;padding:0 1em;line-height:1.4}
+table{border-collapse:collapse;width:100%} .scroll{overflow-x:auto;max-width:100%}
+td,th{border:1px solid #ccc;padding:6px;vertical-align:top;text-align:left;overflow-wrap:break-word}
+ul{margin:0;padding-left:1.2em} img.answer{max-width:100%;height:auto;display:block;margin:1em 0}
+.answer p{font-size:1.1em} .note{color:#555;font-style:italic}
+.v-supported{background:#eef8ee} .v-not-supported{background:#fbeeee} .v-explained-by-dimension-alone{background:#fff6e0}
+.pub{color:#777} .na{color:#a33} .failed,.interrupted{color:#c00;font-weight:bold} .ok{color:#070}
+.running,.queued,.stale{color:#a60;font-weight:bold}"""
+
+
+def _cell(col, val):
+    if isinstance(val, float):
+        val = f"{val:.2g}" if col == "p_holm" else f"{val:.2f}"
+    return f"<td>{html.escape('–' if val is None else str(val))}</td>"
+
+
+def _table(rows, columns, first=None):
+    """Rows (dicts) as an HTML table in its own scrolling container; `first` (header, row -> html) leads."""
+    head = "".join(f"<th>{html.escape(c.replace('_', ' '))}</th>" for c in ([first[0]] if first else []) + list(columns))
+    body = []
+    for r in rows:
+        css = str(r.get("verdict", "")).replace(" ", "-")
+        lead = first[1](r) if first else ""
+        body.append(f'<tr class="v-{html.escape(css)}">{lead}' + "".join(_cell(c, r.get(c)) for c in columns) + "</tr>")
+    return f'<div class="scroll"><table><tr>{head}</tr>{"".join(body)}</table></div>'
+
+
+def verdict_table(profile):
+    """The verdicts of every notebook that wrote some (results JSON key "verdicts"), as an HTML table."""
+    rows = []
+    for res_path in sorted(results_dir(profile).glob("*.json")):
+        res = json.loads(res_path.read_text())
+        rows += [{**v, "_nb": res["notebook"]} for v in res.get("verdicts", [])]
+    if not rows:
+        return "<h2>Verdicts</h2><p class=note>No verdicts yet: the statistics notebook has not run in this profile.</p>"
+    link = ("nb", lambda r: f'<td><a href="{html.escape(r["_nb"])}.html">{html.escape(r["_nb"][:2])}</a></td>')
+    return "<h2>Verdicts</h2>" + _table(rows, VERDICT_COLUMNS, link)
+
+
+def _figure(results, name):
+    path = Path(results) / Path(str(name)).name  # a file of the results folder, nothing else
+    if not path.is_file():
+        return f"<p class=note>(figure {html.escape(str(name))} is missing)</p>"
+    data = base64.b64encode(path.read_bytes()).decode()
+    return f'<img class="answer" alt="the figure that carries the answer" src="data:image/png;base64,{data}">'
+
+
+def answer_section(profile):
+    """The answer in words, its figure and the discriminating claims; a note when statistics has no current run."""
+    root = reports_dir(profile)
+    status, detail = state.status(root, STATISTICS)
+    res_path = results_dir(profile) / f"{STATISTICS}.json"
+    if status != "ok" or not res_path.exists():
+        why = {"queued": "is queued to run again", "running": "is running", "failed": f"failed ({detail})",
+               "interrupted": "was interrupted", "stale": "has results from an unfinished run"}.get(status, "has not run")
+        return f"<p class=note>The statistics notebook {html.escape(why)}: no answer is shown until it finishes.</p>"
+    res = json.loads(res_path.read_text())
+    out = []
+    if res.get("answer"):
+        out.append('<div class="answer"><h2>The answer</h2>'
+                   + "".join(f"<p>{html.escape(s)}</p>" for s in res["answer"]) + "</div>")
+    if res.get("answer_figure"):
+        out.append(_figure(results_dir(profile), res["answer_figure"]))
+    if res.get("discriminating"):
+        out.append("<h2>The claims that decide</h2>" + _table(res["discriminating"], DISCRIMINATING_COLUMNS))
+    if not out:
+        return "<p class=note>The statistics notebook has not run with an answer to show (no \"answer\" in its results).</p>"
+    return "\n".join(out)
+
+
+def _duration(nb_path):
+    try:
+        return json.loads(nb_path.read_text())["metadata"]["papermill"]["duration"]
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+
+
+def notebook_rows(profile):
+    root = reports_dir(profile)
+    rows = []
+    for py in sorted(NOTEBOOKS.glob("[0-9]*.py")):
+        name = py.stem
+        res_path = results_dir(profile) / f"{name}.json"
+        res = json.loads(res_path.read_text()) if res_path.exists() else {}
+        status, detail = state.status(root, name)
+        figs = "".join(f"<li>{html.escape(h['name'])}: <b>{format_value(h)}</b>"
+                       + (f" <span class=pub>(published: {html.escape(h['published'])})</span>" if h.get("published") else "")
+                       + "</li>" for h in res.get("headline", []))
+        data = "".join(f"<li>{html.escape(k)}: {html.escape(v)}</li>" for k, v in res.get("data_sources", {}).items())
+        data += "".join(f"<li class=na>{html.escape(k)}: not available</li>" for k in res.get("unavailable", {}))
+        title = html.escape(res.get("title", name))
+        target = f"{name}.html" if status == "ok" else f"{name}.failed.html"
+        link = f'<a href="{target}">{title}</a>' if (root / target).exists() else title
+        duration = _duration(root / f"{name}.ipynb") if status == "ok" else None
+        wall = f"{duration:.0f} s" if duration is not None else "–"
+        css = status.replace(" ", "-")
+        shown = html.escape(status) + (f"<br><small>{html.escape(detail)}</small>" if detail else "")
+        rows.append(f"<tr><td>{link}<br><small>{name}</small></td><td><ul>{figs}</ul></td><td><ul>{data}</ul></td>"
+                    f"<td>{html.escape(res.get('device', '–'))}</td><td>{wall}</td><td class={css}>{shown}</td></tr>")
+    return rows
+
+
+def build_index(profile):
+    """Write reports/<profile>/index.html (atomically: notebooks running side by side rebuild it)."""
+    root = reports_dir(profile)
+    page = f"""<!doctype html><html><head><meta charset="utf-8">
+<meta name="viewport" content="width=device-width, initial-scale=1">
+<title>Dimpled manifold report ({html.escape(profile)})</title><style>{CSS}</style></head><body>
+<h1>Putting the Dimpled Manifold Model to the test</h1>
+<p>Profile <b>{html.escape(profile)}</b> · index built {time.strftime('%Y-%m-%d %H:%M:%S')}.
+Every figure below was computed by the notebook it links to, in this run; published numbers are shown
+for comparison only.</p>
+{answer_section(profile)}
+{verdict_table(profile)}
+<h2>Notebooks</h2>
+<div class="scroll"><table><tr><th>notebook</th><th>headline figures</th><th>data</th><th>device</th><th>wall time</th>
+<th>status</th></tr>
+{''.join(notebook_rows(profile))}</table></div></body></html>"""
+    root.mkdir(parents=True, exist_ok=True)
+    out = root / "index.html"
+    fd, tmp = tempfile.mkstemp(dir=root, prefix=".index.", suffix=".tmp")
+    with os.fdopen(fd, "w") as f:
+        f.write(page)
+    os.replace(tmp, out)
+    return out

@@ -1,0 +1,128 @@
+"""Which notebooks re-run, and why: by content (fingerprints), never by timestamps."""
+import subprocess
+
+import pytest
+
+from lib import fingerprint, params, pipeline, state
+from lib.report import reports_dir
+
+NOTEBOOKS = {p.stem: p for p in params.notebook_paths()}
+
+
+def record_all(profile):
+    """As if every notebook had just run successfully under `profile`."""
+    root = reports_dir(profile)
+    for name, path in NOTEBOOKS.items():
+        fingerprint.save(root, name, fingerprint.fingerprint(path, params.resolve(name, profile), root))
+
+
+def stale(profile):
+    return {name: why for name, why in pipeline.plan(profile).items() if why}
+
+
+@pytest.fixture
+def data_dir(tmp_path, monkeypatch):
+    monkeypatch.setenv("DIMPLED_DATA", str(tmp_path / "data"))
+    monkeypatch.setenv("DIMPLED_OFFLINE", "1")
+    return tmp_path / "data"
+
+
+def test_nothing_changed_nothing_runs(tmp_reports, data_dir):
+    assert set(stale("smoke")) == set(NOTEBOOKS)
+    assert stale("smoke")["01_classifiers"] == ["never run"]
+    record_all("smoke")
+    assert stale("smoke") == {}
+
+
+def test_a_data_set_becoming_available_reruns_the_notebooks_that_use_it(tmp_reports, data_dir):
+    record_all("smoke")
+    cifar = data_dir / "cifar-10-batches-py"
+    cifar.mkdir(parents=True)
+    for f in fingerprint.sources.CIFAR10:
+        (cifar / f).write_bytes(b"")
+    why = stale("smoke")
+    # smoke: 01 and 02 ask for cifar10, so do 03 and 04; 05 reads their records
+    assert why["01_classifiers"] == ["cifar10 now available"] and why["03_on_off_manifold_attacks"] == ["cifar10 now available"]
+    assert why["05_statistics"] == ["03_on_off_manifold_attacks runs again", "04_random_subspace_control runs again"]
+    record_all("smoke")
+    (cifar / "test_batch").unlink()
+    assert stale("smoke")["02_autoencoders"] == ["cifar10 no longer available"]
+
+
+def test_only_the_notebooks_that_ask_for_a_data_set_rerun(tmp_reports, data_dir, monkeypatch):
+    monkeypatch.setattr(fingerprint.sources, "DEBIAN_FASHION_MNIST", data_dir / "debian-fashion-mnist")
+    record_all("smoke")
+    (data_dir / "debian-fashion-mnist").mkdir(parents=True)  # Debian's dataset-fashion-mnist installed
+    before = stale("smoke")
+    # smoke's 03 and 04 attack mnist and cifar10 only: fashion_mnist is not theirs (nor 05's)
+    assert set(before) == {"01_classifiers", "02_autoencoders"}
+    assert before["02_autoencoders"] == ["fashion_mnist now available"]
+
+
+def test_changed_lib_module_reruns_its_importers_and_says_which(tmp_reports, data_dir, monkeypatch):
+    record_all("smoke")
+    real = fingerprint.sha
+
+    def edited(data):  # as if lib/attacks.py had been edited
+        return "edited" if isinstance(data, bytes) and data == (fingerprint.LIB / "attacks.py").read_bytes() else real(data)
+
+    monkeypatch.setattr(fingerprint, "sha", edited)
+    why = stale("smoke")
+    assert set(why) == {"03_on_off_manifold_attacks", "04_random_subspace_control", "05_statistics"}
+    assert why["03_on_off_manifold_attacks"] == ["lib/attacks.py changed"]
+
+
+def test_torch_version_and_upstream_records_are_parts(tmp_reports, data_dir, monkeypatch):
+    record_all("smoke")
+    results = reports_dir("smoke") / "results"
+    results.mkdir(parents=True, exist_ok=True)
+    (results / "03_records.csv").write_text("a,b\n1,2\n")
+    assert list(stale("smoke")) == ["05_statistics"]
+    assert stale("smoke")["05_statistics"] == ["results/03_records.csv now present"]
+    record_all("smoke")
+    (results / "03_records.csv").write_text("a,b\n1,3\n")
+    assert stale("smoke") == {"05_statistics": ["results/03_records.csv changed"]}
+    record_all("smoke")
+    monkeypatch.setattr(fingerprint, "_versions", lambda: ("9.9.9", fingerprint.platform.python_version()))
+    why = stale("smoke")
+    assert set(why) == set(NOTEBOOKS) and why["01_classifiers"] == [f"torch {fingerprint.metadata.version('torch')} -> 9.9.9"]
+
+
+def test_reasons_name_the_parameter():
+    old = {"digest": "a", "parts": {"params": {"n_images": 12}, "lib": {}, "source": "s", "templates": {},
+                                    "torch": "t", "python": "p", "reports": "r"}}
+    new = {"digest": "b", "parts": {**old["parts"], "params": {"n_images": 20}}}
+    assert fingerprint.reasons(old, new) == ["parameter n_images: 12 -> 20"]
+
+
+def test_lib_closure_follows_imports_transitively():
+    closure = {p.name for p in fingerprint.lib_closure(NOTEBOOKS["03_on_off_manifold_attacks"])}
+    assert {"attacks.py", "manifold.py", "experiment.py", "models.py", "cache.py", "sources.py"} <= closure
+    assert "pipeline.py" not in closure and "index.py" not in closure  # the report machinery is not a result's input
+    assert "attacks.py" not in {p.name for p in fingerprint.lib_closure(NOTEBOOKS["01_classifiers"])}
+    assert fingerprint.imported_lib_modules("from . import cache\nfrom .data import load", package_module="x") == \
+        {"cache", "data"}
+
+
+def test_failed_or_interrupted_run_runs_again(tmp_reports, data_dir):
+    record_all("smoke")
+    root = reports_dir("smoke")
+    fingerprint.path_of(root, "02_autoencoders").unlink()
+    state.mark(root, "02_autoencoders", "failed", error="cell [3] raised ValueError: boom")
+    assert stale("smoke")["02_autoencoders"] == ["last run failed (cell [3] raised ValueError: boom)"]
+    state.mark(root, "02_autoencoders", "running")
+    import json
+    path = state.path_of(root, "02_autoencoders")
+    path.write_text(json.dumps({**json.loads(path.read_text()), "pid": 2 ** 22 + 12345}))  # a process that is gone
+    assert stale("smoke")["02_autoencoders"] == ["last run was interrupted"]
+
+
+def test_make_report_honours_dimpled_reports(tmp_reports, data_dir):
+    """`make report` uses $DIMPLED_REPORTS (even with reports/<profile> present) and prints that path."""
+    record_all("smoke")
+    out = subprocess.run(["make", "report", "PROFILE=smoke", "REPORT_ARGS=--dry-run"], cwd=params.REPO,
+                         capture_output=True, text=True)
+    assert out.returncode == 0, out.stderr
+    assert f"Report: {tmp_reports / 'smoke' / 'index.html'}" in out.stdout and "Up to date" in out.stdout
+    out = subprocess.run(["make", "report", "PROFILE=smoke"], cwd=params.REPO, capture_output=True, text=True)
+    assert "Up to date" in out.stderr and (tmp_reports / "smoke" / "index.html").exists()

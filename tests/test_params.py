@@ -1,0 +1,107 @@
+"""Parameters are checked before any kernel starts, with one line naming the file and the key."""
+import shutil
+import subprocess
+
+import papermill
+import pytest
+
+from lib import execute, params, report
+
+
+@pytest.fixture
+def param_dir(tmp_path, monkeypatch):
+    """A copy of notebooks/params to break."""
+    shutil.copytree(params.PARAMS, tmp_path / "params")
+    monkeypatch.setattr(params, "PARAMS", tmp_path / "params")
+    return tmp_path / "params"
+
+
+@pytest.fixture
+def no_kernel(monkeypatch):
+    def refuse(*args, **kwargs):
+        raise AssertionError("a kernel was started")
+
+    monkeypatch.setattr(papermill, "execute_notebook", refuse)
+
+
+def edit(path, old, new):
+    text = path.read_text()
+    assert old in text
+    path.write_text(text.replace(old, new, 1))
+
+
+def test_every_profile_is_valid():
+    for profile in params.profiles():
+        params.check(profile)
+
+
+def test_unknown_key_in_all_is_refused_before_any_kernel(param_dir, tmp_reports, no_kernel):
+    edit(param_dir / "smoke.yaml", "  ae_epochs: 1\n", "  ae_epochs: 1\n  ae_epoch: 2\n")
+    with pytest.raises(params.ParameterError, match=r"smoke\.yaml: all\.'ae_epoch' is not declared by any notebook "
+                                                    r"\(did you mean 'ae_epochs'\?\)"):
+        execute.execute(report.NOTEBOOKS / "01_classifiers.py", "smoke")
+
+
+def test_duplicate_section_is_refused(param_dir, no_kernel, tmp_reports):
+    edit(param_dir / "smoke.yaml", "05_statistics:\n", "02_autoencoders:\n  n_show: 2\n05_statistics:\n")
+    with pytest.raises(params.ParameterError, match=r"smoke\.yaml, line \d+, column 1: duplicate key '02_autoencoders'"):
+        execute.execute(report.NOTEBOOKS / "05_statistics.py", "smoke")
+
+
+def test_duplicate_key_in_a_section_is_refused(param_dir):
+    edit(param_dir / "smoke.yaml", "  n_boot: 200\n", "  n_boot: 200\n  n_boot: 300\n")
+    with pytest.raises(params.ParameterError, match="duplicate key 'n_boot'"):
+        params.check("smoke")
+
+
+def test_key_of_another_notebook_and_unknown_section(param_dir):
+    edit(param_dir / "smoke.yaml", "  n_boot: 200\n", "  n_boot: 200\n  n_images: 5\n")
+    with pytest.raises(params.ParameterError, match="05_statistics.'n_images' is not declared by 05_statistics"):
+        params.check("smoke")
+    edit(param_dir / "smoke.yaml", "  n_images: 5\n", "")
+    edit(param_dir / "smoke.yaml", "05_statistics:\n", "06_curvature:\n  n: 1\n05_statistics:\n")
+    with pytest.raises(params.ParameterError, match="section '06_curvature' is not a notebook"):
+        params.check("smoke")
+
+
+@pytest.mark.parametrize("old, new, message", [
+    ("  n_images: 12\n", "  n_images: twelve\n", r"03_on_off_manifold_attacks\.n_images = 'twelve' is a str; expected int"),
+    ("  n_images: 12\n", "  n_images: 12.5\n", r"n_images = 12\.5 is a float; expected int"),
+    ("  classifier_epochs: 1\n", "  classifier_epochs: [1]\n", r"all\.classifier_epochs = \[1\] is a list; expected Union"),
+    ("  ae_epochs: 1\n", "  ae_epochs: {mnist: one}\n", r"all\.ae_epochs = \{'mnist': 'one'\}"),
+    ("  classifier_epochs: 1\n", "  classifier_epochs: 0\n", r"all\.classifier_epochs = 0 must be >= 1"),
+    ("  classifier_epochs: 1\n", "  classifier_epochs: {mnist: -3}\n", r"classifier_epochs\.mnist = -3 must be >= 1"),
+    ('    "on": {eps: 20.0, alpha: 0.3, steps: 100}\n', '    "on": {eps: 20.0, alpha: 0.0, steps: 100}\n',
+     r"attack\.on\.alpha = 0\.0 must be > 0"),
+])
+def test_wrong_type_or_range_names_file_and_key(param_dir, old, new, message):
+    edit(param_dir / "smoke.yaml", old, new)
+    with pytest.raises(params.ParameterError, match=r"^notebooks/params/smoke\.yaml: |smoke\.yaml: ") as err:
+        params.check("smoke")
+    assert "smoke.yaml" in str(err.value) and "\n" not in str(err.value)
+    import re
+    assert re.search(message, str(err.value)), str(err.value)
+
+
+def test_yaml_syntax_error_names_the_file(param_dir):
+    edit(param_dir / "quick.yaml", "01_classifiers:\n", "01_classifiers: [\n")
+    with pytest.raises(params.ParameterError, match=r"quick\.yaml, line \d+"):
+        params.check("quick")
+
+
+def test_typed_parameters_cells_are_read_alike_by_papermill(tmp_path):
+    """The parameters cells of 01-03 are typed and commented one per line; papermill sees the same names and types."""
+    for path in params.notebook_paths()[:3]:
+        ours = params.declared(path)
+        theirs = papermill.inspect_notebook(str(execute.to_ipynb(path, tmp_path / f"{path.stem}.ipynb")))
+        assert list(ours) == list(theirs), path.stem
+        for name, p in ours.items():
+            assert p.annotation and p.comment, (path.stem, name)
+            assert theirs[name]["inferred_type_name"] == p.annotation, (path.stem, name)
+
+
+def test_unknown_profile_through_make_lists_the_profiles():
+    out = subprocess.run(["make", "report", "PROFILE=bogus"], cwd=params.REPO, capture_output=True, text=True)
+    assert out.returncode != 0 and "No rule to make target" not in out.stderr
+    assert "profile must be one of paper, quick, smoke" in out.stderr
+    assert "Traceback" not in out.stderr

@@ -1,0 +1,104 @@
+"""A failed or interrupted notebook shows as such in the index at once; the lab opens .py files as notebooks."""
+import json
+import re
+import subprocess
+
+import papermill
+import pytest
+
+from lib import execute, fingerprint, index, params, progress, report, runtime, state
+
+
+class CellError(Exception):
+    ename, evalue, exec_count = "ValueError", "n_images must be positive\nmore detail", 4
+
+
+def ok_run(profile):
+    run = runtime.Run("02_autoencoders", profile, 0, runtime.pick_device("cpu"))
+    report.write_results(run, "02 · Autoencoders", [report.headline("mnist test MSE", 0.01)])
+
+
+@pytest.fixture
+def fake_papermill(monkeypatch, tmp_reports):
+    """papermill without a kernel: writes the notebook (and results), or fails like a cell would."""
+    calls = {"fail": None}
+
+    def run(source, executed, **kwargs):
+        root = tmp_reports / "smoke"
+        assert state.status(root, "02_autoencoders")[0] == "running"  # marked before the kernel starts
+        assert "running" in (root / "index.html").read_text()
+        import shutil
+        shutil.copy(source, executed)
+        if calls["fail"]:
+            raise calls["fail"]
+        ok_run("smoke")
+
+    monkeypatch.setattr(papermill, "execute_notebook", run)
+    monkeypatch.setattr(execute, "render_html", lambda nb, profile, out: (out.write_text("page"), out)[1])
+    return calls
+
+
+def test_failed_notebook_is_marked_failed_in_the_index_at_once(fake_papermill, tmp_reports):
+    root = tmp_reports / "smoke"
+    path = report.NOTEBOOKS / "02_autoencoders.py"
+    execute.execute(path, "smoke")
+    assert state.status(root, "02_autoencoders")[0] == "ok" and fingerprint.load(root, "02_autoencoders")
+    assert "mnist test MSE" in (root / "index.html").read_text()
+    fake_papermill["fail"] = CellError("boom")
+    with pytest.raises(CellError):
+        execute.execute(path, "smoke")
+    page = (root / "index.html").read_text()
+    row = re.search(r"<tr><td>.*?02_autoencoders.*?</tr>", page, re.S).group(0)
+    assert "failed" in row and "cell [4] raised ValueError: n_images must be positive" in row
+    assert "mnist test MSE" not in page  # the previous run's figures are gone
+    assert fingerprint.load(root, "02_autoencoders") is None and not (root / "02_autoencoders.html").exists()
+    assert (root / "02_autoencoders.failed.html").exists() and 'href="02_autoencoders.failed.html"' in row
+
+
+def test_interrupted_notebook_is_marked_interrupted(fake_papermill, tmp_reports):
+    fake_papermill["fail"] = KeyboardInterrupt()
+    with pytest.raises(KeyboardInterrupt):
+        execute.execute(report.NOTEBOOKS / "02_autoencoders.py", "smoke")
+    assert state.status(tmp_reports / "smoke", "02_autoencoders")[0] == "interrupted"
+    assert "interrupted" in (tmp_reports / "smoke" / "index.html").read_text()
+
+
+def test_run_prints_one_line_not_a_traceback(fake_papermill, tmp_reports, capsys):
+    from lib import pipeline
+
+    fake_papermill["fail"] = CellError("boom")
+    assert pipeline.main(["run", str(report.NOTEBOOKS / "02_autoencoders.py"), "--profile", "smoke", "--quiet"]) == 1
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err == ["02_autoencoders failed: cell [4] raised ValueError: n_images must be positive (traceback: "
+                   f"{tmp_reports / 'smoke' / '02_autoencoders.failed.html'})"]
+
+
+def test_progress_shows_cells_bars_and_warnings(tmp_path):
+    import io
+
+    log = tmp_path / "03.progress.log"
+    log.write_text("\n[cell 2/9]\n\rtrain: 10%|# | 1/10\rtrain: 20%|## | 2/10")
+    out = io.StringIO()
+    live = progress.Live(out)
+    live.add("03", log)
+    live.poll()
+    with open(log, "a") as f:
+        f.write("\n\n[warning] cache entry x.pt is damaged; rebuilding it\n[cell 3/9]\n")
+    live.poll()
+    lines = out.getvalue().splitlines()
+    assert lines[0].startswith("03 cell 2/9 0s | train: 20%|## | 2/10")
+    assert "03: warning: cache entry x.pt is damaged; rebuilding it" in lines and lines[-1].startswith("03 cell 3/9")
+
+
+def test_lab_settings_make_jupytext_the_default_viewer(tmp_path):
+    """What `make lab` writes into the environment: the recipe's own commands, run against a scratch venv."""
+    dry = subprocess.run(["make", "-n", "lab", f"VENV={tmp_path}/venv"], cwd=params.REPO,
+                         capture_output=True, text=True, check=True).stdout
+    install = next(line for line in dry.splitlines() if "overrides.json" in line and line.startswith("mkdir"))
+    subprocess.run(install, shell=True, cwd=params.REPO, check=True)
+    settings = json.loads((tmp_path / "venv/share/jupyter/lab/settings/overrides.json").read_text())
+    assert settings["@jupyterlab/docmanager-extension:plugin"]["defaultViewers"] == {"python": "Jupytext Notebook"}
+    assert "--allow-root" in dry and "--notebook-dir=notebooks" in dry
+    extra = subprocess.run(["make", "-n", "lab", f"VENV={tmp_path}/venv", "LAB_ARGS=--port 8899 --no-browser"],
+                           cwd=params.REPO, capture_output=True, text=True, check=True).stdout
+    assert "--port 8899 --no-browser" in extra
