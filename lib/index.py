@@ -18,8 +18,8 @@ from lib import state
 from lib.report import NOTEBOOKS, format_value, reports_dir, results_dir
 
 STATISTICS = "05_statistics"
-VERDICT_COLUMNS = ("claim", "dataset", "split", "statistic", "effect_text", "p_holm", "n", "power", "verdict")
-DISCRIMINATING_COLUMNS = ("claim", "dataset", "split", "effect_text", "p_holm", "verdict")
+VERDICT_COLUMNS = ("claim", "dataset", "split", "clip", "statistic", "effect_text", "p_holm", "n", "power", "verdict")
+DISCRIMINATING_COLUMNS = ("claim", "dataset", "split", "clip", "effect_text", "p_holm", "n", "verdict")
 
 CSS = """body{font-family:sans-serif;max-width:1200px;margin:2em auto;padding:0 1em;line-height:1.4}
 table{border-collapse:collapse;width:100%} .scroll{overflow-x:auto;max-width:100%}
@@ -27,12 +27,17 @@ td,th{border:1px solid #ccc;padding:6px;vertical-align:top;text-align:left;overf
 ul{margin:0;padding-left:1.2em} img.answer{max-width:100%;height:auto;display:block;margin:1em 0}
 .answer p{font-size:1.1em} .note{color:#555;font-style:italic}
 .v-supported{background:#eef8ee} .v-not-supported{background:#fbeeee} .v-explained-by-dimension-alone{background:#fff6e0}
+.v-negligible{background:#f1ecf8} .v-not-testable{background:#eaf3fa} .v-inconclusive{background:#f4f4f4}
 .pub{color:#777} .na{color:#a33} .failed,.interrupted{color:#c00;font-weight:bold} .ok{color:#070}
 .running,.queued,.stale{color:#a60;font-weight:bold}"""
 
 
 def _cell(col, val):
-    if isinstance(val, float):
+    if isinstance(val, bool):  # clip: whether the attacks kept x + delta in [0, 1]
+        val = "clipped" if val else "not clipped"
+    elif isinstance(val, float) and col == "n":
+        val = f"{val:.0f}"
+    elif isinstance(val, float):
         val = f"{val:.2g}" if col == "p_holm" else f"{val:.2f}"
     return f"<td>{html.escape('–' if val is None else str(val))}</td>"
 

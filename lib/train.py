@@ -182,6 +182,7 @@ class Trained:
     meta: dict     # config, training data, loss per epoch, seconds
     cached: bool   # True when it came from the cache
     key: str = ""  # its cache key: identifies the model in the keys of work done with it
+    train_data: object = None  # the Data it was trained on (its training images: a subset where one was asked for)
 
     def summary(self):
         return "loaded from the cache" if self.cached else f"trained in {self.meta['train_seconds']:.0f} s"
@@ -205,7 +206,7 @@ def _cached_model(kind, cfg, data, make, train, device):
     entry, hit = cache.cached(kind, key, build)
     model = make()
     model.load_state_dict(entry["state_dict"])
-    return Trained(model.to(device).eval(), entry["meta"], hit, key)
+    return Trained(model.to(device).eval(), entry["meta"], hit, key, data)
 
 
 def get_classifier(cfg, data, device="cpu"):
@@ -220,7 +221,7 @@ def get_classifier(cfg, data, device="cpu"):
             raise DatasetUnavailable(
                 "the ResNet-50 weights IMAGENET1K_V2 could not be loaded: run once online so that torchvision "
                 f"caches them under ~/.cache/torch/hub/checkpoints ({str(err).splitlines()[0][:160]})") from err
-        return Trained(model.to(device).eval(), meta, cached=True, key="resnet50-IMAGENET1K_V2")
+        return Trained(model.to(device).eval(), meta, cached=True, key="resnet50-IMAGENET1K_V2", train_data=data)
     train = lambda m: fit(m, data.train_x, data.train_y, F.cross_entropy, cfg, device, f"{cfg.dataset} classifier")
     return _cached_model("classifier", cfg, data, lambda: build_classifier(cfg, data.num_classes), train, device)
 
@@ -246,3 +247,23 @@ def autoencoder_for(data, seed, device="cpu", epochs=None, train_subset=None, la
     cfg = autoencoder_config(data.name, epochs=per_dataset(epochs, data.name),
                              latent_dim=per_dataset(latent_dim, data.name), width=width, seed=seed)
     return get_autoencoder(cfg, data.subset(per_dataset(train_subset, data.name), None, seed), device)
+
+
+# The parameters that make a model what it is: declared by every notebook that uses the models, set once in the
+# profile's `all:` section, so that every notebook gets the same models.
+MODEL_SETTINGS = ("seed", "classifier_epochs", "classifier_train_subset", "ae_epochs", "ae_train_subset",
+                  "ae_latent_dim", "ae_width")
+
+
+def model_settings(namespace):
+    """The MODEL_SETTINGS a notebook declares, picked from its namespace (``globals()``) by name."""
+    return {k: namespace[k] for k in MODEL_SETTINGS if k in namespace}
+
+
+def models_for(data, device="cpu", *, seed=0, classifier_epochs=None, classifier_train_subset=None, ae_epochs=None,
+               ae_train_subset=None, ae_latent_dim=None, ae_width=None):
+    """(classifier, autoencoder) of the shared settings for `data`: the models notebooks 01 and 02 trained, through
+    the same two functions. Raises DatasetUnavailable (saying how to get it) when one cannot be had, e.g. the
+    ResNet-50 weights offline."""
+    return (classifier_for(data, seed, device, classifier_epochs, classifier_train_subset),
+            autoencoder_for(data, seed, device, ae_epochs, ae_train_subset, ae_latent_dim, ae_width))

@@ -43,7 +43,7 @@ import pandas as pd
 from lib import data, plots, published, report, runtime, train
 
 run = runtime.start("01_classifiers", profile, seed, device)
-found, missing = data.load_all(datasets, classifier_train_subset, test_subset, seed)
+found, missing = data.load_all(datasets, None, test_subset, seed)  # the training subset is the model's (train.classifier_for)
 for name, message in missing.items():
     runtime.show(f"> **{name}: data not available.** {message}")
 
@@ -53,14 +53,14 @@ for name, message in missing.items():
 # %%
 trained = {}
 for name, d in found.items():
-    cfg = train.classifier_config(name, epochs=runtime.per_dataset(classifier_epochs, name), seed=seed)
     try:
-        trained[name] = train.get_classifier(cfg, d, run.device)
+        trained[name] = train.classifier_for(d, seed, run.device, classifier_epochs, classifier_train_subset)
     except data.DatasetUnavailable as err:  # e.g. the ResNet-50 weights, offline
         missing[name] = str(err)
         runtime.show(f"> **{name}: model not available.** {err}")
         continue
     print(f"{name}: {trained[name].summary()}")
+found.update({name: t.train_data for name, t in trained.items()})  # what each model was trained on
 
 # %% [markdown]
 # ## Accuracy beside the published numbers

@@ -48,7 +48,7 @@ import torch
 from lib import data, plots, published, report, runtime, train
 
 run = runtime.start("02_autoencoders", profile, seed, device)
-found, missing = data.load_all(datasets, ae_train_subset, test_subset, seed)
+found, missing = data.load_all(datasets, None, test_subset, seed)  # the training subset is the model's (train.autoencoder_for)
 for name, message in missing.items():
     runtime.show(f"> **{name}: data not available.** {message}")
 
@@ -58,10 +58,9 @@ for name, message in missing.items():
 # %%
 trained = {}
 for name, d in found.items():
-    cfg = train.autoencoder_config(name, epochs=runtime.per_dataset(ae_epochs, name),
-                                   latent_dim=runtime.per_dataset(ae_latent_dim, name), width=ae_width, seed=seed)
-    trained[name] = train.get_autoencoder(cfg, d, run.device)
+    trained[name] = train.autoencoder_for(d, seed, run.device, ae_epochs, ae_train_subset, ae_latent_dim, ae_width)
     print(f"{name}: {trained[name].summary()}")
+found.update({name: t.train_data for name, t in trained.items()})  # what each model was trained on
 
 # %% [markdown]
 # ## Reconstruction error beside the published numbers

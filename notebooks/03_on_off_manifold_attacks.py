@@ -72,12 +72,11 @@ for name, message in missing.items():
 outcomes, frames, models, images = {}, [], {}, {}
 for name, d in found.items():
     try:
-        clf = train.classifier_for(d, seed, run.device, classifier_epochs, classifier_train_subset)
+        clf, ae = train.models_for(d, run.device, **train.model_settings(globals()))  # notebooks 01 and 02's models
     except data.DatasetUnavailable as err:  # e.g. the ResNet-50 weights, offline
         missing[name] = str(err)
         runtime.show(f"> **{name}: model not available.** {err}")
         continue
-    ae = train.autoencoder_for(d, seed, run.device, ae_epochs, ae_train_subset, ae_latent_dim, ae_width)
     models[name] = (clf, ae)
     print(f"{name}: classifier {clf.summary()}, autoencoder (k = {ae.model.latent_dim}) {ae.summary()}")
     for split in splits:
@@ -117,8 +116,8 @@ summary.style.format({"success rate": "{:.1%}", "median norm": "{:.3f}", "CI low
 # %% [markdown]
 # ## Ratios per image
 # On/off and off/unconstrained norm ratios, paired by image, with distribution-free 95% intervals of the median
-# (a failed attack in the numerator counts as an infinite ratio, in the denominator as 0; *undecidable*: both
-# failed, left out; *failed* counts failures per attack;
+# (a failed attack only bounds its norm from below, so its image's ratio is an interval, and the median's
+# interval widens as far as those bounds demand; *censored*: images with a failure; *failed* counts failures per attack;
 # the histograms show the pairs in which both attacks succeeded). *Flat boundary*: what confinement alone gives for a locally flat
 # decision boundary and a subspace in general position: an attack in a k-dimensional subspace is
 # √(n/k) times the unconstrained one, in its (n−k)-dimensional complement √(n/(n−k)) times, so on/off ≈ √((n−k)/k). The published reference (ImageNet, Shamir et al.): on-manifold

@@ -34,28 +34,30 @@
 # the claims under both.
 
 # %% tags=["parameters"]
-profile = "quick"                        # smoke | quick | paper: which settings these are, for the record
-datasets = ["mnist", "fashion_mnist"]    # any of mnist, fashion_mnist, cifar10
-splits = ["test", "train"]               # the same images as notebook 03
-n_images = 200                           # correctly classified images per data set and split (as notebook 03)
-attack = {                               # PGD per condition, [0, 1] pixel scale: the same as notebook 03
+from typing import Optional, Union
+
+profile: str = "quick"                   # smoke | quick | paper: which settings these are, for the record
+datasets: list[str] = ["mnist", "fashion_mnist"]  # any of mnist, fashion_mnist, cifar10
+splits: list[str] = ["test", "train"]    # the same images as notebook 03
+n_images: int = 200                      # correctly classified images attacked per data set and split (as notebook 03)
+attack: dict[str, dict[str, float]] = {  # PGD per condition {eps, alpha, steps}, [0, 1] pixel scale: as notebook 03
     "unconstrained": {"eps": 10.0, "alpha": 0.02, "steps": 500},
     "on": {"eps": 20.0, "alpha": 0.1, "steps": 1000},
     "off": {"eps": 10.0, "alpha": 0.02, "steps": 1000},
 }
-controls = ["coordinate", "random", "pca"]  # random subspaces of the tangent space's dimension k
-no_clip = True                           # also attack every subspace without clipping to [0, 1] (first split)
-k_sweep = [4, 16, 64, 256]               # further k for the controls (test split): how the ratio scales with k
-second_latent_dim = {"mnist": 32}        # {dataset: k}: an autoencoder of the same family retrained with this k
-seed = 0                                 # seeds the image choice and the random subspaces
-device = "auto"                          # auto | cpu | cuda
+controls: list[str] = ["coordinate", "random", "pca"]  # random subspaces of the tangent space's dimension k
+no_clip: bool = True                     # also attack every subspace without clipping to [0, 1] (first split)
+k_sweep: list[int] = [4, 16, 64, 256]    # further k for the controls (first split): how the ratio scales with k
+second_latent_dim: dict[str, int] = {"mnist": 32}  # {dataset: k}: an autoencoder of the same family retrained with this k
+seed: int = 0                            # seeds the image choice and the random subspaces
+device: str = "auto"                     # auto | cpu | cuda | cuda:N
 # The models' settings: shared with notebooks 01 and 02 (params/<profile>.yaml, `all`), so these are their models.
-classifier_epochs = {"mnist": 200}       # int or {dataset: int}; None: the paper's 40 (MNIST: 200 on the 4,000-image sample)
-classifier_train_subset = None           # int or {dataset: int}; None: all training images
-ae_epochs = {"mnist": 40, "fashion_mnist": 12}  # int or {dataset: int}; None: the paper's
-ae_train_subset = {"fashion_mnist": 12000}  # int or {dataset: int}; None: all training images
-ae_latent_dim = None                     # int or {dataset: int}; None: the paper's
-ae_width = 16                            # int: channels of the first conv layer; None: 32 (16: a third of the CPU time)
+classifier_epochs: Union[int, dict[str, int], None] = {"mnist": 200}  # epochs (or {dataset: epochs}); None: the paper's 40 (MNIST: 200 on the 4,000-image sample)
+classifier_train_subset: Union[int, dict[str, int], None] = None  # train on this many random images (or {dataset: n}); None: all
+ae_epochs: Union[int, dict[str, int], None] = {"mnist": 40, "fashion_mnist": 12}  # epochs (or {dataset: epochs}); None: the paper's
+ae_train_subset: Union[int, dict[str, int], None] = {"fashion_mnist": 12000}  # train on this many random images (or {dataset: n}); None: all
+ae_latent_dim: Union[int, dict[str, int], None] = None  # latent dimension k (or {dataset: k}); None: the paper's
+ae_width: Optional[int] = 16             # channels of the first conv layer; None: 32 (16: a third of the CPU time)
 
 # %%
 import pandas as pd
@@ -79,12 +81,11 @@ for name, message in missing.items():
 frames, sweep_frames, ks = [], [], {}
 for name, d in found.items():
     try:
-        clf = train.classifier_for(d, seed, run.device, classifier_epochs, classifier_train_subset)
+        clf, ae = train.models_for(d, run.device, **train.model_settings(globals()))  # notebooks 01 and 02's models
     except data.DatasetUnavailable as err:  # e.g. the ResNet-50 weights, offline
         missing[name] = str(err)
         runtime.show(f"> **{name}: model not available.** {err}")
         continue
-    ae = train.autoencoder_for(d, seed, run.device, ae_epochs, ae_train_subset, ae_latent_dim, ae_width)
     k = ks[name] = ae.model.latent_dim
     pca_images = d.subset(runtime.per_dataset(ae_train_subset, name), None, seed).train_x  # what the autoencoder saw
     specs = [experiment.tangent_spec(ae)] + [experiment.control_spec(c, k, seed, pca_images) for c in controls]

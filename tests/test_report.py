@@ -58,7 +58,7 @@ def test_index_leads_with_the_answer_figure_and_deciding_claims(tmp_reports):
     png = b"\x89PNG\r\n\x1a\n" + b"0" * 64
     (tmp_reports / "smoke" / "results").mkdir(parents=True, exist_ok=True)
     (tmp_reports / "smoke" / "results" / "answer.png").write_bytes(png)
-    verdict = {"claim": "3: gap beyond dimension", "dataset": "mnist", "split": "test", "statistic": "Wilcoxon",
+    verdict = {"claim": "3: gap beyond dimension", "dataset": "mnist", "split": "test", "clip": True, "statistic": "sign test",
                "effect_text": "1.02x [0.97, 1.08]", "p_holm": 0.4, "n": 200, "power": 0.9,
                "verdict": "explained by dimension alone"}
     report.write_results(run, "05 · Statistics", [], answer=["On MNIST the on/off gap is what dimension alone predicts."],
