@@ -100,6 +100,8 @@ CLAIMS = {  # id: (short label, the claim in words)
                                         "off-manifold ones (cosine with the class-mean difference)"),
     "5b": ("5b class cosine: tangent > random", "On-manifold perturbations point more toward the target class than "
                                                 "perturbations in a random subspace of the same k"),
+    "5c": ("5c class cosine: tangent > pca", "On-manifold perturbations point more toward the target class than "
+                                             "perturbations in the PCA subspace of the same k (image-like directions too)"),
     "6": ("6 on/off: train = test", "The on/off ratio is the same for training and test images (within the margin)"),
 }
 DISCRIMINATING = ("3 gap: tangent > random", "4 gradient share: tangent < random", "5b class cosine: tangent > random")
@@ -251,6 +253,8 @@ def _rows(records, controls, margin, cosine_margin, alpha, max_failure_rate):
                 add("4", where, lambda: claim_gradient_share(r, np.log(margin)))
                 add("5a", where, lambda: claim_class_cosine(r, rec.OFF_T, cosine_margin))
                 add("5b", where, lambda: claim_class_cosine(r, ("on", "random"), cosine_margin))
+                if "pca" in controls:
+                    add("5c", where, lambda: claim_class_cosine(r, ("on", "pca"), cosine_margin))
         if clip and len(splits) == 2:
             add("6", {"dataset": ds, "split": "train vs test", "clip": clip},
                 lambda: claim_train_test(rd, np.log(margin), alpha))
@@ -294,6 +298,9 @@ def evaluate(records, controls=("random", "coordinate", "pca"), margin: float = 
 
 
 def _effect_text(r) -> str:
+    if r["scale"] == "ratio" and r["effect"] in (0.0, np.inf):  # the median is a censored (one-sided) value
+        bound = f"[{r['ci_low']:.3g}, {r['ci_high']:.3g}]" if pd.notna(r["ci_high"]) else ""
+        return (f"{'→ 0' if r['effect'] == 0 else '→ ∞'} {bound} (most images censored: the median is a bound)").replace("  ", " ")
     if any(pd.isna(r[c]) for c in ("effect", "ci_low", "ci_high")):
         est = "–" if pd.isna(r["effect"]) else (f"{r['effect']:+.3g}" if r["scale"] == "difference" else f"{r['effect']:.3g}×")
         return f"{est} (too few images for an interval)"
@@ -332,6 +339,12 @@ def answer(table: pd.DataFrame, records: pd.DataFrame, split: str = "test") -> l
         if sh is not None:
             s += (f" The loss gradient holds {sh['effect_text'].split(' (')[0]} as much energy in the tangent space "
                   f"as in a random one; DMM predicts less: {sh['verdict']}.")
+        c_rand, c_pca = row("5b class cosine: tangent > random"), row("5c class cosine: tangent > pca")
+        if c_rand is not None:
+            s += (f" On-manifold perturbations align with the target class's mean image (cosine) by "
+                  f"{c_rand['effect_text'].split(' (')[0]} more than random-subspace ones ({c_rand['verdict']})")
+            s += (f", and by {c_pca['effect_text'].split(' (')[0]} against PCA directions, which are image-like too "
+                  f"({c_pca['verdict']})." if c_pca is not None else ".")
         out.append(s)
     return out
 

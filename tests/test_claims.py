@@ -218,7 +218,7 @@ def test_evaluate_table_holm_headline_and_answer():
                    world(rng, n=300, split="train", gap=1.6, share_factor=0.5, cos_shift=0.2, eps_on=np.exp(3.5))])
     t, skipped = claims.evaluate(r, controls=("random", "coordinate", "pca"))
     assert any("pca" in s for s in skipped)  # no PCA records: said, not silently dropped
-    assert set(t["claim_id"]) == {"1", "1b", "2", "3", "4", "5a", "5b", "6"}
+    assert set(t["claim_id"]) == {"1", "1b", "2", "3", "4", "5a", "5b", "6"}  # no PCA records: no 3pca, no 5c
     assert (t["p_holm"] >= t["p"]).all()
     disc = t[t["discriminating"]]
     assert set(disc["short"]) == set(claims.DISCRIMINATING) and (disc["verdict"] == "supported").all()
