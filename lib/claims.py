@@ -312,40 +312,44 @@ def _effect_text(r) -> str:
 
 # ---------------------------------------------------------------- the answer in words
 
+DATASET_NAMES = {"mnist": "MNIST", "fashion_mnist": "Fashion-MNIST", "cifar10": "CIFAR-10", "imagenet": "ImageNet"}
+
+
 def answer(table: pd.DataFrame, records: pd.DataFrame, split: str = "test") -> list[str]:
-    """Two or three plain sentences per data set from the table (clipped attacks, one split): the on/off
-    ratio in the tangent space beside a random subspace of the same k and the flat-boundary prediction,
-    and the verdicts of the discriminating claims."""
+    """Three plain sentences per data set from the table (clipped attacks, one split): the tangent space's on/off
+    ratio beside a random subspace of the same k and the flat-boundary prediction, with the gap's verdict; the
+    gradient's share; the class features against random and PCA directions."""
     out = []
     records = rec.with_clip(records)
     t = table[(table["split"] == split) & table["clip"].astype(bool)] if len(table) else table
     for ds in sorted(set(t["dataset"]) if len(t) else ()):
         r = records[(records["dataset"] == ds) & (records["split"] == split) & records["clip"]]
-        row = lambda short: t[(t["dataset"] == ds) & (t["short"] == short)].iloc[0] if \
-            ((t["dataset"] == ds) & (t["short"] == short)).any() else None
+        rows = {short: x for short, x in zip(t.loc[t["dataset"] == ds, "short"], t[t["dataset"] == ds].to_dict("records"))}
+        effect = lambda short: rows[short]["effect_text"].split(" (")[0]
         try:
             k, n = rec.dimensions(r, "tangent")
             on_off = {s: rec.ratio_summary(r, ("on", s), ("off", s)) for s in ("tangent", "random")}
         except LookupError:
             continue
-        g, sh = row("3 gap: tangent > random"), row("4 gradient share: tangent < random")
-        s = (f"{ds} ({split} images, N = {on_off['tangent']['N pairs']}): an attack confined to the autoencoder's "
-             f"tangent space (k = {k} of n = {n} pixels) needed {_ratio(on_off['tangent'])} the norm of one confined to "
-             f"its complement; in a random subspace of the same k the ratio was {_ratio(on_off['random'])}, and a "
-             f"locally flat boundary predicts {stats.flat_boundary_median(k, n):.2f}×.")
-        if g is not None:
-            s += (f" The manifold's gap is {g['effect_text'].split(' (')[0]} the random subspace's; DMM predicts more "
-                  f"than 1: {g['verdict']}.")
-        if sh is not None:
-            s += (f" The loss gradient holds {sh['effect_text'].split(' (')[0]} as much energy in the tangent space "
-                  f"as in a random one; DMM predicts less: {sh['verdict']}.")
-        c_rand, c_pca = row("5b class cosine: tangent > random"), row("5c class cosine: tangent > pca")
-        if c_rand is not None:
-            s += (f" On-manifold perturbations align with the target class's mean image (cosine) by "
-                  f"{c_rand['effect_text'].split(' (')[0]} more than random-subspace ones ({c_rand['verdict']})")
-            s += (f", and by {c_pca['effect_text'].split(' (')[0]} against PCA directions, which are image-like too "
-                  f"({c_pca['verdict']})." if c_pca is not None else ".")
-        out.append(s)
+        text = (f"{DATASET_NAMES.get(ds, ds)} ({on_off['tangent']['N pairs']} {split} images): confining an attack to the "
+                f"autoencoder's tangent space (k = {k} of {n} pixels) lengthens it {_ratio(on_off['tangent'])} over its "
+                f"complement, a random subspace of the same k {_ratio(on_off['random'])} (a flat boundary: "
+                f"{stats.flat_boundary_median(k, n):.2f}×)")
+        gap = rows.get("3 gap: tangent > random")
+        text += (f"; the manifold's gap is {effect(gap['short'])} a random subspace's, where DMM predicts more than 1: "
+                 f"{gap['verdict']}." if gap else ".")
+        share = rows.get("4 gradient share: tangent < random")
+        if share:
+            text += (f" The loss gradient holds {effect(share['short'])} the energy in the tangent space that it holds in "
+                     f"a random one, where DMM predicts less: {share['verdict']}.")
+        c_rand, c_pca = rows.get("5b class cosine: tangent > random"), rows.get("5c class cosine: tangent > pca")
+        if c_rand:
+            text += (f" On-manifold perturbations point more toward the target class than random-subspace ones "
+                     f"(cosine {effect(c_rand['short'])}: {c_rand['verdict']})"
+                     + (f", but not more than PCA directions ({effect(c_pca['short'])}: {c_pca['verdict']})."
+                        if c_pca and c_pca["verdict"] != "supported" else
+                        f" and than PCA directions ({effect(c_pca['short'])}: {c_pca['verdict']})." if c_pca else "."))
+        out.append(text)
     return out
 
 

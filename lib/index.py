@@ -25,7 +25,7 @@ CSS = """body{font-family:sans-serif;max-width:1200px;margin:2em auto;padding:0 
 table{border-collapse:collapse;width:100%} .scroll{overflow-x:auto;max-width:100%}
 td,th{border:1px solid #ccc;padding:6px;vertical-align:top;text-align:left;overflow-wrap:break-word}
 ul{margin:0;padding-left:1.2em} img.answer{max-width:100%;height:auto;display:block;margin:1em 0}
-.answer p{font-size:1.1em} .note{color:#555;font-style:italic}
+.answer p{font-size:1em;margin:0.5em 0} .note{color:#555;font-style:italic}
 .v-supported{background:#eef8ee} .v-not-supported{background:#fbeeee} .v-explained-by-dimension-alone{background:#fff6e0}
 .v-negligible{background:#f1ecf8} .v-not-testable{background:#eaf3fa} .v-inconclusive{background:#f4f4f4}
 .pub{color:#777} .na{color:#a33} .failed,.interrupted{color:#c00;font-weight:bold} .ok{color:#070}

@@ -185,7 +185,7 @@ def on_off_answer(summaries, title):
     clipping to [0, 1], and the flat-boundary prediction for a random subspace (dashed). summaries: {dataset:
     DataFrame with subspace, clip, median ratio, CI low, CI high, flat boundary}. An infinite median (most "on"
     attacks failed: the budget, not the boundary, decided) is an arrow at the top."""
-    fig, axes = plt.subplots(1, len(summaries), figsize=(5.2 * len(summaries), 3.6), squeeze=False, sharey=True)
+    fig, axes = plt.subplots(1, len(summaries), figsize=(4.8 * len(summaries), 3.1), squeeze=False, sharey=True)
     finite = np.concatenate([t[c].to_numpy(float) for t in summaries.values() for c in ("median ratio", "CI low", "CI high",
                                                                                       "flat boundary")])
     finite = finite[np.isfinite(finite) & (finite > 0)]
@@ -213,9 +213,10 @@ def on_off_answer(summaries, title):
         _plain_log_y(ax)
         ax.grid(alpha=0.3, axis="y")
     axes[0, 0].set_ylabel("median on / off norm ratio")
-    axes[0, 0].legend(fontsize=7, loc="upper left")
-    fig.suptitle(title, fontsize=10)
-    fig.tight_layout()
+    handles, labels = axes[0, 0].get_legend_handles_labels()
+    fig.legend(handles, labels, fontsize=8, loc="upper center", ncol=3, bbox_to_anchor=(0.5, 0.92), frameon=False)
+    fig.suptitle(title, fontsize=10, y=0.99)
+    fig.tight_layout(rect=(0, 0, 1, 0.84))
     return fig
 
 

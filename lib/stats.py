@@ -252,7 +252,7 @@ def power_paired(x, alternative: str = "greater", alpha: float = ALPHA, target: 
 
 def power_tost(x, margin: float, alpha: float = ALPHA, target: float = 0.8) -> Power:
     """Power of the paired TOST within +-margin at the observed mean m and sd s of the finite values
-    (normal approximation with the t critical value), and the N for ``target`` (NaN when |m| >= margin)."""
+    (normal approximation with the t critical value), and the N for ``target``; both NaN when |m| >= margin."""
     x = _values(x)
     x = x[np.isfinite(x)]
     if len(x) < 3 or np.std(x, ddof=1) == 0:
@@ -263,7 +263,9 @@ def power_tost(x, margin: float, alpha: float = ALPHA, target: float = 0.8) -> P
         se, t = s / np.sqrt(n), sps.t.ppf(1 - alpha, n - 1)
         return float(max(0.0, sps.norm.cdf((margin - m) / se - t) + sps.norm.cdf((margin + m) / se - t) - 1))
 
-    return Power(m / s, len(x), at(len(x)), n_for_power(at, target, n_min=3) if m < margin else np.nan)
+    if m >= margin:  # the observed mean lies outside the margin: no N would show equivalence there
+        return Power(m / s, len(x), np.nan, np.nan)
+    return Power(m / s, len(x), at(len(x)), n_for_power(at, target, n_min=3))
 
 
 def power_two_sample(x, y, shift: float, alpha: float = ALPHA, target: float = 0.8) -> Power:

@@ -137,7 +137,7 @@ for sentence in answer:
 summaries = {name: rec.on_off_summary(records[records["dataset"] == name], splits[0]) for name in found}
 summaries = {name: s for name, s in summaries.items() if len(s)}
 if summaries:
-    fig = plots.on_off_answer(summaries, f"On/off norm ratio per subspace, {splits[0]} images: the learned manifold "
+    fig = plots.on_off_answer({claims.DATASET_NAMES.get(n, n): t for n, t in summaries.items()}, f"On/off norm ratio per subspace, {splits[0]} images: the learned manifold "
                                          "beside random subspaces of the same dimension")
     fig.savefig(results / "05_answer.png", dpi=110, bbox_inches="tight")
 if len(table):

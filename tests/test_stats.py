@@ -111,6 +111,7 @@ def test_power_against_simulation():
     pt = st.power_tost(rng.normal(m, s, 40), np.log(1.1))
     sims = np.mean([st.tost(rng.normal(pt.d * s, s, 40), np.log(1.1)).p < 0.05 for _ in range(1000)])
     assert pt.power == pytest.approx(sims, abs=0.06)
+    assert np.isnan(st.power_tost(rng.normal(0.2, 0.05, 40), np.log(1.1)).power)  # mean outside the margin: blank
 
 
 def test_n_for_power_worked_example():
