@@ -13,7 +13,9 @@ G is applied through Hessian-vector products, batched over images and vectors:
 - ``hvp_autograd``: exact, forward-over-reverse (torch.func.jvp of torch.func.grad), for smooth nets;
 - ``hvp_central``: (grad F(z + h v) - grad F(z - h v)) / 2h, for ReLU nets, whose Hessian is zero almost
   everywhere: it measures the bending of the boundary at the scale h. The authors' code takes
-  h = sqrt(n) * (pixel range) / 512 (``default_h``), 0.055 for MNIST in [0, 1] pixels.
+  h = sqrt(n) * (pixel range) / 512 (``default_h``), 0.055 for MNIST in [0, 1] pixels. On a ReLU net this
+  is not a linear operator (which kinks lie within h of z depends on v): its "spectrum" depends on the
+  vectors it is probed with, so a smooth twin (``softplus_twin``, same weights) gives the well-defined one.
 Full spectra by vmap-free batching (G applied to the n basis vectors at once) and torch.linalg.eigh where
 n is small (MNIST 784); extremes by Lanczos (scipy.sparse.linalg.eigsh on a LinearOperator) where it is not.
 Boundary points by DeepFool (Moosavi-Dezfooli, Fawzi & Frossard, CVPR 2016), the crossing then refined by
@@ -208,11 +210,19 @@ class ShapeOperator:
         out = [self.project(self.hvp(self.project(c)).detach()) for c in V.split(self.chunk, dim=1)]
         return torch.cat(out, 1) / self.grad_norm[:, None, None]
 
-    def dense(self):
-        """G as a (B, n, n) matrix, symmetrised (a finite-difference G is symmetric only to O(h^2))."""
-        eye = torch.eye(self.n, dtype=self.z.dtype, device=self.z.device).expand(self.B, self.n, self.n)
-        G = self.apply(eye)  # rows: G e_k, i.e. G^T; symmetrised below
-        return (G + G.transpose(1, 2)) / 2
+    def dense(self, basis=None):
+        """G as a (B, n, n) matrix, symmetrised (a finite-difference G is symmetric only to O(h^2)).
+
+        basis: None probes G with the pixel basis e_1..e_n; an orthonormal (n, n) U probes it with U's columns
+        and returns U (U^T G U) U^T. The two agree for an exact HVP. A central difference on a ReLU net is not
+        linear in v (which kinks lie within h depends on v), so there the probe basis matters: a random basis
+        treats every direction alike, as Lanczos with random starting vectors does."""
+        eye = torch.eye(self.n, dtype=self.z.dtype, device=self.z.device)
+        U = eye if basis is None else basis.to(self.z.dtype)
+        GU = self.apply(U.T.expand(self.B, self.n, self.n))  # rows: G u_k
+        A = torch.einsum("bkn,nl->bkl", GU, U)                # A[k, l] = u_l^T G u_k
+        A = (A + A.transpose(1, 2)) / 2
+        return A if basis is None else U @ A @ U.T
 
     def restricted(self, Q):
         """Q^T G Q for orthonormal bases Q (B, n, k) or (n, k): the shape operator seen inside span(Q)."""
@@ -233,16 +243,17 @@ def principal_curvatures(G, normal):
     return evals[keep].view(B, n - 1), evecs.transpose(1, 2)[keep].view(B, n - 1, n).transpose(1, 2)
 
 
-def spectrum(model, bp, h=None, chunk=128):
-    """Principal curvatures (B, n-1), ascending, and their directions (B, n, n-1), at boundary points bp."""
+def spectrum(model, bp, h=None, chunk=128, basis=None):
+    """Principal curvatures (B, n-1), ascending, and their directions (B, n, n-1), at boundary points bp, and the
+    ShapeOperator. basis: the probe basis of ``ShapeOperator.dense`` (None: pixels)."""
     op = ShapeOperator(model, bp.z, bp.i, bp.j, h, chunk)
-    return principal_curvatures(op.dense(), op.normal), op
+    return principal_curvatures(op.dense(basis), op.normal), op
 
 
 def lanczos_extremes(op, b, k=20, which="BE", tol=1e-6):
     """The k extreme principal curvatures of image b by Lanczos (ARPACK through scipy.sparse.linalg.eigsh on a
     LinearOperator whose matvec is one HVP): "BE" half from each end, "LM" largest magnitude. Sorted ascending."""
-    from scipy.sparse.linalg import LinearOperator, eigsh
+    from scipy.sparse.linalg import ArpackError, LinearOperator, eigsh
 
     sl = slice(b, b + 1)
     sub = ShapeOperator.__new__(ShapeOperator)
@@ -256,7 +267,12 @@ def lanczos_extremes(op, b, k=20, which="BE", tol=1e-6):
 
     A = LinearOperator((op.n, op.n), matvec=matvec, dtype=np.float64)
     v0 = np.random.default_rng(0).standard_normal(op.n)
-    return np.sort(eigsh(A, k=k, which=which, tol=tol, v0=v0, return_eigenvectors=False))
+    if not np.any(matvec(v0)):  # a ReLU net probed at a scale h that crosses no kink: G v = 0, ARPACK cannot start
+        return np.zeros(k)
+    try:
+        return np.sort(eigsh(A, k=k, which=which, tol=tol, v0=v0, return_eigenvectors=False))
+    except ArpackError:  # the Krylov space collapsed to the (exactly zero) null space of a piecewise-linear net
+        return np.zeros(k)
 
 
 # ---------------------------------------------------------------- subspaces and the normal
