@@ -88,8 +88,8 @@ def detection_scores(model, x, T=20, h=None, seed=0):
         k = model(x).argmax(1)
     B, n = len(x), x[0].numel()
     L = model(x[:1]).shape[1]
-    V = torch.nn.functional.normalize(torch.randn(B, T, n, generator=torch.Generator().manual_seed(seed)), dim=2)
-    s = torch.full((B, L), float("-inf"))
+    V = torch.nn.functional.normalize(torch.randn(B, T, n, generator=torch.Generator().manual_seed(seed), dtype=x.dtype), dim=2)
+    s = torch.full((B, L), float("-inf"), dtype=x.dtype)
     for c in range(L):
         others = k != c
         if not others.any():
