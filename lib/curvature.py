@@ -21,13 +21,12 @@ n is small (MNIST 784); extremes by Lanczos (scipy.sparse.linalg.eigsh on a Line
 Boundary points by DeepFool (Moosavi-Dezfooli, Fawzi & Frossard, CVPR 2016), the crossing then refined by
 bisection on the segment x -> x + r so that z lies on the boundary to 2^-30 ||r||.
 """
-import warnings
 from dataclasses import dataclass
 
 import numpy as np
 import torch
 from torch import nn
-from torch.func import grad, jvp
+from torch.func import grad, vjp
 
 
 def _require(ok, name, allowed, value):
@@ -153,7 +152,8 @@ def _repeat(t, m):
 
 
 def hvp_autograd(model, z, i, j, V):
-    """H_F(z) v for every image and vector, exactly: forward-over-reverse (jvp of grad).
+    """H_F(z) v for every image and vector, exactly: reverse-over-reverse (torch.func.vjp of torch.func.grad; on CPU
+    about 1.4x faster than forward-over-reverse, jvp of grad, for the MLP).
 
     z (B, C, H, W); i, j (B,); V (B, m, n) -> (B, m, n). The Hessian of a ReLU net is 0 almost everywhere:
     use this on smooth nets (e.g. ``softplus_twin``)."""
@@ -161,10 +161,8 @@ def hvp_autograd(model, z, i, j, V):
     shape = z.shape[1:]
     zs, ii, jj = _repeat(z.detach().flatten(1), m), _repeat(i, m), _repeat(j, m)
     F = boundary_function(model, ii, jj)
-    g = grad(lambda zz: F(zz, shape).sum())
-    with warnings.catch_warnings():  # torch's forward AD loads its decompositions through torch.jit.script, which warns
-        warnings.filterwarnings("ignore", message=".*torch.jit.script.* is deprecated", category=FutureWarning)
-        return jvp(g, (zs,), (V.reshape(B * m, n),))[1].view(B, m, n).detach()
+    _, grad_vjp = vjp(grad(lambda zz: F(zz, shape).sum()), zs)
+    return grad_vjp(V.reshape(B * m, n))[0].view(B, m, n).detach()
 
 
 def hvp_central(model, z, i, j, V, h):
@@ -217,12 +215,12 @@ class ShapeOperator:
         and returns U (U^T G U) U^T. The two agree for an exact HVP. A central difference on a ReLU net is not
         linear in v (which kinks lie within h depends on v), so there the probe basis matters: a random basis
         treats every direction alike, as Lanczos with random starting vectors does."""
-        eye = torch.eye(self.n, dtype=self.z.dtype, device=self.z.device)
-        U = eye if basis is None else basis.to(self.z.dtype)
-        GU = self.apply(U.T.expand(self.B, self.n, self.n))  # rows: G u_k
-        A = torch.einsum("bkn,nl->bkl", GU, U)                # A[k, l] = u_l^T G u_k
-        A = (A + A.transpose(1, 2)) / 2
-        return A if basis is None else U @ A @ U.T
+        if basis is None:  # rows G e_k: G itself, up to the transpose the symmetrisation removes
+            A = self.apply(torch.eye(self.n, dtype=self.z.dtype, device=self.z.device).expand(self.B, self.n, self.n))
+            return (A + A.transpose(1, 2)) / 2
+        U = basis.to(self.z.dtype)
+        A = self.apply(U.T.expand(self.B, self.n, self.n)) @ U  # A[k, l] = u_l^T G u_k
+        return U @ ((A + A.transpose(1, 2)) / 2) @ U.T
 
     def restricted(self, Q):
         """Q^T G Q for orthonormal bases Q (B, n, k) or (n, k): the shape operator seen inside span(Q)."""
@@ -232,22 +230,38 @@ class ShapeOperator:
         return (A + A.transpose(1, 2)) / 2
 
 
-def principal_curvatures(G, normal):
-    """Eigen-decomposition of G (B, n, n) without the normal's (zero) eigenvalue: (kappa (B, n-1) ascending,
-    directions (B, n, n-1)). The dropped eigenvector is the one most aligned with the normal."""
+def principal_curvatures(G, normal, vectors=True):
+    """The principal curvatures of G (B, n, n): its eigenvalues without the normal's (G n = 0), ascending, (B, n-1);
+    and with vectors=True their directions (B, n, n-1), else None.
+
+    vectors=True: eigh of G, dropping the eigenvector most aligned with n. vectors=False: eigenvalues only, of G
+    deflated exactly: a Householder reflection H maps n to e_1, and H G H without its first row and column is G on the
+    complement of n (a rank-2 update, O(n^2)); eigvalsh costs a fraction of eigh. Both in float64."""
+    dtype = G.dtype
+    G, normal = G.double(), normal.double()
+    B, n, _ = G.shape
+    if not vectors:
+        e1 = torch.zeros_like(normal)
+        e1[:, 0] = 1
+        w = torch.nn.functional.normalize(normal - e1, dim=1)  # H = I - 2 w w^T, H n = e_1
+        Gw = torch.einsum("bkl,bl->bk", G, w)
+        wGw = (w * Gw).sum(1)
+        HGH = (G - 2 * torch.einsum("bk,bl->bkl", w, Gw) - 2 * torch.einsum("bk,bl->bkl", Gw, w)
+               + 4 * wGw[:, None, None] * torch.einsum("bk,bl->bkl", w, w))
+        return torch.linalg.eigvalsh(HGH[:, 1:, 1:]).to(dtype), None
     evals, evecs = torch.linalg.eigh(G)
     drop = torch.einsum("bnk,bn->bk", evecs, normal).abs().argmax(1)
     keep = torch.ones_like(evals, dtype=torch.bool)
-    keep[torch.arange(len(G)), drop] = False
-    B, n = evals.shape
-    return evals[keep].view(B, n - 1), evecs.transpose(1, 2)[keep].view(B, n - 1, n).transpose(1, 2)
+    keep[torch.arange(B), drop] = False
+    return (evals[keep].view(B, n - 1).to(dtype),
+            evecs.transpose(1, 2)[keep].view(B, n - 1, n).transpose(1, 2).to(dtype))
 
 
-def spectrum(model, bp, h=None, chunk=128, basis=None):
-    """Principal curvatures (B, n-1), ascending, and their directions (B, n, n-1), at boundary points bp, and the
-    ShapeOperator. basis: the probe basis of ``ShapeOperator.dense`` (None: pixels)."""
+def spectrum(model, bp, h=None, chunk=128, basis=None, vectors=True):
+    """Principal curvatures (B, n-1), ascending, and their directions (B, n, n-1) (None with vectors=False), at
+    boundary points bp, and the ShapeOperator. basis: the probe basis of ``ShapeOperator.dense`` (None: pixels)."""
     op = ShapeOperator(model, bp.z, bp.i, bp.j, h, chunk)
-    return principal_curvatures(op.dense(basis), op.normal), op
+    return principal_curvatures(op.dense(basis), op.normal, vectors), op
 
 
 def lanczos_extremes(op, b, k=20, which="BE", tol=1e-6):

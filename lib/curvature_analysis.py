@@ -13,25 +13,28 @@ from lib import curvature as cv
 from lib.manifold import tangent_basis
 
 
-def measure(model, ae, x, *, h=None, seed=0, chunk=128):
-    """Per image: the boundary point (DeepFool + bisection), the full curvature spectrum, the shape operator
-    restricted to the tangent space of `ae` at the clean image x and to a random orthonormal subspace of the same k
-    (one draw per image), and the normal's share in each. Returns (records DataFrame, spectra (B, n-1) ascending,
-    principal directions (B, n, n-1), BoundaryPoints)."""
+def measure(model, ae, x, *, h=None, seed=0, full=True, chunk=128):
+    """Per image: the boundary point (DeepFool + bisection); with full=True every principal curvature (G applied to
+    all n pixel directions; eigenvalues only); the shape operator restricted to the tangent space of `ae` at the clean
+    image x and to a random orthonormal subspace of the same k (one draw per image: 2k HVPs), and the normal's share
+    in each. Returns (records DataFrame, principal curvatures (B, n-1) ascending or None, BoundaryPoints)."""
     bp = cv.boundary_points(model, x)
-    (kappa, dirs), op = cv.spectrum(model, bp, h=h, chunk=chunk)
+    op = cv.ShapeOperator(model, bp.z, bp.i, bp.j, h, chunk)
+    kappa = cv.principal_curvatures(op.dense(), op.normal, vectors=False)[0] if full else None
     Q = tangent_basis(ae, x)
     R = cv.random_bases(len(x), op.n, Q.shape[-1], torch.Generator().manual_seed(seed), dtype=Q.dtype)
     tan, rnd = cv.subspace_curvature(op, Q), cv.subspace_curvature(op, R)
+    nan = np.full(len(x), np.nan)
     rec = pd.DataFrame({
         "distance": bp.r.flatten(1).norm(dim=1).numpy(), "deepfool_success": bp.success.numpy(),
         "i": bp.i.numpy(), "j": bp.j.numpy(), "grad_norm": op.grad_norm.numpy(),
-        "mean_curvature": kappa.mean(1).numpy(), "min_curvature": kappa[:, 0].numpy(), "max_curvature": kappa[:, -1].numpy(),
+        "mean_curvature": kappa.mean(1).numpy() if full else nan,
+        "min_curvature": kappa[:, 0].numpy() if full else nan, "max_curvature": kappa[:, -1].numpy() if full else nan,
         **{f"tangent_{k}": v.numpy() for k, v in tan.items()}, **{f"random_{k}": v.numpy() for k, v in rnd.items()},
         "tangent_normal_share": cv.normal_share(op.normal, Q).numpy(), "random_normal_share": cv.normal_share(op.normal, R).numpy(),
         "k": Q.shape[-1], "n": op.n,
     })
-    return rec, kappa, dirs, bp
+    return rec, kappa, bp
 
 
 def mean_profile(kappa):
@@ -154,3 +157,36 @@ def finish(rows, alpha=stats.ALPHA):
                                        null_verdict="explained by dimension alone")
                         for r in table.itertuples()]
     return table
+
+
+# ---------------------------------------------------------------- training dynamics
+
+def training_dynamics(checkpoints, ae, x, y, beta=10.0, seed=0, test_x=None, test_y=None):
+    """Per checkpoint {epoch: classifier}: the medians over the images x (labels y) of the margin-loss gradient's
+    energy share in the autoencoder's tangent space and in a random subspace of the same k, their per-image log
+    ratio, the DeepFool distance to the boundary, and (softplus twin) the mean and RMS principal curvature and the
+    tangent / random RMS curvature ratio; plus the accuracy on (test_x, test_y). One row per epoch."""
+    from lib.experiment import input_gradient
+
+    Q = tangent_basis(ae, x)
+    R = cv.random_bases(len(x), x[0].numel(), Q.shape[-1], torch.Generator().manual_seed(seed), dtype=Q.dtype)
+    rows = []
+    for epoch, model in sorted(checkpoints.items()):
+        g = input_gradient(model, x, y).flatten(1)
+        share_t = (torch.einsum("bnk,bn->bk", Q, g).pow(2).sum(1) / g.pow(2).sum(1)).numpy()
+        share_r = (torch.einsum("bnk,bn->bk", R, g).pow(2).sum(1) / g.pow(2).sum(1)).numpy()
+        bp = cv.boundary_points(model, x)
+        twin = cv.softplus_twin(model, beta)
+        (kappa, _), op = cv.spectrum(twin, cv.boundary_points(twin, x), vectors=False)
+        tan, rnd = cv.subspace_curvature(op, Q), cv.subspace_curvature(op, R)
+        row = {"epoch": epoch, "gradient share, tangent": float(np.median(share_t)),
+               "gradient share, random": float(np.median(share_r)),
+               "tangent / random gradient share": float(np.exp(np.median(np.log(share_t / share_r)))),
+               "distance to boundary": float(bp.r.flatten(1).norm(dim=1).median()),
+               "mean curvature": float(kappa.mean()), "RMS curvature": float(kappa.pow(2).mean().sqrt()),
+               "tangent / random RMS curvature": float(torch.exp(torch.log(tan["rms"] / rnd["rms"]).median()))}
+        if test_x is not None:
+            with torch.no_grad():
+                row["test accuracy"] = float((model(test_x).argmax(1) == test_y).float().mean())
+        rows.append(row)
+    return pd.DataFrame(rows)

@@ -96,3 +96,36 @@ def roc_curves(curves, title):
     ax.legend(fontsize=7, loc="lower right")
     fig.tight_layout()
     return fig
+
+
+def training_dynamics(table, k, n, title):
+    """Four panels against the epoch (log scale): the gradient's energy share in the tangent space and in a random
+    subspace (k/n dashed), the tangent / random ratios of gradient share and RMS curvature, the distance to the
+    boundary, and the mean and RMS principal curvature. table: lib.curvature_analysis.training_dynamics."""
+    fig, axes = plt.subplots(1, 4, figsize=(14, 3.2))
+    e = table["epoch"]
+    axes[0].plot(e, table["gradient share, tangent"], "-o", ms=3, color="tab:red", label="tangent")
+    axes[0].plot(e, table["gradient share, random"], "-o", ms=3, color="tab:gray", label="random")
+    axes[0].axhline(k / n, color="k", ls="--", lw=0.8)
+    axes[0].set(ylabel="‖P g‖² / ‖g‖² (median)", title="gradient energy share")
+    axes[0].set_yscale("log")
+    axes[1].plot(e, table["tangent / random gradient share"], "-o", ms=3, label="gradient share")
+    axes[1].plot(e, table["tangent / random RMS curvature"], "-s", ms=3, label="RMS curvature")
+    axes[1].axhline(1, color="k", lw=0.6)
+    axes[1].set(ylabel="tangent / random (median)", title="the manifold vs dimension")
+    axes[1].set_yscale("log")
+    axes[2].plot(e, table["distance to boundary"], "-o", ms=3)
+    axes[2].set(ylabel="DeepFool ‖r‖ (pixel-L2, median)", title="distance to the boundary")
+    axes[3].plot(e, table["mean curvature"], "-o", ms=3, label="mean")
+    axes[3].plot(e, table["RMS curvature"], "-s", ms=3, label="RMS")
+    axes[3].axhline(0, color="k", lw=0.6)
+    axes[3].set(ylabel="curvature (1 / pixel-L2)", title="principal curvatures (twin)")
+    for ax in axes:
+        ax.set_xscale("log")
+        ax.set_xlabel("epoch")
+        ax.grid(alpha=0.3)
+    for ax in (axes[0], axes[1], axes[3]):
+        ax.legend(fontsize=7)
+    fig.suptitle(title, fontsize=10)
+    fig.tight_layout()
+    return fig

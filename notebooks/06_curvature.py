@@ -51,9 +51,13 @@ noise_norms: list[float] = [0.5, 1.0, 2.0, 4.0, 8.0]  # L2 norms of the noise dr
 n_detect: int = 40                       # test images for detection (natural, DeepFool- and PGD-perturbed)
 detect_draws: int = 20                   # T: random unit vectors per class in Algorithm 2
 pgd: dict[str, float] = {"eps": 10.0, "alpha": 0.05, "steps": 200}  # greedy L2 PGD for the detection's perturbed images
+dynamics_datasets: list[str] = ["mnist"]  # data sets whose classifier is retrained with checkpoints (cached once)
+dynamics_epochs: list[int] = [1, 2, 5, 10, 20, 50, 100, 200]  # checkpoints (epochs beyond the training's are dropped)
+n_dynamics: int = 20                     # test images measured at every checkpoint
 margin: float = 1.1                      # negligible band for ratios: [1/margin, margin]
 seed: int = 0                            # seeds the image choice, the random subspaces and the probe vectors
 device: str = "auto"                     # auto | cpu | cuda | cuda:N
+torch_threads: Optional[int] = 1         # torch CPU threads; None: torch's default (on a busy shared CPU, 1 is far steadier)
 # The models' settings: shared with notebooks 01 and 02 (params/<profile>.yaml, `all`), so these are their models.
 classifier_epochs: Union[int, dict[str, int], None] = {"mnist": 200}  # epochs (or {dataset: epochs}); None: the paper's 40 (MNIST: 200 on the 4,000-image sample)
 classifier_train_subset: Union[int, dict[str, int], None] = None  # train on this many random images (or {dataset: n}); None: all
@@ -67,11 +71,13 @@ import numpy as np
 import pandas as pd
 import torch
 
-from lib import attacks, curvature as cv, data, experiment, report, runtime, train
+from lib import attacks, checkpoints, curvature as cv, data, experiment, report, runtime, train
 from lib import curvature_analysis as ca
 from lib import plots_curvature as pc
 
 run = runtime.start("06_curvature", profile, seed, device)
+if torch_threads:
+    torch.set_num_threads(torch_threads)  # multithreaded LAPACK (eigvalsh) spins when other processes hold the cores
 found, missing = data.load_all(datasets)
 for name, message in missing.items():
     runtime.show(f"> **{name}: data not available.** {message}")
@@ -83,11 +89,12 @@ for name in [n for n in found if found[n].n > 784]:  # conv nets: n = 3072 needs
 # %% [markdown]
 # ## Boundary points and full curvature spectra
 # Per data set and split: `n_images` correctly classified images (seeded), their DeepFool boundary points, the full
-# spectrum of G for the softplus twin (exact HVPs) and for the ReLU MLP (central differences at h), and G restricted to
-# the autoencoder's tangent space at the clean image (k = 16) and to a random orthonormal subspace of the same k.
+# spectrum of G for the softplus twin (exact HVPs), and G restricted to the autoencoder's tangent space at the clean
+# image (k = 16) and to a random orthonormal subspace of the same k, for the twin and for the ReLU MLP (central
+# differences at h; its full spectra are in the scale section below).
 
 # %%
-models, frames, profiles, spectra = {}, [], {}, {}
+models, frames, profiles, boundary = {}, [], {}, {}
 for name, d in found.items():
     clf = train.classifier_for(d, seed, run.device, classifier_epochs, classifier_train_subset)
     ae = train.autoencoder_for(d, seed, run.device, ae_epochs, ae_train_subset, ae_latent_dim, ae_width)
@@ -104,11 +111,12 @@ for name, d in found.items():
         ids = experiment.pick_correct(relu, xs, ys, n_images, seed, run.device)
         x = xs[ids].to(run.device)
         for method, model, hh in (("softplus twin", twin, None), ("ReLU, central differences", relu, h)):
-            rec, kappa, dirs, bp = ca.measure(model, ae.model, x, h=hh, seed=seed)
+            full = method == "softplus twin"  # the ReLU MLP's full spectra: in the scale section
+            rec, kappa, bp = ca.measure(model, ae.model, x, h=hh, seed=seed, full=full)
             frames.append(rec.assign(dataset=name, split=split, method=method, image=ids.numpy()))
-            profiles[name, split, method] = ca.mean_profile(kappa.cpu())
-            if method == "softplus twin":
-                spectra[name, split] = (kappa.cpu(), dirs.cpu(), bp)
+            if full:
+                profiles[name, split, method] = ca.mean_profile(kappa.cpu())
+                boundary[name, split] = bp
 records = pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
 if len(records):
     path = report.results_dir(profile) / "06_records.csv"
@@ -131,7 +139,7 @@ summary = (records.groupby(["dataset", "split", "method"])
            .agg(images=("distance", "size"), median_distance=("distance", "median"),
                 mean_curvature=("mean_curvature", "mean"), min_curvature=("min_curvature", "mean"),
                 max_curvature=("max_curvature", "mean"),
-                share_negative_mean=("mean_curvature", lambda v: float((v < 0).mean())))
+                share_negative_mean=("mean_curvature", lambda v: float((v.dropna() < 0).mean()) if v.notna().any() else np.nan))
            .reset_index()) if len(records) else pd.DataFrame()
 summary
 
@@ -150,12 +158,12 @@ for name, m in models.items():
     x = d.test_x[ids].to(run.device)
     bp_relu = cv.boundary_points(m["relu"], x)
     for h in h_sweep:
-        (k_, _), _ = cv.spectrum(m["relu"], bp_relu, h=h)
+        (k_, _), _ = cv.spectrum(m["relu"], bp_relu, h=h, vectors=False)
         scale_rows.append({"dataset": name, "method": "ReLU MLP, step h", "scale": h, "min": float(k_[:, 0].mean()),
                            "max": float(k_[:, -1].mean()), "mean": float(k_.mean())})
     for b in beta_sweep:
         t = cv.softplus_twin(m["relu"], b)
-        (k_, _), _ = cv.spectrum(t, cv.boundary_points(t, x))
+        (k_, _), _ = cv.spectrum(t, cv.boundary_points(t, x), vectors=False)
         scale_rows.append({"dataset": name, "method": "softplus twin, 1/β", "scale": 1 / b, "min": float(k_[:, 0].mean()),
                            "max": float(k_[:, -1].mean()), "mean": float(k_.mean())})
 scales = pd.DataFrame(scale_rows)
@@ -215,7 +223,8 @@ check_table[cols] if len(check_table) else check_table
 # direction has share √(51/784) ≈ 0.255, the paper's 0.25. (The authors' MATLAB code differs: the mean Hessian per
 # target class, no projection, top eigenpairs by magnitude.) Then for `n_images` test images: the share
 # ‖P_S v‖/‖v‖ of the DeepFool perturbation ("adversarial"), a Gaussian direction ("random"), the difference of two
-# test images ("x₂ − x₁") and the gradient ∇F at x ("gradient").
+# test images ("x₂ − x₁") and the gradient of the cross-entropy loss at x ("gradient"). DeepFool reaches the boundary
+# of this nearly piecewise-linear net in one or two steps, so its perturbation is close to ∇(f_j − f_i) at x.
 
 # %%
 PUBLISHED_SHARES = {"random": (0.25, 0.25), "adversarial": (0.64, 0.60), "x2 - x1": (0.10, 0.09), "gradient": (0.22, 0.24)}
@@ -229,8 +238,8 @@ for name, m in models.items():
     per_point = min(shared_per_point, d.n - 1)
     S = ca.shared_subspace(k_tr.cpu(), dirs_tr.cpu(), per_point, min(dim, per_point * len(ids)))
     shared[name] = S
-    if (name, "test") in spectra:
-        _, _, bp = spectra[name, "test"]
+    if (name, "test") in boundary:
+        bp = boundary[name, "test"]
     else:
         tid = experiment.pick_correct(m["relu"], d.test_x, d.test_y, n_images, seed, run.device)
         bp = cv.boundary_points(m["twin"], d.test_x[tid].to(run.device))
@@ -239,7 +248,7 @@ for name, m in models.items():
     perm = torch.randperm(len(d.test_x), generator=g)[:2 * len(x)]
     vs = {"random": torch.randn(x.shape, generator=g), "adversarial": bp.r.cpu(),
           "x2 - x1": d.test_x[perm[:len(x)]] - d.test_x[perm[len(x):]],
-          "gradient": cv.grad_F(m["twin"], bp.x, bp.i, bp.j).cpu()}
+          "gradient": experiment.input_gradient(m["twin"], bp.x, bp.i, loss="ce").cpu()}
     for kind, v in vs.items():
         s = ca.share_in(S.cpu(), v)
         share_rows.append({"dataset": name, "perturbation": kind, "dim S": S.shape[1], "n": d.n,
@@ -293,13 +302,45 @@ if roc:
 detection
 
 # %% [markdown]
+# ## Training dynamics: two phases?
+# DMM predicts that training first makes the boundary cling to the data manifold (the gradient, normal to the boundary,
+# turns away from the manifold: its energy share in the tangent space falls below a random subspace's k/n), then
+# dimples it around the training points. The classifier of the data sets in `dynamics_datasets` is trained again with
+# the same settings, seed and batches, its weights copied at the epochs in `dynamics_epochs` (one cache entry: the last
+# checkpoint is the model above, bit for bit). At each checkpoint, on `n_dynamics` test images (correct at the end):
+# the margin-loss gradient's energy share in the tangent space (the final autoencoder's, at the clean image) and in a
+# random subspace of the same k, the DeepFool distance to the boundary, and the twin's principal curvatures.
+
+# %%
+dynamics = {}
+for name in [n for n in dynamics_datasets if n in models]:
+    d, m = found[name], models[name]
+    cps = checkpoints.classifier_checkpoints(d, seed, run.device, classifier_epochs, classifier_train_subset, dynamics_epochs)
+    ids = experiment.pick_correct(m["relu"], d.test_x, d.test_y, n_dynamics, seed + 4, run.device)
+    dynamics[name] = ca.training_dynamics(cps, m["ae"], d.test_x[ids].to(run.device), d.test_y[ids].to(run.device), beta,
+                                          seed, d.test_x[:1000].to(run.device), d.test_y[:1000].to(run.device))
+    pc.training_dynamics(dynamics[name], m["k"], d.n, f"{name}: geometry over training (checkpoints of the quick classifier)")
+    t = dynamics[name]
+    ratio = t["tangent / random gradient share"].to_numpy()
+    turn = int(np.argmin(ratio))
+    two_phase = 0 < turn < len(ratio) - 1 and ratio[turn] < 1 and ratio[-1] > ratio[turn] * margin
+    runtime.show(f"**{name}.** Tangent / random gradient share: {ratio[0]:.2f} at epoch {t['epoch'].iloc[0]}, lowest "
+                 f"{ratio[turn]:.2f} at epoch {t['epoch'].iloc[turn]}, {ratio[-1]:.2f} at epoch {t['epoch'].iloc[-1]}. "
+                 + ("A fall below 1 then a rise by more than the margin: the shape of two phases."
+                    if two_phase else "No fall-then-rise beyond the margin: no sign of two phases in this measure."))
+for name in [n for n in dynamics_datasets if n not in models]:
+    runtime.show(f"> **{name}: training dynamics not measured** (its data or models are not available here).")
+dynamics_table = pd.concat([t.assign(dataset=n) for n, t in dynamics.items()], ignore_index=True) if dynamics else pd.DataFrame()
+dynamics_table
+
+# %% [markdown]
 # ## Left out
-# * **Training dynamics** (DMM's two phases, clinging then dimpling, over classifier checkpoints): not measured here;
-#   it needs a cached training function that saves checkpoints, which this notebook does not yet have.
 # * **CIFAR-10 and ImageNet**: the conv nets' n = 3,072 / 150,528 call for Lanczos extremes (lib.curvature has them)
 #   rather than full spectra; not run here.
 # * The finite-difference curvatures of the ReLU MLP depend on h and on the probe vectors (see above): they are a
 #   check, not the measurement.
+# * Training dynamics: only the data sets in `dynamics_datasets` (MNIST in the quick profile: Fashion-MNIST's
+#   classifier trains on 60,000 images, minutes more of CPU).
 
 # %%
 def verdict_of(claim, name, split="test"):
@@ -336,6 +377,8 @@ report.write_results(
     shares=shares.to_dict(orient="records"), detection=detection.to_dict(orient="records"),
     records_csv="06_records.csv", settings={"beta": beta, "h": {n: m["h"] for n, m in models.items()},
                                             "margin": margin, "twin_agreement": {n: m["agree"] for n, m in models.items()}},
-    left_out=["training dynamics over checkpoints", "cifar10 / imagenet"],
+    dynamics=dynamics_table.to_dict(orient="records"),
+    left_out=["cifar10 / imagenet (full spectra sized for n = 784)"]
+             + [f"training dynamics of {n}" for n in models if n not in dynamics_datasets],
 )
 print(f"wall time: {run.elapsed():.0f} s")

@@ -154,3 +154,14 @@ def test_bad_parameters_raise():
         cv.hvp_central(None, torch.zeros(1, 1, 1, 2), torch.tensor([0]), torch.tensor([1]), torch.zeros(1, 1, 2), 0.0)
     with pytest.raises(ValueError, match="overshoot"):
         cv.deepfool(None, torch.zeros(1, 2), overshoot=-1)
+
+
+def test_eigenvalues_without_vectors_match_eigh_and_drop_only_the_normal():
+    """The Householder deflation (vectors=False) gives the same n-1 principal curvatures as eigh minus the normal's."""
+    torch.manual_seed(6)
+    net = nn.Sequential(nn.Flatten(), nn.Linear(40, 16), nn.Softplus(beta=2), nn.Linear(16, 3)).double().eval()
+    bp = cv.boundary_points(net, torch.randn(3, 1, 1, 40, dtype=torch.float64))
+    (with_vectors, _), op = cv.spectrum(net, bp)
+    only, none = cv.principal_curvatures(op.dense(), op.normal, vectors=False)
+    assert none is None
+    torch.testing.assert_close(only, with_vectors, atol=1e-10, rtol=0)
