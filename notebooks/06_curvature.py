@@ -38,7 +38,7 @@ from typing import Optional, Union
 profile: str = "quick"                   # smoke | quick | paper: which settings these are, for the record
 datasets: list[str] = ["mnist", "fashion_mnist"]  # MLP data sets (mnist, fashion_mnist); cifar10 / imagenet: not measured here
 splits: list[str] = ["test", "train"]    # boundary points of test images and of training images
-n_images: int = 40                       # correctly classified images per data set and split (full spectrum each)
+n_points: int = 40                       # correctly classified images per data set and split (full spectrum each)
 beta: float = 10.0                       # Softplus(beta) of the smooth twin, whose curvatures enter the verdicts
 fd_h: Optional[float] = None             # central-difference step for the ReLU MLP (pixel-L2); None: sqrt(n)/512 (authors')
 n_scale: int = 8                         # test images for the scale-dependence figure (h sweep and beta sweep)
@@ -88,7 +88,7 @@ for name in [n for n in found if found[n].n > 784]:  # conv nets: n = 3072 needs
 
 # %% [markdown]
 # ## Boundary points and full curvature spectra
-# Per data set and split: `n_images` correctly classified images (seeded), their DeepFool boundary points, the full
+# Per data set and split: `n_points` correctly classified images (seeded), their DeepFool boundary points, the full
 # spectrum of G for the softplus twin (exact HVPs), and G restricted to the autoencoder's tangent space at the clean
 # image (k = 16) and to a random orthonormal subspace of the same k, for the twin and for the ReLU MLP (central
 # differences at h; its full spectra are in the scale section below).
@@ -108,7 +108,7 @@ for name, d in found.items():
           f"softplus twin (beta={beta}) agrees with the MLP on {agree:.1%} of 1,000 test labels; h = {h:.4f}")
     for split in splits:
         xs, ys = (d.test_x, d.test_y) if split == "test" else (d.train_x, d.train_y)
-        ids = experiment.pick_correct(relu, xs, ys, n_images, seed, run.device)
+        ids = experiment.pick_correct(relu, xs, ys, n_points, seed, run.device)
         x = xs[ids].to(run.device)
         for method, model, hh in (("softplus twin", twin, None), ("ReLU, central differences", relu, h)):
             full = method == "softplus twin"  # the ReLU MLP's full spectra: in the scale section
@@ -233,7 +233,7 @@ check_table[cols].style.hide(axis="index").format({"p_holm": "{:.3g}", "power": 
 # principal directions by |curvature|, stacked as the columns of M; S = the `shared_dim` leading left singular
 # vectors of M. The paper took dim S = 200 for CIFAR-10 (n = 3,072); scaled to n = 784 that is 51, so a random
 # direction has share √(51/784) ≈ 0.255, the paper's 0.25. (The authors' MATLAB code differs: the mean Hessian per
-# target class, no projection, top eigenpairs by magnitude.) Then for `n_images` test images: the share
+# target class, no projection, top eigenpairs by magnitude.) Then for `n_points` test images: the share
 # ‖P_S v‖/‖v‖ of the DeepFool perturbation ("adversarial"), a Gaussian direction ("random"), the difference of two
 # test images ("x₂ − x₁") and the gradient of the cross-entropy loss at x ("gradient"). DeepFool reaches the boundary
 # of this nearly piecewise-linear net in one or two steps, so its perturbation is close to ∇(f_j − f_i) at x.
@@ -253,7 +253,7 @@ for name, m in models.items():
     if (name, "test") in boundary:
         bp = boundary[name, "test"]
     else:
-        tid = experiment.pick_correct(m["relu"], d.test_x, d.test_y, n_images, seed, run.device)
+        tid = experiment.pick_correct(m["relu"], d.test_x, d.test_y, n_points, seed, run.device)
         bp = cv.boundary_points(m["twin"], d.test_x[tid].to(run.device))
     g = torch.Generator().manual_seed(seed)
     x = bp.x.cpu()
