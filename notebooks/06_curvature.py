@@ -380,8 +380,8 @@ for name in models:
     for key in CLAIMS:
         v = verdict_of(CLAIMS[key][0], name, splits[0])
         if v is not None:
-            headline.append(report.headline(f"{name} {splits[0]}: {CLAIMS[key][1]} (median ratio)", float(np.exp(v.effect)), "x",
-                                            f"verdict: {v.verdict}"))
+            headline.append(report.headline(f"{name} {splits[0]}: {CLAIMS[key][1]} (median ratio; {v.verdict})",
+                                            float(np.exp(v.effect)), "x", "DMM's picture: below 1"))
     sh = shares[(shares["dataset"] == name) & (shares["perturbation"] == "adversarial")] if len(shares) else []
     if len(sh):
         headline.append(report.headline(f"{name}: share of the DeepFool perturbation in S", float(sh["median share"].iloc[0]),
