@@ -59,8 +59,8 @@ def test_key_of_another_notebook_and_unknown_section(param_dir):
     with pytest.raises(params.ParameterError, match="05_statistics.'n_show' is not declared by 05_statistics"):
         params.check("smoke")
     edit(param_dir / "smoke.yaml", "  n_show: 5\n", "")
-    edit(param_dir / "smoke.yaml", "05_statistics:\n", "06_curvature:\n  n: 1\n05_statistics:\n")
-    with pytest.raises(params.ParameterError, match="section '06_curvature' is not a notebook"):
+    edit(param_dir / "smoke.yaml", "05_statistics:\n", "99_no_such_notebook:\n  n: 1\n05_statistics:\n")
+    with pytest.raises(params.ParameterError, match="section '99_no_such_notebook' is not a notebook"):
         params.check("smoke")
 
 
