@@ -48,7 +48,7 @@ class PCAProjection(nn.Module):
 @dataclass
 class BudgetResult:
     broken: torch.Tensor      # (B,) bool: misclassified at some iterate within the budget (any restart)
-    first_step: torch.Tensor  # (B,) int: first step at which it was misclassified (0: clean), steps + 1 if never
+    first_step: torch.Tensor  # (B,) int: first iterate found misclassified (0: clean; restart r adds r * steps); larger if never
     adv: torch.Tensor         # (B, C, H, W) the final iterate of the last restart (for transfer)
 
 
@@ -70,7 +70,7 @@ def pgd_budget(model, images, labels, *, eps, steps, alpha=None, restarts=1, los
     view = lambda v: v.view(-1, *([1] * (x.dim() - 1)))
     with torch.no_grad():
         broken = model(x).argmax(1) != y
-    first = torch.where(broken, 0, steps + 1)
+    first = torch.where(broken, 0, restarts * steps + 1)
     adv = x.clone()
     for r in progress(range(restarts), desc=f"pgd eps={eps:g}", leave=False, disable=not progress_bar):
         if r == 0:
@@ -79,20 +79,23 @@ def pgd_budget(model, images, labels, *, eps, steps, alpha=None, restarts=1, los
             d = torch.randn(x.shape, generator=g).to(x)
             d = d / view(l2_norm(d)) * view(eps * torch.rand(len(x), generator=g).to(x))
             delta = (x + d).clamp(0, 1) - x
-        for t in range(1, steps + 1):
+        for t in range(steps + 1):  # step t classifies x + delta_t (one forward pass), then steps
             run = ~broken if stop_when_broken else torch.ones_like(broken)
             if not run.any():
                 break
-            xa = (x[run] + delta[run]).requires_grad_(True)
-            grad = torch.autograd.grad(loss_fn(model(xa), y[run]), xa)[0]
-            d = delta[run] + alpha * grad / view(l2_norm(grad).clamp_min(1e-12))
-            d = d * view((eps / l2_norm(d).clamp_min(1e-12)).clamp(max=1))
-            delta[run] = ((x[run] + d).clamp(0, 1) - x[run]).detach()
-            with torch.no_grad():
-                wrong = model(x[run] + delta[run]).argmax(1) != y[run]
+            xa = (x[run] + delta[run]).requires_grad_(t < steps)
+            with torch.set_grad_enabled(t < steps):
+                logits = model(xa)
+            wrong = (logits.argmax(1) != y[run]).detach()
             ids = run.nonzero()[:, 0][wrong & ~broken[run]]
             first[ids] = torch.minimum(first[ids], torch.full_like(first[ids], t + r * steps))
             broken[ids] = True
+            if t == steps:
+                break
+            grad = torch.autograd.grad(loss_fn(logits, y[run]), xa)[0]
+            d = delta[run] + alpha * grad / view(l2_norm(grad).clamp_min(1e-12))
+            d = d * view((eps / l2_norm(d).clamp_min(1e-12)).clamp(max=1))
+            delta[run] = ((x[run] + d).clamp(0, 1) - x[run]).detach()
         adv = (x + delta).detach()
     return BudgetResult(broken, first, adv)
 
@@ -102,3 +105,57 @@ def misclassified(model, images, labels, batch_size=500):
     """(B,) bool: the model's label differs from `labels`."""
     return torch.cat([model(images[i:i + batch_size]).argmax(1) != labels[i:i + batch_size]
                       for i in range(0, len(images), batch_size)])
+
+
+# ---------------------------------------------------------------- robust accuracy of several defences
+
+def attack_defences(defences, source, images, labels, eps_grid, steps, restarts=1, seed=0):
+    """Per-image records of two attacks on each defence (a dict name -> model) at each eps:
+    "transfer" (PGD on the bare classifier `source`, every step run, its final iterate shown to the
+    defence) and "adaptive" (PGD through the defence end to end). Returns a DataFrame with columns
+    defence, attack, eps, image, broken (bool), first_step."""
+    import pandas as pd
+
+    rows = []
+    for eps in eps_grid:
+        moved = pgd_budget(source, images, labels, eps=eps, steps=steps, restarts=1, stop_when_broken=False,
+                           seed=seed).adv
+        for name, model in defences.items():
+            transfer = misclassified(model, moved, labels) | misclassified(model, images, labels)
+            adaptive = pgd_budget(model, images, labels, eps=eps, steps=steps, restarts=restarts, seed=seed)
+            for attack, broken, first in (("transfer", transfer, None), ("adaptive", adaptive.broken, adaptive.first_step)):
+                for i in range(len(images)):
+                    rows.append({"defence": name, "attack": attack, "eps": float(eps), "image": i,
+                                 "broken": bool(broken[i]), "first_step": None if first is None else int(first[i])})
+    return pd.DataFrame(rows)
+
+
+def robust_accuracy(records, level=0.95):
+    """Robust accuracy (share of images not broken) per defence, attack and eps, with Wilson intervals."""
+    from lib.stats import wilson_ci
+
+    out = []
+    for (d, a, e), r in records.groupby(["defence", "attack", "eps"], sort=False):
+        k, n = int((~r["broken"]).sum()), len(r)
+        lo, hi = wilson_ci(k, n, level)
+        out.append({"defence": d, "attack": a, "eps": e, "robust accuracy": k / n, "CI low": lo, "CI high": hi, "n": n})
+    import pandas as pd
+
+    return pd.DataFrame(out)
+
+
+def compare_defences(records, a, b, attack, eps):
+    """Paired comparison of defences a and b on the same images: robust accuracy of a minus b with the
+    Agresti-Min interval, exact McNemar p (two-sided) and its power at the observed discordant shares."""
+    from lib import stats
+
+    pick = lambda d: records[(records["defence"] == d) & (records["attack"] == attack) & (records["eps"] == eps)]
+    ra, rb = pick(a).sort_values("image"), pick(b).sort_values("image")
+    ok_a, ok_b = ~ra["broken"].to_numpy(bool), ~rb["broken"].to_numpy(bool)
+    diff, lo, hi = stats.paired_difference_ci(ok_a, ok_b)
+    n10, n01, p = stats.mcnemar_exact(~ok_b, ~ok_a)  # (broken under b only = a better, broken under a only)
+    return {"effect": diff, "ci_low": lo, "ci_high": hi, "p": p, "n": len(ok_a),
+            "power": stats.mcnemar_power(n10, n01, len(ok_a)),
+            "statistic": f"exact McNemar ({n10} images robust only under {a}, {n01} only under {b})",
+            "effect_text": f"{100 * ok_a.mean():.0f}% vs {100 * ok_b.mean():.0f}% robust: {100 * diff:+.0f} points "
+                           f"[{100 * lo:+.0f}, {100 * hi:+.0f}]"}

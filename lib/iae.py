@@ -288,3 +288,18 @@ def projection_ratios(ae, x, Q, radius, generator=None):
             n = radius * n / n.norm(dim=1, keepdim=True)
             out.append((ae((flat + n).view_as(x)).flatten(1) - base).norm(dim=1) / radius)
     return tuple(out)
+
+
+def choose_lambda(sweep, plain_recon, tolerance):
+    """The lambda of the sweep {lambda: held-out terms} with the smallest L_iso + L_piso among those whose
+    reconstruction error is at most (1 + tolerance) x the plain autoencoder's; if none qualifies, the one
+    with the smallest reconstruction error. Returns (lambda, reason in words). Robust accuracy plays no part."""
+    ok = {lam: t for lam, t in sweep.items() if t["recon"] <= (1 + tolerance) * plain_recon}
+    if ok:
+        lam = min(ok, key=lambda v: ok[v]["iso"] + ok[v]["piso"])
+        return lam, (f"lambda = {lam:g}: the most isometric (L_iso + L_piso = {ok[lam]['iso'] + ok[lam]['piso']:.3f} on "
+                     f"held-out images) of the {len(ok)} value(s) whose reconstruction error is within "
+                     f"{100 * tolerance:.0f}% of the plain autoencoder's")
+    lam = min(sweep, key=lambda v: sweep[v]["recon"])
+    return lam, (f"lambda = {lam:g}: no value kept the reconstruction error within {100 * tolerance:.0f}% of the "
+                 f"plain autoencoder's, so the one that reconstructs best")
