@@ -156,6 +156,43 @@ def mcnemar_exact(failed_a, failed_b) -> tuple[int, int, float]:
     return b, c, float(mcnemar(table, exact=True).pvalue)
 
 
+def wilson_ci(k: int, n: int, level: float = 0.95) -> tuple[float, float]:
+    """Wilson score interval of a binomial proportion k/n: (center +- half) with
+    center = (p + z^2/2n) / (1 + z^2/n), half = z / (1 + z^2/n) sqrt(p(1-p)/n + z^2/4n^2)."""
+    if n < 1:
+        return np.nan, np.nan
+    z, p = sps.norm.ppf(0.5 + level / 2), k / n
+    center = (p + z * z / (2 * n)) / (1 + z * z / n)
+    half = z / (1 + z * z / n) * np.sqrt(p * (1 - p) / n + z * z / (4 * n * n))
+    return float(max(0.0, center - half)), float(min(1.0, center + half))
+
+
+def paired_difference_ci(ok_a, ok_b, level: float = 0.95) -> tuple[float, float, float]:
+    """Difference of two paired proportions, mean(ok_a) - mean(ok_b), with the Agresti-Min interval (the
+    Wald interval after adding 1/2 to each cell of the 2x2 table): (difference, low, high)."""
+    a, b = np.asarray(ok_a, bool), np.asarray(ok_b, bool)
+    n = len(a)
+    if n < 1:
+        return np.nan, np.nan, np.nan
+    n10, n01 = float((a & ~b).sum()), float((~a & b).sum())
+    m = n + 2.0
+    d = (n10 - n01) / m
+    se = np.sqrt(((n10 + 0.5) + (n01 + 0.5) - (n10 - n01) ** 2 / m) / m ** 2)
+    z = sps.norm.ppf(0.5 + level / 2)
+    return float((n10 - n01) / n), float(max(-1.0, d - z * se)), float(min(1.0, d + z * se))
+
+
+def mcnemar_power(n10: int, n01: int, n: int, alpha: float = ALPHA) -> float:
+    """Power of a two-sided McNemar test at n pairs for the observed discordant shares p10 = n10/n,
+    p01 = n01/n (normal approximation, Connor 1987); NaN without discordant pairs."""
+    p10, p01 = n10 / n, n01 / n
+    pd_, diff = p10 + p01, abs(p10 - p01)
+    if n < 1 or pd_ == 0 or pd_ - diff ** 2 <= 0:
+        return np.nan
+    z = sps.norm.ppf(1 - alpha / 2)
+    return float(sps.norm.cdf((np.sqrt(n) * diff - z * np.sqrt(pd_)) / np.sqrt(pd_ - diff ** 2)))
+
+
 def fisher_exact(k1: int, n1: int, k2: int, n2: int) -> float:
     """Two-sided Fisher exact test of equal rates k1/n1 and k2/n2 (independent samples): p."""
     if n1 < 1 or n2 < 1:

@@ -131,3 +131,25 @@ def test_random_share_distribution():
     assert st.flat_boundary_median(K, N) > np.sqrt((N - K) / K)
     with pytest.raises(ValueError, match="k < n"):
         st.random_share_median(N, N)
+
+
+def test_wilson_interval_worked_example():
+    """8 of 10: center (0.8 + 1.96^2/20) / (1 + 1.96^2/10) = 0.7167, half 1.4160 * sqrt(0.016 + 0.0096) = 0.2266."""
+    lo, hi = st.wilson_ci(8, 10)
+    assert (lo, hi) == (pytest.approx(0.4902, abs=1e-4), pytest.approx(0.9433, abs=1e-4))
+    from statsmodels.stats.proportion import proportion_confint
+    assert (lo, hi) == pytest.approx(proportion_confint(8, 10, method="wilson"))
+    assert st.wilson_ci(0, 20)[0] == 0.0 and st.wilson_ci(20, 20)[1] == 1.0
+
+
+def test_paired_difference_interval_and_mcnemar_power():
+    """10 pairs, 3 right only in a, 1 right only in b: difference 0.2; Agresti-Min: cells +1/2, m = 12,
+    d = 2/12, se = sqrt((3.5 + 1.5 - 4/12) / 144) = 0.1800, interval d -+ 1.96 se."""
+    a = np.array([1, 1, 1, 0, 1, 1, 0, 0, 1, 1], bool)
+    b = np.array([0, 0, 0, 1, 1, 1, 0, 0, 1, 1], bool)
+    diff, lo, hi = st.paired_difference_ci(a, b)
+    se = np.sqrt((3.5 + 1.5 - 4 / 12) / 144)
+    assert diff == pytest.approx(0.2)
+    assert (lo, hi) == (pytest.approx(2 / 12 - 1.959964 * se), pytest.approx(2 / 12 + 1.959964 * se))
+    assert st.mcnemar_power(30, 5, 100) > st.mcnemar_power(15, 5, 100) > st.mcnemar_power(6, 5, 100)
+    assert np.isnan(st.mcnemar_power(0, 0, 100))

@@ -1,0 +1,161 @@
+"""Projection defences and their robust accuracy: classify P(x), where P is an autoencoder's D(E(x)) or a
+linear PCA projection (Karner, "The Dimpled Manifold Revisited", section 4), attacked with a fixed L2
+budget (Madry et al. 2018) either on the bare classifier and transferred, or adaptively through P
+end to end (Athalye et al. 2018: the defence is differentiable, so the attacker differentiates it).
+
+    defended = Projected(classifier, ae)                      # x -> classifier(D(E(x)))
+    out = pgd_budget(defended, x, y, eps=1.5, steps=100)      # out.broken: misclassified within eps
+"""
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+
+from lib.attacks import l2_norm, margin_loss, ce_loss
+from lib.runtime import progress
+
+
+class Projected(nn.Module):
+    """x -> classifier(project(x)); project is an autoencoder (its forward is D(E(x))) or any module."""
+
+    def __init__(self, classifier, project=None):
+        super().__init__()
+        self.classifier, self.project = classifier, project
+
+    def forward(self, x):
+        return self.classifier(x if self.project is None else self.project(x))
+
+
+class PCAProjection(nn.Module):
+    """x -> mean + Q Q^T (x - mean): orthogonal projection onto the affine span of the top-k principal
+    directions of the training images (a linear data manifold of dimension k)."""
+
+    def __init__(self, train_images, k):
+        super().__init__()
+        X = train_images.flatten(1)
+        if not 1 <= k < X.shape[1]:
+            raise ValueError(f"k must be in 1..{X.shape[1] - 1}, got {k}")
+        mean = X.mean(0)
+        Q = torch.linalg.svd(X - mean, full_matrices=False).Vh[:k].T.contiguous()
+        self.register_buffer("mean", mean)
+        self.register_buffer("Q", Q)
+
+    def forward(self, x):
+        v = x.flatten(1) - self.mean
+        return ((v @ self.Q) @ self.Q.T + self.mean).view_as(x)
+
+
+@dataclass
+class BudgetResult:
+    broken: torch.Tensor      # (B,) bool: misclassified at some iterate within the budget (any restart)
+    first_step: torch.Tensor  # (B,) int: first iterate found misclassified (0: clean; restart r adds r * steps); larger if never
+    adv: torch.Tensor         # (B, C, H, W) the final iterate of the last restart (for transfer)
+
+
+def pgd_budget(model, images, labels, *, eps, steps, alpha=None, restarts=1, loss="margin",
+               stop_when_broken=True, seed=0, progress_bar=False):
+    """Fixed-budget L2 PGD: delta <- Clip_[0,1](Ball_eps(delta + alpha g / ||g||)), g the input gradient of
+    the loss (margin: max other logit - true logit, unbounded). The first restart starts at x, the others
+    at a random point of the eps ball. An image counts as broken if ANY iterate (inside the ball and the
+    box, so each is a valid adversarial example) is misclassified. alpha: 2.5 eps / steps (Madry et al.).
+
+    stop_when_broken: freeze an image once broken (robust accuracy: cheaper, same answer); False runs
+    every step (to transfer the final iterate to another model)."""
+    if not eps > 0 or int(steps) != steps or steps < 1 or restarts < 1:
+        raise ValueError(f"need eps > 0, integer steps >= 1, restarts >= 1; got {eps}, {steps}, {restarts}")
+    loss_fn = {"margin": margin_loss, "ce": ce_loss}[loss]
+    alpha = 2.5 * eps / steps if alpha is None else alpha
+    x, y = images.detach(), labels.detach()
+    g = torch.Generator().manual_seed(seed)
+    view = lambda v: v.view(-1, *([1] * (x.dim() - 1)))
+    with torch.no_grad():
+        broken = model(x).argmax(1) != y
+    first = torch.where(broken, 0, restarts * steps + 1)
+    adv = x.clone()
+    for r in progress(range(restarts), desc=f"pgd eps={eps:g}", leave=False, disable=not progress_bar):
+        if r == 0:
+            delta = torch.zeros_like(x)
+        else:
+            d = torch.randn(x.shape, generator=g).to(x)
+            d = d / view(l2_norm(d)) * view(eps * torch.rand(len(x), generator=g).to(x))
+            delta = (x + d).clamp(0, 1) - x
+        for t in range(steps + 1):  # step t classifies x + delta_t (one forward pass), then steps
+            run = ~broken if stop_when_broken else torch.ones_like(broken)
+            if not run.any():
+                break
+            xa = (x[run] + delta[run]).requires_grad_(t < steps)
+            with torch.set_grad_enabled(t < steps):
+                logits = model(xa)
+            wrong = (logits.argmax(1) != y[run]).detach()
+            ids = run.nonzero()[:, 0][wrong & ~broken[run]]
+            first[ids] = torch.minimum(first[ids], torch.full_like(first[ids], t + r * steps))
+            broken[ids] = True
+            if t == steps:
+                break
+            grad = torch.autograd.grad(loss_fn(logits, y[run]), xa)[0]
+            d = delta[run] + alpha * grad / view(l2_norm(grad).clamp_min(1e-12))
+            d = d * view((eps / l2_norm(d).clamp_min(1e-12)).clamp(max=1))
+            delta[run] = ((x[run] + d).clamp(0, 1) - x[run]).detach()
+        adv = (x + delta).detach()
+    return BudgetResult(broken, first, adv)
+
+
+@torch.no_grad()
+def misclassified(model, images, labels, batch_size=500):
+    """(B,) bool: the model's label differs from `labels`."""
+    return torch.cat([model(images[i:i + batch_size]).argmax(1) != labels[i:i + batch_size]
+                      for i in range(0, len(images), batch_size)])
+
+
+# ---------------------------------------------------------------- robust accuracy of several defences
+
+def attack_defences(defences, source, images, labels, eps_grid, steps, restarts=1, seed=0):
+    """Per-image records of two attacks on each defence (a dict name -> model) at each eps:
+    "transfer" (PGD on the bare classifier `source`, every step run, its final iterate shown to the
+    defence) and "adaptive" (PGD through the defence end to end). Returns a DataFrame with columns
+    defence, attack, eps, image, broken (bool), first_step."""
+    import pandas as pd
+
+    rows = []
+    for eps in eps_grid:
+        moved = pgd_budget(source, images, labels, eps=eps, steps=steps, restarts=1, stop_when_broken=False,
+                           seed=seed).adv
+        for name, model in defences.items():
+            transfer = misclassified(model, moved, labels) | misclassified(model, images, labels)
+            adaptive = pgd_budget(model, images, labels, eps=eps, steps=steps, restarts=restarts, seed=seed)
+            for attack, broken, first in (("transfer", transfer, None), ("adaptive", adaptive.broken, adaptive.first_step)):
+                for i in range(len(images)):
+                    rows.append({"defence": name, "attack": attack, "eps": float(eps), "image": i,
+                                 "broken": bool(broken[i]), "first_step": None if first is None else int(first[i])})
+    return pd.DataFrame(rows)
+
+
+def robust_accuracy(records, level=0.95):
+    """Robust accuracy (share of images not broken) per defence, attack and eps, with Wilson intervals."""
+    from lib.stats import wilson_ci
+
+    out = []
+    for (d, a, e), r in records.groupby(["defence", "attack", "eps"], sort=False):
+        k, n = int((~r["broken"]).sum()), len(r)
+        lo, hi = wilson_ci(k, n, level)
+        out.append({"defence": d, "attack": a, "eps": e, "robust accuracy": k / n, "CI low": lo, "CI high": hi, "n": n})
+    import pandas as pd
+
+    return pd.DataFrame(out)
+
+
+def compare_defences(records, a, b, attack, eps):
+    """Paired comparison of defences a and b on the same images: robust accuracy of a minus b with the
+    Agresti-Min interval, exact McNemar p (two-sided) and its power at the observed discordant shares."""
+    from lib import stats
+
+    pick = lambda d: records[(records["defence"] == d) & (records["attack"] == attack) & (records["eps"] == eps)]
+    ra, rb = pick(a).sort_values("image"), pick(b).sort_values("image")
+    ok_a, ok_b = ~ra["broken"].to_numpy(bool), ~rb["broken"].to_numpy(bool)
+    diff, lo, hi = stats.paired_difference_ci(ok_a, ok_b)
+    n10, n01, p = stats.mcnemar_exact(~ok_b, ~ok_a)  # (broken under b only = a better, broken under a only)
+    return {"effect": diff, "ci_low": lo, "ci_high": hi, "p": p, "n": len(ok_a),
+            "power": stats.mcnemar_power(n10, n01, len(ok_a)),
+            "statistic": f"exact McNemar ({n10} images robust only under {a}, {n01} only under {b})",
+            "effect_text": f"{100 * ok_a.mean():.0f}% vs {100 * ok_b.mean():.0f}% robust: {100 * diff:+.0f} points "
+                           f"[{100 * lo:+.0f}, {100 * hi:+.0f}]"}
