@@ -134,13 +134,16 @@ def paired_log_ratio_row(claim, dataset, split, a, b, predicted, margin=np.log(1
     """One "difference" row on per-image log(a / b) (exact values, no censoring): one-sided Wilcoxon signed-rank
     test toward `predicted`, the median with a distribution-free 95% interval, the paired t's power. p_holm is
     filled in by `finish`."""
-    d = np.log(np.asarray(a, float)) - np.log(np.asarray(b, float))
-    d = d[np.isfinite(d)]
+    a, b = np.asarray(a, float), np.asarray(b, float)
+    usable = (a > 0) & (b > 0)  # a zero (e.g. a piecewise-linear net probed between its kinks) has no log ratio
+    d = np.log(a[usable]) - np.log(b[usable])
+    left_out = int((~usable).sum())
     w, p = stats.wilcoxon(d, predicted) if len(d) else (np.nan, np.nan)
     med, lo, hi = stats.median_ci(d) if len(d) else (np.nan,) * 3
     pw = stats.power_paired(d, predicted)
     return {"claim": claim, "description": description, "dataset": dataset, "split": split,
-            "statistic": f"Wilcoxon signed-rank W={w:.4g}, one-sided ({predicted}), on log ratios",
+            "statistic": f"Wilcoxon signed-rank W={w:.4g}, one-sided ({predicted}), on log ratios"
+                         + (f"; {left_out} images with a zero value left out" if left_out else ""),
             "effect": med, "ci_low": lo, "ci_high": hi, "p": p, "n": len(d), "power": pw.power,
             "n_needed": pw.n_needed, "margin": margin, "predicted": predicted,
             "effect_text": (f"{np.exp(med):.3g}× [{np.exp(lo):.3g}, {np.exp(hi):.3g}] (95% CI)" if np.isfinite(lo)

@@ -124,6 +124,12 @@ def log_ratio_histograms(ratios, title, reference=None):
     return fig
 
 
+def _finite(values):
+    """Values as floats with infinities (medians set by failed attacks) as NaN: not drawn, never overflowing an axis."""
+    v = np.asarray(values, dtype=float)
+    return np.where(np.isfinite(v), v, np.nan)
+
+
 def ratio_by_subspace(table, title):
     """Median on/off ratio (bootstrap 95% CI) per subspace type, the learned manifold beside its controls;
     one marker per split; the flat-boundary prediction sqrt((n-k)/k) as a dashed line."""
@@ -133,8 +139,10 @@ def ratio_by_subspace(table, title):
     for j, split in enumerate(splits):
         t = table[table["split"] == split].set_index("subspace").reindex(subs)
         x = np.arange(len(subs)) + (j - (len(splits) - 1) / 2) * 0.15
-        err = np.array([t["median ratio"] - t["CI low"], t["CI high"] - t["median ratio"]])
-        ax.errorbar(x, t["median ratio"], yerr=np.nan_to_num(err), fmt="o", capsize=3, label=split)
+        med, lo, hi = (_finite(t[c]) for c in ("median ratio", "CI low", "CI high"))
+        ax.errorbar(x, med, yerr=np.nan_to_num(np.array([med - lo, hi - med])), fmt="o", capsize=3, label=split)
+        for xi in x[np.isposinf(t["median ratio"].to_numpy(float))]:  # most "on" attacks failed: no finite median
+            ax.annotate("most\nfailed", (xi, 1), xycoords=("data", "axes fraction"), ha="center", va="top", fontsize=6)
     ax.axhline(table["flat boundary"].iloc[0], color="r", ls="--", label="flat boundary √((n−k)/k)")
     ax.set_xticks(range(len(subs)), subs)
     ax.set(yscale="log", ylabel="median on / off norm ratio", title=title)
@@ -163,8 +171,8 @@ def ratio_vs_k(table, n, title):
     fig, ax = plt.subplots(figsize=(5.2, 3.6))
     for sub, t in table.groupby("subspace", sort=False):
         t = t.sort_values("k")
-        err = np.array([t["median ratio"] - t["CI low"], t["CI high"] - t["median ratio"]])
-        ax.errorbar(t["k"], t["median ratio"], yerr=np.nan_to_num(err), fmt="o-" if len(t) > 1 else "s",
+        med, lo, hi = (_finite(t[c]) for c in ("median ratio", "CI low", "CI high"))
+        ax.errorbar(t["k"], med, yerr=np.nan_to_num(np.array([med - lo, hi - med])), fmt="o-" if len(t) > 1 else "s",
                     capsize=3, label=sub, ms=5)
     ks = np.geomspace(table["k"].min() / 1.5, min(table["k"].max() * 1.5, n - 1), 100)
     ax.plot(ks, np.sqrt((n - ks) / ks), "r--", label="flat boundary √((n−k)/k)")
