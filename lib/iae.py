@@ -25,6 +25,7 @@ BatchNorm: a warm start folds the plain autoencoder's eval-mode BatchNorm into t
 it (the same function, exactly), and every term is a term of the function that is evaluated.
 """
 import time
+import warnings
 from dataclasses import asdict, dataclass
 
 import numpy as np
@@ -36,6 +37,9 @@ from lib import cache, models
 from lib.manifold import decoder_jacobian, eval_mode
 from lib.runtime import progress
 
+# torch's forward-AD loads its jvp decompositions through torch.jit.script the first time a jvp runs, and that warns
+# of the deprecation (torch-internal, nothing this module calls): only that warning, as lib.manifold does
+warnings.filterwarnings("ignore", message=".*torch.jit.script.* is deprecated", category=FutureWarning)
 
 @dataclass(frozen=True)
 class IAEConfig:
