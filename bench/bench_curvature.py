@@ -16,15 +16,9 @@ import torch
 
 from lib import curvature as cv
 from lib.models import mnist_mlp
+from timing import timed  # bench/timing.py: this folder is on sys.path when a benchmark runs
 
 SEED = 0
-
-
-def timed(fn, repeat=1):
-    t0 = time.perf_counter()
-    for _ in range(repeat):
-        out = fn()
-    return out, (time.perf_counter() - t0) / repeat
 
 
 def main():

@@ -9,21 +9,12 @@ BatchNorm-free conv autoencoder (the I-AE's architecture), width 16, k = 16, ran
 depend on them), 1 thread by default. Run: .venv/bin/python bench/bench_iae.py [--batch 144] [--threads 1]
 """
 import argparse
-import time
 
 import torch
 from torch.func import jacrev, vmap
 
 from lib import iae
-
-
-def timed(fn, repeats):
-    best = float("inf")
-    for _ in range(repeats):
-        t0 = time.perf_counter()
-        out = fn()
-        best = min(best, time.perf_counter() - t0)
-    return out, best
+from timing import timed  # bench/timing.py: this folder is on sys.path when a benchmark runs
 
 
 def full_jacobian_terms(ae, x, z, u):

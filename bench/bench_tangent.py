@@ -8,12 +8,12 @@ Both bases must span the same space: the projections Q Q^T agree. Random-weight 
 cost does not depend on the weights). Run: .venv/bin/python bench/bench_tangent.py [--images 256]
 """
 import argparse
-import time
 
 import torch
 
 from lib.manifold import eval_mode, tangent_basis
 from lib.models import ConvAutoencoder
+from timing import timed  # bench/timing.py: this folder is on sys.path when a benchmark runs
 
 
 def per_pixel_basis(ae, x):
@@ -24,15 +24,6 @@ def per_pixel_basis(ae, x):
         rows = [torch.autograd.grad(out[:, i].sum(), z, retain_graph=True)[0] for i in range(out.shape[1])]
     J = torch.stack(rows, 1)  # (B, n, k)
     return torch.linalg.qr(J, mode="reduced").Q
-
-
-def timed(fn, repeats):
-    best = float("inf")
-    for _ in range(repeats):
-        t0 = time.perf_counter()
-        out = fn()
-        best = min(best, time.perf_counter() - t0)
-    return out, best
 
 
 def main():
