@@ -296,31 +296,6 @@ def verdict_forest(table, title, margin=1.1, difference_margin=None):
     return fig
 
 
-def paired_norms(records, subspaces, title):
-    """Per-image on and off norms joined by a line, one panel per subspace (log axis); failures (their norm
-    only a lower bound) drawn as black crosses. The panel title gives the median on/off ratio of complete pairs."""
-    fig, axes = plt.subplots(1, len(subspaces), figsize=(2.3 * len(subspaces) + 0.6, 3.3), sharey=True, squeeze=False)
-    for ax, sub in zip(axes[0], subspaces):
-        on = records[(records["condition"] == "on") & (records["subspace"] == sub)].set_index("image_id")
-        off = records[(records["condition"] == "off") & (records["subspace"] == sub)].set_index("image_id")
-        p = on[["norm", "success"]].join(off[["norm", "success"]], how="inner", lsuffix="_on", rsuffix="_off")
-        for _, row in p.iterrows():
-            ax.plot([0, 1], [row["norm_on"], row["norm_off"]], color="C0", alpha=0.25, lw=0.8)
-        for x, side in ((0, "on"), (1, "off")):
-            failed = ~p[f"success_{side}"].astype(bool)
-            ax.scatter(np.full(failed.sum(), x), p.loc[failed, f"norm_{side}"], marker="x", color="k", s=16, zorder=3)
-        ok = p["success_on"].astype(bool) & p["success_off"].astype(bool)
-        ratio = np.median(p.loc[ok, "norm_on"] / p.loc[ok, "norm_off"]) if ok.any() else np.nan
-        ax.set_xticks([0, 1], ["on", "off"])
-        ax.set_xlim(-0.3, 1.3)
-        ax.set_title(f"{sub}\nmedian on/off {ratio:.2f} (N={len(p)})", fontsize=8)
-        ax.grid(alpha=0.3, axis="y")
-    axes[0, 0].set(yscale="log", ylabel="‖δ‖₂ (pixels in [0, 1])")
-    fig.suptitle(title, fontsize=10)
-    fig.tight_layout()
-    return fig
-
-
 def effect_strips(effects, title, xlabel, log=True, reference=None, band=None):
     """Per-image values of one effect per row (jittered dots), with the estimate and its CI from the verdict
     table (black diamond and bar). effects: {label: (values, (estimate, low, high))}; reference: a vertical

@@ -20,10 +20,10 @@ from statsmodels.stats.weightstats import DescrStatsW
 
 ALPHA = 0.05
 ALTERNATIVES = ("two-sided", "greater", "less")
-_SM_ALT = {"two-sided": "two-sided", "greater": "larger", "less": "smaller"}
 
 
-def _check(value, allowed, name):
+def check_choice(value, allowed, name):
+    """A ValueError naming the allowed values unless ``value`` is one of them."""
     if value not in allowed:
         raise ValueError(f"unknown {name} {value!r}; allowed: {', '.join(map(repr, allowed))}")
 
@@ -39,7 +39,7 @@ def _values(x) -> np.ndarray:
 def wilcoxon(x, alternative: str = "two-sided") -> tuple[float, float]:
     """Wilcoxon signed-rank test of H0: x symmetric about 0 (scipy; zeros dropped, as Wilcoxon proposed).
     Exact values only. Returns (W, p); fewer than 3 non-zero values: (nan, nan)."""
-    _check(alternative, ALTERNATIVES, "alternative")
+    check_choice(alternative, ALTERNATIVES, "alternative")
     x = _values(x)
     if not np.isfinite(x).all():
         raise ValueError("wilcoxon takes exact (finite) values; censored ones go to sign_test")
@@ -70,7 +70,7 @@ def sign_test(x, alternative: str = "greater", high=None, null: float = 0.0) -> 
     against the alternative (for "greater" as if below), the worst case, so the test stays valid (the
     observed count above can only understate the true one) and undecided images can only weaken it.
     Exact ties at ``null`` are dropped. Returns (entirely above, entirely below, undecided, p)."""
-    _check(alternative, ALTERNATIVES, "alternative")
+    check_choice(alternative, ALTERNATIVES, "alternative")
     low, high = _bounds(x, high)
     tie = (low == null) & (high == null)
     low, high = low[~tie], high[~tie]
@@ -109,18 +109,6 @@ def median_ci(x, level: float = 0.95, high=None) -> tuple[float, float, float]:
     if j < 1:
         return med, np.nan, np.nan
     return med, float(np.sort(low)[j - 1]), float(np.sort(high)[n - j])
-
-
-def paired_t(x, alternative: str = "two-sided", level: float = 0.95) -> tuple[float, float, tuple]:
-    """One-sample t test of H0: mean 0 on the finite values of x; (t, p, two-sided CI of the mean)."""
-    _check(alternative, ALTERNATIVES, "alternative")
-    x = _values(x)
-    x = x[np.isfinite(x)]
-    if len(x) < 3 or np.std(x) == 0:
-        return np.nan, np.nan, (np.nan, np.nan)
-    d = DescrStatsW(x)
-    t, p, _ = d.ttest_mean(0.0, alternative=_SM_ALT[alternative])
-    return float(t), float(p), tuple(map(float, d.tconfint_mean(1 - level)))
 
 
 @dataclass
@@ -272,7 +260,7 @@ def power_paired(x, alternative: str = "greater", alpha: float = ALPHA, target: 
     values of x, and the N for ``target`` (at least the 5 (one-sided) or 6 (two-sided) images a signed-rank
     test needs to reach alpha = 0.05 at all). An effect on the wrong side of a one-sided claim has no
     power to speak of: NaN, not 0."""
-    _check(alternative, ALTERNATIVES, "alternative")
+    check_choice(alternative, ALTERNATIVES, "alternative")
     x = _values(x)
     x = x[np.isfinite(x)]
     if len(x) < 3 or np.std(x, ddof=1) == 0:
