@@ -31,15 +31,12 @@ KEYS = ["dataset", "split", "clip", "image_id"]
 ON_T, OFF_T, UNC = ("on", "tangent"), ("off", "tangent"), ("unconstrained", "none")
 
 
-def _check(value, allowed, name):
-    if value not in allowed:
-        raise ValueError(f"unknown {name} {value!r}; allowed: {', '.join(map(repr, allowed))}")
-
-
 def with_clip(records: pd.DataFrame) -> pd.DataFrame:
     """Records with a boolean ``clip`` column (records written before it existed were all clipped)."""
     if "clip" not in records:
         return records.assign(clip=True)
+    if records["clip"].dtype == bool:  # already so: no copy (arm() calls this for every arm it reads)
+        return records
     return records.assign(clip=records["clip"].astype(bool))
 
 
@@ -48,8 +45,8 @@ def as_arm(arm) -> tuple:
     arm = (arm, "none") if isinstance(arm, str) else tuple(arm)
     if len(arm) != 2:
         raise ValueError(f"arm {arm!r} must be a (condition, subspace) pair")
-    _check(arm[0], CONDITIONS, "condition")
-    _check(arm[1], SUBSPACES, "subspace")
+    stats.check_choice(arm[0], CONDITIONS, "condition")
+    stats.check_choice(arm[1], SUBSPACES, "subspace")
     if (arm[0] == "unconstrained") != (arm[1] == "none"):
         raise ValueError(f"arm {arm!r}: subspace 'none' goes with condition 'unconstrained' only")
     return arm
