@@ -181,7 +181,7 @@ def claim_gap(r, control="random", margin=np.log(1.1), max_failure_rate=0.5) -> 
     leak = {s: float(rec.arm(r, ("on", s))["subspace_share"].median()) for s in ("tangent", control)}
     return {**row, "testable": max(rates.values()) <= max_failure_rate,
             "null_verdict": "not supported" if control == "pca" else "explained by dimension alone",
-            "on_failure_rate": ", ".join(f"{s} {v:.0%}" for s, v in rates.items()),
+            "control": control, "on_failure_rate": ", ".join(f"{s} {v:.0%}" for s, v in rates.items()),
             "leakage": ", ".join(f"{s} {v:.2f}" for s, v in leak.items())}
 
 

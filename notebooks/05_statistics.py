@@ -178,7 +178,7 @@ def strips(name, rows_of, values_of, title, xlabel, log=True, ref=1.0, band=(1 /
 for name in found:
     t = table[table["dataset"] == name]
     strips(name, t[t["claim_id"].isin(["3", "3pca"])],
-           lambda r, row: np.exp(rec.gap(r, "tangent", row["short"].split()[-1]).complete),
+           lambda r, row: np.exp(rec.gap(r, "tangent", row["control"]).complete),
            f"{name}: claim 3, (on/off, tangent) ÷ (on/off, control) per image", "gap ratio")
     strips(name, t[t["claim_id"] == "4"], lambda r, row: np.exp(rec.share_log_ratio(r, "tangent", "random").complete),
            f"{name}: claim 4, gradient energy share, tangent ÷ random", "share ratio")
