@@ -5,13 +5,20 @@ end to end (Athalye et al. 2018: the defence is differentiable, so the attacker 
 
     defended = Projected(classifier, ae)                      # x -> classifier(D(E(x)))
     out = pgd_budget(defended, x, y, eps=1.5, steps=100)      # out.broken: misclassified within eps
+
+A projection changes the images the classifier sees; if that costs clean accuracy, `finetune_on_projection`
+trains the classifier further on P(x) of its own training images (cached like every model), so that the
+defended model is judged on what the projection does to attacks, not on a shifted input distribution.
 """
-from dataclasses import dataclass
+import copy
+from dataclasses import asdict, dataclass, replace
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
-from lib.attacks import l2_norm, margin_loss, ce_loss
+from lib import cache, train
+from lib.attacks import l2_norm, margin_loss, ce_loss, pgd_l2
 from lib.runtime import progress
 
 
@@ -43,6 +50,59 @@ class PCAProjection(nn.Module):
     def forward(self, x):
         v = x.flatten(1) - self.mean
         return ((v @ self.Q) @ self.Q.T + self.mean).view_as(x)
+
+
+@torch.no_grad()
+def project_images(project, images, batch_size=500):
+    """P(x) for a stack of images, in batches, on `project`'s device; returned on the images' device."""
+    device = next(iter(project.parameters()), next(iter(project.buffers()), images)).device
+    return torch.cat([project(images[i:i + batch_size].to(device)).to(images.device)
+                      for i in range(0, len(images), batch_size)])
+
+
+@dataclass(frozen=True)
+class FinetuneConfig:
+    """Further training of a classifier on projected images: its own optimiser and batch size (lib.train's
+    ClassifierConfig), these epochs and learning rate, no schedule."""
+
+    epochs: int
+    lr: float
+    seed: int = 0
+
+
+def finetune_on_projection(clf, project, projection_id, cfg, device="cpu"):
+    """A copy of the classifier `clf` (lib.train.Trained) trained `cfg.epochs` more epochs on P(x) of the
+    images it was trained on (their labels unchanged); P is `project` (an autoencoder or a PCAProjection,
+    used in eval mode and not trained), `projection_id` identifies it in the cache key (e.g. its cache key).
+    Returns a lib.train.Trained whose meta holds the loss per epoch; from the cache when there."""
+    if cfg.epochs < 1 or not cfg.lr > 0:
+        raise ValueError(f"fine-tuning needs epochs >= 1 and lr > 0; got {cfg.epochs}, {cfg.lr}")
+    base = train.ClassifierConfig(**{**clf.meta["config"], "lr_milestones": tuple(clf.meta["config"]["lr_milestones"])})
+    fit_cfg = replace(base, epochs=cfg.epochs, lr=cfg.lr, lr_milestones=(), seed=cfg.seed)
+    data = clf.train_data
+
+    def build():
+        import time
+
+        torch.manual_seed(cfg.seed)
+        t0 = time.time()
+        projected = project_images(project.eval(), data.train_x)
+        model, history = train.fit(copy.deepcopy(clf.model), projected, data.train_y, F.cross_entropy, fit_cfg,
+                                   device, f"{data.name} fine-tune on {projection_id[:24]}")
+        meta = {"config": asdict(fit_cfg), "finetune": asdict(cfg), "base_classifier": clf.key,
+                "projection": projection_id, "n_train": len(data.train_x), "train_seconds": time.time() - t0,
+                "history": history}
+        return {k: v.cpu() for k, v in model.state_dict().items()}, meta
+
+    key = cache.config_hash({"finetune": asdict(cfg), "classifier": clf.key, "projection": projection_id},
+                            FINETUNE_CODE)
+    entry, hit = cache.cached("finetuned", key, build)
+    model = copy.deepcopy(clf.model)
+    model.load_state_dict(entry["state_dict"])
+    return train.Trained(model.to(device).eval(), entry["meta"], hit, key, data)
+
+
+FINETUNE_CODE = [FinetuneConfig, finetune_on_projection, project_images, train.fit, train.make_optimizer]
 
 
 @dataclass
@@ -145,13 +205,20 @@ def robust_accuracy(records, level=0.95):
 
 
 def compare_defences(records, a, b, attack, eps):
-    """Paired comparison of defences a and b on the same images: robust accuracy of a minus b with the
-    Agresti-Min interval, exact McNemar p (two-sided) and its power at the observed discordant shares."""
-    from lib import stats
-
+    """Paired comparison of defences a and b on the same images under one attack and budget (compare_paired)."""
     pick = lambda d: records[(records["defence"] == d) & (records["attack"] == attack) & (records["eps"] == eps)]
     ra, rb = pick(a).sort_values("image"), pick(b).sort_values("image")
-    ok_a, ok_b = ~ra["broken"].to_numpy(bool), ~rb["broken"].to_numpy(bool)
+    return compare_paired(~ra["broken"].to_numpy(bool), ~rb["broken"].to_numpy(bool), a, b)
+
+
+def compare_paired(ok_a, ok_b, a, b):
+    """Robust under a vs robust under b on the same images ((N,) bool each): the difference of robust
+    accuracies with the Agresti-Min interval, exact McNemar p (two-sided) and its power at the observed
+    discordant shares."""
+    from lib import stats
+
+    if ok_a.shape != ok_b.shape:
+        raise ValueError(f"paired comparison of {a} and {b} needs the same images; got {ok_a.shape} and {ok_b.shape}")
     diff, lo, hi = stats.paired_difference_ci(ok_a, ok_b)
     n10, n01, p = stats.mcnemar_exact(~ok_b, ~ok_a)  # (broken under b only = a better, broken under a only)
     return {"effect": diff, "ci_low": lo, "ci_high": hi, "p": p, "n": len(ok_a),
@@ -159,3 +226,34 @@ def compare_defences(records, a, b, attack, eps):
             "statistic": f"exact McNemar ({n10} images robust only under {a}, {n01} only under {b})",
             "effect_text": f"{100 * ok_a.mean():.0f}% vs {100 * ok_b.mean():.0f}% robust: {100 * diff:+.0f} points "
                            f"[{100 * lo:+.0f}, {100 * hi:+.0f}]"}
+
+
+# ---------------------------------------------------------------- on- and off-manifold attacks of a defence
+
+def subspace_attacks(defences, subspaces, images, labels, *, eps, alpha, steps, refine_steps=12, loss="margin"):
+    """Greedy L2 PGD (lib.attacks.pgd_l2, the attack of notebook 03) on each defended model with its gradient
+    projected onto ("on-manifold") or away from ("off-manifold") the subspace `subspaces[name]` of that defence
+    (an object with .on / .off, lib.subspaces), budget eps. Returns per-image records (defence, attack, image,
+    success, norm): the smallest perturbation found, so robust accuracy at any eps' <= eps follows from the norms
+    (`records_at`)."""
+    import pandas as pd
+
+    rows = []
+    for name, model in defences.items():
+        sub = subspaces[name]
+        for attack, project in (("on-manifold", sub.on), ("off-manifold", sub.off)):
+            r = pgd_l2(model, images, labels, eps=eps, alpha=alpha, steps=steps, project=project, loss=loss,
+                       refine_steps=refine_steps)
+            rows += [{"defence": name, "attack": attack, "image": i, "success": bool(r.success[i]),
+                      "norm": float(r.norm[i])} for i in range(len(images))]
+    return pd.DataFrame(rows)
+
+
+def records_at(greedy, eps_grid):
+    """Greedy per-image records (success, norm) as budget records (defence, attack, eps, image, broken): an
+    image is broken at eps when the attack succeeded with a perturbation of norm <= eps."""
+    import pandas as pd
+
+    return pd.concat([greedy.assign(eps=float(e), broken=greedy["success"] & (greedy["norm"] <= e + 1e-6),
+                                     first_step=None)[["defence", "attack", "eps", "image", "broken", "first_step"]]
+                      for e in eps_grid], ignore_index=True)

@@ -32,12 +32,15 @@
 # robust accuracy: the most isometric of the values whose held-out reconstruction error stays within
 # `recon_tolerance` of the plain autoencoder's.
 #
-# **The defence**: classify D(E(x)) with the classifier of notebook 01 (not fine-tuned). **Attacks** (L2 PGD, Madry
+# **The defence**: classify D(E(x)). A projection changes what the classifier sees: where one of the projections costs
+# more than `finetune_threshold` of clean test accuracy, the classifier of notebook 01 is fine-tuned on P(x) of its own
+# training images for *every* projection defence of that data set (like for like; the tables say which). **Attacks** (L2 PGD, Madry
 # et al. 2018, margin loss, step 2.5 ε / steps, [0, 1] pixel scale): *transfer*, PGD on the bare classifier whose final
 # iterate is shown to the defended model; *adaptive*, PGD through D(E(·)) end to end (the defence is
 # differentiable, so no BPDA is needed; Athalye et al. 2018), with a check that more steps and restarts change
 # nothing. **Baselines** on the same images and budgets: no defence, the plain autoencoder of the same k, and the
-# orthogonal projection onto the top-k principal components (PCA) of the training images.
+# orthogonal projection onto the top-k principal components (PCA) of the training images. And the attacks of notebook
+# 03: greedy PGD whose gradient is confined to the defence's own manifold (*on*) or to its normal space (*off*).
 
 # %% tags=["parameters"]
 from typing import Optional, Union
@@ -62,6 +65,11 @@ verdict_eps: list[float] = [1.0, 2.0]    # budgets at which the defences are com
 margin: float = 0.05                     # negligible difference of robust accuracies (5 points)
 n_jacobian: int = 50                     # test images at which singular values of J_D and the projection property are measured
 projection_radius: float = 0.5           # ||n|| of the normal / tangent perturbations of the projection check
+finetune_threshold: float = 0.02         # a projection costing more clean test accuracy than this: every projection defence of that data set gets a fine-tuned classifier
+finetune_epochs: int = 5                 # epochs of fine-tuning on P(x) (the classifier's own optimiser and training images)
+finetune_lr: float = 0.01                # learning rate of the fine-tuning
+manifold_alpha: float = 0.05             # step of the on/off-manifold PGD (notebook 03's greedy attack), budget max(eps_grid)
+manifold_steps: int = 300                # its steps
 seed: int = 0                            # seeds image choice, sampling and attacks
 device: str = "auto"                     # auto | cpu | cuda | cuda:N
 # The models' settings: shared with notebooks 01 and 02 (params/<profile>.yaml, `all`), so these are their models.
@@ -77,11 +85,13 @@ import numpy as np
 import pandas as pd
 import torch
 
-from lib import claims, data, defence, experiment, iae, manifold, plots_defence, report, runtime, stats, train
+from lib import claims, data, defence, experiment, iae, manifold, plots_defence, report, runtime, stats, subspaces, train
 
 run = runtime.start("07_isometric_autoencoder_defence", profile, seed, device)
 if not 0 < recon_tolerance or not lambdas or min(lambdas) < 0:
     raise ValueError("recon_tolerance must be > 0 and lambdas a non-empty list of values >= 0")
+if not 0 <= finetune_threshold < 1 or not eps_grid or min(eps_grid) <= 0:
+    raise ValueError("finetune_threshold must be in [0, 1) and eps_grid a non-empty list of budgets > 0")
 found, missing = data.load_all(datasets)
 for name, message in missing.items():
     runtime.show(f"> **{name}: data not available.** {message}")
@@ -174,25 +184,45 @@ for name in models:
 # %% [markdown]
 # ## The defence under attack
 # Images: `n_images` test images the bare classifier gets right. *Clean accuracy* on all test images. Robust
-# accuracy: the share of the attacked images that no iterate of the attack misclassified (Wilson 95% intervals).
+# accuracy: the share of the attacked images that no iterate of the attack misclassified (Wilson 95% intervals); an
+# image that a defended model gets wrong without any attack counts as broken at every budget.
 
 # %%
-records, clean_rows, defended = [], [], {}
+def clean_row(name, label, classifier, net, d):
+    wrong = defence.misclassified(net, d.test_x.to(run.device), d.test_y.to(run.device))
+    k_ok = int((~wrong).sum())
+    lo, hi = stats.wilson_ci(k_ok, len(wrong))
+    return {"dataset": name, "defence": label, "classifier": classifier, "clean accuracy": k_ok / len(wrong),
+            "CI low": lo, "CI high": hi, "n": len(wrong)}
+
+
+records, clean_rows, defended, finetuned = [], [], {}, {}
 for name, m in models.items():
     d = found[name]
+    pca = defence.PCAProjection(d.train_x, m["k"]).to(run.device)
+    projections = {"pca": (pca, f"pca-k{m['k']}-{d.identity()}"), "plain AE": (m["ae"].model, m["ae"].key),
+                   "I-AE": (m["iae"].model, m["iae"].key)}
+    defs = {"none": defence.Projected(m["clf"].model),
+            **{label: defence.Projected(m["clf"].model, p) for label, (p, _) in projections.items()}}
+    clean_rows += [clean_row(name, label, "notebook 01", net, d) for label, net in defs.items()]
+    drop = {r["defence"]: clean_rows[-4]["clean accuracy"] - r["clean accuracy"] for r in clean_rows[-3:]}
+    if max(drop.values()) > finetune_threshold:
+        cfg = defence.FinetuneConfig(finetune_epochs, finetune_lr, seed)
+        tuned = {label: defence.finetune_on_projection(m["clf"], p, pid, cfg, run.device)
+                 for label, (p, pid) in projections.items()}
+        defs.update({label: defence.Projected(tuned[label].model, projections[label][0]) for label in tuned})
+        clean_rows += [clean_row(name, label, "fine-tuned on P(x)", defs[label], d) for label in tuned]
+        finetuned[name] = {label: t.summary() for label, t in tuned.items()}
+        runtime.show(f"**{name}**: the largest clean-accuracy cost of a projection is {100 * max(drop.values()):.1f} points "
+                     f"({max(drop, key=drop.get)}), above {100 * finetune_threshold:g}: the projection defences below use "
+                     f"classifiers fine-tuned on P(x) ({finetune_epochs} epochs; "
+                     + ", ".join(f"{k}: {v}" for k, v in finetuned[name].items()) + ").")
+    else:
+        runtime.show(f"**{name}**: no projection costs more than {100 * finetune_threshold:g} points of clean accuracy: "
+                     f"the defences use the classifier of notebook 01.")
     ids = experiment.pick_correct(m["clf"].model, d.test_x, d.test_y, n_images, seed, run.device)
     x, y = d.test_x[ids].to(run.device), d.test_y[ids].to(run.device)
-    defs = {"none": defence.Projected(m["clf"].model),
-            "pca": defence.Projected(m["clf"].model, defence.PCAProjection(d.train_x, m["k"]).to(run.device)),
-            "plain AE": defence.Projected(m["clf"].model, m["ae"].model),
-            "I-AE": defence.Projected(m["clf"].model, m["iae"].model)}
     defended[name] = (defs, x, y)
-    for label, net in defs.items():
-        wrong = defence.misclassified(net, d.test_x.to(run.device), d.test_y.to(run.device))
-        k_ok = int((~wrong).sum())
-        clean_rows.append({"dataset": name, "defence": label, "clean accuracy": k_ok / len(wrong),
-                           "CI low": stats.wilson_ci(k_ok, len(wrong))[0], "CI high": stats.wilson_ci(k_ok, len(wrong))[1],
-                           "n": len(wrong)})
     r = defence.attack_defences(defs, m["clf"].model, x, y, eps_grid, attack_steps, attack_restarts, seed)
     records.append(r.assign(dataset=name))
 records = pd.concat(records, ignore_index=True) if records else pd.DataFrame(
@@ -240,12 +270,49 @@ convergence_table = pd.DataFrame(convergence_rows)
 convergence_table.style.format(precision=2).hide(axis="index")
 
 # %% [markdown]
+# ## On- and off-manifold attacks of the defended models
+# The greedy PGD of notebook 03 (step `manifold_alpha`, at most `manifold_steps` steps, budget the largest ε of
+# `eps_grid`, the crossing refined by bisection) with its gradient projected onto the tangent space of the defence's
+# own manifold (*on-manifold*) or onto its normal space (*off-manifold*): the I-AE's tangent space for the I-AE
+# defence, the plain autoencoder's for the plain AE defence and for no defence (notebook 03's attack), the principal
+# subspace for PCA. An orthogonal projection removes a normal perturbation to first order (PCA: exactly, so no
+# off-manifold attack on PCA can succeed: a check), and lets a tangent one through. Robust accuracy at each budget
+# follows from the smallest perturbation found for each image.
+
+# %%
+manifold_records, manifold_rows = [], []
+for name, (defs, x, y) in defended.items():
+    m = models[name]
+    plain_tangent = subspaces.tangent_subspace(m["ae"].model, x)
+    subs = {"none": plain_tangent, "plain AE": plain_tangent, "I-AE": subspaces.tangent_subspace(m["iae"].model, x),
+            "pca": subspaces.BasisSubspace(defs["pca"].project.Q, "pca")}
+    greedy = defence.subspace_attacks(defs, subs, x, y, eps=max(eps_grid), alpha=manifold_alpha, steps=manifold_steps)
+    manifold_records.append(defence.records_at(greedy, eps_grid).assign(dataset=name))
+    for (label, attack), r in greedy.groupby(["defence", "attack"], sort=False):
+        norms = np.where(r["success"], r["norm"], np.inf)
+        manifold_rows.append({"dataset": name, "defence": label, "attack": attack,
+                              f"broken within ε = {max(eps_grid):g}": float(r["success"].mean()),
+                              "median ‖δ‖ (failures count as larger)": float(np.median(norms))})
+manifold_records = pd.concat(manifold_records, ignore_index=True) if manifold_records else pd.DataFrame(
+    columns=["defence", "attack", "eps", "image", "broken", "first_step", "dataset"])
+manifold_robust = pd.concat([defence.robust_accuracy(manifold_records[manifold_records["dataset"] == n]).assign(dataset=n)
+                             for n in defended] or [pd.DataFrame(columns=["defence", "attack", "eps", "robust accuracy", "dataset"])],
+                            ignore_index=True)
+for name in defended:
+    plots_defence.robust_accuracy_vs_eps(manifold_robust[manifold_robust["dataset"] == name],
+                                         f"{name}: attacks confined to each defence's manifold (n = {n_images})")
+manifold_records.to_csv(results / "07_manifold_records.csv", index=False)
+manifold_table = pd.DataFrame(manifold_rows)
+manifold_table.style.format(precision=2, na_rep="–").hide(axis="index")
+
+# %% [markdown]
 # ## Verdicts
 # *Isometry*: (a) the I-AE's per-image spread mean|log σ| is smaller than the plain autoencoder's (paired sign test;
 # negligible band: log 1.1); (b) the I-AE is isometric within ±25% (the median spread's interval lies inside
 # [0, log 1.25]). *Defence*: at each budget in `verdict_eps`, robust accuracy under the adaptive attack of the I-AE
 # defence against each baseline, paired by image (exact McNemar; Agresti-Min interval of the difference; negligible
-# band ± `margin`). p-values are Holm-corrected over this notebook's rows; verdicts by the report's one rule
+# band ± `margin`); and, for the I-AE defence, robust accuracy under the off-manifold attack against the on-manifold one
+# on the same images (DMM's reading of a projection defence: it stops what leaves the manifold). p-values are Holm-corrected over this notebook's rows; verdicts by the report's one rule
 # (lib.claims.verdict).
 
 # %%
@@ -270,6 +337,13 @@ for name in models:
                  "predicted": "less", "margin": 0.0,
                  "effect_text": f"median spread {med:.3f} [{lo:.3f}, {hi:.3f}] (log 1.25 = 0.223)"})
     for eps in verdict_eps:
+        r = manifold_records[(manifold_records["dataset"] == name) & (manifold_records["defence"] == "I-AE")
+                             & (manifold_records["eps"] == eps)]
+        if len(r):
+            on, off = (r[r["attack"] == a].sort_values("image") for a in ("on-manifold", "off-manifold"))
+            c = defence.compare_paired(~off["broken"].to_numpy(bool), ~on["broken"].to_numpy(bool), "off", "on")
+            rows.append({"claim": f"I-AE defence withstands off-manifold PGD better than on-manifold PGD (ε = {eps:g})",
+                         "dataset": name, "split": "test", "kind": "difference", "margin": margin, **c})
         for other in ("plain AE", "pca", "none"):
             r = records[records["dataset"] == name]
             if not ((r["eps"] == eps).any()):
@@ -294,6 +368,11 @@ def acc(name, d, attack, eps):
     r = robust[(robust["dataset"] == name) & (robust["defence"] == d) & (robust["attack"] == attack) & (robust["eps"] == eps)]
     return float(r["robust accuracy"].iloc[0]) if len(r) else np.nan
 
+def macc(name, attack, eps):
+    r = manifold_robust[(manifold_robust["dataset"] == name) & (manifold_robust["defence"] == "I-AE")
+                        & (manifold_robust["attack"] == attack) & (manifold_robust["eps"] == eps)]
+    return float(r["robust accuracy"].iloc[0]) if len(r) else np.nan
+
 answer = []
 for name in models:
     e = verdict_eps[-1] if verdict_eps else eps_grid[-1]
@@ -302,7 +381,9 @@ for name in models:
                   f"{acc(name, 'I-AE', 'adaptive', e):.0%} of the images robust, the plain AE {acc(name, 'plain AE', 'adaptive', e):.0%}, "
                   f"PCA {acc(name, 'pca', 'adaptive', e):.0%}, no defence {acc(name, 'none', 'adaptive', e):.0%} "
                   f"(I-AE better than the plain AE: {v['verdict'].iloc[0] if len(v) else 'not tested'}); at ε = {max(eps_grid):g} "
-                  f"the adaptive attack leaves {acc(name, 'I-AE', 'adaptive', max(eps_grid)):.0%} (I-AE).")
+                  f"the adaptive attack leaves {acc(name, 'I-AE', 'adaptive', max(eps_grid)):.0%} (I-AE). Confined to the "
+                  f"I-AE's manifold, PGD leaves {macc(name, 'on-manifold', e):.0%} robust at ε = {e:g}; confined to its "
+                  f"normal space, {macc(name, 'off-manifold', e):.0%}.")
 for s in answer:
     runtime.show(f"**{s}**")
 
@@ -323,7 +404,9 @@ report.write_results(
     lambda_choice={name: {"lambda": lam, "reason": why} for name, (lam, why) in choice.items()},
     sweep=sweep_table.to_dict(orient="records"), geometry=geometry.to_dict(orient="records") if len(geometry) else [],
     clean=clean.to_dict(orient="records") if len(clean_rows) else [], robust=robust.to_dict(orient="records"),
-    convergence=convergence_table.to_dict(orient="records"), records_csv="07_records.csv",
+    convergence=convergence_table.to_dict(orient="records"), records_csv=["07_records.csv", "07_manifold_records.csv"],
+    finetuned=finetuned, manifold_attacks=manifold_table.to_dict(orient="records"),
+    manifold_robust=manifold_robust.to_dict(orient="records"),
     verdicts=table[[c for c in keep if c in table]].to_dict(orient="records") if len(table) else [],
 )
 print(f"wall time: {run.elapsed():.0f} s")

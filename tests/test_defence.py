@@ -57,3 +57,65 @@ def test_adaptive_attack_breaks_every_defence_at_a_large_budget():
         assert table[d, "adaptive", 8.0] == 0.0
     row = defence.compare_defences(records, "pca", "none", "adaptive", 8.0)
     assert row["effect"] == 0.0 and row["p"] == 1.0
+
+
+def test_off_manifold_attack_cannot_pass_a_linear_projection_defence():
+    """Against x -> clf(P x), P the orthogonal projection onto a PCA subspace, a perturbation confined to the
+    subspace's normal space changes nothing (P n = 0): the off attack never succeeds, while the on attack,
+    confined to the subspace, does at a large budget. records_at turns norms into robust accuracy per eps."""
+    from lib.subspaces import BasisSubspace
+
+    clf, x = _toy(4, n=12)
+    train = torch.rand(300, 1, 28, 28, generator=torch.Generator().manual_seed(5))
+    pca = defence.PCAProjection(train, 16)
+    defended = defence.Projected(clf, pca)
+    y = defended(x).argmax(1)
+    greedy = defence.subspace_attacks({"pca": defended}, {"pca": BasisSubspace(pca.Q, "pca")}, x, y,
+                                      eps=20.0, alpha=0.5, steps=200)
+    on, off = (greedy[greedy["attack"] == a] for a in ("on-manifold", "off-manifold"))
+    assert not off["success"].any()
+    assert on["success"].all()
+    budget = defence.records_at(greedy, [1e-3, 20.0])
+    table = defence.robust_accuracy(budget).set_index(["defence", "attack", "eps"])["robust accuracy"]
+    assert table["pca", "on-manifold", 1e-3] == 1.0 and table["pca", "on-manifold", 20.0] == 0.0
+    assert table["pca", "off-manifold", 20.0] == 1.0
+    small = on["norm"].min()
+    mid = defence.records_at(greedy, [small])
+    assert mid[(mid["attack"] == "on-manifold")]["broken"].sum() >= 1
+
+
+def test_finetuning_on_the_projection_recovers_clean_accuracy(tmp_path, monkeypatch):
+    """A classifier trained on x and shown P(x) for a lossy projection loses accuracy; fine-tuned on P(x) of its
+    own training images it recovers it; the second call comes from the cache with the same weights."""
+    from lib import train
+    from lib.data import Data
+
+    monkeypatch.setenv("DIMPLED_CACHE", str(tmp_path))
+    g = torch.Generator().manual_seed(0)
+    means = torch.rand(4, 1, 28, 28, generator=g)
+    y = torch.arange(400) % 4
+    x = (means[y] + 0.3 * torch.randn(400, 1, 28, 28, generator=g)).clamp(0, 1)
+    d = Data("toy", x[:300], y[:300], x[300:], y[300:], classes=list("abcd"), source="synthetic")
+    cfg = train.ClassifierConfig("mnist", "mlp", 3, 50, 0.05, "sgd")
+    clf = train._cached_model("classifier", cfg, d, lambda: train.build_classifier(cfg, 4),
+                              lambda m: train.fit(m, d.train_x, d.train_y, torch.nn.functional.cross_entropy, cfg, "cpu"),
+                              "cpu")
+    # a map the classifier has never seen (images inverted): a stand-in for a projection that shifts the inputs
+    class Invert(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.register_buffer("one", torch.ones(()))
+
+        def forward(self, v):
+            return self.one - v
+
+    project = Invert()
+    acc = lambda model: (model(1 - d.test_x).argmax(1) == d.test_y).float().mean().item()
+    before = acc(clf.model)
+    tuned = defence.finetune_on_projection(clf, project, "inverted", defence.FinetuneConfig(5, 0.05))
+    assert before < 0.7 and acc(tuned.model) > before + 0.2
+    again = defence.finetune_on_projection(clf, project, "inverted", defence.FinetuneConfig(5, 0.05))
+    assert again.cached and all(torch.equal(a, b) for a, b in zip(again.model.parameters(), tuned.model.parameters()))
+    assert not tuned.cached
+    # the base classifier is untouched
+    assert acc(clf.model) == before
