@@ -233,8 +233,9 @@ def compare_paired(ok_a, ok_b, a, b):
 def subspace_attacks(defences, subspaces, images, labels, *, eps, alpha, steps, refine_steps=12, loss="margin"):
     """Greedy L2 PGD (lib.attacks.pgd_l2, the attack of notebook 03) on each defended model with its gradient
     projected onto ("on-manifold") or away from ("off-manifold") the subspace `subspaces[name]` of that defence
-    (an object with .on / .off, lib.subspaces), budget eps. Returns per-image records (defence, attack, image,
-    success, norm): the smallest perturbation found, so robust accuracy at any eps' <= eps follows from the norms
+    (an object with .on / .off, lib.subspaces), budget eps, x + delta clipped to [0, 1]. Returns per-image records
+    (defence, attack, image, success, norm, subspace_share: the share of ||delta||^2 in the intended subspace, below 1
+    where clipping moved part of delta out of it): the smallest perturbation found, so robust accuracy at any eps' <= eps follows from the norms
     (`records_at`)."""
     import pandas as pd
 
@@ -245,7 +246,8 @@ def subspace_attacks(defences, subspaces, images, labels, *, eps, alpha, steps, 
             r = pgd_l2(model, images, labels, eps=eps, alpha=alpha, steps=steps, project=project, loss=loss,
                        refine_steps=refine_steps)
             rows += [{"defence": name, "attack": attack, "image": i, "success": bool(r.success[i]),
-                      "norm": float(r.norm[i])} for i in range(len(images))]
+                      "norm": float(r.norm[i]), "subspace_share": float(r.subspace_share[i])}
+                     for i in range(len(images))]
     return pd.DataFrame(rows)
 
 
