@@ -51,7 +51,7 @@ def run_tasks(fn, tasks, scheduler=None, done=None, retries=2):
     c = client(scheduler)
     futures = [c.submit(fn, task, retries=retries, pure=False) for task in tasks]
     try:
-        for future in as_completed(futures):
+        for future in as_completed(futures, loop=c.loop):
             future.result()  # raises the task's exception, if it failed for good
             if done:
                 done()

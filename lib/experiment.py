@@ -2,9 +2,12 @@
 
 For a classifier and N correctly classified images of one split, each *condition* is one attack:
 "unconstrained" PGD, or PGD whose gradient is projected "on" or "off" a k-dimensional subspace
-(the autoencoder's tangent space, or a random / coordinate / PCA control). Each condition's outcome
-is cached by a hash of everything it depends on (models, images, settings, subspace, code), so
-notebooks 03 and 04 share the attacks they have in common and a re-run costs nothing.
+(the autoencoder's tangent space, or a random / coordinate / PCA control). A condition runs in shards
+of `shard_size` images (lib.shards), each cached by a hash of everything it depends on (models, its
+images, settings, subspace, code), so notebooks 03 and 04 share the attacks they have in common, a
+re-run costs nothing and an interrupted one resumes with the shards it lacks. Shards run in this process
+or on the workers of a dask.distributed scheduler (lib.distributed); the records are the same either way,
+and the same whatever the shard size (random subspaces are drawn per image, from the seed and its id).
 
 One record per image and condition: dataset, split, clip (whether x + delta was kept in [0, 1]), image_id, condition, subspace, k, n, success,
 norm, iterations, label, pred, subspace_share (energy of the final perturbation inside the intended
@@ -125,28 +128,28 @@ class AttackExperiment:
         self.ids = pick_correct(classifier.model, x, y, n_images, seed, self.device)
         self.x, self.y = x[self.ids], y[self.ids]
         self.class_means = class_means(data.train_x, data.train_y)
+        self.data_identity = data.identity()  # hashes the training images: once
         self.shards = {"cached": 0, "computed": 0}  # shards of all conditions run so far
 
     def tasks(self, condition, spec):
         """The condition's shards as lib.shards.ShardTask, in image order."""
-        data_identity = self.data.identity()
         tasks = []
         for start in range(0, len(self.ids), self.shard_size):
             ids = tuple(int(i) for i in self.ids[start:start + self.shard_size])
             images_hash = cache.hash_tensor(self.x[start:start + self.shard_size])
-            config = {"classifier": self.classifier.key, "data": data_identity, "split": self.split, "ids": ids,
+            config = {"classifier": self.classifier.key, "data": self.data_identity, "split": self.split, "ids": ids,
                       "x": images_hash, "condition": condition, "settings": asdict(self.settings[condition]),
                       "subspace": None if spec is None else (spec.kind, spec.k, spec.identity)}
             tasks.append(shards.ShardTask(
                 cache.config_hash(config, ATTACK_CODE), str(cache.cache_dir()), str(sources.data_root()),
-                self.data.name, data_identity, self.split, ids, images_hash, model_ref("classifier", self.classifier),
+                self.data.name, self.data_identity, self.split, ids, images_hash, model_ref("classifier", self.classifier),
                 condition, self.settings[condition], None if spec is None else spec.declared(),
                 "auto" if self.scheduler else str(self.device)))
         return tasks
 
     def _local(self, spec):
         """What this process already holds, so that an in-process shard loads nothing."""
-        return {("classifier", self.classifier.key): self.classifier.model, ("data", self.data.identity()): self.data,
+        return {("classifier", self.classifier.key): self.classifier.model, ("data", self.data_identity): self.data,
                 **({} if spec is None else spec.local)}
 
     def run(self, condition, spec=None, progress=True):
