@@ -188,13 +188,18 @@ class AttackExperiment:
         return rec
 
     def where(self):
-        """Where computed shards run, in words."""
-        return f"on the dask scheduler {self.scheduler}" if self.scheduler else "in this process"
+        """Where this experiment's shards are computed, in words."""
+        return f"on the workers of the dask scheduler {self.scheduler}" if self.scheduler else "in this process"
 
-    def summary(self):
-        """How many shards came from the cache and how many were computed, and where."""
-        return (f"{self.data.name}/{self.split}: {self.shards['cached']} shards from the cache, "
-                f"{self.shards['computed']} computed {self.where()} ({self.shard_size} images per shard)")
+
+def shard_summary(experiments):
+    """In words: how many attack shards of these AttackExperiments came from the cache, how many were computed
+    and where (the notebook's record of what a run did, and of what a resumed run still had to do)."""
+    cached = sum(e.shards["cached"] for e in experiments)
+    computed = sum(e.shards["computed"] for e in experiments)
+    where = " and ".join(sorted({e.where() for e in experiments})) or "in this process"
+    sizes = ", ".join(str(s) for s in sorted({e.shard_size for e in experiments}))
+    return f"attack shards ({sizes} images each): {cached} from the cache, {computed} computed {where}"
 
 
 def flat_boundary_ratio(n, k, ratio):

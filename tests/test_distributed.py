@@ -124,7 +124,9 @@ def test_a_local_cluster_gives_the_in_process_records(setup, cache_dir, cluster)
     local = make(setup, shard_size=3)
     same_records(got, records(local, conditions))
     assert local.shards == {"cached": 0, "computed": 3 * len(conditions)}
-    assert "scheduler" in remote.summary() and "in this process" in local.summary()
+    assert experiment.shard_summary([remote, local]) == (
+        f"attack shards (3 images each): 0 from the cache, {6 * len(conditions)} computed in this process and "
+        f"on the workers of the dask scheduler {cluster.scheduler_address}")
 
 
 def dying_shard(task, marker, victim):
