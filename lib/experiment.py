@@ -26,7 +26,8 @@ import torch
 
 from lib import cache, distributed, shards, sources
 from lib.runtime import progress as progress_bar
-from lib.shards import ATTACK_CODE, AttackSettings, PCAImages, SubspaceSpec, input_gradient  # noqa: F401 (the notebooks' names)
+# the notebooks' names for what lib.shards defines
+from lib.shards import ATTACK_CODE, AttackSettings, PCAImages, SubspaceSpec, input_gradient  # noqa: F401
 
 CONDITIONS = ("unconstrained", "on", "off")
 TENSORS = ("delta", "success", "norm", "iterations", "label", "pred", "subspace_share", "grad_share")
@@ -129,7 +130,7 @@ class AttackExperiment:
         self.x, self.y = x[self.ids], y[self.ids]
         self.class_means = class_means(data.train_x, data.train_y)
         self.data_identity = data.identity()  # hashes the training images: once
-        self.shards = {"cached": 0, "computed": 0}  # shards of all conditions run so far
+        self.shard_counts = {"cached": 0, "computed": 0}  # shards of all conditions run so far
 
     def tasks(self, condition, spec):
         """The condition's shards as lib.shards.ShardTask, in image order."""
@@ -141,10 +142,12 @@ class AttackExperiment:
                       "x": images_hash, "condition": condition, "settings": asdict(self.settings[condition]),
                       "subspace": None if spec is None else (spec.kind, spec.k, spec.identity)}
             tasks.append(shards.ShardTask(
-                cache.config_hash(config, ATTACK_CODE), str(cache.cache_dir()), str(sources.data_root()),
-                self.data.name, self.data_identity, self.split, ids, images_hash, model_ref("classifier", self.classifier),
-                condition, self.settings[condition], None if spec is None else spec.declared(),
-                "auto" if self.scheduler else str(self.device)))
+                key=cache.config_hash(config, ATTACK_CODE), cache_dir=str(cache.cache_dir()),
+                data_root=str(sources.data_root()), dataset=self.data.name, data_identity=self.data_identity,
+                split=self.split, image_ids=ids, images_hash=images_hash,
+                classifier=model_ref("classifier", self.classifier), condition=condition,
+                settings=self.settings[condition], subspace=None if spec is None else spec.declared(),
+                device="auto" if self.scheduler else str(self.device)))  # a worker uses its own GPU if it has one
         return tasks
 
     def _local(self, spec):
@@ -170,8 +173,8 @@ class AttackExperiment:
             computed = distributed.run_tasks(run, [tasks[i] for i in todo], self.scheduler, done=lambda: bar.update())
         for i, (tensors, hit) in zip(todo, computed):
             results[i] = tensors
-            self.shards["cached" if hit else "computed"] += 1
-        self.shards["cached"] += len(tasks) - len(todo)
+            self.shard_counts["cached" if hit else "computed"] += 1
+        self.shard_counts["cached"] += len(tasks) - len(todo)
         t = {name: torch.cat([r[name] for r in results]) for name in TENSORS}
         return Outcome(condition, "none" if spec is None else spec.kind, t["delta"].view_as(self.x), t["pred"],
                        self._records(condition, spec, t))
@@ -195,8 +198,8 @@ class AttackExperiment:
 def shard_summary(experiments):
     """In words: how many attack shards of these AttackExperiments came from the cache, how many were computed
     and where (the notebook's record of what a run did, and of what a resumed run still had to do)."""
-    cached = sum(e.shards["cached"] for e in experiments)
-    computed = sum(e.shards["computed"] for e in experiments)
+    cached = sum(e.shard_counts["cached"] for e in experiments)
+    computed = sum(e.shard_counts["computed"] for e in experiments)
     where = " and ".join(sorted({e.where() for e in experiments})) or "in this process"
     sizes = ", ".join(str(s) for s in sorted({e.shard_size for e in experiments}))
     return f"attack shards ({sizes} images each): {cached} from the cache, {computed} computed {where}"

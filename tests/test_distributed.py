@@ -82,8 +82,8 @@ def test_records_do_not_depend_on_the_shard_size(setup, cache_dir):
     expected = records(whole, conditions)
     sharded = make(setup, shard_size=3)
     got = records(sharded, conditions)
-    assert whole.shards == {"cached": 0, "computed": len(conditions)}
-    assert sharded.shards == {"cached": 0, "computed": 3 * len(conditions)}  # 3 + 3 + 1 images: its own entries
+    assert whole.shard_counts == {"cached": 0, "computed": len(conditions)}
+    assert sharded.shard_counts == {"cached": 0, "computed": 3 * len(conditions)}  # 3 + 3 + 1 images: its own entries
     same_records(got, expected)
     assert len(got) == N_IMAGES * len(conditions) and got["success"].any()
     for condition, spec in conditions:  # the perturbations too, to float32 rounding
@@ -106,7 +106,7 @@ def test_an_interrupted_run_computes_only_the_missing_shards(setup, cache_dir):
         first.run("unconstrained", progress=False)
     again = make(setup, shard_size=2)
     rec = again.run("unconstrained", progress=False).records
-    assert again.shards == {"cached": 2, "computed": 2}
+    assert again.shard_counts == {"cached": 2, "computed": 2}
     assert rec["image_id"].tolist() == again.ids.tolist() and rec["norm"].notna().all()
     reference = make(setup, shard_size=N_IMAGES)
     shutil.rmtree(cache_dir / "attacks")
@@ -117,13 +117,13 @@ def test_a_local_cluster_gives_the_in_process_records(setup, cache_dir, cluster)
     conditions = specs(setup[0], setup[2])
     remote = make(setup, shard_size=3, scheduler=cluster.scheduler_address)
     got = records(remote, conditions)
-    assert remote.shards == {"cached": 0, "computed": 3 * len(conditions)}
+    assert remote.shard_counts == {"cached": 0, "computed": 3 * len(conditions)}
     loaded = distributed.client(cluster.scheduler_address).run(lambda: sorted(str(s[0]) for s in shards._memo))
     assert any("classifier" in slots for slots in loaded.values())  # the workers loaded the models themselves
     shutil.rmtree(cache_dir / "attacks")
     local = make(setup, shard_size=3)
     same_records(got, records(local, conditions))
-    assert local.shards == {"cached": 0, "computed": 3 * len(conditions)}
+    assert local.shard_counts == {"cached": 0, "computed": 3 * len(conditions)}
     assert experiment.shard_summary([remote, local]) == (
         f"attack shards (3 images each): 0 from the cache, {6 * len(conditions)} computed in this process and "
         f"on the workers of the dask scheduler {cluster.scheduler_address}")
@@ -147,7 +147,7 @@ def test_a_worker_that_dies_mid_shard_is_retried(setup, cache_dir, cluster, tmp_
     finally:
         cloudpickle.unregister_pickle_by_value(sys.modules[__name__])
     assert marker.exists()  # a worker did die
-    assert exp.shards == {"cached": 0, "computed": 4}
+    assert exp.shard_counts == {"cached": 0, "computed": 4}
     assert rec["image_id"].tolist() == exp.ids.tolist() and rec["norm"].notna().all()
     shutil.rmtree(cache_dir / "attacks")
     same_records(rec, make(setup, shard_size=N_IMAGES).run("unconstrained", progress=False).records)
