@@ -7,6 +7,7 @@ Every subspace has the same small interface: `.name`, `.k`, `.n` (the input dime
   tangent     the autoencoder's tangent space at each image: span of J = dD/dz (lib.manifold)
   coordinate  k of the n coordinates (pixel values, one per channel), chosen at random per image
   random      span of an n x k Gaussian matrix (orthonormalised by QR), per image or shared
+              (per-image draws come from the seed and the image's id, not its place in a batch)
   pca         the top-k principal directions of a set of training images, shared
 
 The controls exist because confining an attack to ANY k-dimensional subspace lengthens it by about
