@@ -47,6 +47,11 @@ def code_text(obj):
     return ast.dump(tree)
 
 
+def hash_tensor(t):
+    """A short hash of a tensor's values (its bytes on the CPU): identifies images in a cache key."""
+    return hashlib.sha1(t.detach().cpu().contiguous().numpy().tobytes()).hexdigest()[:12]
+
+
 def config_hash(config, code=()):
     """sha256 over the JSON of `config`, the source of `code` (modules, functions, classes: what
     produces the artifact, no more, so that an unrelated edit does not throw work away) and torch's version."""
@@ -114,12 +119,23 @@ def _locked(path):
             fcntl.flock(lock, fcntl.LOCK_UN)
 
 
-def cached(kind, key, build):
+def entry_path(kind, key, root=None):
+    """Where the entry `key` of `kind` lives: under `root`, else cache_dir()."""
+    return Path(root if root is not None else cache_dir()) / kind / f"{key}.pt"
+
+
+def lookup(kind, key, root=None):
+    """The entry for `key` if the cache holds it whole, else None; builds, writes and removes nothing."""
+    return _load_quietly(entry_path(kind, key, root), key)
+
+
+def cached(kind, key, build, root=None):
     """The entry {"key", "state_dict", "meta"} for `key`, calling `build() -> (state_dict, meta)` on a miss.
 
-    Returns (entry, hit) where hit says whether it came from the cache.
+    Returns (entry, hit) where hit says whether it came from the cache. root: the cache folder (default
+    cache_dir()), e.g. the one a distributed task names, so that a worker writes where the client reads.
     """
-    path = cache_dir() / kind / f"{key}.pt"
+    path = entry_path(kind, key, root)
     entry = _load_quietly(path, key)
     if entry is not None:  # a hit: no lock, nothing written
         return entry, True

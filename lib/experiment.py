@@ -2,9 +2,12 @@
 
 For a classifier and N correctly classified images of one split, each *condition* is one attack:
 "unconstrained" PGD, or PGD whose gradient is projected "on" or "off" a k-dimensional subspace
-(the autoencoder's tangent space, or a random / coordinate / PCA control). Each condition's outcome
-is cached by a hash of everything it depends on (models, images, settings, subspace, code), so
-notebooks 03 and 04 share the attacks they have in common and a re-run costs nothing.
+(the autoencoder's tangent space, or a random / coordinate / PCA control). A condition runs in shards
+of `shard_size` images (lib.shards), each cached by a hash of everything it depends on (models, its
+images, settings, subspace, code), so notebooks 03 and 04 share the attacks they have in common, a
+re-run costs nothing and an interrupted one resumes with the shards it lacks. Shards run in this process
+or on the workers of a dask.distributed scheduler (lib.distributed); the records are the same either way,
+and the same whatever the shard size (random subspaces are drawn per image, from the seed and its id).
 
 One record per image and condition: dataset, split, clip (whether x + delta was kept in [0, 1]), image_id, condition, subspace, k, n, success,
 norm, iterations, label, pred, subspace_share (energy of the final perturbation inside the intended
@@ -15,26 +18,19 @@ class: DMM's claim that on-manifold perturbations "look like" the target class, 
 failures).
 """
 from dataclasses import asdict, dataclass
+from functools import partial
 
 import numpy as np
 import pandas as pd
 import torch
 
-from lib import attacks, cache, manifold, subspaces
+from lib import cache, distributed, shards, sources
+from lib.runtime import progress as progress_bar
+# the notebooks' names for what lib.shards defines
+from lib.shards import ATTACK_CODE, AttackSettings, PCAImages, SubspaceSpec, input_gradient  # noqa: F401
 
 CONDITIONS = ("unconstrained", "on", "off")
-
-
-@dataclass(frozen=True)
-class AttackSettings:
-    """PGD settings, in [0, 1] pixel scale."""
-
-    eps: float               # L2 budget
-    alpha: float             # step length
-    steps: int               # iterations before the attack counts as failed
-    loss: str = "margin"     # margin | ce
-    clip: bool = True        # keep x + delta in [0, 1]
-    refine_steps: int = 12   # bisections on the last step
+TENSORS = ("delta", "success", "norm", "iterations", "label", "pred", "subspace_share", "grad_share")
 
 
 def settings_from(table):
@@ -55,13 +51,6 @@ def pick_correct(model, x, y, n, seed=0, device="cpu"):
     return order[pred == y[order]][:n]
 
 
-def input_gradient(model, x, y, loss="margin"):
-    """Gradient of the attack's loss w.r.t. the clean images (what the first PGD step follows)."""
-    x = x.detach().requires_grad_(True)
-    fn = attacks.margin_loss if loss == "margin" else attacks.ce_loss
-    return torch.autograd.grad(fn(model(x), y), x)[0]
-
-
 def class_means(x, y):
     """(max label + 1, n) tensor: the mean training image of each class (NaN rows for absent labels)."""
     means = torch.full((int(y.max()) + 1, x[0].numel()), float("nan"))
@@ -77,31 +66,32 @@ def class_cosine(delta, label, pred, success, means):
     return torch.where(success, cos, torch.full_like(cos, float("nan"))).float()
 
 
-@dataclass
-class SubspaceSpec:
-    """A subspace to build at the attacked images, and what identifies it in a cache key."""
-
-    kind: str          # tangent | coordinate | random | pca
-    k: int
-    identity: str      # e.g. the autoencoder's cache key, or the seed of a random draw
-    build: callable    # x (B, C, H, W) -> a lib.subspaces Subspace
+def model_ref(kind, trained):
+    """A lib.train.Trained as a shards.ModelRef: its cache key and config, what a worker loads it by."""
+    return shards.ModelRef(kind, trained.key, trained.meta.get("config"))
 
 
 def tangent_spec(ae):
-    return SubspaceSpec("tangent", ae.model.latent_dim, ae.key, lambda x: subspaces.tangent_subspace(ae.model, x))
+    """The tangent space of the autoencoder `ae` (a lib.train.Trained) at each attacked image."""
+    return SubspaceSpec("tangent", ae.model.latent_dim, ae.key, autoencoder=model_ref("autoencoder", ae),
+                        local={("autoencoder", ae.key): ae.model})
+
+
+def training_images(data, subset=None, seed=0):
+    """The training images of `data` a PCA control is computed from (`subset` of them drawn with `seed`, as
+    Data.subset; None: all), by description, so that a worker draws the same ones again."""
+    x = data.subset(subset, None, seed).train_x
+    return PCAImages(data.name, data.identity(), subset, seed, f"pca-of-{len(x)}-{cache.hash_tensor(x)}")
 
 
 def control_spec(kind, k, seed=0, train_images=None):
-    """A random control of dimension k: coordinate, random (orthonormal) or pca (of train_images)."""
-    identity = f"seed={seed}" if kind != "pca" else f"pca-of-{len(train_images)}-{hash_tensor(train_images)}"
-    return SubspaceSpec(kind, k, identity,
-                        lambda x: subspaces.make_subspace(kind, k, x, train_images=train_images, seed=seed))
-
-
-def hash_tensor(t):
-    import hashlib
-
-    return hashlib.sha1(t.detach().cpu().contiguous().numpy().tobytes()).hexdigest()[:12]
+    """A random control of dimension k: coordinate or random (orthonormal), drawn per image from (seed, image
+    id), or pca of train_images (a PCAImages: experiment.training_images(data, subset, seed))."""
+    if kind == "pca":
+        if not isinstance(train_images, PCAImages):
+            raise ValueError("a pca control needs train_images=experiment.training_images(data, subset, seed)")
+        return SubspaceSpec(kind, k, train_images.identity, seed, pca=train_images)
+    return SubspaceSpec(kind, k, f"seed={seed}", seed)
 
 
 @dataclass
@@ -116,38 +106,81 @@ class Outcome:
 
 
 class AttackExperiment:
-    """A classifier and the N correctly classified images of one data set split that all conditions attack."""
+    """A classifier and the N correctly classified images of one data set split that all conditions attack.
 
-    def __init__(self, classifier, data, split, n_images, settings, seed=0, device="cpu"):
+    Each condition runs in shards of `shard_size` images, one cache entry each (lib.shards): in this process
+    (scheduler None) or on the workers of the dask.distributed scheduler at that address (lib.distributed).
+    A re-run computes only the shards the cache lacks; the records do not depend on the shard size."""
+
+    shard_function = staticmethod(shards.run_shard)  # runs one shard (a test swaps it to interrupt a run)
+
+    def __init__(self, classifier, data, split, n_images, settings, seed=0, device="cpu", shard_size=50,
+                 scheduler=None):
         if split not in ("train", "test"):
             raise ValueError(f"split must be train or test; got {split!r}")
         missing = set(CONDITIONS) - set(settings)
         if missing:
             raise ValueError(f"attack settings are missing for {sorted(missing)}")
+        if not (isinstance(shard_size, int) and shard_size >= 1):
+            raise ValueError(f"shard_size must be a positive integer, got {shard_size!r}")
         self.classifier, self.data, self.split, self.settings = classifier, data, split, settings
-        self.seed, self.device = seed, torch.device(device)
+        self.seed, self.device, self.shard_size, self.scheduler = seed, torch.device(device), shard_size, scheduler
         x, y = getattr(data, f"{split}_x"), getattr(data, f"{split}_y")
         self.ids = pick_correct(classifier.model, x, y, n_images, seed, self.device)
         self.x, self.y = x[self.ids], y[self.ids]
         self.class_means = class_means(data.train_x, data.train_y)
+        self.data_identity = data.identity()  # hashes the training images: once
+        self.shard_counts = {"cached": 0, "computed": 0}  # shards of all conditions run so far
 
-    def _key(self, condition, spec):
-        config = {"classifier": self.classifier.key, "data": self.data.identity(), "split": self.split,
-                  "ids": hash_tensor(self.ids), "x": hash_tensor(self.x), "condition": condition,
-                  "settings": asdict(self.settings[condition]), "seed": self.seed,
-                  "subspace": None if spec is None else (spec.kind, spec.k, spec.identity)}
-        return cache.config_hash(config, ATTACK_CODE)
+    def tasks(self, condition, spec):
+        """The condition's shards as lib.shards.ShardTask, in image order."""
+        tasks = []
+        for start in range(0, len(self.ids), self.shard_size):
+            ids = tuple(int(i) for i in self.ids[start:start + self.shard_size])
+            images_hash = cache.hash_tensor(self.x[start:start + self.shard_size])
+            config = {"classifier": self.classifier.key, "data": self.data_identity, "split": self.split, "ids": ids,
+                      "x": images_hash, "condition": condition, "settings": asdict(self.settings[condition]),
+                      "subspace": None if spec is None else (spec.kind, spec.k, spec.identity)}
+            tasks.append(shards.ShardTask(
+                key=cache.config_hash(config, ATTACK_CODE), cache_dir=str(cache.cache_dir()),
+                data_root=str(sources.data_root()), dataset=self.data.name, data_identity=self.data_identity,
+                split=self.split, image_ids=ids, images_hash=images_hash,
+                classifier=model_ref("classifier", self.classifier), condition=condition,
+                settings=self.settings[condition], subspace=None if spec is None else spec.declared(),
+                device="auto" if self.scheduler else str(self.device)))  # a worker uses its own GPU if it has one
+        return tasks
+
+    def _local(self, spec):
+        """What this process already holds, so that an in-process shard loads nothing."""
+        return {("classifier", self.classifier.key): self.classifier.model, ("data", self.data_identity): self.data,
+                **({} if spec is None else spec.local)}
 
     def run(self, condition, spec=None, progress=True):
-        """The condition's Outcome (from the cache if there); spec is None exactly for "unconstrained"."""
+        """The condition's Outcome: its shards from the cache where there, the others computed (in this process
+        or on the scheduler's workers); spec is None exactly for "unconstrained"."""
         if condition not in CONDITIONS:
             raise ValueError(f"condition must be one of {CONDITIONS}; got {condition!r}")
         if (spec is None) != (condition == "unconstrained"):
             raise ValueError("an 'on' / 'off' attack needs a subspace spec; 'unconstrained' takes none")
-        entry, _ = cache.cached("attacks", self._key(condition, spec), lambda: self._attack(condition, spec, progress))
-        t = entry["state_dict"]
-        rec = pd.DataFrame({name: t[name].numpy() for name in
-                            ("success", "norm", "iterations", "label", "pred", "subspace_share", "grad_share")})
+        tasks = self.tasks(condition, spec)
+        found = [cache.lookup("attacks", t.key, t.cache_dir) for t in tasks]
+        todo = [i for i, entry in enumerate(found) if entry is None]
+        results = [None if entry is None else entry["state_dict"] for entry in found]
+        run = self.shard_function if self.scheduler else partial(self.shard_function, local=self._local(spec))
+        label = f"{self.data.name}/{self.split} {condition}" + ("" if spec is None else f" {spec.kind}")
+        with progress_bar(total=len(tasks), initial=len(tasks) - len(todo), desc=label, unit="shard",
+                          disable=not progress, leave=False) as bar:
+            computed = distributed.run_tasks(run, [tasks[i] for i in todo], self.scheduler, done=lambda: bar.update())
+        for i, (tensors, hit) in zip(todo, computed):
+            results[i] = tensors
+            self.shard_counts["cached" if hit else "computed"] += 1
+        self.shard_counts["cached"] += len(tasks) - len(todo)
+        t = {name: torch.cat([r[name] for r in results]) for name in TENSORS}
+        return Outcome(condition, "none" if spec is None else spec.kind, t["delta"].view_as(self.x), t["pred"],
+                       self._records(condition, spec, t))
+
+    def _records(self, condition, spec, t):
+        rec = pd.DataFrame({name: t[name].numpy() for name in TENSORS[1:]})
         rec["class_cosine"] = class_cosine(t["delta"], t["label"], t["pred"], t["success"], self.class_means).numpy()
         rec.insert(0, "image_id", self.ids.numpy())
         for col, value in reversed(list({"dataset": self.data.name, "split": self.split,
@@ -155,25 +188,21 @@ class AttackExperiment:
                                          "subspace": "none" if spec is None else spec.kind,
                                          "k": self.data.n if spec is None else spec.k, "n": self.data.n}.items())):
             rec.insert(0, col, value)
-        return Outcome(condition, rec["subspace"].iloc[0], t["delta"].view_as(self.x), t["pred"], rec)
+        return rec
 
-    def _attack(self, condition, spec, progress):
-        """Run one condition; returns (tensors, meta) for the cache (see ATTACK_CODE for its key)."""
-        model, s = self.classifier.model.eval(), self.settings[condition]
-        x, y = self.x.to(self.device), self.y.to(self.device)
-        project, grad_share = None, torch.full((len(x),), float("nan"))
-        if spec is not None:
-            sub = spec.build(x)
-            project = sub.on if condition == "on" else sub.off
-            g = input_gradient(model, x, y, s.loss)
-            grad_share = manifold.energy_share(g, sub.on(g)).detach().cpu()  # share IN the subspace
-        r = attacks.pgd_l2(model, x, y, eps=s.eps, alpha=s.alpha, steps=s.steps, project=project, loss=s.loss,
-                           clip=s.clip, refine_steps=s.refine_steps, progress=progress)
-        tensors = {"delta": r.delta.flatten(1), "success": r.success, "norm": r.norm, "iterations": r.iterations,
-                   "label": r.label, "pred": r.pred, "subspace_share": r.subspace_share}
-        tensors = {k: v.detach().cpu() for k, v in tensors.items()}
-        tensors["grad_share"] = grad_share
-        return tensors, {"condition": condition, "subspace": None if spec is None else spec.kind}
+    def where(self):
+        """Where this experiment's shards are computed, in words."""
+        return f"on the workers of the dask scheduler {self.scheduler}" if self.scheduler else "in this process"
+
+
+def shard_summary(experiments):
+    """In words: how many attack shards of these AttackExperiments came from the cache, how many were computed
+    and where (the notebook's record of what a run did, and of what a resumed run still had to do)."""
+    cached = sum(e.shard_counts["cached"] for e in experiments)
+    computed = sum(e.shard_counts["computed"] for e in experiments)
+    where = " and ".join(sorted({e.where() for e in experiments})) or "in this process"
+    sizes = ", ".join(str(s) for s in sorted({e.shard_size for e in experiments}))
+    return f"attack shards ({sizes} images each): {cached} from the cache, {computed} computed {where}"
 
 
 def flat_boundary_ratio(n, k, ratio):
@@ -187,6 +216,3 @@ def flat_boundary_ratio(n, k, ratio):
         raise ValueError(f"ratio must be one of {list(table)}; got {ratio!r}")
     return float(table[ratio])
 
-
-# What defines an attack's outcome, hashed into its cache key (an edit elsewhere keeps the cache).
-ATTACK_CODE = [attacks, manifold, subspaces, AttackSettings, pick_correct, input_gradient, AttackExperiment._attack]

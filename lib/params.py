@@ -162,7 +162,7 @@ def annotation_of(param):
 # name pattern -> (lowest allowed value, inclusive?): checked on every number under that key, nearest key first
 RANGES = [(r"^seed$", 0, True), (r"^n_show$", 0, True), (r"epochs$", 1, True), (r"^n_", 1, True),
           (r"_subset$", 1, True), (r"^steps$", 1, True), (r"latent_dim$", 1, True), (r"^ae_width$", 1, True),
-          (r"^k_sweep$", 1, True), (r"^(eps|alpha)$", 0, False)]
+          (r"^k_sweep$", 1, True), (r"^shard_size$", 1, True), (r"^(eps|alpha)$", 0, False)]
 
 
 def _range_errors(value, path):

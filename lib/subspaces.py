@@ -7,6 +7,7 @@ Every subspace has the same small interface: `.name`, `.k`, `.n` (the input dime
   tangent     the autoencoder's tangent space at each image: span of J = dD/dz (lib.manifold)
   coordinate  k of the n coordinates (pixel values, one per channel), chosen at random per image
   random      span of an n x k Gaussian matrix (orthonormalised by QR), per image or shared
+              (per-image draws come from the seed and the image's id, not its place in a batch)
   pca         the top-k principal directions of a set of training images, shared
 
 The controls exist because confining an attack to ANY k-dimensional subspace lengthens it by about
@@ -15,6 +16,8 @@ Note the memory: a basis is n x k floats per image (ImageNet k = 25,088: 15 GB),
 size use the coordinate subspace, which stores only a mask, and lib.manifold's matrix-free tangent
 projection.
 """
+import hashlib
+
 import torch
 
 from lib.manifold import eval_mode, project_onto, project_onto_matrix_free, tangent_basis
@@ -89,14 +92,30 @@ def tangent_subspace(ae, x, chunk_size=64, max_basis_bytes=2**31):
     return TangentSubspace(tangent_basis(ae, x, chunk_size=chunk_size))
 
 
-class CoordinateSubspace(Subspace):
-    """k of the n coordinates, chosen uniformly at random per image: on keeps them, off zeroes them."""
+def image_generator(seed, image_id):
+    """A torch.Generator for one image's random subspace, seeded from (seed, image_id) alone: an image gets
+    the same subspace whatever batch (or shard of a distributed run) it is attacked in."""
+    digest = hashlib.sha256(f"{int(seed)}:{int(image_id)}".encode()).hexdigest()
+    return torch.Generator().manual_seed(int(digest[:15], 16))
 
-    def __init__(self, n, k, batch, seed=0, device=None):
+
+def _image_ids(batch, ids):
+    """The ids the per-image draws are seeded with: `ids` (one per image), else 0..batch-1."""
+    ids = list(range(batch)) if ids is None else [int(i) for i in ids]
+    if batch is not None and len(ids) != batch:
+        raise ValueError(f"ids must hold one id per image ({batch}), got {len(ids)}")
+    return ids
+
+
+class CoordinateSubspace(Subspace):
+    """k of the n coordinates, chosen uniformly at random per image: on keeps them, off zeroes them.
+    Image i's coordinates are drawn from image_generator(seed, ids[i]) (ids default to 0..batch-1)."""
+
+    def __init__(self, n, k, batch, seed=0, device=None, ids=None):
         _check_k(k, n)
-        generator = torch.Generator().manual_seed(seed)
-        chosen = torch.rand(batch, n, generator=generator).argsort(dim=1)[:, :k]
-        self.mask = torch.zeros(batch, n, dtype=torch.bool).scatter_(1, chosen, True).to(device)
+        chosen = torch.stack([torch.rand(n, generator=image_generator(seed, i)).argsort()[:k]
+                              for i in _image_ids(batch, ids)])
+        self.mask = torch.zeros(len(chosen), n, dtype=torch.bool).scatter_(1, chosen, True).to(device)
         self.name, self.n, self.k = "coordinate", n, k
 
     def on(self, v):
@@ -106,14 +125,17 @@ class CoordinateSubspace(Subspace):
 class RandomSubspace(BasisSubspace):
     """Span of an n x k standard Gaussian matrix, orthonormalised by QR (uniform on the Grassmannian).
 
-    batch=None: one subspace shared by all images, Q (n, k); else one per image, Q (batch, n, k).
+    batch=None: one subspace shared by all images, Q (n, k), drawn with `seed`; else one per image,
+    Q (batch, n, k), image i's drawn from image_generator(seed, ids[i]) (ids default to 0..batch-1).
     """
 
-    def __init__(self, n, k, batch=None, seed=0, dtype=torch.float32, device=None):
+    def __init__(self, n, k, batch=None, seed=0, dtype=torch.float32, device=None, ids=None):
         _check_k(k, n)
-        generator = torch.Generator().manual_seed(seed)
-        shape = (n, k) if batch is None else (batch, n, k)
-        gaussian = torch.randn(shape, generator=generator, dtype=dtype)
+        if batch is None and ids is None:
+            gaussian = torch.randn(n, k, generator=torch.Generator().manual_seed(seed), dtype=dtype)
+        else:
+            gaussian = torch.stack([torch.randn(n, k, generator=image_generator(seed, i), dtype=dtype)
+                                    for i in _image_ids(batch, ids)])
         super().__init__(torch.linalg.qr(gaussian, mode="reduced").Q.to(device), name="random")
 
 
@@ -133,11 +155,12 @@ class PCASubspace(BasisSubspace):
         super().__init__(Vh[:k].T.contiguous(), name="pca")
 
 
-def make_subspace(kind, k, x, *, ae=None, train_images=None, seed=0):
+def make_subspace(kind, k, x, *, ae=None, train_images=None, seed=0, ids=None):
     """The subspace of kind `kind` and dimension k for the images x (B, C, H, W), on x's device/dtype.
 
     tangent needs ae (and k == ae.latent_dim); pca needs train_images (N, C, H, W); coordinate and
-    random draw one subspace per image from a torch.Generator seeded with `seed`.
+    random draw one subspace per image from a generator seeded with (seed, the image's id): `ids`, one
+    per image (e.g. its index in the data set), default 0..B-1.
     """
     if kind not in KINDS:
         raise ValueError(f"kind must be one of {KINDS}, got {kind!r}")
@@ -150,9 +173,9 @@ def make_subspace(kind, k, x, *, ae=None, train_images=None, seed=0):
             raise ValueError(f"k must equal ae.latent_dim ({ae.latent_dim}) for kind='tangent', got {k}")
         return tangent_subspace(ae, x)
     if kind == "coordinate":
-        return CoordinateSubspace(n, k, batch=x.shape[0], seed=seed, device=x.device)
+        return CoordinateSubspace(n, k, batch=x.shape[0], seed=seed, device=x.device, ids=ids)
     if kind == "random":
-        return RandomSubspace(n, k, batch=x.shape[0], seed=seed, dtype=x.dtype, device=x.device)
+        return RandomSubspace(n, k, batch=x.shape[0], seed=seed, dtype=x.dtype, device=x.device, ids=ids)
     if train_images is None:
         raise ValueError("train_images must be given (N, C, H, W) for kind='pca', got None")
     return PCASubspace(train_images.to(device=x.device, dtype=x.dtype), k)

@@ -209,6 +209,31 @@ def _cached_model(kind, cfg, data, make, train, device):
     return Trained(model.to(device).eval(), entry["meta"], hit, key, data)
 
 
+class ModelNotCached(FileNotFoundError):
+    """A model a distributed worker needs is not in the cache it reads (workers load models, never train)."""
+
+
+def load_trained(kind, key, config, shape, num_classes=10, device="cpu", root=None):
+    """The model stored under `key` (kind: classifier | autoencoder), rebuilt from `config` (the asdict of its
+    ClassifierConfig / AutoencoderConfig, as in Trained.meta["config"]) with the stored weights.
+
+    For work that runs away from the notebook (a dask worker): it reads the cache under `root` (default
+    cache_dir()) and never trains; a missing entry raises ModelNotCached saying what to run first.
+    The pretrained ResNet-50 is not a cache entry: torchvision's own cache holds its weights."""
+    cls = {"classifier": ClassifierConfig, "autoencoder": AutoencoderConfig}[kind]
+    cfg = cls(**{k: tuple(v) if isinstance(v, list) else v for k, v in config.items()})
+    if kind == "classifier" and cfg.arch == "resnet50":
+        return build_classifier(cfg).to(device).eval()
+    entry = cache.lookup(kind, key, root)
+    if entry is None:
+        raise ModelNotCached(
+            f"the {kind} {key} ({cfg.dataset}, {cfg.arch}) is not in the cache {cache.entry_path(kind, key, root).parent}: "
+            "train it first (notebooks 01 and 02) with the cache where the workers read it; a worker does not train")
+    model = build_classifier(cfg, num_classes) if kind == "classifier" else build_autoencoder(cfg, shape)
+    model.load_state_dict(entry["state_dict"])
+    return model.to(device).eval()
+
+
 def get_classifier(cfg, data, device="cpu"):
     """A classifier trained with `cfg` on `data.train_x` (from the cache if there)."""
     device = torch.device(device)

@@ -39,6 +39,8 @@ attack: dict[str, dict[str, float]] = {  # PGD per condition {eps, alpha, steps}
     "off": {"eps": 10.0, "alpha": 0.02, "steps": 1000},            # unconstrained attack room to succeed)
 }
 no_clip_check: bool = True               # also run on/off without clipping to [0, 1] (test split), a sensitivity check
+shard_size: int = 50                     # images per shard: one cache entry each (a re-run computes only the missing ones)
+scheduler: Optional[str] = None          # dask scheduler address (tcp://host:8786) whose workers run the shards; None: $DIMPLED_SCHEDULER, else here
 n_show: int = 6                          # images in the example figure
 seed: int = 0                            # seeds the image choice
 device: str = "auto"                     # auto | cpu | cuda | cuda:N
@@ -54,22 +56,24 @@ ae_width: Optional[int] = 16             # channels of the first conv layer; Non
 import numpy as np
 import pandas as pd
 
-from lib import data, experiment, plots, report, runtime, train
+from lib import data, distributed, experiment, plots, report, runtime, train
 from lib import records as records_lib
 
 run = runtime.start("03_on_off_manifold_attacks", profile, seed, device)
 settings = experiment.settings_from(attack)
+where = distributed.scheduler_address(scheduler)  # None: the shards run in this process
 found, missing = data.load_all(datasets)
 for name, message in missing.items():
     runtime.show(f"> **{name}: data not available.** {message}")
 
 # %% [markdown]
 # ## The attacks
-# Models come from the cache (notebooks 01 and 02); attacks are cached too, by a hash of everything
-# they depend on.
+# Models come from the cache (notebooks 01 and 02); attacks are cached too, in shards of `shard_size` images, each
+# by a hash of everything it depends on: an interrupted run resumes with the shards it lacks. With a dask scheduler
+# (`scheduler`, or $DIMPLED_SCHEDULER) the shards run on its workers (README: running the attacks on a cluster).
 
 # %%
-outcomes, frames, models, images = {}, [], {}, {}
+outcomes, frames, models, images, experiments = {}, [], {}, {}, []
 for name, d in found.items():
     try:
         clf, ae = train.models_for(d, run.device, **train.model_settings(globals()))  # notebooks 01 and 02's models
@@ -80,7 +84,8 @@ for name, d in found.items():
     models[name] = (clf, ae)
     print(f"{name}: classifier {clf.summary()}, autoencoder (k = {ae.model.latent_dim}) {ae.summary()}")
     for split in splits:
-        exp = experiment.AttackExperiment(clf, d, split, n_images, settings, seed, run.device)
+        exp = experiment.AttackExperiment(clf, d, split, n_images, settings, seed, run.device, shard_size, where)
+        experiments.append(exp)
         if len(exp.ids) < n_images:
             runtime.show(f"> {name}/{split}: only {len(exp.ids)} correctly classified images, fewer than n_images={n_images}.")
         tangent = experiment.tangent_spec(ae)
@@ -89,10 +94,12 @@ for name, d in found.items():
         frames += [o.records for o in outcomes[name, split]]
         if no_clip_check and split == "test":
             loose = {c: experiment.AttackSettings(**{**vars(s), "clip": False}) for c, s in settings.items()}
-            exp_nc = experiment.AttackExperiment(clf, d, split, n_images, loose, seed, run.device)
+            exp_nc = experiment.AttackExperiment(clf, d, split, n_images, loose, seed, run.device, shard_size, where)
+            experiments.append(exp_nc)
             outcomes[name, "test, no clip"] = [exp_nc.run(c) if c == "unconstrained" else exp_nc.run(c, tangent)
                                                for c in ("unconstrained", "on", "off")]
             frames += [o.records for o in outcomes[name, "test, no clip"]]
+print(experiment.shard_summary(experiments))
 records = pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
 clipped = records[records["clip"]] if len(records) else records
 if len(records):

@@ -45,6 +45,8 @@ attack: dict[str, dict[str, float]] = {  # PGD per condition {eps, alpha, steps}
     "on": {"eps": 20.0, "alpha": 0.1, "steps": 1000},
     "off": {"eps": 10.0, "alpha": 0.02, "steps": 1000},
 }
+shard_size: int = 50                     # images per shard: one cache entry each (a re-run computes only the missing ones)
+scheduler: Optional[str] = None          # dask scheduler address (tcp://host:8786) whose workers run the shards; None: $DIMPLED_SCHEDULER, else here
 controls: list[str] = ["coordinate", "random", "pca"]  # random subspaces of the tangent space's dimension k
 no_clip: bool = True                     # also attack every subspace without clipping to [0, 1] (first split)
 k_sweep: list[int] = [4, 16, 64, 256]    # further k for the controls (first split): how the ratio scales with k
@@ -62,11 +64,12 @@ ae_width: Optional[int] = 16             # channels of the first conv layer; Non
 # %%
 import pandas as pd
 
-from lib import data, experiment, plots, report, runtime, train
+from lib import data, distributed, experiment, plots, report, runtime, train
 from lib import records as records_lib
 
 run = runtime.start("04_random_subspace_control", profile, seed, device)
 settings = experiment.settings_from(attack)
+where = distributed.scheduler_address(scheduler)  # None: the shards run in this process
 loose = {c: experiment.AttackSettings(**{**vars(s), "clip": False}) for c, s in settings.items()}
 found, missing = data.load_all(datasets)
 for name, message in missing.items():
@@ -78,7 +81,7 @@ for name, message in missing.items():
 # the cache when 03 has run); the controls are new.
 
 # %%
-frames, sweep_frames, ks = [], [], {}
+frames, sweep_frames, ks, experiments = [], [], {}, []
 for name, d in found.items():
     try:
         clf, ae = train.models_for(d, run.device, **train.model_settings(globals()))  # notebooks 01 and 02's models
@@ -87,14 +90,16 @@ for name, d in found.items():
         runtime.show(f"> **{name}: model not available.** {err}")
         continue
     k = ks[name] = ae.model.latent_dim
-    pca_images = d.subset(runtime.per_dataset(ae_train_subset, name), None, seed).train_x  # what the autoencoder saw
+    pca_images = experiment.training_images(d, runtime.per_dataset(ae_train_subset, name), seed)  # what the autoencoder saw
     specs = [experiment.tangent_spec(ae)] + [experiment.control_spec(c, k, seed, pca_images) for c in controls]
     for split in splits:
-        exp = experiment.AttackExperiment(clf, d, split, n_images, settings, seed, run.device)
+        exp = experiment.AttackExperiment(clf, d, split, n_images, settings, seed, run.device, shard_size, where)
+        experiments.append(exp)
         frames.append(exp.run("unconstrained").records)
         frames += [exp.run(c, spec).records for spec in specs for c in ("on", "off")]
         if no_clip and split == splits[0]:  # every subspace again, x + delta free to leave [0, 1]
-            exp_nc = experiment.AttackExperiment(clf, d, split, n_images, loose, seed, run.device)
+            exp_nc = experiment.AttackExperiment(clf, d, split, n_images, loose, seed, run.device, shard_size, where)
+            experiments.append(exp_nc)
             frames.append(exp_nc.run("unconstrained").records)
             frames += [exp_nc.run(c, spec).records for spec in specs for c in ("on", "off")]
         if split != splits[0]:
@@ -108,6 +113,7 @@ for name, d in found.items():
             print(f"{name}: second autoencoder (k = {k2}) {ae2.summary()}")
             sweep_frames += [exp.run(c, experiment.tangent_spec(ae2)).records for c in ("on", "off")]
     print(f"{name}: done ({run.elapsed():.0f} s)")
+print(experiment.shard_summary(experiments))
 records = pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
 sweep = pd.concat(sweep_frames, ignore_index=True) if sweep_frames else pd.DataFrame()
 # The same-k records (every subspace at the tangent space's k, clipped and not) and the k sweep (first split,

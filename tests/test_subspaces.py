@@ -159,3 +159,17 @@ def test_matrix_free_tangent_subspace_agrees_with_the_dense_one():
     assert torch.allclose(free.on(v), dense.on(v), atol=1e-6)
     assert torch.allclose(free.off(v), dense.off(v), atol=1e-6)
     assert bool(free.last_info["converged"].all())
+
+
+@pytest.mark.parametrize("kind", ("coordinate", "random"))
+def test_an_images_random_subspace_depends_on_its_id_not_its_batch(kind):
+    """A shard of a distributed attack must draw each image's subspace as the whole batch would."""
+    x, v = images(6), torch.randn(6, *SHAPE, dtype=torch.float64)
+    ids = [40, 7, 13, 2, 99, 5]
+    whole = make_subspace(kind, K, x, seed=3, ids=ids).on(v)
+    part = make_subspace(kind, K, x[3:5], seed=3, ids=ids[3:5]).on(v[3:5])
+    torch.testing.assert_close(part, whole[3:5], rtol=0, atol=0)
+    shuffled = make_subspace(kind, K, x[[1, 0]], seed=3, ids=[ids[1], ids[0]]).on(v[[1, 0]])
+    torch.testing.assert_close(shuffled, whole[[1, 0]], rtol=0, atol=0)
+    with pytest.raises(ValueError, match="one id per image"):
+        make_subspace(kind, K, x, seed=3, ids=ids[:2])

@@ -1,0 +1,177 @@
+"""Sharded attack conditions (lib.shards, lib.distributed): the records do not depend on the shard size or on
+where the shards ran, an interrupted run resumes with the missing shards only, a dead worker's shard is rerun."""
+import os
+import shutil
+import sys
+from functools import partial
+from pathlib import Path
+
+import cloudpickle
+import pandas as pd
+import pytest
+import torch
+
+from lib import data, distributed, experiment, shards, train
+
+N_IMAGES = 7
+SETTINGS = experiment.settings_from({"unconstrained": {"eps": 10.0, "alpha": 0.2, "steps": 25},
+                                     "on": {"eps": 20.0, "alpha": 0.4, "steps": 25},
+                                     "off": {"eps": 10.0, "alpha": 0.2, "steps": 25}})
+
+
+@pytest.fixture(scope="module")
+def setup(tmp_path_factory):
+    """MNIST with a smoke-size classifier and autoencoder, trained into a cache of this module's own."""
+    cache_dir = tmp_path_factory.mktemp("shards") / "cache"
+    saved = os.environ.get("DIMPLED_CACHE")
+    os.environ["DIMPLED_CACHE"] = str(cache_dir)
+    try:
+        d = data.load("mnist")
+        clf = train.get_classifier(train.classifier_config("mnist", epochs=1), d.subset(600, None, 0))
+        ae = train.get_autoencoder(train.autoencoder_config("mnist", epochs=1, width=8), d.subset(300, None, 0))
+        yield d, clf, ae, cache_dir
+    finally:
+        os.environ.pop("DIMPLED_CACHE") if saved is None else os.environ.__setitem__("DIMPLED_CACHE", saved)
+
+
+@pytest.fixture
+def cache_dir(setup, monkeypatch):
+    """The module's cache, emptied of attacks: every test computes its shards."""
+    monkeypatch.setenv("DIMPLED_CACHE", str(setup[3]))
+    shutil.rmtree(setup[3] / "attacks", ignore_errors=True)
+    return setup[3]
+
+
+@pytest.fixture(scope="module")
+def cluster():
+    """Two worker processes, one thread each, as CI can afford."""
+    from dask.distributed import LocalCluster
+
+    with LocalCluster(n_workers=2, processes=True, threads_per_worker=1, dashboard_address=None) as c:
+        yield c
+    distributed.close()
+
+
+def specs(d, ae):
+    return [("unconstrained", None)] + [(c, experiment.tangent_spec(ae)) for c in ("on", "off")] + \
+        [("on", experiment.control_spec(kind, 16, seed=2)) for kind in ("random", "coordinate")] + \
+        [("on", experiment.control_spec("pca", 16, 0, experiment.training_images(d, 300, 0)))]
+
+
+def records(exp, conditions):
+    return pd.concat([exp.run(c, spec, progress=False).records for c, spec in conditions], ignore_index=True)
+
+
+def same_records(got, expected):
+    """Equal records: every column but the float ones exactly; those to float32 rounding (a matrix product's
+    rounding depends on how many images are multiplied at once, in a shard as among the running images of
+    one PGD batch)."""
+    pd.testing.assert_frame_equal(got, expected, check_exact=False, rtol=1e-5, atol=1e-7)
+    floats = got.select_dtypes("floating").columns
+    pd.testing.assert_frame_equal(got.drop(columns=floats), expected.drop(columns=floats), check_exact=True)
+
+
+def make(setup, **kwargs):
+    d, clf, _, _ = setup
+    return experiment.AttackExperiment(clf, d, "test", N_IMAGES, SETTINGS, **kwargs)
+
+
+def test_records_do_not_depend_on_the_shard_size(setup, cache_dir):
+    conditions = specs(setup[0], setup[2])
+    whole = make(setup, shard_size=N_IMAGES)
+    expected = records(whole, conditions)
+    sharded = make(setup, shard_size=3)
+    got = records(sharded, conditions)
+    assert whole.shard_counts == {"cached": 0, "computed": len(conditions)}
+    assert sharded.shard_counts == {"cached": 0, "computed": 3 * len(conditions)}  # 3 + 3 + 1 images: its own entries
+    same_records(got, expected)
+    assert len(got) == N_IMAGES * len(conditions) and got["success"].any()
+    for condition, spec in conditions:  # the perturbations too, to float32 rounding
+        torch.testing.assert_close(sharded.run(condition, spec).delta, whole.run(condition, spec).delta,
+                                   rtol=0, atol=1e-6)
+
+
+def test_an_interrupted_run_computes_only_the_missing_shards(setup, cache_dir):
+    calls = []
+
+    def fails_at_the_third(task, local=None):
+        calls.append(task.image_ids)
+        if len(calls) == 3:
+            raise KeyboardInterrupt("interrupted")
+        return shards.run_shard(task, local)
+
+    first = make(setup, shard_size=2)  # 4 shards: 2 + 2 + 2 + 1 images
+    first.shard_function = fails_at_the_third
+    with pytest.raises(KeyboardInterrupt):
+        first.run("unconstrained", progress=False)
+    again = make(setup, shard_size=2)
+    rec = again.run("unconstrained", progress=False).records
+    assert again.shard_counts == {"cached": 2, "computed": 2}
+    assert rec["image_id"].tolist() == again.ids.tolist() and rec["norm"].notna().all()
+    reference = make(setup, shard_size=N_IMAGES)
+    shutil.rmtree(cache_dir / "attacks")
+    same_records(rec, reference.run("unconstrained", progress=False).records)
+
+
+def test_a_local_cluster_gives_the_in_process_records(setup, cache_dir, cluster):
+    conditions = specs(setup[0], setup[2])
+    remote = make(setup, shard_size=3, scheduler=cluster.scheduler_address)
+    got = records(remote, conditions)
+    assert remote.shard_counts == {"cached": 0, "computed": 3 * len(conditions)}
+    loaded = distributed.client(cluster.scheduler_address).run(lambda: sorted(str(s[0]) for s in shards._memo))
+    assert any("classifier" in slots for slots in loaded.values())  # the workers loaded the models themselves
+    shutil.rmtree(cache_dir / "attacks")
+    local = make(setup, shard_size=3)
+    same_records(got, records(local, conditions))
+    assert local.shard_counts == {"cached": 0, "computed": 3 * len(conditions)}
+    assert experiment.shard_summary([remote, local]) == (
+        f"attack shards (3 images each): 0 from the cache, {6 * len(conditions)} computed in this process and "
+        f"on the workers of the dask scheduler {cluster.scheduler_address}")
+
+
+def dying_shard(task, marker, victim):
+    """run_shard, but the worker process dies (os._exit) the first time it is given the shard `victim`."""
+    if task.image_ids[0] == victim and not Path(marker).exists():
+        Path(marker).touch()
+        os._exit(1)
+    return shards.run_shard(task)
+
+
+def test_a_worker_that_dies_mid_shard_is_retried(setup, cache_dir, cluster, tmp_path):
+    cloudpickle.register_pickle_by_value(sys.modules[__name__])  # the workers cannot import this test module
+    try:
+        exp = make(setup, shard_size=2, scheduler=cluster.scheduler_address)
+        marker = tmp_path / "died"
+        exp.shard_function = partial(dying_shard, marker=str(marker), victim=int(exp.ids[2]))
+        rec = exp.run("unconstrained", progress=False).records
+    finally:
+        cloudpickle.unregister_pickle_by_value(sys.modules[__name__])
+    assert marker.exists()  # a worker did die
+    assert exp.shard_counts == {"cached": 0, "computed": 4}
+    assert rec["image_id"].tolist() == exp.ids.tolist() and rec["norm"].notna().all()
+    shutil.rmtree(cache_dir / "attacks")
+    same_records(rec, make(setup, shard_size=N_IMAGES).run("unconstrained", progress=False).records)
+
+
+def test_a_worker_never_trains_and_refuses_other_data(setup, cache_dir, tmp_path):
+    exp = make(setup, shard_size=N_IMAGES)
+    task = exp.tasks("unconstrained", None)[0]
+    shards._memo.clear()
+    with pytest.raises(train.ModelNotCached, match="not in the cache"):
+        shards.run_shard(shards.ShardTask(**{**vars(task), "cache_dir": str(tmp_path / "empty")}))
+    with pytest.raises(RuntimeError, match="differ from the notebook's"):
+        shards.run_shard(shards.ShardTask(**{**vars(task), "images_hash": "0" * 12}))
+    tensors, hit = shards.run_shard(task)  # loaded by key from the cache, as on a worker
+    assert not hit and len(tensors["norm"]) == N_IMAGES
+    assert shards.run_shard(task)[1]
+    shards._memo.clear()
+
+
+def test_scheduler_parameter_wins_over_the_environment(monkeypatch):
+    monkeypatch.delenv(distributed.ENV, raising=False)
+    assert distributed.scheduler_address(None) is None
+    monkeypatch.setenv(distributed.ENV, "tcp://env:8786")
+    assert distributed.scheduler_address(None) == "tcp://env:8786"
+    assert distributed.scheduler_address("tcp://param:8786") == "tcp://param:8786"
+    with pytest.raises(ValueError, match="shard_size must be"):
+        experiment.AttackExperiment(None, None, "test", 3, SETTINGS, shard_size=0)
