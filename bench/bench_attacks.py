@@ -16,9 +16,10 @@ import torch
 
 from lib.attacks import l2_norm, pgd_l2
 from rows import row  # bench/: this folder is on sys.path when a benchmark runs
-from timing import race as timing_race
+from timing import race as timing_race, repeats
 
-N, SEED, REPEATS = 256, 0, 7
+N, SEED = 256, 0
+REPEATS = repeats(7)
 EPS, ALPHA, STEPS = 1.0, 0.01, 50  # the public reproduction's MNIST standard PGD, in [0, 1] scale
 EPS_TINY = 1e-4                     # row 1: no image reaches the boundary within this ball
 THREADS = 1  # one intra-op thread: stable timings on a shared CPU (2 threads fight other jobs)

@@ -18,9 +18,10 @@ from lib.manifold import project_onto, tangent_basis
 from lib.models import ConvAutoencoder, mnist_mlp
 from lib.subspaces import TangentSubspace
 from rows import row
-from timing import race
+from timing import race, repeats
 
-N, K, REPEATS = 256, 16, 3
+N, K = 256, 16
+REPEATS = repeats(3)
 EPS, ALPHA, STEPS = 5.0, 0.1, 50  # an on-manifold budget (in [0, 1] pixel scale) that most images use up
 
 

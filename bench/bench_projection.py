@@ -17,7 +17,10 @@ import argparse
 import json
 import os
 import resource
+import subprocess
+import sys
 import time
+from pathlib import Path
 
 import torch
 import torch.nn.functional as F
@@ -25,6 +28,10 @@ from torch.func import jvp
 
 from lib.manifold import column_scale, eval_mode, project_onto_matrix_free
 from lib.models import VGGAutoencoder
+from rows import row  # bench/: this folder is on sys.path when a benchmark runs
+
+REPO = Path(__file__).resolve().parents[1]
+METHOD = "jacobi"  # the method `make bench` times (see the report for the comparison behind the choice)
 
 N_PIXELS, K = 3 * 224 * 224, 512 * 7 * 7
 
@@ -94,18 +101,19 @@ def dense_estimate(decode, z, probes=4):
             "dense_memory_gb": 2 * N_PIXELS * K * 4 / 1e9}  # J and Q in float32
 
 
-def run(method, weights, warm_steps, tol, max_iter, probes, checkpoint, train_seconds, alpha=1.0):
+def run(method, weights, warm_steps, tol, max_iter, probes, checkpoint, train_seconds, alpha=1.0, dense=False,
+        device="cpu"):
     torch.set_num_threads(int(os.environ.get("BENCH_THREADS", "1")))
-    ae = autoencoder(weights, checkpoint, train_seconds)
+    ae = autoencoder(weights, checkpoint, train_seconds).to(device)
     generator = torch.Generator().manual_seed(2)
-    x = smooth_images(1, generator)
-    model = small_cnn()
+    x = smooth_images(1, generator).to(device)
+    model = small_cnn().to(device)
     label = model(x).argmax(1)
     out = {"method": method, "weights": weights, "tol": tol, "max_iter": max_iter, "threads": torch.get_num_threads()}
     with eval_mode(ae), torch.no_grad():
         z, decode = ae.encode(x), ae.decoder_at(x)
     t0 = time.perf_counter()
-    scale = column_scale(decode, z, probes, torch.Generator().manual_seed(3)) if method == "jacobi" else None
+    scale = column_scale(decode, z, probes, torch.Generator(device).manual_seed(3)) if method == "jacobi" else None
     out["setup_s"] = time.perf_counter() - t0
     solves, a, xt = [], None, x
     for t in range(warm_steps + 1):
@@ -119,8 +127,37 @@ def run(method, weights, warm_steps, tol, max_iter, probes, checkpoint, train_se
         a = info["solution"]
         xt = (xt + alpha * projected / projected.flatten(1).norm(dim=1).clamp_min(1e-30)).clamp(0, 1)
     out.update(solves=solves, peak_rss_gb=round(peak_rss_gb(), 2))
-    if method == "cgls" and not warm_steps:
+    if device == "cuda":
+        out["peak_gpu_gb"] = round(torch.cuda.max_memory_allocated() / 2**30, 2)
+    if dense:
         out.update(dense_estimate(decode, z))
+    return out
+
+
+def rows(devices, method=METHOD, warm_steps=2):
+    """bench/table.py's row: one ImageNet-size projection by `method`, cold, then warm-started PGD-like steps,
+    against the dense route estimated; each device in its own process (so that peak memory is its own)."""
+    out = []
+    for device in devices:
+        cmd = [sys.executable, __file__, "--method", method, "--warm-steps", str(warm_steps), "--dense-estimate",
+               "--device", device]
+        env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(REPO), os.environ.get("PYTHONPATH", "")])}
+        result = json.loads(subprocess.run(cmd, env=env, check=True, capture_output=True, text=True)
+                            .stdout.strip().splitlines()[-1])
+        cold, warm = result["solves"][0], result["solves"][1:]
+        residuals = ", ".join(f"{w['residual']:.1e}" for w in warm)
+        memory = f"peak RSS {result['peak_rss_gb']} GB" + (f", GPU {result['peak_gpu_gb']} GB" if device == "cuda" else "")
+        out.append(row("tangent projection at ImageNet size (n 150,528, k 25,088), 1 image", device,
+                       cold["s"], result["dense_J_s_estimated"], f"matrix-free CGLS ({method}), cold",
+                       "dense: J by k jvps (+ QR), estimated", estimated=True,
+                       note=f"cold: {cold['iterations']} iterations, residual {cold['residual']:.1e}, converged "
+                            f"{cold['converged']}; warm steps: iterations {[w['iterations'] for w in warm]}, "
+                            f"seconds {[w['s'] for w in warm]}, residuals ["
+                            f"{residuals}]; {memory}; dense needs "
+                            f"{result['dense_memory_gb']:.0f} GB (J and Q) + QR {result['dense_qr_gflop']:.0f} GFLOP "
+                            f"(not included); random weights", iterations=cold["iterations"],
+                       residual=cold["residual"], converged=cold["converged"], peak_rss_gb=result["peak_rss_gb"],
+                       warm=warm))
     return out
 
 
@@ -134,9 +171,11 @@ def main():
     ap.add_argument("--probes", type=int, default=8)
     ap.add_argument("--checkpoint", default="/tmp/dimpled_vgg_ae_synthetic.pt")
     ap.add_argument("--train-seconds", type=float, default=180)
+    ap.add_argument("--dense-estimate", action="store_true", help="also time jvps for the dense route's estimate")
+    ap.add_argument("--device", default="cpu")
     args = ap.parse_args()
     print(json.dumps(run(args.method, args.weights, args.warm_steps, args.tol, args.max_iter, args.probes,
-                         args.checkpoint, args.train_seconds)))
+                         args.checkpoint, args.train_seconds, dense=args.dense_estimate, device=args.device)))
 
 
 if __name__ == "__main__":

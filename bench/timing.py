@@ -1,4 +1,5 @@
 """The benchmarks' one stopwatch."""
+import os
 import statistics
 import time
 
@@ -28,3 +29,8 @@ def race(fns, repeats):
             outs[i], t = timings(fn)
             times[i] += t
     return outs, [statistics.median(t) for t in times]
+
+
+def repeats(default):
+    """How many repeats a benchmark takes: $BENCH_REPEATS where set (e.g. 1 for a quick look), else `default`."""
+    return int(os.environ.get("BENCH_REPEATS", default))
