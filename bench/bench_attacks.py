@@ -60,7 +60,7 @@ def rows(devices):
             lambda: pgd_l2(model, x, y, eps=EPS_TINY, alpha=ALPHA, steps=STEPS, loss="ce"),
             lambda: torchattacks.PGDL2(model, eps=EPS_TINY, alpha=ALPHA, steps=STEPS, random_start=False)(x, y))
         f = ~r.success
-        out.append(row(f"unconstrained L2 PGD, fixed budget ({N} MNIST-shape images, {STEPS} steps)", device,
+        out.append(row(f"unconstrained L2 PGD, fixed budget, {N} images x {STEPS} steps", device,
                        t_ours, t_ta, "lib.attacks.pgd_l2", "torchattacks PGDL2",
                        f"{N / t_ours:.0f} vs {N / t_ta:.0f} images/s; median of {REPEATS}; "
                        f"max |adv - adv_PGDL2| {(r.adv[f] - adv_ta[f]).abs().max():.1e}"))

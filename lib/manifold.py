@@ -123,8 +123,9 @@ def project_onto_matrix_free(decode, z, v, tol=1e-6, max_iter=200, progress=Fals
              that start is worse than a cold one (||J^T r0|| > ||J^T v||).
       scale  (B, k) a right (column) preconditioner D, e.g. `column_scale`: CGLS on J D, a = D y.
     An image stops (its update is frozen) once ||J^T r|| <= tol * ||J^T v||, r = v - J a, whatever
-    a0 and scale are; the error of P_on v is then at most ||J^T r|| / sigma_min(J). A zero row of v
-    gives a = 0 and P_on v = 0 exactly, with 0 iterations.
+    a0 and scale are; the error of P_on v is then at most ||J^T r|| / sigma_min(J). The residual
+    returned is recomputed from the final a (one more vjp), not CGLS's running estimate. A zero row of
+    v gives a = 0 and P_on v = 0 exactly, with 0 iterations and residual 0.
 
     decode: z (B, k) -> (B, C, H, W), every image independent (put the autoencoder in eval mode);
     z: (B, k); v: (B, C, H, W). Returns (P_on v, info), info = {"iterations": (B,) iterations taken,
@@ -190,5 +191,9 @@ def project_onto_matrix_free(decode, z, v, tol=1e-6, max_iter=200, progress=Fals
             iterations += active.long()
             active = active & (residual > tol)
         projected = J(a)  # J a, exactly in the column space of J
+        # the reported residual is recomputed from r = v - J a: the recursive one drifts in float32 (past the
+        # attainable accuracy CGLS can even diverge while it still decreases), and would then claim convergence
+        s = J_T(v - projected)[0]
+        residual = torch.where(norm0 > tiny, batch_dot(s, s).sqrt() / norm0, 0)
     return projected, {"iterations": iterations, "residual": residual, "converged": residual <= tol,
                        "solution": a}
