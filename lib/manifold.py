@@ -111,6 +111,9 @@ def column_scale(decode, z, probes=8, generator=None):
     return diag.clamp_min(torch.finfo(z.dtype).tiny).rsqrt()
 
 
+DIVERGED = 100.0  # CGLS stops an image whose residual rose this far above its best (rounding took over)
+
+
 def project_onto_matrix_free(decode, z, v, tol=1e-6, max_iter=200, progress=False, a0=None, scale=None):
     """P_on v = J a with a = argmin ||J a - v||, i.e. J^T J a = J^T v, solved by conjugate gradients.
 
@@ -124,8 +127,10 @@ def project_onto_matrix_free(decode, z, v, tol=1e-6, max_iter=200, progress=Fals
       scale  (B, k) a right (column) preconditioner D, e.g. `column_scale`: CGLS on J D, a = D y.
     An image stops (its update is frozen) once ||J^T r|| <= tol * ||J^T v||, r = v - J a, whatever
     a0 and scale are; the error of P_on v is then at most ||J^T r|| / sigma_min(J). The residual
-    returned is recomputed from the final a (one more vjp), not CGLS's running estimate. A zero row of
-    v gives a = 0 and P_on v = 0 exactly, with 0 iterations and residual 0.
+    returned is recomputed from the final a (one more vjp), not CGLS's running estimate; a is the
+    iterate of lowest running residual, and an image whose residual rises DIVERGED-fold above that
+    stops (in float32, asked for more than the attainable accuracy, CGLS diverges). A zero row of v
+    gives a = 0 and P_on v = 0 exactly, with 0 iterations and residual 0.
 
     decode: z (B, k) -> (B, C, H, W), every image independent (put the autoencoder in eval mode);
     z: (B, k); v: (B, C, H, W). Returns (P_on v, info), info = {"iterations": (B,) iterations taken,
@@ -172,6 +177,7 @@ def project_onto_matrix_free(decode, z, v, tol=1e-6, max_iter=200, progress=Fals
         p = s_pre.clone()
         gamma = batch_dot(s, s_pre)
         residual = batch_dot(s, s).sqrt() / norm0
+        best, best_a = residual.clone(), a.clone()  # in float32 CGLS can diverge past its attainable accuracy
         iterations = torch.zeros(v.shape[0], dtype=torch.long, device=v.device)
         active = residual > tol
         for _ in progress_bar(range(max_iter), desc="CG projection", disable=not progress):
@@ -189,7 +195,11 @@ def project_onto_matrix_free(decode, z, v, tol=1e-6, max_iter=200, progress=Fals
             gamma = torch.where(active, gamma_new, gamma)
             residual = torch.where(active, batch_dot(s, s).sqrt() / norm0, residual)
             iterations += active.long()
-            active = active & (residual > tol)
+            improved = active & (residual < best)
+            best, best_a = torch.where(improved, residual, best), torch.where(improved[:, None], a, best_a)
+            # ||J^T r|| is not monotone in CGLS, but a 100-fold rise above its best means rounding took over
+            active = active & (residual > tol) & (residual < DIVERGED * best)
+        a = best_a
         projected = J(a)  # J a, exactly in the column space of J
         # the reported residual is recomputed from r = v - J a: the recursive one drifts in float32 (past the
         # attainable accuracy CGLS can even diverge while it still decreases), and would then claim convergence

@@ -280,20 +280,21 @@ def test_non_convergence_is_reported_when_max_iter_is_too_small():
     assert not info["converged"].any() and (info["iterations"] == 1).all() and (info["residual"] > 1e-8).all()
 
 
-def test_reported_residual_is_that_of_the_returned_projection_even_past_float32_accuracy():
-    """Asked for more than float32 can give, CGLS's running residual drifts from the true one: the residual
-    returned must be ||J^T (v - P v)|| / ||J^T v|| of the projection returned, never the running estimate."""
+def test_past_float32_accuracy_the_solver_returns_its_best_iterate_and_its_true_residual():
+    """Asked for more than float32 can give, CGLS diverges (this decoder: residual 4e-4 after 20 iterations,
+    84 after 40, NaN after 200): the solver must stop, return its best iterate, and report the true
+    ||J^T (v - P v)|| / ||J^T v|| of the projection it returns."""
     torch.manual_seed(0)
     ae = ConvAutoencoder(1, 28, 16).eval()
     x = torch.rand(2, 1, 28, 28, generator=torch.Generator().manual_seed(1))
     v = torch.randn(x.shape, generator=torch.Generator().manual_seed(2))
     with torch.no_grad():
         z, decode = ae.encode(x), ae.decoder_at(x)
-        projected, info = project_onto_matrix_free(decode, z, v, tol=1e-12, max_iter=60)
+        projected, info = project_onto_matrix_free(decode, z, v, tol=1e-12, max_iter=200)
         _, J_T = torch.func.vjp(decode, z)
         true = J_T(v - projected)[0].norm(dim=1) / J_T(v)[0].norm(dim=1)
     torch.testing.assert_close(info["residual"], true, rtol=1e-3, atol=0)
-    assert not info["converged"].any()
+    assert not info["converged"].any() and (info["residual"] < 1e-3).all() and (info["iterations"] < 200).all()
 
 
 # --- bad parameters ---
