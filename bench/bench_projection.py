@@ -102,14 +102,15 @@ def dense_estimate(decode, z, probes=4):
 
 
 def run(method, weights, warm_steps, tol, max_iter, probes, checkpoint, train_seconds, alpha=1.0, dense=False,
-        device="cpu"):
+        device="cpu", dtype="float32"):
     torch.set_num_threads(int(os.environ.get("BENCH_THREADS", "1")))
-    ae = autoencoder(weights, checkpoint, train_seconds).to(device)
+    dtype = getattr(torch, dtype)  # float64: is a residual floor float32's rounding or J's conditioning?
+    ae = autoencoder(weights, checkpoint, train_seconds).to(device, dtype)
     generator = torch.Generator().manual_seed(2)
-    x = smooth_images(1, generator).to(device)
-    model = small_cnn().to(device)
+    x = smooth_images(1, generator).to(device, dtype)
+    model = small_cnn().to(device, dtype)
     label = model(x).argmax(1)
-    out = {"method": method, "weights": weights, "tol": tol, "max_iter": max_iter, "threads": torch.get_num_threads()}
+    out = {"method": method, "weights": weights, "dtype": str(dtype), "tol": tol, "max_iter": max_iter, "threads": torch.get_num_threads()}
     with eval_mode(ae), torch.no_grad():
         z, decode = ae.encode(x), ae.decoder_at(x)
     t0 = time.perf_counter()
@@ -173,9 +174,11 @@ def main():
     ap.add_argument("--train-seconds", type=float, default=180)
     ap.add_argument("--dense-estimate", action="store_true", help="also time jvps for the dense route's estimate")
     ap.add_argument("--device", default="cpu")
+    ap.add_argument("--dtype", default="float32", choices=["float32", "float64"])
     args = ap.parse_args()
     print(json.dumps(run(args.method, args.weights, args.warm_steps, args.tol, args.max_iter, args.probes,
-                         args.checkpoint, args.train_seconds, dense=args.dense_estimate, device=args.device)))
+                         args.checkpoint, args.train_seconds, dense=args.dense_estimate, device=args.device,
+                         dtype=args.dtype)))
 
 
 if __name__ == "__main__":
