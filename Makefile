@@ -41,8 +41,15 @@ lab: $(STAMP)
 	@if [ "$$(id -u)" = 0 ]; then echo "Running as root: starting JupyterLab with --allow-root."; fi
 	$(VENV)/bin/jupyter lab --notebook-dir=notebooks $$([ "$$(id -u)" = 0 ] && echo --allow-root) $(LAB_ARGS)
 
+# Each detailed benchmark prints its own findings; then bench/table.py prints one table, ours against a peer
+# (median timings, the machine recorded), and writes reports/bench.json. BENCH_REPORT=1 adds the (slow) cold
+# and warm `make report` timings; BENCH_REPEATS=N overrides the repeats of the table's timings.
+BENCH_DETAIL := attacks curvature iae manifold tangent
+BENCH_REPORT ?=
 bench: $(STAMP)
-	@for f in $(sort $(wildcard bench/bench_*.py)); do echo "== $$f"; $(PY) $$f || exit 1; done
+	@$(PY) -c "import torchattacks" 2>/dev/null || $(PY) -m pip install --no-deps torchattacks
+	@for b in $(BENCH_DETAIL); do echo "== bench/bench_$$b.py"; $(PY) bench/bench_$$b.py || exit 1; done
+	@echo "== bench/table.py"; BENCH_REPORT=$(BENCH_REPORT) $(PY) bench/table.py
 
 clean:
 	rm -rf reports

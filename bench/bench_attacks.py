@@ -12,13 +12,14 @@ has no refinement, while pgd_l2 is greedy, so three comparisons:
      so the norms must agree where both succeed. The refined norm is reported beside them.
 Run:  .venv/bin/python bench/bench_attacks.py   (needs `pip install --no-deps torchattacks`)
 """
-import time
-
 import torch
 
 from lib.attacks import l2_norm, pgd_l2
+from rows import row  # bench/: this folder is on sys.path when a benchmark runs
+from timing import race as timing_race, repeats
 
-N, SEED, REPEATS = 256, 0, 3
+N, SEED = 256, 0
+REPEATS = repeats(7)
 EPS, ALPHA, STEPS = 1.0, 0.01, 50  # the public reproduction's MNIST standard PGD, in [0, 1] scale
 EPS_TINY = 1e-4                     # row 1: no image reaches the boundary within this ball
 THREADS = 1  # one intra-op thread: stable timings on a shared CPU (2 threads fight other jobs)
@@ -44,16 +45,26 @@ def setup():
 
 
 def race(ours, theirs):
-    """Best wall time of each over REPEATS alternating calls (the machine may be shared)."""
-    t_ours, t_theirs = [], []
-    for _ in range(REPEATS):
-        for fn, times in ((ours, t_ours), (theirs, t_theirs)):
-            t0 = time.perf_counter()
-            out = fn()
-            times.append(time.perf_counter() - t0)
-            if fn is ours:
-                r = out
-    return min(t_ours), min(t_theirs), r, out
+    """Median wall time of each over REPEATS alternating calls (the machine may be shared), and their results."""
+    (r, out), (t_ours, t_theirs) = timing_race([ours, theirs], REPEATS)
+    return t_ours, t_theirs, r, out
+
+
+def rows(devices):
+    """bench/table.py's row: the fixed-budget comparison (every step on the whole batch), on each device."""
+    torchattacks = load_torchattacks()
+    out = []
+    for device in devices:
+        model, x, y = (t.to(device) for t in setup())
+        t_ours, t_ta, r, adv_ta = race(
+            lambda: pgd_l2(model, x, y, eps=EPS_TINY, alpha=ALPHA, steps=STEPS, loss="ce"),
+            lambda: torchattacks.PGDL2(model, eps=EPS_TINY, alpha=ALPHA, steps=STEPS, random_start=False)(x, y))
+        f = ~r.success
+        out.append(row(f"unconstrained L2 PGD, fixed budget, {N} images x {STEPS} steps", device,
+                       t_ours, t_ta, "lib.attacks.pgd_l2", "torchattacks PGDL2",
+                       f"{N / t_ours:.0f} vs {N / t_ta:.0f} images/s; median of {REPEATS}; "
+                       f"max |adv - adv_PGDL2| {(r.adv[f] - adv_ta[f]).abs().max():.1e}"))
+    return out
 
 
 def main():

@@ -16,14 +16,18 @@ from lib.models import ConvAutoencoder
 from timing import timed  # bench/timing.py: this folder is on sys.path when a benchmark runs
 
 
-def per_pixel_basis(ae, x):
-    """The reproduction's way: one backward pass per output pixel gives J's rows, then QR."""
+def per_pixel_jacobian(ae, x):
+    """The reproduction's way to J (B, n, k): one backward pass per output pixel gives J's rows."""
     with eval_mode(ae):
         z = ae.encode(x).detach().requires_grad_(True)
         out = ae.decoder_at(x)(z).flatten(1)
         rows = [torch.autograd.grad(out[:, i].sum(), z, retain_graph=True)[0] for i in range(out.shape[1])]
-    J = torch.stack(rows, 1)  # (B, n, k)
-    return torch.linalg.qr(J, mode="reduced").Q
+    return torch.stack(rows, 1)
+
+
+def per_pixel_basis(ae, x):
+    """J by one backward pass per output pixel, then QR."""
+    return torch.linalg.qr(per_pixel_jacobian(ae, x), mode="reduced").Q
 
 
 def main():

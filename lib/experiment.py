@@ -15,7 +15,10 @@ subspace: clipping leaks it), grad_share (energy of the clean image's loss gradi
 subspace; a random subspace captures about k/n of it), class_cosine (cosine between the perturbation and
 mu[pred] - mu[label], the difference of the training-set class means of the adversarial and the true
 class: DMM's claim that on-manifold perturbations "look like" the target class, as a number; NaN for
-failures).
+failures), proj_residual / proj_iterations / proj_converged (over every projection of the attack: the largest
+relative residual, the solver iterations, whether all reached their tolerance; 0 / 0 / True for a projection by an
+explicit basis or mask, NaN / 0 / True without one). `unconverged(records)` lists the conditions whose projections
+did not converge: a notebook must say so, since an inexact P_off leaks tangent components into the "off" attack.
 """
 from dataclasses import asdict, dataclass
 from functools import partial
@@ -30,7 +33,34 @@ from lib.runtime import progress as progress_bar
 from lib.shards import ATTACK_CODE, AttackSettings, PCAImages, SubspaceSpec, input_gradient  # noqa: F401
 
 CONDITIONS = ("unconstrained", "on", "off")
-TENSORS = ("delta", "success", "norm", "iterations", "label", "pred", "subspace_share", "grad_share")
+TENSORS = ("delta", "success", "norm", "iterations", "label", "pred", "subspace_share", "grad_share",
+           "proj_residual", "proj_iterations", "proj_converged")
+
+
+def unconverged(records):
+    """Rows (dataset, split, condition, subspace, images, worst residual) of the conditions in which some
+    projection stopped before its tolerance; empty when every projection converged."""
+    bad = records[~records["proj_converged"].astype(bool)]
+    if not len(bad):
+        return pd.DataFrame(columns=["dataset", "split", "condition", "subspace", "images", "worst residual"])
+    return (bad.groupby(["dataset", "split", "condition", "subspace"], sort=False)
+            .agg(images=("image_id", "size"), **{"worst residual": ("proj_residual", "max")}).reset_index())
+
+
+def projection_check(records):
+    """One sentence (markdown) on the projections behind `records`: that every one converged (with the largest
+    residual of the iterative ones), or, in bold, which conditions did not and how far they got."""
+    if not len(records) or "proj_converged" not in records:
+        return "No projected attacks."
+    bad = unconverged(records)
+    if len(bad):
+        rows = "; ".join(f"{r.dataset}/{r.split} {r.condition} {r.subspace}: {r.images} images, residual up to "
+                         f"{r._6:.2g}" for r in bad.itertuples())
+        return (f"**Projections that did not converge** (an inexact P_off leaks tangent components into the off "
+                f"attack; read these rows with care): {rows}.")
+    iterative = records[records["proj_iterations"] > 0]
+    worst = f"; largest relative residual of the iterative ones {iterative['proj_residual'].max():.2g}" if len(iterative) else ""
+    return f"Every projection converged ({len(records[records['subspace'] != 'none']):,} projected attacks{worst})."
 
 
 def settings_from(table):

@@ -122,6 +122,13 @@ def attack_images(model, x, y, condition, s, subspace=None):
                "label": r.label, "pred": r.pred, "subspace_share": r.subspace_share}
     tensors = {k: v.detach().cpu() for k, v in tensors.items()}
     tensors["grad_share"] = grad_share
+    # how exact every projection of this attack was (lib.subspaces solve_summary: exact bases log residual 0)
+    n = len(x)
+    log = subspace.solve_summary(n) if subspace is not None else {
+        "residual": torch.full((n,), float("nan")), "iterations": torch.zeros(n, dtype=torch.long),
+        "converged": torch.ones(n, dtype=torch.bool)}
+    tensors.update(proj_residual=log["residual"].float().cpu(), proj_iterations=log["iterations"].long().cpu(),
+                   proj_converged=log["converged"].bool().cpu())
     return tensors
 
 

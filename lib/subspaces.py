@@ -20,7 +20,7 @@ import hashlib
 
 import torch
 
-from lib.manifold import eval_mode, project_onto, project_onto_matrix_free, tangent_basis
+from lib.manifold import column_scale, eval_mode, project_onto, project_onto_matrix_free, tangent_basis
 
 KINDS = ("tangent", "coordinate", "random", "pca")
 
@@ -40,6 +40,14 @@ class Subspace:
 
     def off(self, v):
         return v - self.on(v)
+
+    def solve_summary(self, batch):
+        """How exact the projections were, per image: {"residual": max relative residual, "iterations":
+        total solver iterations, "iterations_max", "solves", "converged": all within tolerance}, each (batch,).
+        A basis or mask projects exactly: residual 0, no iterations; MatrixFreeTangentSubspace overrides."""
+        zeros = torch.zeros(batch, dtype=torch.long)
+        return {"residual": torch.zeros(batch), "iterations": zeros, "iterations_max": zeros, "solves": zeros,
+                "converged": torch.ones(batch, dtype=torch.bool)}
 
     def __repr__(self):
         return f"{type(self).__name__}(name={self.name!r}, k={self.k}, n={self.n})"
@@ -66,20 +74,57 @@ class TangentSubspace(BasisSubspace):
 class MatrixFreeTangentSubspace(Subspace):
     """The tangent space at each image without a basis: on(v) = J a with J^T J a = J^T v, solved by
     conjugate gradients with jvp / vjp (lib.manifold.project_onto_matrix_free) at every call. For
-    ImageNet-size autoencoders, where a basis is n x k floats per image. `last_info` keeps the latest
-    solve's iterations and residuals (a projection is only as exact as its residual says)."""
+    ImageNet-size autoencoders, where a basis is n x k floats per image.
 
-    def __init__(self, ae, x, tol=1e-4, max_iter=100):
+    Successive calls of an attack project nearby vectors (PGD's gradients), so each call is warm-started
+    from the previous solution of the same image (`solution`, (B, k)); a zero row of v (a frozen image in
+    lib.attacks.pgd_l2) is projected to exactly zero and leaves that image's solution as it was.
+    probes > 0: CG is preconditioned by the Jacobi column scaling of lib.manifold.column_scale, estimated
+    once per image from `probes` vjps. Every solve is logged per image (solve_summary): a projection is
+    only as exact as its residual says, and an unconverged P_off leaks tangent components.
+    """
+
+    def __init__(self, ae, x, tol=1e-4, max_iter=100, probes=8, seed=0):
         self.ae, self.tol, self.max_iter = ae, tol, max_iter
         with eval_mode(ae), torch.no_grad():
             self.z = ae.encode(x)
             self.decode = ae.decoder_at(x)
-        self.name, self.n, self.k, self.last_info = "tangent", x[0].numel(), ae.latent_dim, None
+            self.scale = (column_scale(self.decode, self.z, probes, torch.Generator(x.device).manual_seed(seed))
+                          if probes else None)
+        self.name, self.n, self.k = "tangent", x[0].numel(), ae.latent_dim
+        self.reset()
+
+    def reset(self):
+        """Forget the warm start and the solve log (e.g. before another attack at the same images)."""
+        batch, device = self.z.shape[0], self.z.device
+        self.solution, self.last_info = None, None
+        self._log = {"residual": torch.zeros(batch, device=device),
+                     "iterations": torch.zeros(batch, dtype=torch.long, device=device),
+                     "iterations_max": torch.zeros(batch, dtype=torch.long, device=device),
+                     "solves": torch.zeros(batch, dtype=torch.long, device=device),
+                     "converged": torch.ones(batch, dtype=torch.bool, device=device)}
 
     def on(self, v):
         with eval_mode(self.ae):
-            projected, self.last_info = project_onto_matrix_free(self.decode, self.z, v, self.tol, self.max_iter)
+            projected, info = project_onto_matrix_free(self.decode, self.z, v, self.tol, self.max_iter,
+                                                       a0=self.solution, scale=self.scale)
+        solved = v.flatten(1).ne(0).any(1)  # zero rows: frozen images, nothing solved
+        keep = solved[:, None]
+        self.solution = info["solution"] if self.solution is None else torch.where(keep, info["solution"], self.solution)
+        log = self._log
+        log["residual"] = torch.maximum(log["residual"], info["residual"].to(log["residual"].dtype))
+        log["iterations"] += info["iterations"]
+        log["iterations_max"] = torch.maximum(log["iterations_max"], info["iterations"])
+        log["solves"] += solved.long()
+        log["converged"] &= info["converged"]
+        self.last_info = info
         return projected
+
+    def solve_summary(self, batch=None):
+        """The solve log of every call since construction or reset(): see Subspace.solve_summary."""
+        if batch is not None and batch != self.z.shape[0]:
+            raise ValueError(f"batch must be the subspace's {self.z.shape[0]} images, got {batch!r}")
+        return {name: t.detach().cpu().clone() for name, t in self._log.items()}
 
 
 def tangent_subspace(ae, x, chunk_size=64, max_basis_bytes=2**31):

@@ -101,6 +101,7 @@ for name, d in found.items():
             frames += [o.records for o in outcomes[name, "test, no clip"]]
 print(experiment.shard_summary(experiments))
 records = pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
+runtime.show(experiment.projection_check(records))  # never silent: an unconverged projection is named
 clipped = records[records["clip"]] if len(records) else records
 if len(records):
     path = report.results_dir(profile) / "03_records.csv"

@@ -115,6 +115,7 @@ for name, d in found.items():
     print(f"{name}: done ({run.elapsed():.0f} s)")
 print(experiment.shard_summary(experiments))
 records = pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
+runtime.show(experiment.projection_check(records))  # never silent: an unconverged projection is named
 sweep = pd.concat(sweep_frames, ignore_index=True) if sweep_frames else pd.DataFrame()
 # The same-k records (every subspace at the tangent space's k, clipped and not) and the k sweep (first split,
 # clipped) go to separate files, so notebook 05 is told k rather than guessing it back.
