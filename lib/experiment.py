@@ -38,13 +38,13 @@ TENSORS = ("delta", "success", "norm", "iterations", "label", "pred", "subspace_
 
 
 def unconverged(records):
-    """Rows (dataset, split, condition, subspace, images, worst residual) of the conditions in which some
+    """Rows (dataset, split, condition, subspace, images, worst_residual) of the conditions in which some
     projection stopped before its tolerance; empty when every projection converged."""
     bad = records[~records["proj_converged"].astype(bool)]
     if not len(bad):
-        return pd.DataFrame(columns=["dataset", "split", "condition", "subspace", "images", "worst residual"])
+        return pd.DataFrame(columns=["dataset", "split", "condition", "subspace", "images", "worst_residual"])
     return (bad.groupby(["dataset", "split", "condition", "subspace"], sort=False)
-            .agg(images=("image_id", "size"), **{"worst residual": ("proj_residual", "max")}).reset_index())
+            .agg(images=("image_id", "size"), worst_residual=("proj_residual", "max")).reset_index())
 
 
 def projection_check(records):
@@ -55,7 +55,7 @@ def projection_check(records):
     bad = unconverged(records)
     if len(bad):
         rows = "; ".join(f"{r.dataset}/{r.split} {r.condition} {r.subspace}: {r.images} images, residual up to "
-                         f"{r._6:.2g}" for r in bad.itertuples())
+                         f"{r.worst_residual:.2g}" for r in bad.itertuples())
         return (f"**Projections that did not converge** (an inexact P_off leaks tangent components into the off "
                 f"attack; read these rows with care): {rows}.")
     iterative = records[records["proj_iterations"] > 0]

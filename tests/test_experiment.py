@@ -43,7 +43,9 @@ def test_unconstrained_norm_is_the_distance_to_the_hyperplane(linear_setup):
     assert rec["success"].all()
     assert np.allclose(rec["norm"], dist, rtol=1e-3)
     assert set(rec.columns) >= {"dataset", "split", "image_id", "condition", "subspace", "k", "n", "success", "norm",
-                                "iterations", "label", "pred", "subspace_share", "grad_share"}
+                                "iterations", "label", "pred", "subspace_share", "grad_share", "proj_residual",
+                                "proj_iterations", "proj_converged"}
+    assert rec["proj_residual"].isna().all() and rec["proj_converged"].all()  # no projection: nothing to converge
 
 
 def test_random_subspace_ratio_is_what_confinement_alone_predicts(linear_setup):
@@ -108,3 +110,20 @@ def test_class_cosine_is_one_along_the_class_mean_difference():
     cos = experiment.class_cosine(torch.cat([delta, -delta, delta]), torch.tensor([0, 0, 0]),
                                   torch.tensor([2, 2, 1]), torch.tensor([True, True, False]), means)
     assert cos[0] == pytest.approx(1) and cos[1] == pytest.approx(-1) and torch.isnan(cos[2])
+
+
+def test_projection_check_names_every_condition_whose_projections_did_not_converge():
+    import pandas as pd
+
+    base = dict(dataset="imagenet", split="test", subspace="tangent")
+    rows = [dict(base, condition="on", image_id=i, proj_converged=True, proj_residual=1e-6, proj_iterations=40)
+            for i in range(3)]
+    ok = pd.DataFrame(rows)
+    assert experiment.unconverged(ok).empty
+    assert experiment.projection_check(ok).startswith("Every projection converged")
+    bad = pd.DataFrame(rows + [dict(base, condition="off", image_id=7, proj_converged=False, proj_residual=0.02,
+                                    proj_iterations=100)])
+    table = experiment.unconverged(bad)
+    assert table[["condition", "images"]].values.tolist() == [["off", 1]]
+    text = experiment.projection_check(bad)
+    assert "did not converge" in text and "imagenet/test off tangent: 1 images, residual up to 0.02" in text
