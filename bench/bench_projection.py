@@ -31,7 +31,7 @@ from lib.models import VGGAutoencoder
 from rows import row  # bench/: this folder is on sys.path when a benchmark runs
 
 REPO = Path(__file__).resolve().parents[1]
-METHOD = "jacobi"  # the method `make bench` times (see the report for the comparison behind the choice)
+METHOD = "cgls"  # the method `make bench` times (see the report for the comparison behind the choice)
 
 N_PIXELS, K = 3 * 224 * 224, 512 * 7 * 7
 

@@ -80,11 +80,12 @@ class MatrixFreeTangentSubspace(Subspace):
     from the previous solution of the same image (`solution`, (B, k)); a zero row of v (a frozen image in
     lib.attacks.pgd_l2) is projected to exactly zero and leaves that image's solution as it was.
     probes > 0: CG is preconditioned by the Jacobi column scaling of lib.manifold.column_scale, estimated
-    once per image from `probes` vjps. Every solve is logged per image (solve_summary): a projection is
+    once per image from `probes` vjps; off by default (bench/bench_projection.py, VGG autoencoder at ImageNet
+    size: it did not beat plain warm-started CGLS, random or briefly trained weights). Every solve is logged per image (solve_summary): a projection is
     only as exact as its residual says, and an unconverged P_off leaks tangent components.
     """
 
-    def __init__(self, ae, x, tol=1e-4, max_iter=100, probes=8, seed=0):
+    def __init__(self, ae, x, tol=1e-4, max_iter=100, probes=0, seed=0):
         self.ae, self.tol, self.max_iter = ae, tol, max_iter
         with eval_mode(ae), torch.no_grad():
             self.z = ae.encode(x)
