@@ -111,7 +111,7 @@ def training_images(data, subset=None, seed=0):
     """The training images of `data` a PCA control is computed from (`subset` of them drawn with `seed`, as
     Data.subset; None: all), by description, so that a worker draws the same ones again."""
     x = data.subset(subset, None, seed).train_x
-    return PCAImages(data.name, data.identity(), subset, seed, f"pca-of-{len(x)}-{cache.hash_tensor(x)}")
+    return PCAImages(data.name, data.identity(), subset, seed, shards.pca_identity(x))
 
 
 def control_spec(kind, k, seed=0, train_images=None):

@@ -57,6 +57,11 @@ class PCAImages:
     identity: str
 
 
+def pca_identity(images):
+    """PCAImages.identity of the training images a PCA control is computed from: their count and a hash."""
+    return f"pca-of-{len(images)}-{cache.hash_tensor(images)}"
+
+
 @dataclass(frozen=True)
 class SubspaceSpec:
     """A subspace to build at the attacked images, declared: what identifies it in a cache key (kind, k,
@@ -182,7 +187,7 @@ def _subspace(task, local, x, ids, d, device):
     def pca_basis():  # shared by all images: computed once per process, whatever the shard
         p = spec.pca
         images = _data_set(task, local, p.dataset, p.data_identity).subset(p.subset, None, p.seed).train_x
-        if f"pca-of-{len(images)}-{cache.hash_tensor(images)}" != p.identity:
+        if pca_identity(images) != p.identity:
             raise RuntimeError(f"the PCA images drawn here differ from the notebook's ({p.identity})")
         return build_subspace(spec, x, ids, pca_images=images)
     return _obtain(None, ("pca", spec.pca.identity, spec.k, str(x.device), str(x.dtype)), pca_basis)
