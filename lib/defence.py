@@ -20,6 +20,7 @@ from torch import nn
 from lib import cache, train
 from lib.attacks import l2_norm, margin_loss, ce_loss, pgd_l2
 from lib.runtime import progress
+from lib.subspaces import PCASubspace
 
 
 class Projected(nn.Module):
@@ -39,13 +40,8 @@ class PCAProjection(nn.Module):
 
     def __init__(self, train_images, k):
         super().__init__()
-        X = train_images.flatten(1)
-        if not 1 <= k < X.shape[1]:
-            raise ValueError(f"k must be in 1..{X.shape[1] - 1}, got {k}")
-        mean = X.mean(0)
-        Q = torch.linalg.svd(X - mean, full_matrices=False).Vh[:k].T.contiguous()
-        self.register_buffer("mean", mean)
-        self.register_buffer("Q", Q)
+        self.register_buffer("mean", train_images.flatten(1).mean(0))
+        self.register_buffer("Q", PCASubspace(train_images, k).Q)  # the principal directions, (n, k)
 
     def forward(self, x):
         v = x.flatten(1) - self.mean
@@ -53,9 +49,8 @@ class PCAProjection(nn.Module):
 
 
 @torch.no_grad()
-def project_images(project, images, batch_size=500):
-    """P(x) for a stack of images, in batches, on `project`'s device; returned on the images' device."""
-    device = next(iter(project.parameters()), next(iter(project.buffers()), images)).device
+def project_images(project, images, device, batch_size=500):
+    """P(x) for a stack of images, in batches on `device` (where `project` lives); returned on the images' device."""
     return torch.cat([project(images[i:i + batch_size].to(device)).to(images.device)
                       for i in range(0, len(images), batch_size)])
 
@@ -77,8 +72,8 @@ def finetune_on_projection(clf, project, projection_id, cfg, device="cpu"):
     Returns a lib.train.Trained whose meta holds the loss per epoch; from the cache when there."""
     if cfg.epochs < 1 or not cfg.lr > 0:
         raise ValueError(f"fine-tuning needs epochs >= 1 and lr > 0; got {cfg.epochs}, {cfg.lr}")
-    base = train.ClassifierConfig(**{**clf.meta["config"], "lr_milestones": tuple(clf.meta["config"]["lr_milestones"])})
-    fit_cfg = replace(base, epochs=cfg.epochs, lr=cfg.lr, lr_milestones=(), seed=cfg.seed)
+    fit_cfg = replace(train.config_from("classifier", clf.meta["config"]), epochs=cfg.epochs, lr=cfg.lr,
+                      lr_milestones=(), seed=cfg.seed)
     data = clf.train_data
 
     def build():
@@ -86,7 +81,7 @@ def finetune_on_projection(clf, project, projection_id, cfg, device="cpu"):
 
         torch.manual_seed(cfg.seed)
         t0 = time.time()
-        projected = project_images(project.eval(), data.train_x)
+        projected = project_images(project.eval(), data.train_x, device)
         model, history = train.fit(copy.deepcopy(clf.model), projected, data.train_y, F.cross_entropy, fit_cfg,
                                    device, f"{data.name} fine-tune on {projection_id[:24]}")
         meta = {"config": asdict(fit_cfg), "finetune": asdict(cfg), "base_classifier": clf.key,

@@ -213,6 +213,13 @@ class ModelNotCached(FileNotFoundError):
     """A model a distributed worker needs is not in the cache it reads (workers load models, never train)."""
 
 
+def config_from(kind, config):
+    """The ClassifierConfig / AutoencoderConfig (kind: classifier | autoencoder) of a stored config dict (the
+    asdict in Trained.meta["config"]; a stored tuple may come back as a list)."""
+    cls = {"classifier": ClassifierConfig, "autoencoder": AutoencoderConfig}[kind]
+    return cls(**{k: tuple(v) if isinstance(v, list) else v for k, v in config.items()})
+
+
 def load_trained(kind, key, config, shape, num_classes=10, device="cpu", root=None):
     """The model stored under `key` (kind: classifier | autoencoder), rebuilt from `config` (the asdict of its
     ClassifierConfig / AutoencoderConfig, as in Trained.meta["config"]) with the stored weights.
@@ -220,8 +227,7 @@ def load_trained(kind, key, config, shape, num_classes=10, device="cpu", root=No
     For work that runs away from the notebook (a dask worker): it reads the cache under `root` (default
     cache_dir()) and never trains; a missing entry raises ModelNotCached saying what to run first.
     The pretrained ResNet-50 is not a cache entry: torchvision's own cache holds its weights."""
-    cls = {"classifier": ClassifierConfig, "autoencoder": AutoencoderConfig}[kind]
-    cfg = cls(**{k: tuple(v) if isinstance(v, list) else v for k, v in config.items()})
+    cfg = config_from(kind, config)
     if kind == "classifier" and cfg.arch == "resnet50":
         return build_classifier(cfg).to(device).eval()
     entry = cache.lookup(kind, key, root)
