@@ -209,10 +209,17 @@ def run_shard(task, local=None):
             raise RuntimeError(f"{task.dataset}/{task.split} images {list(task.image_ids)[:5]}... differ from the "
                                "notebook's: workers need the same data files (DIMPLED_DATA)")
         model = _model(task, local, task.classifier, d, device)
-        x, y = x.to(device), y.to(device)
-        sub = None if task.subspace is None else _subspace(task, local, x, task.image_ids, d, device)
-        tensors = attack_images(model, x, y, task.condition, task.settings, sub)
-        return tensors, {"condition": task.condition, "subspace": None if sub is None else task.subspace.kind,
+        x, y, spec = x.to(device), y.to(device), task.subspace
+        # images in groups small enough for their subspaces' memory (ImageNet tangent spaces: one at a time)
+        group = len(x) if spec is None or spec.kind != "tangent" else subspaces.tangent_route(
+            _model(task, local, spec.autoencoder, d, device), x)[1]
+        parts = []
+        for i in range(0, len(x), group):
+            xi, yi, idi = x[i:i + group], y[i:i + group], list(task.image_ids)[i:i + group]
+            sub = None if spec is None else _subspace(task, local, xi, idi, d, device)
+            parts.append(attack_images(model, xi, yi, task.condition, task.settings, sub))
+        tensors = {name: torch.cat([p[name] for p in parts]) for name in parts[0]}
+        return tensors, {"condition": task.condition, "subspace": None if spec is None else spec.kind,
                          "image_ids": list(task.image_ids)}
 
     entry, hit = cache.cached("attacks", task.key, build, root=task.cache_dir)

@@ -13,14 +13,16 @@ Every subspace has the same small interface: `.name`, `.k`, `.n` (the input dime
 The controls exist because confining an attack to ANY k-dimensional subspace lengthens it by about
 sqrt(n/k); only the difference between the tangent space and these says something about the manifold.
 Note the memory: a basis is n x k floats per image (ImageNet k = 25,088: 15 GB), so at ImageNet
-size use the coordinate subspace, which stores only a mask, and lib.manifold's matrix-free tangent
-projection.
+size the tangent space is projected through its k x k Gram matrix (GramTangentSubspace, 5.0 GB per image),
+one image at a time, and the coordinate subspace stores only a mask.
 """
+import copy
 import hashlib
 
 import torch
 
-from lib.manifold import column_scale, eval_mode, project_onto, project_onto_matrix_free, tangent_basis
+from lib.manifold import (column_scale, eval_mode, gram_matrix, gram_solver, project_onto, project_onto_gram,
+                          project_onto_matrix_free, tangent_basis)
 
 KINDS = ("tangent", "coordinate", "random", "pca")
 
@@ -97,13 +99,8 @@ class MatrixFreeTangentSubspace(Subspace):
 
     def reset(self):
         """Forget the warm start and the solve log (e.g. before another attack at the same images)."""
-        batch, device = self.z.shape[0], self.z.device
         self.solution, self.last_info = None, None
-        self._log = {"residual": torch.zeros(batch, device=device),
-                     "iterations": torch.zeros(batch, dtype=torch.long, device=device),
-                     "iterations_max": torch.zeros(batch, dtype=torch.long, device=device),
-                     "solves": torch.zeros(batch, dtype=torch.long, device=device),
-                     "converged": torch.ones(batch, dtype=torch.bool, device=device)}
+        self._log = _new_log(self.z.shape[0], self.z.device)
 
     def on(self, v):
         with eval_mode(self.ae):
@@ -112,29 +109,118 @@ class MatrixFreeTangentSubspace(Subspace):
         solved = v.flatten(1).ne(0).any(1)  # zero rows: frozen images, nothing solved
         keep = solved[:, None]
         self.solution = info["solution"] if self.solution is None else torch.where(keep, info["solution"], self.solution)
-        log = self._log
-        log["residual"] = torch.maximum(log["residual"], info["residual"].to(log["residual"].dtype))
-        log["iterations"] += info["iterations"]
-        log["iterations_max"] = torch.maximum(log["iterations_max"], info["iterations"])
-        log["solves"] += solved.long()
-        log["converged"] &= info["converged"]
+        _record(self._log, info, solved)
         self.last_info = info
         return projected
 
     def solve_summary(self, batch=None):
         """The solve log of every call since construction or reset(): see Subspace.solve_summary."""
-        if batch is not None and batch != self.z.shape[0]:
-            raise ValueError(f"batch must be the subspace's {self.z.shape[0]} images, got {batch!r}")
-        return {name: t.detach().cpu().clone() for name, t in self._log.items()}
+        return _summary(self._log, self.z.shape[0], batch)
 
 
-def tangent_subspace(ae, x, chunk_size=64, max_basis_bytes=2**31):
-    """The tangent space of `ae` at the images x (B, C, H, W); k = ae.latent_dim.
+class GramTangentSubspace(Subspace):
+    """The tangent space at each image, projected exactly without J: G = J^T J (k x k, lib.manifold.gram_matrix,
+    k jvp + vjp pairs per image) is factorised once (Cholesky); each on(v) then costs one vjp, two triangular
+    solves and one jvp, plus one vjp for the residual it logs. For large k, where a basis (n x k) does not fit:
+    at ImageNet size G is 5.0 GB per image in float64, a basis 15 GB in float32.
 
-    A dense TangentSubspace (bases by QR) when the B bases fit in max_basis_bytes, else the
-    MatrixFreeTangentSubspace (ImageNet: one basis alone is 150,528 x 25,088 floats, 15 GB)."""
-    if x.shape[0] * x[0].numel() * ae.latent_dim * x.element_size() > max_basis_bytes:
-        return MatrixFreeTangentSubspace(ae, x)
+    Why not conjugate gradients (MatrixFreeTangentSubspace): a trained decoder's J is ill-conditioned (a
+    VGG autoencoder at 64 x 64, k = 1,024, briefly trained: condition number 3e5), and CG on the normal
+    equations then needs far more than k iterations: after 1,000 its projection still missed 35% of the
+    tangent component, while its normal-equation residual read 3e-2. A direct solve has no such failure.
+    dtype: the precision of G and of the projection's jvp / vjp (the autoencoder is copied into it); float64
+    by default, because forming J^T J squares the condition number (kappa(J)^2 * epsilon: 1e-5 in float64 at
+    kappa = 3e5, no digits left in float32). Where G is singular to working precision (a latent direction the
+    decoder ignores) the projection is onto J's numerical range (lib.manifold.gram_solver): `rank` says so.
+    """
+
+    def __init__(self, ae, x, dtype=torch.float64, tol=1e-4, chunk_size=16, progress=False):
+        self.tol, self.dtype = tol, dtype
+        floats = [t for t in (*ae.parameters(), *ae.buffers()) if t.is_floating_point()]
+        self.ae = ae if all(t.dtype == dtype for t in floats) else copy.deepcopy(ae).to(dtype)
+        with eval_mode(self.ae), torch.no_grad():
+            xw = x.to(dtype)
+            self.z = self.ae.encode(xw)
+            self.decode = self.ae.decoder_at(xw)
+            G = gram_matrix(self.decode, self.z, chunk_size, progress)
+        self.solve, self.rank = gram_solver(G)
+        self.name, self.n, self.k = "tangent", x[0].numel(), ae.latent_dim
+        self.reset()
+
+    def reset(self):
+        """Forget the solve log."""
+        self.last_info = None
+        self._log = _new_log(self.z.shape[0], self.z.device)
+
+    def on(self, v):
+        with eval_mode(self.ae):
+            projected, info = project_onto_gram(self.decode, self.z, v.to(self.dtype), self.solve)
+        info["converged"] = info["residual"] <= self.tol
+        _record(self._log, info, v.flatten(1).ne(0).any(1))
+        self.last_info = info
+        return projected.to(v.dtype)
+
+    def solve_summary(self, batch=None):
+        """The solve log of every call since construction or reset(): see Subspace.solve_summary."""
+        return _summary(self._log, self.z.shape[0], batch)
+
+
+def _new_log(batch, device):
+    return {"residual": torch.zeros(batch, device=device),
+            "iterations": torch.zeros(batch, dtype=torch.long, device=device),
+            "iterations_max": torch.zeros(batch, dtype=torch.long, device=device),
+            "solves": torch.zeros(batch, dtype=torch.long, device=device),
+            "converged": torch.ones(batch, dtype=torch.bool, device=device)}
+
+
+def _record(log, info, solved):
+    """Add one call's solves (info from lib.manifold's projections) to the per-image log; solved: (B,) bool."""
+    log["residual"] = torch.maximum(log["residual"], info["residual"].to(log["residual"].dtype))
+    log["iterations"] += info["iterations"]
+    log["iterations_max"] = torch.maximum(log["iterations_max"], info["iterations"])
+    log["solves"] += solved.long()
+    log["converged"] &= info["converged"]
+
+
+def _summary(log, images, batch):
+    if batch is not None and batch != images:
+        raise ValueError(f"batch must be the subspace's {images} images, got {batch!r}")
+    return {name: t.detach().cpu().clone() for name, t in log.items()}
+
+
+MAX_BASIS_BYTES = 2**31  # dense bases (n x k per image) up to 2 GiB at once: MNIST and CIFAR-10
+MAX_GRAM_BYTES = 2**33   # else Gram matrices (k x k float64 per image) up to 8 GiB at once: ImageNet, one image
+
+
+def tangent_route(ae, x, max_basis_bytes=None, max_gram_bytes=None):
+    """How the tangent space of `ae` at images like x is projected, and how many images fit at once:
+    ("basis", m) where a QR basis per image fits max_basis_bytes (m of them), else ("gram", m) where a float64
+    Gram matrix per image fits max_gram_bytes (None: MAX_BASIS_BYTES, MAX_GRAM_BYTES). Raises ValueError where
+    neither fits one image."""
+    max_basis_bytes = MAX_BASIS_BYTES if max_basis_bytes is None else max_basis_bytes
+    max_gram_bytes = MAX_GRAM_BYTES if max_gram_bytes is None else max_gram_bytes
+    n, k = x[0].numel(), ae.latent_dim
+    per_basis, per_gram = n * k * x.element_size(), k * k * 8
+    if per_basis <= max_basis_bytes:
+        return "basis", max_basis_bytes // per_basis
+    if per_gram <= max_gram_bytes:
+        return "gram", max_gram_bytes // per_gram
+    raise ValueError(f"max_gram_bytes must hold one k x k float64 Gram matrix ({per_gram / 2**30:.1f} GiB for "
+                     f"k = {k}), got {max_gram_bytes}; MatrixFreeTangentSubspace needs no more than the decoder, "
+                     "but converges only where J is well conditioned")
+
+
+def tangent_subspace(ae, x, chunk_size=64, max_basis_bytes=None, max_gram_bytes=None):
+    """The tangent space of `ae` at the images x (B, C, H, W); k = ae.latent_dim, by `tangent_route`:
+    a dense TangentSubspace (bases by QR) when the B bases fit in max_basis_bytes, else a GramTangentSubspace
+    (ImageNet: one basis is 150,528 x 25,088 floats, 15 GB; its Gram matrix 5.0 GB in float64). More images
+    than fit at once raise ValueError: attack them in groups (lib.shards does)."""
+    route, at_once = tangent_route(ae, x, max_basis_bytes, max_gram_bytes)
+    if x.shape[0] > at_once:
+        raise ValueError(f"x must hold at most {at_once} images for the {route} route of a k = {ae.latent_dim} "
+                         f"tangent space, got {x.shape[0]}: attack them in groups")
+    if route == "gram":
+        return GramTangentSubspace(ae, x)
     return TangentSubspace(tangent_basis(ae, x, chunk_size=chunk_size))
 
 

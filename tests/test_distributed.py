@@ -175,3 +175,27 @@ def test_scheduler_parameter_wins_over_the_environment(monkeypatch):
     assert distributed.scheduler_address("tcp://param:8786") == "tcp://param:8786"
     with pytest.raises(ValueError, match="shard_size must be"):
         experiment.AttackExperiment(None, None, "test", 3, SETTINGS, shard_size=0)
+
+
+def test_where_a_basis_does_not_fit_a_shard_projects_through_gram_matrices_a_group_at_a_time(setup, cache_dir,
+                                                                                                monkeypatch):
+    """As at ImageNet size: the tangent conditions go through GramTangentSubspace, as many images at once as
+    MAX_GRAM_BYTES holds, and give the records of the dense bases."""
+    from lib import subspaces
+    conditions = [(c, experiment.tangent_spec(setup[2])) for c in ("on", "off")]
+    expected = records(make(setup, shard_size=N_IMAGES), conditions)
+    shutil.rmtree(cache_dir / "attacks")
+    groups, Gram = [], subspaces.GramTangentSubspace
+
+    def spy(ae, x, **kwargs):
+        groups.append(len(x))
+        return Gram(ae, x, **kwargs)
+    monkeypatch.setattr(subspaces, "GramTangentSubspace", spy)
+    monkeypatch.setattr(subspaces, "MAX_BASIS_BYTES", 0)
+    monkeypatch.setattr(subspaces, "MAX_GRAM_BYTES", 2 * 16 * 16 * 8)  # two k = 16 Gram matrices
+    got = records(make(setup, shard_size=N_IMAGES), conditions)
+    assert groups == [2, 2, 2, 1] * 2
+    assert (got["proj_converged"]).all() and (got["proj_residual"] < 1e-4).all()
+    pd.testing.assert_series_equal(got["success"], expected["success"])
+    torch.testing.assert_close(torch.tensor(got["norm"].values), torch.tensor(expected["norm"].values),
+                               atol=1e-4, rtol=0)

@@ -5,8 +5,8 @@ import torch
 from torch import nn
 
 from lib.manifold import project_onto, tangent_basis
-from lib.subspaces import (KINDS, CoordinateSubspace, MatrixFreeTangentSubspace, PCASubspace, RandomSubspace,
-                           TangentSubspace, make_subspace, tangent_subspace)
+from lib.subspaces import (KINDS, CoordinateSubspace, GramTangentSubspace, MatrixFreeTangentSubspace, PCASubspace,
+                           RandomSubspace, TangentSubspace, make_subspace, tangent_route, tangent_subspace)
 
 SHAPE = (1, 8, 8)  # toy images: n = 64
 N, K, B = 64, 5, 4
@@ -151,14 +151,96 @@ def test_matrix_free_tangent_subspace_agrees_with_the_dense_one():
     ae = SoftplusAE().double()
     x = torch.rand(3, *SHAPE, dtype=torch.float64)
     v = torch.randn(3, *SHAPE, dtype=torch.float64)
-    dense = tangent_subspace(ae, x)
-    free = tangent_subspace(ae, x, max_basis_bytes=0)  # forced: as at ImageNet size
-    assert isinstance(dense, TangentSubspace) and not isinstance(free, TangentSubspace)
+    dense, free = tangent_subspace(ae, x), MatrixFreeTangentSubspace(ae, x, tol=1e-10, max_iter=500)
     assert (free.k, free.n, free.name) == (dense.k, dense.n, "tangent")
-    free.tol, free.max_iter = 1e-10, 500
     assert torch.allclose(free.on(v), dense.on(v), atol=1e-6)
     assert torch.allclose(free.off(v), dense.off(v), atol=1e-6)
     assert bool(free.last_info["converged"].all())
+
+
+def test_gram_tangent_subspace_is_the_dense_projection_and_is_chosen_where_a_basis_does_not_fit():
+    torch.manual_seed(0)
+    ae = SoftplusAE().double()
+    x = torch.rand(3, *SHAPE, dtype=torch.float64)
+    v = torch.randn(3, *SHAPE, dtype=torch.float64)
+    dense = tangent_subspace(ae, x)
+    gram = tangent_subspace(ae, x, max_basis_bytes=0)  # forced: as at ImageNet size
+    assert isinstance(dense, TangentSubspace) and isinstance(gram, GramTangentSubspace)
+    assert (gram.k, gram.n, gram.name) == (dense.k, dense.n, "tangent") and gram.rank.tolist() == [K] * 3
+    torch.testing.assert_close(gram.on(v), dense.on(v), atol=1e-10, rtol=0)
+    torch.testing.assert_close(gram.on(gram.on(v)), gram.on(v), atol=1e-10, rtol=0)  # idempotent
+    assert gram.off(v).flatten(1).mul(gram.on(v).flatten(1)).sum(1).abs().max() < 1e-10  # orthogonal
+    summary = gram.solve_summary(3)
+    assert summary["converged"].all() and (summary["residual"] < 1e-10).all() and (summary["iterations"] == 0).all()
+    assert summary["solves"].tolist() == [6, 6, 6]  # every on() above, off() included
+
+
+def test_gram_route_computes_in_float64_for_a_float32_autoencoder_and_leaves_it_alone():
+    torch.manual_seed(0)
+    ae = SoftplusAE().eval()
+    x, v = torch.rand(2, *SHAPE), torch.randn(2, *SHAPE)
+    gram = GramTangentSubspace(ae, x)
+    assert next(ae.parameters()).dtype == torch.float32 and gram.on(v).dtype == torch.float32
+    exact = TangentSubspace(tangent_basis(ae.double(), x.double())).on(v.double())
+    torch.testing.assert_close(gram.on(v).double(), exact, atol=1e-6, rtol=0)
+
+
+class LinearDecoderAE(nn.Module):
+    """D(z) = A z: the tangent space is the column space of A, whatever its conditioning or rank."""
+
+    def __init__(self, A):
+        super().__init__()
+        self.register_buffer("A", A)
+        self.latent_dim = A.shape[1]
+
+    def encode(self, x):
+        return torch.zeros(x.shape[0], self.latent_dim, dtype=x.dtype)
+
+    def decoder_at(self, x=None):
+        return lambda z: (z @ self.A.T).view(-1, *SHAPE)
+
+
+def matrix(singular_values, seed=0):
+    g = torch.Generator().manual_seed(seed)
+    U = torch.linalg.qr(torch.randn(N, len(singular_values), generator=g, dtype=torch.float64))[0]
+    V = torch.linalg.qr(torch.randn(len(singular_values), len(singular_values), generator=g, dtype=torch.float64))[0]
+    return U * torch.as_tensor(singular_values, dtype=torch.float64) @ V.T, U
+
+
+def test_gram_projection_is_exact_where_conjugate_gradients_stall():
+    """kappa(J) = 1e5 with a spread spectrum: CG's normal-equation residual looks small long before its
+    projection is right; the direct Gram solve is exact to kappa^2 * eps."""
+    k = 12
+    A, U = matrix(torch.logspace(0, -5, k))
+    ae, x = LinearDecoderAE(A), images(1)
+    v = torch.randn(1, *SHAPE, dtype=torch.float64, generator=torch.Generator().manual_seed(4))
+    exact = (U @ (U.T @ v.flatten())).view_as(v)
+    gram = GramTangentSubspace(ae, x)
+    assert (gram.on(v) - exact).norm() / exact.norm() < 1e-5
+    cg = MatrixFreeTangentSubspace(ae, x, tol=1e-4, max_iter=k)  # k iterations: exact in exact arithmetic
+    assert (cg.on(v) - exact).norm() / exact.norm() > 1e-3
+
+
+def test_gram_route_projects_onto_the_numerical_range_of_a_rank_deficient_decoder():
+    A, U = matrix([3.0, 1.0, 0.5, 0.2, 0.1])
+    A[:, 2] = 0  # a latent direction the decoder ignores (a dead unit): G is singular, Cholesky fails
+    ae, x = LinearDecoderAE(A), images(1)
+    v = torch.randn(1, *SHAPE, dtype=torch.float64, generator=torch.Generator().manual_seed(5))
+    Ur = torch.linalg.svd(A, full_matrices=False)[0][:, :4]
+    gram = GramTangentSubspace(ae, x)
+    assert gram.rank.tolist() == [4]
+    torch.testing.assert_close(gram.on(v), (Ur @ (Ur.T @ v.flatten())).view_as(v), atol=1e-10, rtol=0)
+
+
+def test_tangent_route_and_how_many_images_fit_at_once():
+    ae, x = autoencoder(), images(4)
+    per_basis, per_gram = N * K * 8, K * K * 8
+    assert tangent_route(ae, x) == ("basis", 2**31 // per_basis)
+    assert tangent_route(ae, x, max_basis_bytes=0, max_gram_bytes=3 * per_gram) == ("gram", 3)
+    with pytest.raises(ValueError, match="x must hold at most 3 images"):
+        tangent_subspace(ae, x, max_basis_bytes=0, max_gram_bytes=3 * per_gram)
+    with pytest.raises(ValueError, match="max_gram_bytes must hold one"):
+        tangent_route(ae, x, max_basis_bytes=0, max_gram_bytes=per_gram - 1)
 
 
 @pytest.mark.parametrize("kind", ("coordinate", "random"))
