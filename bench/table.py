@@ -4,7 +4,7 @@ Each row comes from the benchmark that owns the task (its `rows(devices)` functi
 task, device, ours_s and peer_s (median wall seconds over repeats in this run, or None), ours / peer (what
 was compared), ratio = peer_s / ours_s (> 1: ours is faster), estimated (True where the peer's time is
 extrapolated, not run), note. The machine is recorded beside the rows: CPU model, cores, torch threads, devices.
-Run: .venv/bin/python bench/table.py [--only attacks,onmanifold,projection,dask,report] [--out reports/bench.json]
+Run: .venv/bin/python bench/table.py [--only attacks,onmanifold,projection,dask,report] [--merge] [--out reports/bench.json]
 """
 import argparse
 import json
@@ -62,12 +62,16 @@ def main():
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--only", default=",".join(SOURCES), help="comma-separated subset of " + ", ".join(SOURCES))
     ap.add_argument("--out", default=os.path.join(os.environ.get("DIMPLED_REPORTS", "reports"), "bench.json"))
+    ap.add_argument("--merge", action="store_true", help="replace only these benchmarks' rows in --out")
     args = ap.parse_args()
     torch.set_num_threads(int(os.environ.get("BENCH_THREADS", "1")))
-    rows = []
-    for name in args.only.split(","):
-        rows += SOURCES[name].rows(devices())
+    rows, names = [], args.only.split(",")
+    for name in names:
+        rows += [{**r, "source": name} for r in SOURCES[name].rows(devices())]
         print(f"[bench] {name}: done", file=sys.stderr, flush=True)
+    if args.merge and os.path.exists(args.out):  # keep the other benchmarks' rows of an earlier run
+        with open(args.out) as f:
+            rows = [r for r in json.load(f)["rows"] if r.get("source") not in names] + rows
     info = machine()
     os.makedirs(os.path.dirname(args.out) or ".", exist_ok=True)
     with open(args.out, "w") as f:

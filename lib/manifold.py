@@ -4,8 +4,11 @@ At an image x: z = E(x), J = dD/dz at z (an n x k matrix, n = C*H*W), Q = an ort
 J's columns. P_on v = Q Q^T v is the part of v along the manifold, P_off v = v - P_on v the rest.
 
 Small k (MNIST 16, CIFAR 128): `tangent_basis` forms J with forward-mode AD and QR-factorises it.
-Large k (ImageNet 25,088, where J alone is 15 GB): `project_onto_matrix_free` solves the least-squares
-problem min_a ||J a - v|| by conjugate gradients with jvp / vjp and returns P_on v = J a, J never formed.
+Large k (ImageNet 25,088, where J alone is 15 GB): `gram_matrix` forms G = J^T J (k x k) from jvp / vjp
+pairs, `gram_solver` factorises it, and `project_onto_gram` returns P_on v = J a with G a = J^T v, J never
+formed. `project_onto_matrix_free` solves the same least-squares problem by conjugate gradients with no
+k x k matrix at all; it converges only where J is well conditioned (a trained decoder's is not: see
+lib.subspaces.GramTangentSubspace).
 
 Every function is batched: v has shape (B, C, H, W), Q shape (B, n, k) (one basis per image) or
 (n, k) (one basis shared by all images). Jacobians are taken with the autoencoder in eval mode, so that
@@ -211,10 +214,19 @@ def project_onto_matrix_free(decode, z, v, tol=1e-6, max_iter=200, progress=Fals
 
 # ---- the Gram route: an exact projection for large k without J --------------------------------------------------
 
+def unit_vectors(start, stop, k, like):
+    """e_start .. e_(stop-1) of R^k as rows, (stop - start, k), like's dtype and device (not a slice of a
+    k x k identity: at k = 25,088 that is 5 GB)."""
+    units = torch.zeros(stop - start, k, dtype=like.dtype, device=like.device)
+    units[torch.arange(stop - start), torch.arange(start, stop)] = 1
+    return units
+
+
 def gram_matrix(decode, z, chunk_size=16, progress=False):
     """G = J^T J for every image, (B, k, k) in z's dtype, from k jvp + vjp pairs (chunk_size at a time,
     vmapped): column i is J^T (J e_i). J itself (n x k) is never held: at ImageNet size G is k^2 floats
-    (25,088^2 x 8 bytes = 5.0 GB in float64) against J's n k (30 GB in float64, 15 GB in float32)."""
+    (25,088^2 x 8 bytes = 5.0 GB in float64) against J's n k (30 GB in float64, 15 GB in float32).
+    Both triangles are filled; they differ by rounding, and gram_solver reads the lower one only."""
     _require(isinstance(chunk_size, int) and chunk_size >= 1, "chunk_size", "an integer >= 1", chunk_size)
     B, k = z.shape
     G = torch.empty(B, k, k, dtype=z.dtype, device=z.device)
@@ -225,33 +237,32 @@ def gram_matrix(decode, z, chunk_size=16, progress=False):
         column = vmap(lambda u: J_T(jvp(decode, (z,), (u,))[1])[0])  # e_i (as B rows) -> J^T J e_i, (B, k)
         for start in progress_bar(range(0, k, chunk_size), desc="Gram matrix J^T J", disable=not progress):
             stop = min(start + chunk_size, k)
-            units = torch.eye(k, dtype=z.dtype, device=z.device)[start:stop]  # (c, k)
+            units = unit_vectors(start, stop, k, z)  # (c, k)
             G[:, :, start:stop] = column(units[:, None, :].expand(-1, B, -1)).permute(1, 2, 0)
-    return (G + G.transpose(1, 2)) / 2  # exact symmetry (the two halves round differently)
+    return G
 
 
-def gram_solver(G, rcond=None):
-    """A solver for G a = s per image, G = J^T J (B, k, k): its Cholesky factor, or, where G is singular to
-    working precision (a latent direction the decoder ignores, e.g. a dead ReLU), the pseudo-inverse on the
-    eigenvectors with eigenvalue > rcond * largest (default k * machine epsilon, as numpy's pinv).
-    Returns (solve, rank): solve(s) for s (B, k) gives a (B, k); rank (B,) is k where Cholesky succeeded."""
-    B, k, _ = G.shape
-    rcond = k * torch.finfo(G.dtype).eps if rcond is None else rcond
-    L, info = torch.linalg.cholesky_ex(G)
-    rank = torch.full((B,), k, dtype=torch.long, device=G.device)
-    pinv = {}
-    for b in torch.nonzero(info).flatten().tolist():
-        lam, V = torch.linalg.eigh(G[b])
-        keep = lam > rcond * lam[-1].clamp_min(torch.finfo(G.dtype).tiny)
-        pinv[b] = (V[:, keep] / lam[keep]) @ V[:, keep].T
-        rank[b] = int(keep.sum())
+def gram_solver(G, shift=None):
+    """A solver for G a = s per image, G = J^T J (B, k, k), by Cholesky, IN PLACE (G's memory becomes the
+    factor: at ImageNet size a second k x k matrix would be another 5 GB).
+    The diagonal is first raised by shift * the largest diagonal entry (default k * machine epsilon, the
+    rcond of numpy's pinv): a latent direction the decoder ignores (a dead ReLU: a zero column of J) or one
+    below working precision would make G singular; with the shift it is damped instead, and the projection
+    J a is onto J's numerical range (a direction of J with sigma^2 >> shift * max diag is kept to a relative
+    error of shift * max diag / sigma^2). Returns solve: s (B, k) -> a (B, k)."""
+    k = G.shape[-1]
+    shift = k * torch.finfo(G.dtype).eps if shift is None else shift
+    diagonal = G.diagonal(dim1=-2, dim2=-1)
+    diagonal.add_(shift * diagonal.amax(-1, keepdim=True).clamp_min(torch.finfo(G.dtype).tiny))
+    L, info = torch.linalg.cholesky_ex(G, out=(G, torch.empty(G.shape[:-2], dtype=torch.int32, device=G.device)))
+    if info.any():
+        raise RuntimeError(f"J^T J is not positive definite even with a diagonal shift of {shift:g} x its largest "
+                           f"entry (images {torch.nonzero(info).flatten().tolist()}): its rounding errors exceed "
+                           "the shift; compute it in float64")
 
     def solve(s):
-        a = torch.cholesky_solve(s[:, :, None], L)[:, :, 0]
-        for b, P in pinv.items():
-            a[b] = P @ s[b]
-        return a
-    return solve, rank
+        return torch.cholesky_solve(s[:, :, None], L)[:, :, 0]
+    return solve
 
 
 def project_onto_gram(decode, z, v, solve):

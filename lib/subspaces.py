@@ -75,16 +75,18 @@ class TangentSubspace(BasisSubspace):
 
 class MatrixFreeTangentSubspace(Subspace):
     """The tangent space at each image without a basis: on(v) = J a with J^T J a = J^T v, solved by
-    conjugate gradients with jvp / vjp (lib.manifold.project_onto_matrix_free) at every call. For
-    ImageNet-size autoencoders, where a basis is n x k floats per image.
+    conjugate gradients with jvp / vjp (lib.manifold.project_onto_matrix_free) at every call: no memory beyond
+    the decoder's passes, where neither a basis (n x k) nor a Gram matrix (k x k) fits.
 
     Successive calls of an attack project nearby vectors (PGD's gradients), so each call is warm-started
     from the previous solution of the same image (`solution`, (B, k)); a zero row of v (a frozen image in
     lib.attacks.pgd_l2) is projected to exactly zero and leaves that image's solution as it was.
     probes > 0: CG is preconditioned by the Jacobi column scaling of lib.manifold.column_scale, estimated
-    once per image from `probes` vjps; off by default (bench/bench_projection.py, VGG autoencoder at ImageNet
-    size: it did not beat plain warm-started CGLS, random or briefly trained weights). Every solve is logged per image (solve_summary): a projection is
-    only as exact as its residual says, and an unconverged P_off leaks tangent components.
+    once per image from `probes` vjps; off by default (VGG autoencoder at ImageNet size: it did not beat plain
+    warm-started CGLS). Every solve is logged per image (solve_summary), but mind what the log can say: the
+    residual is the normal equations' ||J^T r|| / ||J^T v||, and the projection's error can be kappa(J) times
+    larger. Where J is ill-conditioned, as a trained decoder's is, use GramTangentSubspace (tangent_subspace
+    does): this class needs the least memory and is exact only for a well-conditioned J.
     """
 
     def __init__(self, ae, x, tol=1e-4, max_iter=100, probes=0, seed=0):
@@ -131,7 +133,7 @@ class GramTangentSubspace(Subspace):
     dtype: the precision of G and of the projection's jvp / vjp (the autoencoder is copied into it); float64
     by default, because forming J^T J squares the condition number (kappa(J)^2 * epsilon: 1e-5 in float64 at
     kappa = 3e5, no digits left in float32). Where G is singular to working precision (a latent direction the
-    decoder ignores) the projection is onto J's numerical range (lib.manifold.gram_solver): `rank` says so.
+    decoder ignores) the projection is onto J's numerical range (lib.manifold.gram_solver damps it).
     """
 
     def __init__(self, ae, x, dtype=torch.float64, tol=1e-4, chunk_size=16, progress=False):
@@ -143,7 +145,7 @@ class GramTangentSubspace(Subspace):
             self.z = self.ae.encode(xw)
             self.decode = self.ae.decoder_at(xw)
             G = gram_matrix(self.decode, self.z, chunk_size, progress)
-        self.solve, self.rank = gram_solver(G)
+        self.solve = gram_solver(G)
         self.name, self.n, self.k = "tangent", x[0].numel(), ae.latent_dim
         self.reset()
 
