@@ -226,7 +226,7 @@ def gram_matrix(decode, z, chunk_size=16, progress=False):
     """G = J^T J for every image, (B, k, k) in z's dtype, from k jvp + vjp pairs (chunk_size at a time,
     vmapped): column i is J^T (J e_i). J itself (n x k) is never held: at ImageNet size G is k^2 floats
     (25,088^2 x 8 bytes = 5.0 GB in float64) against J's n k (30 GB in float64, 15 GB in float32).
-    Both triangles are filled; they differ by rounding, and gram_solver reads the lower one only."""
+    Both triangles are filled; they differ by rounding, and gram_solver reads one of them."""
     _require(isinstance(chunk_size, int) and chunk_size >= 1, "chunk_size", "an integer >= 1", chunk_size)
     B, k = z.shape
     G = torch.empty(B, k, k, dtype=z.dtype, device=z.device)
@@ -244,7 +244,7 @@ def gram_matrix(decode, z, chunk_size=16, progress=False):
 
 def gram_solver(G, shift=None):
     """A solver for G a = s per image, G = J^T J (B, k, k), by Cholesky, IN PLACE (G's memory becomes the
-    factor: at ImageNet size a second k x k matrix would be another 5 GB).
+    factor, and G is lost: at ImageNet size a second k x k matrix would be another 5 GB).
     The diagonal is first raised by shift * the largest diagonal entry (default k * machine epsilon, the
     rcond of numpy's pinv): a latent direction the decoder ignores (a dead ReLU: a zero column of J) or one
     below working precision would make G singular; with the shift it is damped instead, and the projection
@@ -254,14 +254,18 @@ def gram_solver(G, shift=None):
     shift = k * torch.finfo(G.dtype).eps if shift is None else shift
     diagonal = G.diagonal(dim1=-2, dim2=-1)
     diagonal.add_(shift * diagonal.amax(-1, keepdim=True).clamp_min(torch.finfo(G.dtype).tiny))
-    L, info = torch.linalg.cholesky_ex(G, out=(G, torch.empty(G.shape[:-2], dtype=torch.int32, device=G.device)))
+    # factorised through its column-major view G^T (the same memory): LAPACK then works in place, where
+    # G itself (row-major) would be copied; G^T's lower triangle is G's upper one
+    Gt = G.mT
+    L, info = torch.linalg.cholesky_ex(Gt, out=(Gt, torch.empty(G.shape[:-2], dtype=torch.int32, device=G.device)))
     if info.any():
         raise RuntimeError(f"J^T J is not positive definite even with a diagonal shift of {shift:g} x its largest "
                            f"entry (images {torch.nonzero(info).flatten().tolist()}): its rounding errors exceed "
                            "the shift; compute it in float64")
 
-    def solve(s):
-        return torch.cholesky_solve(s[:, :, None], L)[:, :, 0]
+    def solve(s):  # L L^T a = s by two triangular solves (cholesky_solve would copy L)
+        y = torch.linalg.solve_triangular(L, s[:, :, None], upper=False)
+        return torch.linalg.solve_triangular(L.mT, y, upper=True)[:, :, 0]
     return solve
 
 
