@@ -49,7 +49,7 @@ def unconverged(records):
 
 def projection_check(records):
     """One sentence (markdown) on the projections behind `records`: that every one converged (with the largest
-    residual of the iterative ones), or, in bold, which conditions did not and how far they got."""
+    residual of those solved without a basis), or, in bold, which conditions did not and how far they got."""
     if not len(records) or "proj_converged" not in records:
         return "No projected attacks."
     bad = unconverged(records)
@@ -58,8 +58,9 @@ def projection_check(records):
                          f"{r.worst_residual:.2g}" for r in bad.itertuples())
         return (f"**Projections that did not converge** (an inexact P_off leaks tangent components into the off "
                 f"attack; read these rows with care): {rows}.")
-    iterative = records[records["proj_iterations"] > 0]
-    worst = f"; largest relative residual of the iterative ones {iterative['proj_residual'].max():.2g}" if len(iterative) else ""
+    solved = records[records["proj_residual"] > 0]  # projected without a basis (Gram matrix or CG): residual logged
+    worst = (f"; largest relative residual of those solved without a basis {solved['proj_residual'].max():.2g}"
+             if len(solved) else "")
     return f"Every projection converged ({len(records[records['subspace'] != 'none']):,} projected attacks{worst})."
 
 
