@@ -69,9 +69,10 @@ def main():
     for name in names:
         rows += [{**r, "source": name} for r in SOURCES[name].rows(devices())]
         print(f"[bench] {name}: done", file=sys.stderr, flush=True)
-    if args.merge and os.path.exists(args.out):  # keep the other benchmarks' rows of an earlier run
+    if args.merge and os.path.exists(args.out):  # keep the other benchmarks' rows of an earlier run (rows too
+        # old to say which benchmark wrote them are dropped)
         with open(args.out) as f:
-            rows = [r for r in json.load(f)["rows"] if r.get("source") not in names] + rows
+            rows = [r for r in json.load(f)["rows"] if r.get("source") and r["source"] not in names] + rows
     info = machine()
     os.makedirs(os.path.dirname(args.out) or ".", exist_ok=True)
     with open(args.out, "w") as f:

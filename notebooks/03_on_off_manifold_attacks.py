@@ -30,7 +30,7 @@
 from typing import Optional, Union
 
 profile: str = "quick"                   # smoke | quick | paper: which settings these are, for the record
-datasets: list[str] = ["mnist", "fashion_mnist"]  # any of mnist, fashion_mnist, cifar10, imagenet (matrix-free tangent projection: a GPU job)
+datasets: list[str] = ["mnist", "fashion_mnist"]  # any of mnist, fashion_mnist, cifar10, imagenet (a 5 GB Gram matrix per image for its tangent space: a GPU job)
 splits: list[str] = ["test", "train"]    # attack test images and training images
 n_images: int = 200                      # correctly classified images attacked per data set and split
 attack: dict[str, dict[str, float]] = {  # PGD per condition {eps, alpha, steps}, [0, 1] pixel scale (reproduction, halved
