@@ -221,8 +221,8 @@ def tangent_subspace(ae, x, chunk_size=64, max_basis_bytes=None, max_gram_bytes=
     if x.shape[0] > at_once:
         raise ValueError(f"x must hold at most {at_once} images for the {route} route of a k = {ae.latent_dim} "
                          f"tangent space, got {x.shape[0]}: attack them in groups")
-    if route == "gram":
-        return GramTangentSubspace(ae, x)
+    if route == "gram":  # minutes per image on a GPU, hours on a CPU: a progress bar over the k columns of G
+        return GramTangentSubspace(ae, x, progress=True)
     return TangentSubspace(tangent_basis(ae, x, chunk_size=chunk_size))
 
 
