@@ -212,6 +212,17 @@ def tangent_route(ae, x, max_basis_bytes=None, max_gram_bytes=None):
                      "but converges only where J is well conditioned")
 
 
+def images_at_once(kind, k, x, ae=None):
+    """How many of the images x can have their subspaces of this kind in memory at once: the tangent route's
+    count (tangent_route), as many n x k random bases as fit in MAX_BASIS_BYTES but at least one (ImageNet:
+    15 GB for one image), every image for coordinate masks and the shared PCA basis."""
+    if kind == "tangent":
+        return tangent_route(ae, x)[1]
+    if kind == "random":
+        return max(1, MAX_BASIS_BYTES // (x[0].numel() * k * x.element_size()))
+    return len(x)
+
+
 def tangent_subspace(ae, x, chunk_size=64, max_basis_bytes=None, max_gram_bytes=None):
     """The tangent space of `ae` at the images x (B, C, H, W); k = ae.latent_dim, by `tangent_route`:
     a dense TangentSubspace (bases by QR) when the B bases fit in max_basis_bytes, else a GramTangentSubspace

@@ -199,3 +199,22 @@ def test_where_a_basis_does_not_fit_a_shard_projects_through_gram_matrices_a_gro
     pd.testing.assert_series_equal(got["success"], expected["success"])
     torch.testing.assert_close(torch.tensor(got["norm"].values), torch.tensor(expected["norm"].values),
                                atol=1e-4, rtol=0)
+
+
+def test_random_bases_too_big_for_one_batch_are_drawn_a_group_at_a_time(setup, cache_dir, monkeypatch):
+    """Per-image random bases come from (seed, image id): drawn in groups, as at ImageNet size (15 GB each),
+    they give the records of the whole shard at once."""
+    from lib import subspaces
+    conditions = [("on", experiment.control_spec("random", 16, seed=2))]
+    expected = records(make(setup, shard_size=N_IMAGES), conditions)
+    shutil.rmtree(cache_dir / "attacks")
+    groups, Random = [], subspaces.RandomSubspace
+
+    def spy(n, k, batch, **kwargs):
+        groups.append(batch)
+        return Random(n, k, batch=batch, **kwargs)
+    monkeypatch.setattr(subspaces, "RandomSubspace", spy)
+    monkeypatch.setattr(subspaces, "MAX_BASIS_BYTES", 3 * 784 * 16 * 4)  # three float32 MNIST bases
+    got = records(make(setup, shard_size=N_IMAGES), conditions)
+    assert groups == [3, 3, 1]
+    same_records(got, expected)
