@@ -211,8 +211,7 @@ def run_shard(task, local=None):
         model = _model(task, local, task.classifier, d, device)
         x, y, spec = x.to(device), y.to(device), task.subspace
         # images in groups small enough for their subspaces' memory (ImageNet tangent spaces: one at a time)
-        group = len(x) if spec is None else subspaces.images_at_once(
-            spec.kind, spec.k, x, _model(task, local, spec.autoencoder, d, device) if spec.kind == "tangent" else None)
+        group = len(x) if spec is None else subspaces.images_at_once(spec.kind, spec.k, x)
         parts = []
         for i in range(0, len(x), group):
             xi, yi, idi = x[i:i + group], y[i:i + group], list(task.image_ids)[i:i + group]

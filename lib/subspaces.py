@@ -194,14 +194,14 @@ MAX_BASIS_BYTES = 2**31  # dense bases (n x k per image) up to 2 GiB at once: MN
 MAX_GRAM_BYTES = 2**33   # else Gram matrices (k x k float64 per image) up to 8 GiB at once: ImageNet, one image
 
 
-def tangent_route(ae, x, max_basis_bytes=None, max_gram_bytes=None):
-    """How the tangent space of `ae` at images like x is projected, and how many images fit at once:
+def tangent_route(k, x, max_basis_bytes=None, max_gram_bytes=None):
+    """How a k-dimensional tangent space at images like x is projected, and how many images fit at once:
     ("basis", m) where a QR basis per image fits max_basis_bytes (m of them), else ("gram", m) where a float64
     Gram matrix per image fits max_gram_bytes (None: MAX_BASIS_BYTES, MAX_GRAM_BYTES). Raises ValueError where
     neither fits one image."""
     max_basis_bytes = MAX_BASIS_BYTES if max_basis_bytes is None else max_basis_bytes
     max_gram_bytes = MAX_GRAM_BYTES if max_gram_bytes is None else max_gram_bytes
-    n, k = x[0].numel(), ae.latent_dim
+    n = x[0].numel()
     per_basis, per_gram = n * k * x.element_size(), k * k * 8
     if per_basis <= max_basis_bytes:
         return "basis", max_basis_bytes // per_basis
@@ -212,12 +212,12 @@ def tangent_route(ae, x, max_basis_bytes=None, max_gram_bytes=None):
                      "but converges only where J is well conditioned")
 
 
-def images_at_once(kind, k, x, ae=None):
+def images_at_once(kind, k, x):
     """How many of the images x can have their subspaces of this kind in memory at once: the tangent route's
     count (tangent_route), as many n x k random bases as fit in MAX_BASIS_BYTES but at least one (ImageNet:
     15 GB for one image), every image for coordinate masks and the shared PCA basis."""
     if kind == "tangent":
-        return tangent_route(ae, x)[1]
+        return tangent_route(k, x)[1]
     if kind == "random":
         return max(1, MAX_BASIS_BYTES // (x[0].numel() * k * x.element_size()))
     return len(x)
@@ -228,7 +228,7 @@ def tangent_subspace(ae, x, chunk_size=64, max_basis_bytes=None, max_gram_bytes=
     a dense TangentSubspace (bases by QR) when the B bases fit in max_basis_bytes, else a GramTangentSubspace
     (ImageNet: one basis is 150,528 x 25,088 floats, 15 GB; its Gram matrix 5.0 GB in float64). More images
     than fit at once raise ValueError: attack them in groups (lib.shards does)."""
-    route, at_once = tangent_route(ae, x, max_basis_bytes, max_gram_bytes)
+    route, at_once = tangent_route(ae.latent_dim, x, max_basis_bytes, max_gram_bytes)
     if x.shape[0] > at_once:
         raise ValueError(f"x must hold at most {at_once} images for the {route} route of a k = {ae.latent_dim} "
                          f"tangent space, got {x.shape[0]}: attack them in groups")

@@ -234,12 +234,12 @@ def test_gram_route_projects_onto_the_numerical_range_of_a_rank_deficient_decode
 def test_tangent_route_and_how_many_images_fit_at_once():
     ae, x = autoencoder(), images(4)
     per_basis, per_gram = N * K * 8, K * K * 8
-    assert tangent_route(ae, x) == ("basis", 2**31 // per_basis)
-    assert tangent_route(ae, x, max_basis_bytes=0, max_gram_bytes=3 * per_gram) == ("gram", 3)
+    assert tangent_route(K, x) == ("basis", 2**31 // per_basis)
+    assert tangent_route(K, x, max_basis_bytes=0, max_gram_bytes=3 * per_gram) == ("gram", 3)
     with pytest.raises(ValueError, match="x must hold at most 3 images"):
         tangent_subspace(ae, x, max_basis_bytes=0, max_gram_bytes=3 * per_gram)
     with pytest.raises(ValueError, match="max_gram_bytes must hold one"):
-        tangent_route(ae, x, max_basis_bytes=0, max_gram_bytes=per_gram - 1)
+        tangent_route(K, x, max_basis_bytes=0, max_gram_bytes=per_gram - 1)
 
 
 @pytest.mark.parametrize("kind", ("coordinate", "random"))
