@@ -269,12 +269,15 @@ def gram_solver(G, shift=None):
     return solve
 
 
-def project_onto_gram(decode, z, v, solve):
+def project_onto_gram(decode, z, v, solve, J_T=None):
     """P_on v = J a with G a = J^T v solved directly (gram_solver): one vjp, two triangular solves, one jvp.
     Returns (P_on v, info) as project_onto_matrix_free: iterations 0, "residual" = ||J^T r|| / ||J^T v||
-    recomputed from r = v - J a (one more vjp): a direct solve's rounding, about kappa(J)^2 * machine epsilon."""
+    recomputed from r = v - J a (one more vjp): a direct solve's rounding, about kappa(J)^2 * machine epsilon.
+    J_T: the vjp function of decode at z (torch.func.vjp(decode, z)[1]) where the caller keeps one across
+    calls, which saves the decoder's forward pass on each; else it is built here."""
     with torch.no_grad():
-        _, J_T = vjp(decode, z)
+        if J_T is None:
+            _, J_T = vjp(decode, z)
         s = J_T(v)[0]
         a = solve(s)
         projected = jvp(decode, (z,), (a,))[1]

@@ -20,6 +20,7 @@ import copy
 import hashlib
 
 import torch
+from torch.func import vjp
 
 from lib.manifold import (column_scale, eval_mode, gram_matrix, gram_solver, project_onto, project_onto_gram,
                           project_onto_matrix_free, tangent_basis)
@@ -145,6 +146,7 @@ class GramTangentSubspace(Subspace):
             self.z = self.ae.encode(xw)
             self.decode = self.ae.decoder_at(xw)
             G = gram_matrix(self.decode, self.z, chunk_size, progress)
+            _, self.J_T = vjp(self.decode, self.z)  # kept: every on(v) reuses the decoder's forward pass
         self.solve = gram_solver(G)
         self.name, self.n, self.k = "tangent", x[0].numel(), ae.latent_dim
         self.reset()
@@ -156,7 +158,7 @@ class GramTangentSubspace(Subspace):
 
     def on(self, v):
         with eval_mode(self.ae):
-            projected, info = project_onto_gram(self.decode, self.z, v.to(self.dtype), self.solve)
+            projected, info = project_onto_gram(self.decode, self.z, v.to(self.dtype), self.solve, self.J_T)
         info["converged"] = info["residual"] <= self.tol
         _record(self._log, info, v.flatten(1).ne(0).any(1))
         self.last_info = info
