@@ -1,101 +1,48 @@
-"""The claims of the Dimpled Manifold Model (DMM), one function each, the verdict rule, and the table.
+"""The claims of the Dimpled Manifold Model (DMM) tested on notebook 03 and 04's attack records, one function
+each, and notebook 05's verdict table.
 
 Each ``claim_*`` function takes the records of one data set, split and clip setting (lib/records.py) and
-returns one row: the test, the per-image effect with its interval, the p-value, power, and what the
-verdict rule needs. ``evaluate`` runs them all, Holm-corrects the p-values over the whole table and
-applies ``verdict``. Effects live on an additive scale (log ratios, or differences of cosines); the table
-shows ratios as ratios.
+returns one lib.verdicts.Row; ``evaluate`` builds them all and judges them as one Holm family
+(lib.verdicts.judge, the report's one rule). Effects live on an additive scale (log ratios, or differences
+of cosines); the table shows ratios as ratios.
 
 The claims that separate DMM from "dimension alone" (confining an attack to ANY k-dimensional subspace
 lengthens it; Shamir et al. 2021 compare with no such control) are the ones in DISCRIMINATING: the
 tangent space's on/off gap against a random subspace of the same k (3), the gradient's energy share in
-the tangent space against a random subspace (4), and target-class features on the manifold against a
-random subspace (5b). The others are context: a flat boundary predicts them too, or DMM does not.
+the tangent space against a random subspace (4), and target-class features on the manifold against the
+better of a random and the PCA subspace (5). The others are context: a flat boundary predicts them too,
+or DMM does not.
 """
 from __future__ import annotations
+
+from dataclasses import replace
 
 import numpy as np
 import pandas as pd
 
 from lib import records as rec
-from lib import stats
+from lib import stats, verdicts
 
-VERDICTS = ("supported", "not supported", "negligible", "explained by dimension alone", "not testable",
-            "inconclusive")
-KINDS = ("difference", "equivalence", "no difference")
-
-
-def verdict(kind: str, p: float, lo: float, hi: float, margin: float, alpha: float = stats.ALPHA,
-            predicted: str = "greater", null_verdict: str = "not supported", testable: bool = True,
-            robust_to_failures: bool = True) -> str:
-    """The verdict of one row: the single place where the report's vocabulary is defined.
-
-    p is Holm-adjusted; [lo, hi] the effect's interval on the additive scale (log ratio or difference);
-    the negligible band is [-margin, margin] (a ratio margin of 1.1 is log(1.1)). Rules, first match wins:
-
-    | kind          | condition                                                | verdict                |
-    |---------------|----------------------------------------------------------|------------------------|
-    | any           | the arms cannot succeed at this budget (``testable``)    | not testable           |
-    | any           | no p or no interval                                      | inconclusive           |
-    | difference    | interval entirely on the wrong side of 0                 | not supported          |
-    | difference    | p < alpha, interval beyond the margin on the right side  | supported              |
-    | difference    | p < alpha, interval inside the band                      | negligible             |
-    | difference    | p >= alpha, interval inside the band                     | ``null_verdict``       |
-    | equivalence   | p < alpha (TOST) and failures cannot change it           | supported              |
-    | equivalence   | interval entirely outside the band                       | not supported          |
-    | no difference | interval inside the band                                 | supported              |
-    | no difference | p < alpha, interval entirely outside the band            | not supported          |
-    | any           | otherwise (too few images, or failures could change it)  | inconclusive           |
-
-    "difference" claims predict a direction (``predicted``: "greater" or "less"); a significant effect
-    whose interval does not clear the margin is a real but unimportant difference, which supports no
-    claim of a *large* one. ``null_verdict`` names what a precise null means: "explained by dimension
-    alone" where the control is a random subspace of the same k, "not supported" elsewhere."""
-    if kind not in KINDS:
-        raise ValueError(f"unknown kind {kind!r}; allowed: {KINDS}")
-    if predicted not in ("greater", "less"):
-        raise ValueError(f"predicted must be 'greater' or 'less'; got {predicted!r}")
-    if null_verdict not in VERDICTS:
-        raise ValueError(f"unknown verdict {null_verdict!r}; allowed: {VERDICTS}")
-    if not testable:
-        return "not testable"
-    if any(np.isnan(v) for v in (p, lo, hi)):
-        return "inconclusive"
-    inside = -margin <= lo and hi <= margin
-    significant = p < alpha
-    if kind == "difference":
-        s = 1 if predicted == "greater" else -1
-        s_lo, s_hi = sorted((s * lo, s * hi))
-        if s_hi < 0:
-            return "not supported"
-        if significant and s_lo > margin:
-            return "supported"
-        if inside:
-            return "negligible" if significant else null_verdict
-        return "inconclusive"
-    if kind == "equivalence":
-        if significant and robust_to_failures:
-            return "supported"
-        return "not supported" if (lo > margin or hi < -margin) else "inconclusive"
-    if inside:
-        return "supported"
-    return "not supported" if significant and (lo > margin or hi < -margin) else "inconclusive"
-
-
-# ---------------------------------------------------------------- the claims
-
-CONTROL_WORDS = {"random": "random orthonormal", "coordinate": "random coordinate (pixel)"}
+FAMILY = "05 · attacks (notebooks 03 and 04)"
+CONTROL_WORDS = {"random": "random orthonormal", "coordinate": "random coordinate (pixel)", "pca": "PCA"}
+DIMENSION = "explained by dimension alone"  # a precise null against a random subspace of the same k
 CLAIMS = {  # id: (short label, the claim in words)
     "1": ("1 on > off", "On-manifold attacks need larger perturbations than off-manifold ones"),
     "1b": ("1b on/off > flat boundary", "The on/off ratio in the tangent space exceeds what a locally flat boundary "
-                                        "predicts for a random subspace of the same k"),
+                                        "predicts for a random subspace of the same k (judged without clipping, "
+                                        "where that prediction holds)"),
     "2": ("2 off ≈ unconstrained", "Off-manifold perturbations are as small as unconstrained ones (within the margin)"),
-    "3": ("3 gap: tangent > {control}", "The on/off gap is larger for the learned manifold than for a {words} "
-                                        "subspace of the same k"),
-    "3pca": ("3 learned vs linear: tangent > pca", "The on/off gap is larger for the learned manifold than for the "
-                                                   "linear one (PCA of the training images) of the same k"),
+    "3": ("3 gap: tangent > random", "The on/off gap is larger for the learned manifold than for a random "
+                                     "orthonormal subspace of the same k"),
+    "3c": ("3c gap: tangent > coordinate", "The on/off gap is larger for the learned manifold than for a random "
+                                           "coordinate (pixel) subspace of the same k"),
+    "3pca": ("3pca learned vs linear: tangent > pca", "The on/off gap is larger for the learned manifold than for the "
+                                                      "linear one (PCA of the training images) of the same k"),
     "4": ("4 gradient share: tangent < random", "The loss gradient holds less energy in the tangent space than in a "
                                                 "random subspace of the same k (it is more perpendicular to the manifold)"),
+    "5": ("5 class cosine: tangent > best control", "On-manifold perturbations point more toward the target class "
+                                                    "than perturbations in the better of a random and the PCA "
+                                                    "subspace of the same k (here: {control})"),
     "5a": ("5a class cosine: on > off", "On-manifold perturbations point more toward the target class than "
                                         "off-manifold ones (cosine with the class-mean difference)"),
     "5b": ("5b class cosine: tangent > random", "On-manifold perturbations point more toward the target class than "
@@ -104,138 +51,156 @@ CLAIMS = {  # id: (short label, the claim in words)
                                              "perturbations in the PCA subspace of the same k (image-like directions too)"),
     "6": ("6 on/off: train = test", "The on/off ratio is the same for training and test images (within the margin)"),
 }
-DISCRIMINATING = ("3 gap: tangent > random", "4 gradient share: tangent < random", "5b class cosine: tangent > random")
+# the claims that separate DMM from "dimension alone": the headline
+DISCRIMINATING = ("3", "4", "5")
 
 
-def _location_row(effect: rec.Effect, predicted: str, margin: float, *, test: str = "sign",
-                  shift: float = 0.0) -> dict:
-    """A "difference" row: one-sided test of the per-image values (minus ``shift``) toward ``predicted``,
-    their median with a distribution-free 95% CI, power of the paired t at the observed effect.
-
-    test "sign": exact sign test, valid for censored intervals (undecided images count against the claim);
-    "wilcoxon": signed-rank test of exact values (for effects without censoring: more power)."""
-    e = effect.shifted(shift)
-    if test == "wilcoxon":
-        if e.n_censored:
-            raise ValueError(f"{e.label}: censored values need the sign test")
-        w, p = stats.wilcoxon(e.complete, predicted)
-        statistic = f"Wilcoxon signed-rank W={w:.4g}, one-sided ({predicted})"
-    else:
-        up, down, undecided, p = stats.sign_test(e.low, predicted, e.high)
-        statistic = (f"sign test, one-sided ({predicted}): {up} above, {down} below"
-                     + (f", {undecided} undecided (failed attacks; counted against the claim)" if undecided else ""))
-    med, lo, hi = stats.median_ci(e.low, 0.95, e.high)
-    pw = stats.power_paired(e.complete, predicted)
-    return {"kind": "difference", "predicted": predicted, "statistic": statistic, "p": p, "effect": med,
-            "ci_low": lo, "ci_high": hi, "ci_level": 0.95, "n": e.n, "n_censored": e.n_censored,
-            "n_undecided": e.undecided(0.0), "margin": margin, "power": pw.power, "n_needed": pw.n_needed,
-            "failures": ", ".join(f"{k} {v}" for k, v in e.failures.items())}
+def _row(cid, where, low, high=None, control=None, **kw) -> verdicts.Row:
+    short, text = CLAIMS[cid]
+    return verdicts.location_row(cid, short, text.format(control=CONTROL_WORDS.get(control, control)),
+                                 where["dataset"], where["split"], low, high, clip=where["clip"],
+                                 discriminating=cid in DISCRIMINATING, **kw)
 
 
-def claim_on_off(r, margin=np.log(1.1), subspace="tangent") -> dict:
+def _failures(e: rec.Effect) -> str:
+    return ", ".join(f"{k} {v}" for k, v in e.failures.items())
+
+
+def claim_on_off(r, where, margin=np.log(1.1)) -> verdicts.Row:
     """1: log(on / off) > 0 in the tangent space (any subspace of k << n predicts it too: context)."""
-    return _location_row(rec.log_ratio(r, ("on", subspace), ("off", subspace)), "greater", margin)
+    e = rec.log_ratio(r, rec.ON_T, rec.OFF_T)
+    return _row("1", where, e.low, e.high, margin=margin, notes={"failures": _failures(e)})
 
 
-def claim_flat_boundary(r, margin=np.log(1.1)) -> dict:
-    """1b: the tangent on/off ratio against a flat boundary's median for a random subspace of the same k.
-    A sign test (the null fixes a median, not a symmetric distribution)."""
+def claim_flat_boundary(r, where, margin=np.log(1.1)) -> verdicts.Row:
+    """1b: the tangent on/off ratio against a flat boundary's median for a random subspace of the same k
+    (stats.flat_boundary_median), by sign tests (the null fixes a median). Only without clipping: clipping
+    pulls a random subspace's ratio below that reference (it is no longer the null's value)."""
+    if where["clip"]:
+        raise ValueError("claim 1b is judged on unclipped attacks only")
     k, n = rec.dimensions(r, "tangent")
     flat = stats.flat_boundary_median(k, n)
-    row = _location_row(rec.log_ratio(r, rec.ON_T, rec.OFF_T), "greater", margin, shift=np.log(flat))
-    return {**row, "reference": flat}
+    e = rec.log_ratio(r, rec.ON_T, rec.OFF_T).shifted(np.log(flat))
+    return _row("1b", where, e.low, e.high, margin=margin, notes={"reference": flat, "failures": _failures(e)})
 
 
-def claim_off_unconstrained(r, margin=np.log(1.1), alpha=stats.ALPHA) -> dict:
-    """2: off ≈ unconstrained. TOST on the images where both attacks succeeded; failure rates compared by an
-    exact McNemar test; and, where attacks failed, the 90% interval of the median ratio with every failure
-    bounded as far as it may reach (lib.stats.median_ci on intervals) must lie inside the margin too, or the
-    failures could change the verdict."""
+def claim_off_unconstrained(r, where, margin=np.log(1.1), alpha=stats.ALPHA) -> verdicts.Row:
+    """2: off ≈ unconstrained. TOST on the images where both attacks succeeded. Failures could change it unless
+    the (1 - 2 alpha) interval of the median ratio, every failure bounded as far as it may reach
+    (stats.median_ci on intervals), lies inside the margin too; McNemar's test of the failure rates is shown,
+    not used (a failure to find a difference is no evidence of none)."""
     e = rec.log_ratio(r, rec.OFF_T, rec.UNC)
     t = stats.tost(e.complete, margin, alpha)
     a, b = rec.arm(r, rec.OFF_T)["failed"].align(rec.arm(r, rec.UNC)["failed"], join="inner")
     only_a, only_b, p_fail = stats.mcnemar_exact(a, b)
-    with_failures = int((a | b).sum())
     robust = True
-    if with_failures:
+    if int((a | b).sum()):
         _, worst_lo, worst_hi = stats.median_ci(e.low, 1 - 2 * alpha, e.high)
-        robust = bool(p_fail >= alpha and -margin <= worst_lo and worst_hi <= margin)
-    pw = stats.power_tost(e.complete, margin, alpha)
-    return {"kind": "equivalence", "predicted": "greater",
-            "statistic": f"TOST (paired t on logs, images where both succeeded), margin ×{np.exp(margin):.3g}; "
-                         f"McNemar on failures {only_a} vs {only_b}, p={p_fail:.2g}",
-            "p": t.p, "effect": t.mean, "ci_low": t.ci90[0], "ci_high": t.ci90[1], "ci_level": 1 - 2 * alpha,
-            "n": t.n, "n_censored": e.n_censored, "margin": margin, "power": pw.power, "n_needed": pw.n_needed,
-            "failures": ", ".join(f"{k} {v}" for k, v in e.failures.items()), "robust_to_failures": robust}
+        robust = bool(-margin <= worst_lo and worst_hi <= margin)
+    short, text = CLAIMS["2"]
+    return verdicts.Row(
+        "2", short, text, where["dataset"], where["split"], kind="equivalence", scale="ratio", margin=margin,
+        effect=t.mean, ci_low=t.ci90[0], ci_high=t.ci90[1], ci_level=1 - 2 * alpha, p=np.nan, p_margin=t.p, n=t.n,
+        statistic=f"TOST (paired t on logs, images where both succeeded), margin ×{np.exp(margin):.3g}; "
+                  f"McNemar on failures {only_a} vs {only_b}, p={p_fail:.2g}",
+        clip=where["clip"], n_censored=e.n_censored, robust_to_failures=robust, notes={"failures": _failures(e)},
+        power_at=lambda a_: stats.power_tost(e.complete, margin, a_))
 
 
-def claim_gap(r, control="random", margin=np.log(1.1), max_failure_rate=0.5) -> dict:
+def claim_gap(r, where, control="random", margin=np.log(1.1), max_failure_rate=0.5) -> verdicts.Row:
     """3: log(on/off) in the tangent space minus log(on/off) in a control subspace of the same k, > 0.
 
-    "Not testable" where over ``max_failure_rate`` of either arm's "on" attacks failed: then the budget, not
-    the boundary, decides (k coordinate pixels clipped to [0, 1] allow at most ||delta|| = sqrt(k)).
-    Leakage: the median share of the final perturbation's energy inside the intended subspace, per on arm."""
+    A failed tangent "on" attack is a lower bound that counts for the claim where it clears the margin. Not
+    testable where over ``max_failure_rate`` of the control's "on" attacks failed (then the budget, not the
+    boundary, decides: k coordinate pixels clipped to [0, 1] allow at most ||delta|| = sqrt(k)) or of the
+    images are undecided. Leakage: the median share of the final perturbation's energy inside its subspace."""
     e = rec.gap(r, "tangent", control)
-    row = _location_row(e, "greater", margin)
     rates = {s: rec.failure_rate(r, ("on", s)) for s in ("tangent", control)}
     leak = {s: float(rec.arm(r, ("on", s))["subspace_share"].median()) for s in ("tangent", control)}
-    return {**row, "testable": max(rates.values()) <= max_failure_rate,
-            "null_verdict": "not supported" if control == "pca" else "explained by dimension alone",
-            "control": control, "on_failure_rate": ", ".join(f"{s} {v:.0%}" for s, v in rates.items()),
-            "leakage": ", ".join(f"{s} {v:.2f}" for s, v in leak.items())}
+    cid = {"random": "3", "coordinate": "3c", "pca": "3pca"}[control]
+    return _row(cid, where, e.low, e.high, control, margin=margin, max_undecided=max_failure_rate,
+                testable=rates[control] <= max_failure_rate,
+                null_verdict="not supported" if control == "pca" else DIMENSION,
+                notes={"control": control, "failures": _failures(e),
+                       "on_failure_rate": ", ".join(f"{s} {v:.0%}" for s, v in rates.items()),
+                       "leakage": ", ".join(f"{s} {v:.2f}" for s, v in leak.items())})
 
 
-def claim_gradient_share(r, margin=np.log(1.1), control="random") -> dict:
-    """4: log(share in the tangent space / share in a random subspace of the same k) < 0, per image.
+def claim_gradient_share(r, where, margin=np.log(1.1), control="random") -> verdicts.Row:
+    """4: log(share in the tangent space / share in a random subspace of the same k) < 0, per image (Wilcoxon).
     Beside it, the median of each tangent share's Beta CDF (0.5 for a random subspace)."""
-    row = _location_row(rec.share_log_ratio(r, "tangent", control), "less", margin, test="wilcoxon")
+    e = rec.share_log_ratio(r, "tangent", control)
     k, n = rec.dimensions(r, "tangent")
     u = stats.random_share_cdf(rec.arm(r, rec.ON_T)["grad_share"].astype(float), k, n)
-    return {**row, "statistic": row["statistic"] + f"; median Beta CDF of the tangent share {np.median(u):.2f} "
-                                                   "(random subspace: 0.5)"}
+    row = _row("4", where, e.low, e.high, margin=margin, predicted="less", exact_test="wilcoxon",
+               null_verdict=DIMENSION)
+    return replace(row, statistic=row.statistic + f"; median Beta CDF of the tangent share {np.median(u):.2f} "
+                                                   "(random subspace: 0.5)")
 
 
-def claim_class_cosine(r, versus=rec.OFF_T, margin=0.05) -> dict:
-    """5a/5b: cosine(delta, mu_target - mu_true) on the manifold minus in ``versus``, > 0."""
-    return {**_location_row(rec.difference(r, rec.ON_T, versus), "greater", margin, test="wilcoxon"),
-            "scale": "difference"}
+def claim_class_cosine(r, where, versus=rec.OFF_T, margin=0.05, cid=None) -> verdicts.Row:
+    """5a/5b/5c: cosine(delta, mu_target - mu_true) on the manifold minus in ``versus``, > 0 (Wilcoxon where
+    every attack succeeded; else the sign test, a failed attack's cosine bounded by [-1, 1])."""
+    cid = cid or {rec.OFF_T: "5a", ("on", "random"): "5b", ("on", "pca"): "5c"}[tuple(versus)]
+    e = rec.difference(r, rec.ON_T, versus)
+    return _row(cid, where, e.low, e.high, versus[1], margin=margin, scale="difference", exact_test="wilcoxon",
+                null_verdict=DIMENSION if versus[1] == "random" else "not supported",
+                notes={"control": versus[1], "failures": _failures(e)})
 
 
-def claim_train_test(rd, margin=np.log(1.1), alpha=stats.ALPHA) -> dict:
-    """6: the tangent on/off log ratio has the same distribution for training and test images (different
-    images: Mann-Whitney on exact values); effect: Hodges-Lehmann shift train - test with its Moses CI; power
-    against a shift as large as the margin. Failures could change the verdict where the share of censored
-    images differs between the splits (Fisher's exact test)."""
+def claim_class_cosine_best(r, where, margin=0.05) -> verdicts.Row:
+    """5: the tangent space's class cosine against the better control, random or PCA (the one whose successful
+    attacks have the larger median cosine; PCA directions are image-like too, so beating random alone is not
+    enough). Choosing the stronger control on the same data can only make the claim harder to support."""
+    medians = {}
+    for c in ("random", "pca"):
+        try:
+            a = rec.arm(r, ("on", c))
+        except LookupError:
+            continue
+        medians[c] = float(a.loc[~a["failed"], "class_cosine"].median())
+    if not medians:
+        raise LookupError("no records of a random or PCA subspace")
+    best = max(medians, key=lambda c: (np.nan_to_num(medians[c], nan=-np.inf), c == "pca"))
+    return claim_class_cosine(r, where, ("on", best), margin, cid="5")
+
+
+def claim_train_test(rd, where, margin=np.log(1.1), alpha=stats.ALPHA) -> verdicts.Row:
+    """6: the tangent on/off log ratio has the same distribution for training and test images, within the
+    margin: two one-sided Mann-Whitney tests of the shift (different images; exact values); effect: the
+    Hodges-Lehmann shift train - test with its Moses CI. Failures could change the verdict where the share of
+    censored images differs between the splits (Fisher's exact test significant): then not supported."""
     e = {s: rec.log_ratio(rd[rd["split"] == s], rec.ON_T, rec.OFF_T) for s in ("train", "test")}
     x, y = e["train"].complete, e["test"].complete
     u, p = stats.mann_whitney(x, y)
     shift, lo, hi = stats.hodges_lehmann(x, y)
-    pw = stats.power_two_sample(x, y, margin)
     p_fail = stats.fisher_exact(e["train"].n_censored, e["train"].n, e["test"].n_censored, e["test"].n)
-    return {"kind": "no difference", "predicted": "greater",
-            "statistic": f"Mann-Whitney U={u:.4g}, two-sided ({len(x)} train / {len(y)} test images where both attacks "
-                         f"succeeded); censored {e['train'].n_censored} / {e['test'].n_censored}, Fisher p={p_fail:.2g}",
-            "p": p, "effect": shift, "ci_low": lo, "ci_high": hi, "ci_level": 0.95, "n": len(x) + len(y),
-            "n_censored": e["train"].n_censored + e["test"].n_censored, "margin": margin, "power": pw.power,
-            "n_needed": pw.n_needed, "robust_to_failures": bool(p_fail >= alpha),
-            "failures": "; ".join(f"{s}: " + ", ".join(f"{k} {v}" for k, v in x.failures.items()) for s, x in e.items())}
+    short, text = CLAIMS["6"]
+    return verdicts.Row(
+        "6", short, text, where["dataset"], where["split"], kind="equivalence", scale="ratio", margin=margin,
+        effect=shift, ci_low=lo, ci_high=hi, p=p, p_margin=stats.mann_whitney_equivalence(x, y, margin),
+        n=len(x) + len(y), clip=where["clip"],
+        statistic=f"two one-sided Mann-Whitney tests of the shift within ×/÷{np.exp(margin):.3g} ({len(x)} train / "
+                  f"{len(y)} test images where both attacks succeeded; U={u:.4g}); censored "
+                  f"{e['train'].n_censored} / {e['test'].n_censored}, Fisher p={p_fail:.2g}",
+        n_censored=e["train"].n_censored + e["test"].n_censored, robust_to_failures=bool(p_fail >= alpha),
+        notes={"failures": "; ".join(f"{s}: " + _failures(v) for s, v in e.items())},
+        power_at=lambda a: stats.power_equivalence_two_sample(x, y, margin, a))
 
 
 # ---------------------------------------------------------------- the table
 
-def _rows(records, controls, margin, cosine_margin, alpha, max_failure_rate):
+def rows_of(records, controls=("random", "coordinate", "pca"), margin: float = 1.1, cosine_margin: float = 0.05,
+            alpha: float = stats.ALPHA, max_failure_rate: float = 0.5):
+    """Every claim per data set, split and clip setting, as Rows; and the claims skipped (records missing)."""
     rows, skipped = [], []
+    lm = np.log(margin)
 
-    def add(cid, where, make, control=None):
-        short, text = CLAIMS[cid]
-        words = CONTROL_WORDS.get(control, control)
+    def add(cid, where, make):
         try:
-            row = make()
+            rows.append(make())
         except LookupError as err:  # records of an arm are missing (e.g. notebook 04 did not run a control)
-            skipped.append(f"claim {short.format(control=control)} ({', '.join(map(str, where.values()))}): {err}")
-            return
-        rows.append({"claim_id": cid, "short": short.format(control=control), **where,
-                     "claim": text.format(control=control, words=words), **row})
+            skipped.append(f"claim {CLAIMS[cid][0]} ({', '.join(map(str, where.values()))}): {err}")
 
     records = rec.with_clip(records)
     for (ds, clip), rd in records.groupby(["dataset", "clip"], sort=True):
@@ -243,71 +208,46 @@ def _rows(records, controls, margin, cosine_margin, alpha, max_failure_rate):
         splits = [s for s in ("test", "train") if s in set(rd["split"])]
         for split in splits:
             r, where = rd[rd["split"] == split], {"dataset": ds, "split": split, "clip": clip}
-            add("1", where, lambda: claim_on_off(r, np.log(margin)))
-            add("1b", where, lambda: claim_flat_boundary(r, np.log(margin)))
+            add("1", where, lambda: claim_on_off(r, where, lm))
+            if not clip:
+                add("1b", where, lambda: claim_flat_boundary(r, where, lm))
             if clip:
-                add("2", where, lambda: claim_off_unconstrained(r, np.log(margin), alpha))
+                add("2", where, lambda: claim_off_unconstrained(r, where, lm, alpha))
             for c in controls:
-                add("3pca" if c == "pca" else "3", where, lambda: claim_gap(r, c, np.log(margin), max_failure_rate), c)
-            if clip:  # measured at the clean image: the same with or without clipping
-                add("4", where, lambda: claim_gradient_share(r, np.log(margin)))
-                add("5a", where, lambda: claim_class_cosine(r, rec.OFF_T, cosine_margin))
-                add("5b", where, lambda: claim_class_cosine(r, ("on", "random"), cosine_margin))
+                add({"random": "3", "coordinate": "3c", "pca": "3pca"}[c], where,
+                    lambda: claim_gap(r, where, c, lm, max_failure_rate))
+            if clip:  # measured at the clean image (4) or on the clipped attacks of 03 (5)
+                add("4", where, lambda: claim_gradient_share(r, where, lm))
+                add("5", where, lambda: claim_class_cosine_best(r, where, cosine_margin))
+                add("5a", where, lambda: claim_class_cosine(r, where, rec.OFF_T, cosine_margin))
+                add("5b", where, lambda: claim_class_cosine(r, where, ("on", "random"), cosine_margin))
                 if "pca" in controls:
-                    add("5c", where, lambda: claim_class_cosine(r, ("on", "pca"), cosine_margin))
+                    add("5c", where, lambda: claim_class_cosine(r, where, ("on", "pca"), cosine_margin))
         if clip and len(splits) == 2:
-            add("6", {"dataset": ds, "split": "train vs test", "clip": clip},
-                lambda: claim_train_test(rd, np.log(margin), alpha))
+            where = {"dataset": ds, "split": "train vs test", "clip": clip}
+            add("6", where, lambda: claim_train_test(rd, where, lm, alpha))
+    if not records["clip"].eq(False).any():
+        skipped.append("claim 1b (every data set): no attacks without clipping; a flat boundary's reference holds "
+                       "only there")
     return rows, skipped
-
-
-COLUMNS = ["claim_id", "short", "claim", "dataset", "split", "clip", "statistic", "effect_text", "effect", "ci_low",
-           "ci_high", "p", "p_holm", "n", "n_censored", "n_undecided", "power", "n_needed", "failures", "verdict", "discriminating"]
 
 
 def evaluate(records, controls=("random", "coordinate", "pca"), margin: float = 1.1, cosine_margin: float = 0.05,
              alpha: float = stats.ALPHA, max_failure_rate: float = 0.5):
-    """Every claim per data set, split and clip setting; Holm over every testable row (one family);
-    verdicts by ``verdict``. margin: the ratio margin (1.1 = ±10%) of norm and share ratios;
-    cosine_margin: of class-cosine differences. Returns (table, skipped): effects and intervals in the
-    table are ratios (cosine rows: differences); ``skipped`` lists claims whose records are missing."""
+    """The verdict table of notebook 05: every claim per data set, split and clip setting, judged as one Holm
+    family (lib.verdicts.judge). margin: the ratio margin (1.1 = ±10%) of norm and share ratios;
+    cosine_margin: of class-cosine differences; max_failure_rate: the share of undecided images (or of a
+    control's failed "on" attacks) beyond which a row is not testable. Returns (table, skipped)."""
     if margin <= 1:
         raise ValueError(f"margin must be a ratio > 1; got {margin}")
     if not 0 < cosine_margin < 2:
         raise ValueError(f"cosine_margin must lie in (0, 2); got {cosine_margin}")
     if not 0 < max_failure_rate <= 1:
         raise ValueError(f"max_failure_rate must lie in (0, 1]; got {max_failure_rate}")
-    rows, skipped = _rows(records, list(controls), margin, cosine_margin, alpha, max_failure_rate)
-    t = pd.DataFrame(rows)
-    if t.empty:
-        return pd.DataFrame(columns=COLUMNS), skipped
-    for col, default in (("testable", True), ("robust_to_failures", True), ("null_verdict", "not supported"),
-                         ("scale", "ratio"), ("reference", np.nan), ("leakage", ""), ("on_failure_rate", ""),
-                         ("n_censored", 0), ("n_undecided", 0)):
-        t[col] = t[col].fillna(default) if col in t else default
-    t["p_holm"] = stats.holm(t["p"].where(t["testable"].astype(bool)))
-    t["verdict"] = [verdict(r["kind"], r["p_holm"], r["ci_low"], r["ci_high"], r["margin"], alpha, r["predicted"],
-                            r["null_verdict"], bool(r["testable"]), bool(r["robust_to_failures"]))
-                    for r in t.to_dict("records")]
-    ratio = t["scale"] == "ratio"
-    for col in ("effect", "ci_low", "ci_high"):
-        t.loc[ratio, col] = np.exp(t.loc[ratio, col].astype(float))
-    t["effect_text"] = [_effect_text(r) for r in t.to_dict("records")]
-    t["discriminating"] = t["short"].isin(DISCRIMINATING)
-    return t[COLUMNS + [c for c in t.columns if c not in COLUMNS]], skipped
-
-
-def _effect_text(r) -> str:
-    if r["scale"] == "ratio" and r["effect"] in (0.0, np.inf):  # the median is a censored (one-sided) value
-        bound = f"[{r['ci_low']:.3g}, {r['ci_high']:.3g}]" if pd.notna(r["ci_high"]) else ""
-        return (f"{'→ 0' if r['effect'] == 0 else '→ ∞'} {bound} (most images censored: the median is a bound)").replace("  ", " ")
-    if any(pd.isna(r[c]) for c in ("effect", "ci_low", "ci_high")):
-        est = "–" if pd.isna(r["effect"]) else (f"{r['effect']:+.3g}" if r["scale"] == "difference" else f"{r['effect']:.3g}×")
-        return f"{est} (too few images for an interval)"
-    lvl = f"{r['ci_level']:.0%} CI"
-    if r["scale"] == "difference":
-        return f"Δ {r['effect']:+.3g} [{r['ci_low']:+.3g}, {r['ci_high']:+.3g}] ({lvl})"
-    return f"{r['effect']:.3g}× [{r['ci_low']:.3g}, {r['ci_high']:.3g}] ({lvl})"
+    for c in controls:
+        stats.check_choice(c, tuple(CONTROL_WORDS), "control")
+    rows, skipped = rows_of(records, controls, margin, cosine_margin, alpha, max_failure_rate)
+    return verdicts.judge(rows, FAMILY, alpha), skipped
 
 
 # ---------------------------------------------------------------- the answer in words
@@ -315,17 +255,19 @@ def _effect_text(r) -> str:
 DATASET_NAMES = {"mnist": "MNIST", "fashion_mnist": "Fashion-MNIST", "cifar10": "CIFAR-10", "imagenet": "ImageNet"}
 
 
+PREDICTS = {"3": "more than 1", "4": "less than 1", "5": "above 0"}
+
+
 def answer(table: pd.DataFrame, records: pd.DataFrame, split: str = "test") -> list[str]:
-    """Three plain sentences per data set from the table (clipped attacks, one split): the tangent space's on/off
-    ratio beside a random subspace of the same k and the flat-boundary prediction, with the gap's verdict; the
-    gradient's share; the class features against random and PCA directions."""
+    """Plain sentences per data set from the table (clipped attacks, one split): the tangent space's on/off ratio
+    beside a random subspace of the same k and the flat-boundary prediction; then each discriminating claim's
+    effect and verdict, in words that follow the verdict."""
     out = []
     records = rec.with_clip(records)
     t = table[(table["split"] == split) & table["clip"].astype(bool)] if len(table) else table
     for ds in sorted(set(t["dataset"]) if len(t) else ()):
         r = records[(records["dataset"] == ds) & (records["split"] == split) & records["clip"]]
-        rows = {short: x for short, x in zip(t.loc[t["dataset"] == ds, "short"], t[t["dataset"] == ds].to_dict("records"))}
-        effect = lambda short: rows[short]["effect_text"].split(" (")[0]
+        rows = {x["claim_id"]: x for x in t[t["dataset"] == ds].to_dict("records")}
         try:
             k, n = rec.dimensions(r, "tangent")
             on_off = {s: rec.ratio_summary(r, ("on", s), ("off", s)) for s in ("tangent", "random")}
@@ -334,23 +276,29 @@ def answer(table: pd.DataFrame, records: pd.DataFrame, split: str = "test") -> l
         text = (f"{DATASET_NAMES.get(ds, ds)} ({on_off['tangent']['N pairs']} {split} images): confining an attack to the "
                 f"autoencoder's tangent space (k = {k} of {n} pixels) lengthens it {_ratio(on_off['tangent'])} over its "
                 f"complement, a random subspace of the same k {_ratio(on_off['random'])} (a flat boundary: "
-                f"{stats.flat_boundary_median(k, n):.2f}×)")
-        gap = rows.get("3 gap: tangent > random")
-        text += (f"; the manifold's gap is {effect(gap['short'])} a random subspace's, where DMM predicts more than 1: "
-                 f"{gap['verdict']}." if gap else ".")
-        share = rows.get("4 gradient share: tangent < random")
-        if share:
-            text += (f" The loss gradient holds {effect(share['short'])} the energy in the tangent space that it holds in "
-                     f"a random one, where DMM predicts less: {share['verdict']}.")
-        c_rand, c_pca = rows.get("5b class cosine: tangent > random"), rows.get("5c class cosine: tangent > pca")
-        if c_rand:
-            text += (f" On-manifold perturbations point more toward the target class than random-subspace ones "
-                     f"(cosine {effect(c_rand['short'])}: {c_rand['verdict']})"
-                     + (f", but not more than PCA directions ({effect(c_pca['short'])}: {c_pca['verdict']})."
-                        if c_pca and c_pca["verdict"] != "supported" else
-                        f" and than PCA directions ({effect(c_pca['short'])}: {c_pca['verdict']})." if c_pca else "."))
+                f"{stats.flat_boundary_median(k, n):.2f}×).")
+        words = {"3": "the manifold's on/off gap is {e} a random subspace's",
+                 "4": "the loss gradient holds {e} the energy in the tangent space that it holds in a random one",
+                 "5": "on-manifold perturbations' cosine with the target class exceeds the better control's ({c}) by {e}"}
+        for cid in DISCRIMINATING:
+            row = rows.get(cid)
+            if row is None:
+                continue
+            e = row["effect_text"].split(" (")[0]
+            said = words[cid].format(e=e, c=row.get("control", ""))
+            text += f" {said[0].upper() + said[1:]}, where DMM predicts {PREDICTS[cid]}: {_reading(row['verdict'])}."
         out.append(text)
     return out
+
+
+def _reading(v: str) -> str:
+    """A verdict in a sentence: what it means for DMM's prediction."""
+    return {"supported": "supported (beyond the margin, after Holm)",
+            "not supported": "not supported (the effect points the other way, or is a precise null)",
+            "negligible": "negligible (real, but inside the margin)",
+            DIMENSION: "explained by dimension alone (a precise null against a random subspace)",
+            "not testable": "not testable at this budget",
+            "inconclusive": "inconclusive (the interval straddles the margin)"}.get(v, v)
 
 
 def _ratio(s: dict) -> str:

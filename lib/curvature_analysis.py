@@ -3,12 +3,14 @@ the autoencoder's tangent space against a random subspace of the same k, shared 
 2018, Table 1 and Figure 7), curvature-based detection (their Algorithm 2), and the verdict rows.
 
 Records are plain per-image tables (one row per image); tests on them come from lib.stats, the verdict rule
-from lib.claims."""
+from lib.verdicts."""
+from dataclasses import replace
+
 import numpy as np
 import pandas as pd
 import torch
 
-from lib import claims, stats
+from lib import stats, verdicts
 from lib import curvature as cv
 from lib.manifold import tangent_basis
 
@@ -130,36 +132,42 @@ def roc_curve(negatives, positives):
 
 # ---------------------------------------------------------------- claims
 
-def paired_log_ratio_row(claim, dataset, split, a, b, predicted, margin=np.log(1.1), description=""):
-    """One "difference" row on per-image log(a / b) (exact values, no censoring): one-sided Wilcoxon signed-rank
-    test toward `predicted`, the median with a distribution-free 95% interval, the paired t's power. p_holm is
-    filled in by `finish`."""
+FAMILY = "06 · curvature"
+FAMILY_CHECKS = "06 · curvature, ReLU check"
+CLAIMS = {  # id: (short label, the claim in words)
+    "06a": ("06a boundary flatter along the manifold",
+            "RMS curvature in the tangent space < in a random subspace of the same k"),
+    "06b": ("06b normal off the manifold",
+            "the boundary normal's share in the tangent space < in a random subspace of the same k"),
+}
+MEASURES = {"06a": ("tangent_rms", "random_rms"), "06b": ("tangent_normal_share", "random_normal_share")}
+
+
+def paired_log_ratio_row(claim_id, dataset, split, a, b, predicted, margin=np.log(1.1)):
+    """One "difference" Row (lib.verdicts) on per-image log(a / b), exact values: one-sided Wilcoxon signed-rank
+    tests toward ``predicted`` of no effect and of the margin, the median with a distribution-free 95% interval.
+    A precise null against a random subspace of the same k is "explained by dimension alone"."""
     a, b = np.asarray(a, float), np.asarray(b, float)
     usable = (a > 0) & (b > 0)  # a zero (e.g. a piecewise-linear net probed between its kinks) has no log ratio
     d = np.log(a[usable]) - np.log(b[usable])
     left_out = int((~usable).sum())
-    w, p = stats.wilcoxon(d, predicted) if len(d) else (np.nan, np.nan)
-    med, lo, hi = stats.median_ci(d) if len(d) else (np.nan,) * 3
-    pw = stats.power_paired(d, predicted)
-    return {"claim": claim, "description": description, "dataset": dataset, "split": split,
-            "statistic": f"Wilcoxon signed-rank W={w:.4g}, one-sided ({predicted}), on log ratios"
-                         + (f"; {left_out} images with a zero value left out" if left_out else ""),
-            "effect": med, "ci_low": lo, "ci_high": hi, "p": p, "n": len(d), "power": pw.power,
-            "n_needed": pw.n_needed, "margin": margin, "predicted": predicted,
-            "effect_text": (f"{np.exp(med):.3g}× [{np.exp(lo):.3g}, {np.exp(hi):.3g}] (95% CI)" if np.isfinite(lo)
-                            else f"{np.exp(med):.3g}× (too few images for an interval)")}
+    short, text = CLAIMS[claim_id]
+    row = verdicts.location_row(claim_id, short, text, dataset, split, d, predicted=predicted, margin=margin,
+                                exact_test="wilcoxon", null_verdict="explained by dimension alone")
+    if left_out:
+        row = replace(row, statistic=row.statistic + f"; {left_out} images with a zero value left out")
+    return row
 
 
-def finish(rows, alpha=stats.ALPHA):
-    """Holm-correct the rows' p-values as one family and apply the report's verdict rule (lib.claims.verdict)."""
-    table = pd.DataFrame(rows)
-    if not len(table):
-        return table
-    table["p_holm"] = stats.holm(table["p"].to_numpy())
-    table["verdict"] = [claims.verdict("difference", r.p_holm, r.ci_low, r.ci_high, r.margin, alpha, r.predicted,
-                                       null_verdict="explained by dimension alone")
-                        for r in table.itertuples()]
-    return table
+def verdict_tables(records, margin=np.log(1.1)):
+    """Notebook 06's verdicts: claims 06a and 06b per data set and split on the softplus twin's records (one Holm
+    family), and the same on the ReLU MLP's finite differences (a check, its own family)."""
+    rows, checks = [], []
+    for (name, split, method), r in records.groupby(["dataset", "split", "method"]) if len(records) else []:
+        out = rows if method == "softplus twin" else checks
+        for cid, (a, b) in MEASURES.items():
+            out.append(paired_log_ratio_row(cid, name, split, r[a], r[b], "less", margin))
+    return verdicts.judge(rows, FAMILY), verdicts.judge(checks, FAMILY_CHECKS)
 
 
 # ---------------------------------------------------------------- training dynamics

@@ -14,12 +14,16 @@ import tempfile
 import time
 from pathlib import Path
 
-from lib import state
+from lib import state, verdicts
 from lib.report import NOTEBOOKS, format_value, reports_dir, results_dir
 
 STATISTICS = "05_statistics"
-VERDICT_COLUMNS = ("claim", "dataset", "split", "clip", "statistic", "effect_text", "p_holm", "n", "power", "verdict")
-DISCRIMINATING_COLUMNS = ("claim", "dataset", "split", "clip", "effect_text", "p_holm", "n", "verdict")
+VERDICT_COLUMNS = ("family", "claim", "dataset", "split", "clip", "statistic", "effect_text", "margin_text",
+                   "p_margin_holm", "n", "power", "verdict")
+DISCRIMINATING_COLUMNS = ("claim", "dataset", "split", "clip", "effect_text", "margin_text", "p_margin_holm", "n",
+                          "verdict")
+HEADERS = {"effect_text": "effect [95% CI]", "margin_text": "negligible band", "p_margin_holm": "p (margin, Holm)",
+           "n": "N"}
 
 CSS = """body{font-family:sans-serif;max-width:1200px;margin:2em auto;padding:0 1em;line-height:1.4}
 table{border-collapse:collapse;width:100%} .scroll{overflow-x:auto;max-width:100%}
@@ -38,13 +42,14 @@ def _cell(col, val):
     elif isinstance(val, float) and col == "n":
         val = f"{val:.0f}"
     elif isinstance(val, float):
-        val = f"{val:.2g}" if col == "p_holm" else f"{val:.2f}"
+        val = f"{val:.2g}" if col.startswith("p_") else f"{val:.2f}"
     return f"<td>{html.escape('–' if val is None else str(val))}</td>"
 
 
 def _table(rows, columns, first=None):
     """Rows (dicts) as an HTML table in its own scrolling container; `first` (header, row -> html) leads."""
-    head = "".join(f"<th>{html.escape(c.replace('_', ' '))}</th>" for c in ([first[0]] if first else []) + list(columns))
+    head = "".join(f"<th>{html.escape(HEADERS.get(c, c.replace('_', ' ')))}</th>"
+                   for c in ([first[0]] if first else []) + list(columns))
     body = []
     for r in rows:
         css = str(r.get("verdict", "")).replace(" ", "-")
@@ -62,7 +67,16 @@ def verdict_table(profile):
     if not rows:
         return "<h2>Verdicts</h2><p class=note>No verdicts yet: the statistics notebook has not run in this profile.</p>"
     link = ("nb", lambda r: f'<td><a href="{html.escape(r["_nb"])}.html">{html.escape(r["_nb"][:2])}</a></td>')
-    return "<h2>Verdicts</h2>" + _table(rows, VERDICT_COLUMNS, link)
+    return "<h2>Verdicts</h2>" + _table(rows, VERDICT_COLUMNS, link) + rules_html()
+
+
+def rules_html():
+    """How a verdict is reached, under the table: each notebook is its own Holm family (named in the table)."""
+    items = "".join(f"<li><b>{html.escape(v)}</b>: {html.escape(why)}</li>" for v, why in verdicts.RULES)
+    return ("<p class=note>Each notebook's rows form one Holm family (column <i>family</i>); <i>p (margin, Holm)</i> "
+            "tests the hypothesis whose rejection makes a row supported (beyond the negligible band on the predicted "
+            "side, or within it for an equivalence); <i>power</i> is that test's at Holm's first-step level α/m, a "
+            "lower bound.</p><ul class=note>" + items + "</ul>")
 
 
 def _figure(results, name):

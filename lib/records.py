@@ -137,13 +137,20 @@ def gap(records: pd.DataFrame, subspace_a: str = "tangent", subspace_b: str = "r
     return Effect(f"on/off {subspace_a} vs on/off {subspace_b}", low, high, {**ga.failures, **gb.failures})
 
 
-def difference(records: pd.DataFrame, a, b, column: str = "class_cosine") -> Effect:
-    """Per image column[a] - column[b] (e.g. class cosines); NaN (a failed attack has none) is missing."""
+def difference(records: pd.DataFrame, a, b, column: str = "class_cosine", bounds: tuple = (-1.0, 1.0)) -> Effect:
+    """Per image column[a] - column[b] (e.g. class cosines). A failed attack reached no target class and has no
+    value: its value is only known to lie in ``bounds`` (a cosine's [-1, 1]), so the difference is an interval
+    (interval arithmetic), undecided where it contains 0; nothing is dropped."""
     ra, rb = arm(records, a), arm(records, b)
     va, vb = ra[column].astype(float).align(rb[column].astype(float), join="inner")
-    d = va - vb
-    return Effect(f"{column}: {arm_label(a)} - {arm_label(b)}", d, d,
-                  {arm_label(a): int(ra.loc[va.index, "failed"].sum()), arm_label(b): int(rb.loc[vb.index, "failed"].sum())})
+    fa, fb = ra.loc[va.index, "failed"], rb.loc[vb.index, "failed"]
+    if (va[~fa].isna().any() or vb[~fb].isna().any()):
+        raise ValueError(f"{column}: a successful attack without a value")
+    lo_b, hi_b = bounds
+    low = va.where(~fa, lo_b) - vb.where(~fb, hi_b)
+    high = va.where(~fa, hi_b) - vb.where(~fb, lo_b)
+    return Effect(f"{column}: {arm_label(a)} - {arm_label(b)}", low, high,
+                  {arm_label(a): int(fa.sum()), arm_label(b): int(fb.sum())})
 
 
 def share_log_ratio(records: pd.DataFrame, subspace_a: str = "tangent", subspace_b: str = "random") -> Effect:

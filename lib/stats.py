@@ -213,6 +213,43 @@ def hodges_lehmann(x, y, level: float = 0.95) -> tuple[float, float, float]:
     return float(np.median(d)), float(d[c - 1]), float(d[len(d) - c])
 
 
+def mann_whitney_equivalence(x, y, margin: float) -> float:
+    """Equivalence of two independent samples within +-margin of shift (two one-sided Mann-Whitney tests,
+    Wellek's TOST idea on ranks): H0 shift <= -margin or shift >= margin; p is the larger one-sided p."""
+    if margin <= 0:
+        raise ValueError(f"margin must be > 0; got {margin}")
+    x, y = (v[np.isfinite(v)] for v in (_values(x), _values(y)))
+    if min(len(x), len(y)) < 3:
+        return np.nan
+    above = sps.mannwhitneyu(x + margin, y, alternative="greater").pvalue   # H0: shift <= -margin
+    below = sps.mannwhitneyu(x - margin, y, alternative="less").pvalue      # H0: shift >= +margin
+    return float(max(above, below))
+
+
+def paired_proportion_score_test(ok_a, ok_b, margin: float = 0.0) -> tuple[float, float]:
+    """Tango's (1998) score test of H0: mean(ok_a) - mean(ok_b) <= margin for paired booleans, one-sided
+    (H1: the difference exceeds the margin). With n10 = a only, n01 = b only, n pairs and the restricted MLE
+    p01 of the "b only" cell under H0, Z = (n10 - n01 - n margin) / sqrt(n (2 p01 + margin (1 - margin)));
+    at margin 0 it is McNemar's statistic. Returns (Z, p)."""
+    a, b = np.asarray(ok_a, bool), np.asarray(ok_b, bool)
+    n = len(a)
+    if n < 1:
+        return np.nan, np.nan
+    z = _tango_z(np.array([(a & ~b).sum()]), np.array([(~a & b).sum()]), n, margin)[0]
+    return float(z), float(sps.norm.sf(z)) if np.isfinite(z) else np.nan
+
+
+def _tango_z(n10, n01, n, margin):
+    """Tango's Z for arrays of discordant counts (see paired_proportion_score_test)."""
+    n10, n01 = np.asarray(n10, float), np.asarray(n01, float)
+    A, B, C = 2.0 * n, -n10 - n01 + (2.0 * n - n10 + n01) * margin, -n01 * margin * (1 - margin)
+    p01 = (-B + np.sqrt(np.maximum(B * B - 4 * A * C, 0.0))) / (2 * A)
+    var = n * (2 * p01 + margin * (1 - margin))
+    with np.errstate(divide="ignore", invalid="ignore"):
+        z = (n10 - n01 - n * margin) / np.sqrt(var)
+    return np.where(var > 0, z, np.where(n10 - n01 - n * margin > 0, np.inf, -np.inf))
+
+
 # ---------------------------------------------------------------- multiplicity
 
 def holm(pvalues) -> np.ndarray:
@@ -305,6 +342,94 @@ def power_two_sample(x, y, shift: float, alpha: float = ALPHA, target: float = 0
     es, tp = abs(shift) / sd, TTestIndPower()
     return Power(es, len(x) + len(y), float(tp.power(es, len(x), alpha, ratio=len(y) / len(x))),
                  n_for_power(lambda n: tp.power(es, n, alpha), target))
+
+
+# ---------------------------------------------------------------- power of the tests the verdicts apply
+
+def _power(at, n, d, target, n_min=2) -> Power:
+    return Power(d, n, at(n), n_for_power(at, target, n_min=n_min))
+
+
+def power_sign(low, high=None, null: float = 0.0, alternative: str = "greater", alpha: float = ALPHA,
+               target: float = 0.8) -> Power:
+    """Power of the one-sided exact sign test of H0 median = ``null`` (censored values as in sign_test: an
+    image counts for the alternative only if its whole interval lies beyond ``null``) at the observed share q of
+    such images: P(Binom(N, q) >= c_N), c_N the test's critical count at level alpha. d reports q."""
+    check_choice(alternative, ("greater", "less"), "alternative")
+    lo, hi = _bounds(low, high)
+    n = len(lo)
+    if n == 0:
+        return Power(np.nan, 0, np.nan, np.nan)
+    q = float(np.mean(lo > null) if alternative == "greater" else np.mean(hi < null))
+
+    def at(m):
+        c = sps.binom.isf(alpha, m, 0.5) + 1   # the smallest count c with P(Binom(m, 1/2) >= c) <= alpha
+        return float(sps.binom.sf(c - 1, m, q))
+    if q <= 0.5:
+        return Power(q, n, at(n), np.nan)
+    return _power(at, n, q, target)
+
+
+def power_signed_rank(x, alternative: str = "greater", alpha: float = ALPHA, target: float = 0.8) -> Power:
+    """Power of the one-sided Wilcoxon signed-rank test of H0: x symmetric about 0, by Noether's (1987)
+    approximation at the observed p' = P(x_i + x_j > 0) (i < j): power = Phi(sqrt(3N) (p' - 1/2) - z_(1-alpha)).
+    d reports p'. An effect on the wrong side: power at N, no N needed (NaN)."""
+    check_choice(alternative, ("greater", "less"), "alternative")
+    x = _values(x)
+    x = x[np.isfinite(x)] * (1 if alternative == "greater" else -1)
+    if len(x) < 3:
+        return Power(np.nan, len(x), np.nan, np.nan)
+    i, j = np.triu_indices(len(x), 1)
+    walsh = x[i] + x[j]
+    p1 = float(np.mean(walsh > 0) + 0.5 * np.mean(walsh == 0))
+    at = lambda m: float(sps.norm.cdf(np.sqrt(3 * m) * (p1 - 0.5) - sps.norm.isf(alpha)))
+    if p1 <= 0.5:
+        return Power(p1, len(x), at(len(x)), np.nan)
+    return _power(at, len(x), p1, target, n_min=3)
+
+
+def power_equivalence_two_sample(x, y, margin: float, alpha: float = ALPHA, target: float = 0.8) -> Power:
+    """Power of two one-sided tests of equivalence within +-margin for two independent samples, at the
+    observed difference of means m and pooled sd s (normal approximation); the N per sample for ``target``.
+    NaN where |m| >= margin (no N would show equivalence)."""
+    x, y = (v[np.isfinite(v)] for v in (_values(x), _values(y)))
+    if min(len(x), len(y)) < 2:
+        return Power(np.nan, len(x) + len(y), np.nan, np.nan)
+    m = abs(float(x.mean() - y.mean()))
+    s = np.sqrt(((len(x) - 1) * x.var(ddof=1) + (len(y) - 1) * y.var(ddof=1)) / (len(x) + len(y) - 2))
+    if s == 0:
+        return Power(np.nan, len(x) + len(y), np.nan, np.nan)
+    z = sps.norm.isf(alpha)
+
+    def per_sample(n1, n2):
+        se = s * np.sqrt(1 / n1 + 1 / n2)
+        return float(max(0.0, sps.norm.cdf((margin - m) / se - z) + sps.norm.cdf((margin + m) / se - z) - 1))
+    now = per_sample(len(x), len(y))
+    if m >= margin:
+        return Power(m / s, len(x) + len(y), now, np.nan)
+    return Power(m / s, len(x) + len(y), now, n_for_power(lambda n: per_sample(n, n), target))
+
+
+def power_paired_proportions(ok_a, ok_b, margin: float = 0.0, alpha: float = ALPHA, target: float = 0.8,
+                             sims: int = 4000, seed: int = 0) -> Power:
+    """Power of Tango's score test (paired_proportion_score_test) at the observed cell shares, by simulation
+    (multinomial draws of the discordant counts); the N for ``target``. d reports the observed difference."""
+    a, b = np.asarray(ok_a, bool), np.asarray(ok_b, bool)
+    n = len(a)
+    if n < 1:
+        return Power(np.nan, 0, np.nan, np.nan)
+    shares = np.array([(a & ~b).mean(), (~a & b).mean()])
+    shares = np.append(shares, max(0.0, 1 - shares.sum()))
+    rng = np.random.default_rng(seed)
+    z_crit = sps.norm.isf(alpha)
+
+    def at(m):
+        counts = rng.multinomial(m, shares, size=sims)
+        return float(np.mean(_tango_z(counts[:, 0], counts[:, 1], m, margin) > z_crit))
+    diff = float(shares[0] - shares[1])
+    if diff <= margin:
+        return Power(diff, n, at(n), np.nan)
+    return _power(at, n, diff, target, n_min=2)
 
 
 # ---------------------------------------------------------------- the share a random subspace captures

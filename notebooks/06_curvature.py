@@ -185,47 +185,36 @@ for name in models:
 # * **flatter along the manifold**: RMS curvature in the tangent space < in the random subspace;
 # * **normal off the manifold**: ‖P_tangent n‖ < ‖P_random n‖.
 #
-# Test: one-sided Wilcoxon signed-rank test on the per-image log ratios (under "the tangent space is like a random
-# subspace" the two arms are exchangeable, so the log ratio is symmetric about 0); the median ratio with a
-# distribution-free 95% interval; p-values Holm-corrected over this notebook's rows; the report's verdict rule with
-# the negligible band [1/margin, margin].
+# Test: one-sided Wilcoxon signed-rank tests on the per-image log ratios (under "the tangent space is like a random
+# subspace" the two arms are exchangeable, so the log ratio is symmetric about 0), of no effect and of the margin
+# (ratio beyond 1/`margin`); the median ratio with a distribution-free 95% interval; p-values Holm-corrected over
+# this notebook's rows (its own family); the report's verdict rule, stated below the table.
 
 # %%
 if len(smooth):
     pc.tangent_vs_random(smooth, "softplus twin: tangent space (red) vs a random subspace of the same k (grey), per image")
 
 # %%
-CLAIMS = {
-    "flat": ("06a boundary flatter along the manifold", "RMS curvature in the tangent space < in a random subspace of the same k"),
-    "normal": ("06b normal off the manifold", "the boundary normal's share in the tangent space < in a random subspace of the same k"),
-}
-rows, checks = [], []
-for (name, split, method), r in records.groupby(["dataset", "split", "method"]) if len(records) else []:
-    out = rows if method == "softplus twin" else checks
-    out.append(ca.paired_log_ratio_row(CLAIMS["flat"][0], name, split, r["tangent_rms"], r["random_rms"], "less",
-                                       np.log(margin), CLAIMS["flat"][1]))
-    out.append(ca.paired_log_ratio_row(CLAIMS["normal"][0], name, split, r["tangent_normal_share"],
-                                       r["random_normal_share"], "less", np.log(margin), CLAIMS["normal"][1]))
-verdicts = ca.finish(rows)
-check_table = ca.finish(checks)
-cols = ["claim", "dataset", "split", "statistic", "effect_text", "p_holm", "n", "power", "verdict"]
+verdicts, check_table = ca.verdict_tables(records, np.log(margin))
+runtime.show(ca.verdicts.rules_markdown(ca.FAMILY))
+cols = ["short", "dataset", "split", "statistic", "effect_text", "margin_text", "p_margin_holm", "n", "power", "verdict"]
 if len(verdicts):
     for name in verdicts["dataset"].unique():
-        v = verdicts[verdicts["dataset"] == name].set_index(["claim", "split"])["effect"].map(np.exp)
+        v = verdicts[verdicts["dataset"] == name].set_index(["claim_id", "split"])["effect"]
         runtime.show(f"**{name}** (twin, per-image medians): inside the autoencoder's tangent space the boundary is "
-                     + ", ".join(f"{v[CLAIMS['flat'][0], s]:.2f}× ({s})" for s in splits if (CLAIMS['flat'][0], s) in v)
+                     + ", ".join(f"{v['06a', s]:.2f}× ({s})" for s in splits if ("06a", s) in v)
                      + " as curved as inside a random subspace of the same k, and the boundary normal's share in it is "
-                     + ", ".join(f"{v[CLAIMS['normal'][0], s]:.2f}× ({s})" for s in splits if (CLAIMS['normal'][0], s) in v)
+                     + ", ".join(f"{v['06b', s]:.2f}× ({s})" for s in splits if ("06b", s) in v)
                      + " a random subspace's. DMM's picture (a boundary running flat along the manifold, its normal off it) "
                      "predicts ratios below 1.")
-verdicts[cols].style.hide(axis="index").format({"p_holm": "{:.3g}", "power": "{:.2f}"}, na_rep="–") if len(verdicts) else verdicts
+verdicts[cols].style.hide(axis="index").format({"p_margin_holm": "{:.3g}", "power": "{:.2f}"}, na_rep="–") if len(verdicts) else verdicts
 
 # %% [markdown]
 # The same comparisons for the ReLU MLP with central differences at the authors' h (a check, not in the verdict
 # table; Holm-corrected among themselves):
 
 # %%
-check_table[cols].style.hide(axis="index").format({"p_holm": "{:.3g}", "power": "{:.2f}"}, na_rep="–") if len(check_table) else check_table
+check_table[cols].style.hide(axis="index").format({"p_margin_holm": "{:.3g}", "power": "{:.2f}"}, na_rep="–") if len(check_table) else check_table
 
 # %% [markdown]
 # ## Shared curved directions (Fawzi et al. 2018, Table 1 and Figure 7)
@@ -367,8 +356,8 @@ dynamics_table.style.hide(axis="index").format(precision=4)
 #   classifier trains on 60,000 images, minutes more of CPU).
 
 # %%
-def verdict_of(claim, name, split="test"):
-    r = verdicts[(verdicts["claim"] == claim) & (verdicts["dataset"] == name) & (verdicts["split"] == split)] if len(verdicts) else []
+def verdict_of(claim_id, name, split="test"):
+    r = verdicts[(verdicts["claim_id"] == claim_id) & (verdicts["dataset"] == name) & (verdicts["split"] == split)] if len(verdicts) else []
     return r.iloc[0] if len(r) else None
 
 headline = []
@@ -377,11 +366,11 @@ for name in models:
     if len(s):
         headline.append(report.headline(f"{name} {splits[0]}: mean principal curvature (twin)", float(s["mean_curvature"].iloc[0]),
                                         "1/px", "negative near natural images (Fawzi et al., CIFAR-10)"))
-    for key in CLAIMS:
-        v = verdict_of(CLAIMS[key][0], name, splits[0])
+    for cid, (_, text) in ca.CLAIMS.items():
+        v = verdict_of(cid, name, splits[0])
         if v is not None:
-            headline.append(report.headline(f"{name} {splits[0]}: {CLAIMS[key][1]} (median ratio; {v.verdict})",
-                                            float(np.exp(v.effect)), "x", "DMM's picture: below 1"))
+            headline.append(report.headline(f"{name} {splits[0]}: {text} (median ratio; {v.verdict})",
+                                            float(v.effect), "x", "DMM's picture: below 1"))
     sh = shares[(shares["dataset"] == name) & (shares["perturbation"] == "adversarial")] if len(shares) else []
     if len(sh):
         headline.append(report.headline(f"{name}: share of the DeepFool perturbation in S", float(sh["median share"].iloc[0]),
@@ -395,7 +384,7 @@ for name in models:
 report.write_results(
     run, "06 · Decision-boundary curvature", headline=headline,
     data_sources={name: d.describe() for name, d in found.items()}, unavailable=missing,
-    verdicts=verdicts[cols + ["description", "effect", "ci_low", "ci_high", "p"]].to_dict(orient="records") if len(verdicts) else [],
+    verdicts=verdicts[["family", "claim_id", "short"] + cols + ["effect", "ci_low", "ci_high", "p", "p_holm", "p_margin"]].to_dict(orient="records") if len(verdicts) else [],
     checks=check_table[cols].to_dict(orient="records") if len(check_table) else [],
     summary=summary.to_dict(orient="records"), scales=scales.to_dict(orient="records"),
     shares=shares.to_dict(orient="records"), detection=detection.to_dict(orient="records"),

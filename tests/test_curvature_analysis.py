@@ -6,6 +6,8 @@ from torch import nn
 
 from lib import curvature as cv
 from lib import curvature_analysis as ca
+from lib import stats, verdicts
+import pandas as pd
 
 
 class _FixedOperator:
@@ -31,8 +33,8 @@ def test_tangent_vs_random_test_holds_its_level_when_both_arms_are_random():
         op = _FixedOperator((A + A.transpose(1, 2)) / 2 * torch.rand(B, 1, 1, generator=g, dtype=torch.float64))
         a = cv.subspace_curvature(op, cv.random_bases(B, n, k, g, torch.float64))["rms"]
         b = cv.subspace_curvature(op, cv.random_bases(B, n, k, g, torch.float64))["rms"]
-        row = ca.paired_log_ratio_row("c", "d", "s", a.numpy(), b.numpy(), "less")
-        rejections += row["p"] < 0.05
+        row = ca.paired_log_ratio_row("06a", "d", "s", a.numpy(), b.numpy(), "less")
+        rejections += row.p < 0.05
     assert rejections / studies <= 0.10
 
 
@@ -46,15 +48,27 @@ def test_tangent_vs_random_test_finds_a_flatter_subspace():
     flat = torch.linalg.qr(flat).Q
     a = cv.subspace_curvature(op, flat)["rms"].numpy()
     b = cv.subspace_curvature(op, cv.random_bases(B, n, k, g, torch.float64))["rms"].numpy()
-    table = ca.finish([ca.paired_log_ratio_row("c", "d", "s", a, b, "less")])
-    assert table["verdict"].iloc[0] == "supported" and table["p_holm"].iloc[0] < 1e-4
+    table = verdicts.judge([ca.paired_log_ratio_row("06a", "d", "s", a, b, "less")], ca.FAMILY)
+    assert table["verdict"].iloc[0] == "supported" and table["p_margin_holm"].iloc[0] < 1e-4
 
 
-def test_finish_holm_corrects_across_rows():
-    rows = [dict(p=p, ci_low=-1.0, ci_high=-0.5, margin=0.1, predicted="less") for p in (0.01, 0.02, 0.04)]
-    t = ca.finish(rows)
-    np.testing.assert_allclose(t["p_holm"], [0.03, 0.04, 0.04])
-    assert list(t["verdict"]) == ["supported"] * 3
+def test_verdict_tables_holm_correct_within_each_family():
+    """Both claims per data set in one family; the ReLU check in its own; a random-subspace-like tangent space
+    (both arms exchangeable) is not "supported"."""
+    rng = np.random.default_rng(0)
+    rows = []
+    for method in ("softplus twin", "finite differences"):
+        for ds in ("a", "b"):
+            rows.append(pd.DataFrame({"dataset": ds, "split": "test", "method": method,
+                                      "tangent_rms": rng.lognormal(0, 0.3, 40), "random_rms": rng.lognormal(0, 0.3, 40),
+                                      "tangent_normal_share": rng.lognormal(-1, 0.3, 40),
+                                      "random_normal_share": rng.lognormal(0, 0.3, 40)}))
+    main, check = ca.verdict_tables(pd.concat(rows))
+    assert len(main) == len(check) == 4 and (main["family"] == ca.FAMILY).all()
+    assert (check["family"] == ca.FAMILY_CHECKS).all()
+    np.testing.assert_allclose(main["p_margin_holm"], stats.holm(main["p_margin"]))
+    assert set(main.loc[main["claim_id"] == "06b", "verdict"]) == {"supported"}  # share 1/e of random's
+    assert "supported" not in set(main.loc[main["claim_id"] == "06a", "verdict"])
 
 
 def test_auc_matches_sklearn_and_the_interval_covers_it():

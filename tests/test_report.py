@@ -2,6 +2,7 @@ import json
 
 import pytest
 
+from lib import verdicts
 from lib import execute, index, params, report, runtime
 
 
@@ -59,8 +60,8 @@ def test_index_leads_with_the_answer_figure_and_deciding_claims(tmp_reports):
     (tmp_reports / "smoke" / "results").mkdir(parents=True, exist_ok=True)
     (tmp_reports / "smoke" / "results" / "answer.png").write_bytes(png)
     verdict = {"claim": "3: gap beyond dimension", "dataset": "mnist", "split": "test", "clip": True, "statistic": "sign test",
-               "effect_text": "1.02x [0.97, 1.08]", "p_holm": 0.4, "n": 200, "power": 0.9,
-               "verdict": "explained by dimension alone"}
+               "effect_text": "1.02x [0.97, 1.08]", "margin_text": "×/÷ 1.1", "p_margin_holm": 0.4, "n": 200,
+               "power": 0.9, "verdict": "explained by dimension alone", "family": "05 · attacks"}
     report.write_results(run, "05 · Statistics", [], answer=["On MNIST the on/off gap is what dimension alone predicts."],
                          answer_figure="answer.png", discriminating=[{k: verdict[k] for k in index.DISCRIMINATING_COLUMNS}],
                          verdicts=[verdict])
@@ -74,6 +75,8 @@ def test_index_leads_with_the_answer_figure_and_deciding_claims(tmp_reports):
                                          "<h2>Verdicts", "<h2>Notebooks")]
     assert positions == sorted(positions)
     assert 'class="scroll"' in page and "overflow-x:auto" in page and "max-width:100%" in page
+    assert "05 · attacks" in page and "×/÷ 1.1" in page and "negligible band" in page  # family and margin shown
+    assert all(v in page for v, _ in verdicts.RULES)  # every rule stated where the verdicts are
     state.mark(root, "05_statistics", "queued")
     page = index.build_index("smoke").read_text()
     assert "what dimension alone predicts" not in page and "is queued to run again" in page

@@ -153,3 +153,54 @@ def test_paired_difference_interval_and_mcnemar_power():
     assert (lo, hi) == (pytest.approx(2 / 12 - 1.959964 * se), pytest.approx(2 / 12 + 1.959964 * se))
     assert st.mcnemar_power(30, 5, 100) > st.mcnemar_power(15, 5, 100) > st.mcnemar_power(6, 5, 100)
     assert np.isnan(st.mcnemar_power(0, 0, 100))
+
+
+# ---------------------------------------------------------------- the tests and powers the verdicts apply
+
+def test_tango_score_test_is_mcnemar_at_zero_and_holds_its_level_at_the_margin():
+    rng = np.random.default_rng(0)
+    a, b = rng.random(200) < 0.7, rng.random(200) < 0.6
+    z, _ = st.paired_proportion_score_test(a, b, 0.0)
+    n10, n01 = (a & ~b).sum(), (~a & b).sum()
+    assert z == pytest.approx((n10 - n01) / np.sqrt(n10 + n01))  # McNemar's statistic
+    # at the margin (true difference exactly 0.05), the one-sided test rejects at most alpha of the time
+    cells = np.array([0.15, 0.10, 0.75])  # a only, b only, both or neither: difference 0.05
+    rejections = []
+    for _ in range(2000):
+        c = rng.choice(3, size=300, p=cells)
+        ok_a, ok_b = (c == 0) | (c == 2), (c == 1) | (c == 2)
+        rejections.append(st.paired_proportion_score_test(ok_a, ok_b, 0.05)[1] < 0.05)
+    assert np.mean(rejections) <= 0.05 + 2.33 * np.sqrt(0.05 * 0.95 / 2000)
+    # and its power agrees with simulated tests at a difference beyond the margin
+    cells = np.array([0.20, 0.05, 0.75])
+    c = rng.choice(3, size=150, p=cells)
+    pw = st.power_paired_proportions((c == 0) | (c == 2), (c == 1) | (c == 2), 0.05)
+    sims = []
+    shares = np.array([np.mean(c == 0), np.mean(c == 1), np.mean(c == 2)])
+    for _ in range(1000):
+        d = rng.choice(3, size=150, p=shares)
+        sims.append(st.paired_proportion_score_test((d == 0) | (d == 2), (d == 1) | (d == 2), 0.05)[1] < 0.05)
+    assert pw.power == pytest.approx(np.mean(sims), abs=0.05)
+
+
+def test_power_of_the_sign_and_signed_rank_tests_against_simulation():
+    rng = np.random.default_rng(1)
+    x = rng.normal(0.3, 1.0, 60)
+    pw = st.power_sign(x, null=0.1)
+    q = np.mean(x > 0.1)
+    sims = np.mean([st.sign_test(np.where(rng.random(60) < q, 1.0, -1.0) + 0.1, "greater", null=0.1)[3] < 0.05
+                    for _ in range(2000)])
+    assert pw.power == pytest.approx(sims, abs=0.03) and pw.d == pytest.approx(q)
+    pr = st.power_signed_rank(x - 0.1)
+    sims = np.mean([st.wilcoxon(rng.choice(x, 60) - 0.1, "greater")[1] < 0.05 for _ in range(1000)])
+    assert pr.power == pytest.approx(sims, abs=0.08)
+    assert np.isnan(st.power_signed_rank(-x).n_needed)  # wrong side: no N would find it
+
+
+def test_mann_whitney_equivalence():
+    rng = np.random.default_rng(2)
+    x, y = rng.normal(0, 1, 400), rng.normal(0, 1, 400)
+    assert st.mann_whitney_equivalence(x, y, 0.3) < 0.01      # alike, a wide margin: equivalent
+    assert st.mann_whitney_equivalence(x + 0.6, y, 0.3) > 0.5  # shifted beyond the margin: not
+    with pytest.raises(ValueError, match="margin"):
+        st.mann_whitney_equivalence(x, y, 0)
