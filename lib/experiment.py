@@ -234,16 +234,3 @@ def shard_summary(experiments):
     where = " and ".join(sorted({e.where() for e in experiments})) or "in this process"
     sizes = ", ".join(str(s) for s in sorted({e.shard_size for e in experiments}))
     return f"attack shards ({sizes} images each): {cached} from the cache, {computed} computed {where}"
-
-
-def flat_boundary_ratio(n, k, ratio):
-    """What confinement alone predicts for a locally flat boundary and a subspace in general position:
-    the distance along the projected normal w is |s| / ||P w||, and ||P w||^2 ~ k/n for a random
-    k-dimensional subspace. So on/unconstrained = sqrt(n/k), off/unconstrained = sqrt(n/(n-k)),
-    on/off = sqrt((n-k)/k). `ratio` names one of them, e.g. "on / off"."""
-    table = {"on / off": np.sqrt((n - k) / k), "on / unconstrained": np.sqrt(n / k),
-             "off / unconstrained": np.sqrt(n / (n - k))}
-    if ratio not in table:
-        raise ValueError(f"ratio must be one of {list(table)}; got {ratio!r}")
-    return float(table[ratio])
-

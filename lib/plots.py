@@ -2,6 +2,8 @@
 import matplotlib.pyplot as plt
 import numpy as np
 
+from lib import stats
+
 
 def training_curves(histories, ylabel, title, logy=False):
     """One line per run: the mean training loss of each epoch."""
@@ -132,7 +134,7 @@ def _finite(values):
 
 def ratio_by_subspace(table, title):
     """Median on/off ratio (bootstrap 95% CI) per subspace type, the learned manifold beside its controls;
-    one marker per split; the flat-boundary prediction sqrt((n-k)/k) as a dashed line."""
+    one marker per split; the flat-boundary prediction (the table's column) as a dashed line."""
     subs = list(dict.fromkeys(table["subspace"]))
     splits = list(dict.fromkeys(table["split"]))
     fig, ax = plt.subplots(figsize=(1.6 + 1.2 * len(subs), 3.4))
@@ -143,7 +145,7 @@ def ratio_by_subspace(table, title):
         ax.errorbar(x, med, yerr=np.nan_to_num(np.array([med - lo, hi - med])), fmt="o", capsize=3, label=split)
         for xi in x[np.isposinf(t["median ratio"].to_numpy(float))]:  # most "on" attacks failed: no finite median
             ax.annotate("most\nfailed", (xi, 1), xycoords=("data", "axes fraction"), ha="center", va="top", fontsize=6)
-    ax.axhline(table["flat boundary"].iloc[0], color="r", ls="--", label="flat boundary √((n−k)/k)")
+    ax.axhline(table["flat boundary"].iloc[0], color="r", ls="--", label="flat boundary (median, random subspace)")
     ax.set_xticks(range(len(subs)), subs)
     ax.set(yscale="log", ylabel="median on / off norm ratio", title=title)
     ax.grid(alpha=0.3, axis="y")
@@ -167,7 +169,8 @@ def share_by_subspace(records, title):
 
 
 def ratio_vs_k(table, n, title):
-    """Median on/off ratio against k (log-log) per subspace type, with the flat-boundary curve sqrt((n-k)/k)."""
+    """Median on/off ratio against k (log-log) per subspace type, with the flat-boundary curve (the median for a
+    random subspace, lib.stats.flat_boundary_median)."""
     fig, ax = plt.subplots(figsize=(5.2, 3.6))
     for sub, t in table.groupby("subspace", sort=False):
         t = t.sort_values("k")
@@ -175,7 +178,8 @@ def ratio_vs_k(table, n, title):
         ax.errorbar(t["k"], med, yerr=np.nan_to_num(np.array([med - lo, hi - med])), fmt="o-" if len(t) > 1 else "s",
                     capsize=3, label=sub, ms=5)
     ks = np.geomspace(table["k"].min() / 1.5, min(table["k"].max() * 1.5, n - 1), 100)
-    ax.plot(ks, np.sqrt((n - ks) / ks), "r--", label="flat boundary √((n−k)/k)")
+    ax.plot(ks, [stats.flat_boundary_median(max(1, int(round(k))), n) for k in ks], "r--",
+            label="flat boundary (median, random subspace)")
     ax.set(xscale="log", yscale="log", xlabel="subspace dimension k", ylabel="median on / off norm ratio", title=title)
     ax.grid(alpha=0.3, which="both")
     ax.legend(fontsize=7)

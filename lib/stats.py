@@ -451,9 +451,17 @@ def random_share_median(k, n) -> float:
     return float(sps.beta.median(k / 2, (n - k) / 2))
 
 
-def flat_boundary_median(k: int, n: int) -> float:
-    """The median on/off norm ratio of a locally flat boundary and a random k-dimensional subspace of R^n:
-    with s = ||P w||^2 / ||w||^2 ~ Beta(k/2, (n-k)/2), on/off = sqrt((1 - s) / s), and the median of a
-    monotone transform is the transform of the median. A little above the familiar sqrt((n-k)/k)."""
+FLAT_RATIOS = ("on / off", "on / unconstrained", "off / unconstrained")
+
+
+def flat_boundary_median(k: int, n: int, ratio: str = "on / off") -> float:
+    """The report's one flat-boundary reference: the median norm ratio that confinement alone gives for a locally
+    flat boundary and a random k-dimensional subspace of R^n. The distance along the projected normal w is
+    |s| / ||P w||, and s = ||P w||^2 / ||w||^2 ~ Beta(k/2, (n-k)/2); so on/off = sqrt((1 - s) / s),
+    on/unconstrained = 1 / sqrt(s), off/unconstrained = 1 / sqrt(1 - s), and the median of a monotone
+    transform is the transform of the median. On/off lies a little above the familiar sqrt((n-k)/k) (the
+    ratio at the mean share k/n)."""
+    check_choice(ratio, FLAT_RATIOS, "ratio")
     m = random_share_median(k, n)
-    return float(np.sqrt((1 - m) / m))
+    return float({"on / off": np.sqrt((1 - m) / m), "on / unconstrained": 1 / np.sqrt(m),
+                  "off / unconstrained": 1 / np.sqrt(1 - m)}[ratio])

@@ -64,7 +64,7 @@ ae_width: Optional[int] = 16             # channels of the first conv layer; Non
 # %%
 import pandas as pd
 
-from lib import data, distributed, experiment, plots, report, runtime, train
+from lib import data, distributed, experiment, plots, report, runtime, stats, train
 from lib import records as records_lib
 
 run = runtime.start("04_random_subspace_control", profile, seed, device)
@@ -142,7 +142,7 @@ def on_off_table(recs):
         n = int(r["n"].iloc[0])
         rows.append({"dataset": name, "split": split + ("" if clip else ", no clip"), "subspace": sub, "k": k,
                      **records_lib.ratio_summary(r, ("on", sub), ("off", sub)),
-                     "flat boundary": experiment.flat_boundary_ratio(n, k, "on / off"),
+                     "flat boundary": stats.flat_boundary_median(k, n, "on / off"),
                      "median subspace share (on)": r.loc[r["condition"] == "on", "subspace_share"].median(),
                      "median gradient share": r.loc[r["condition"] == "on", "grad_share"].median(), "k/n": k / n})
     return pd.DataFrame(rows)
@@ -161,7 +161,7 @@ for name in ks:
 # %% [markdown]
 # ## How the ratio scales with k
 # Controls at several k and the tangent spaces of two autoencoders (the second retrained with another latent
-# size, same family and settings), on the first split's images, against the flat-boundary curve √((n−k)/k).
+# size, same family and settings), on the first split's images, against the flat-boundary curve (the median on/off ratio of a random subspace, about √((n−k)/k)).
 
 # %%
 sweep_table = on_off_table(pd.concat([sweep, clipped[clipped["split"] == splits[0]]])) if len(sweep) else pd.DataFrame()

@@ -3,7 +3,7 @@ import pandas as pd
 import pytest
 import torch
 
-from lib import data, experiment, train
+from lib import data, experiment, stats, train
 
 N_PIX = 784
 
@@ -56,7 +56,7 @@ def test_random_subspace_ratio_is_what_confinement_alone_predicts(linear_setup):
     on, off = (exp.run(c, spec, progress=False).records for c in ("on", "off"))
     assert on["success"].all() and off["success"].all()
     ratio = np.median(on["norm"] / off["norm"])
-    assert ratio == pytest.approx(experiment.flat_boundary_ratio(N_PIX, 16, "on / off"), rel=0.2)
+    assert ratio == pytest.approx(stats.flat_boundary_median(16, N_PIX, "on / off"), rel=0.2)
     # no clipping: the attack stays inside (up to float32 cancellation in adv - x for tiny deltas)
     assert on["subspace_share"].min() > 0.99 and on["subspace_share"].median() == pytest.approx(1, abs=1e-5)
     assert on["grad_share"].mean() == pytest.approx(16 / N_PIX, rel=0.3)  # a random subspace holds ~k/n
@@ -95,11 +95,16 @@ def test_pick_correct_takes_only_correctly_classified_images():
         experiment.pick_correct(model, x, y, 0)
 
 
-def test_flat_boundary_ratios():
-    assert experiment.flat_boundary_ratio(784, 16, "on / off") == pytest.approx(np.sqrt(768 / 16))
-    assert experiment.flat_boundary_ratio(100, 25, "on / unconstrained") == pytest.approx(2.0)
-    with pytest.raises(ValueError, match="ratio must be one of"):
-        experiment.flat_boundary_ratio(10, 2, "up / down")
+def test_flat_boundary_references_are_beta_medians():
+    """The three references are monotone transforms of the median share, a little off the mean-share values."""
+    rng = np.random.default_rng(0)
+    share = rng.beta(8, 384, 200_000)  # k = 16, n = 784
+    for ratio, of in (("on / off", lambda s: np.sqrt((1 - s) / s)), ("on / unconstrained", lambda s: 1 / np.sqrt(s)),
+                      ("off / unconstrained", lambda s: 1 / np.sqrt(1 - s))):
+        assert stats.flat_boundary_median(16, 784, ratio) == pytest.approx(np.median(of(share)), rel=0.005)
+    assert stats.flat_boundary_median(16, 784) == pytest.approx(np.sqrt(768 / 16), rel=0.03)
+    with pytest.raises(ValueError, match="ratio"):
+        stats.flat_boundary_median(2, 10, "up / down")
 
 
 def test_class_cosine_is_one_along_the_class_mean_difference():
