@@ -23,7 +23,7 @@ from lib import stats
 
 VERDICTS = ("supported", "not supported", "negligible", "explained by dimension alone", "not testable",
             "inconclusive")
-KINDS = ("difference", "equivalence")
+ROW_KINDS = ("difference", "equivalence")  # what a row claims: an effect beyond the margin, or within it
 SCALES = ("ratio", "difference", "points")  # effects on the log scale shown as ratios; differences; proportions
 
 RULES = (
@@ -67,7 +67,7 @@ def verdict(kind: str, p_holm: float, p_margin_holm: float, lo: float, hi: float
     | equivalence | interval entirely outside the band                            | not supported    |
     | any         | otherwise                                                     | inconclusive     |
     """
-    stats.check_choice(kind, KINDS, "kind")
+    stats.check_choice(kind, ROW_KINDS, "kind")
     stats.check_choice(predicted, ("greater", "less"), "predicted")
     stats.check_choice(null_verdict, VERDICTS, "null_verdict")
     if not testable:
@@ -122,7 +122,7 @@ class Row:
     power_at: Callable | None = field(default=None, compare=False, repr=False)
 
     def __post_init__(self):
-        stats.check_choice(self.kind, KINDS, "kind")
+        stats.check_choice(self.kind, ROW_KINDS, "kind")
         stats.check_choice(self.scale, SCALES, "scale")
         stats.check_choice(self.predicted, ("greater", "less"), "predicted")
         if self.margin < 0:

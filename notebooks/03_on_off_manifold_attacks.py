@@ -38,7 +38,7 @@ attack: dict[str, dict[str, float]] = {  # PGD per condition {eps, alpha, steps}
     "on": {"eps": 20.0, "alpha": 0.1, "steps": 1000},              # 50 / 1000 / 1000 iterations; ours give the
     "off": {"eps": 10.0, "alpha": 0.02, "steps": 1000},            # unconstrained attack room to succeed)
 }
-no_clip_check: bool = True               # also run on/off without clipping to [0, 1] (test split), a sensitivity check
+no_clip: bool = True               # also run on/off without clipping to [0, 1] (test split), a sensitivity check
 shard_size: int = 50                     # images per shard: one cache entry each (a re-run computes only the missing ones)
 scheduler: Optional[str] = None          # dask scheduler address (tcp://host:8786) whose workers run the shards; None: $DIMPLED_SCHEDULER, else here
 n_show: int = 6                          # images in the example figure
@@ -84,7 +84,8 @@ for name, d in found.items():
     models[name] = (clf, ae)
     print(f"{name}: classifier {clf.summary()}, autoencoder (k = {ae.model.latent_dim}) {ae.summary()}")
     for split in splits:
-        exp = experiment.AttackExperiment(clf, d, split, n_images, settings, seed, run.device, shard_size, where)
+        exp = experiment.AttackExperiment(clf, d, split, n_images, settings, seed=seed, device=run.device,
+                                          shard_size=shard_size, scheduler=where)
         experiments.append(exp)
         if len(exp.ids) < n_images:
             runtime.show(f"> {name}/{split}: only {len(exp.ids)} correctly classified images, fewer than n_images={n_images}.")
@@ -92,9 +93,9 @@ for name, d in found.items():
         outcomes[name, split] = [exp.run("unconstrained"), exp.run("on", tangent), exp.run("off", tangent)]
         images[name, split] = exp.x
         frames += [o.records for o in outcomes[name, split]]
-        if no_clip_check and split == "test":
-            loose = {c: experiment.AttackSettings(**{**vars(s), "clip": False}) for c, s in settings.items()}
-            exp_nc = experiment.AttackExperiment(clf, d, split, n_images, loose, seed, run.device, shard_size, where)
+        if no_clip and split == "test":
+            exp_nc = experiment.AttackExperiment(clf, d, split, n_images, experiment.unclipped(settings), seed=seed,
+                                                 device=run.device, shard_size=shard_size, scheduler=where)
             experiments.append(exp_nc)
             outcomes[name, "test, no clip"] = [exp_nc.run(c) if c == "unconstrained" else exp_nc.run(c, tangent)
                                                for c in ("unconstrained", "on", "off")]

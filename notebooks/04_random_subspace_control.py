@@ -70,7 +70,6 @@ from lib import records as records_lib
 run = runtime.start("04_random_subspace_control", profile, seed, device)
 settings = experiment.settings_from(attack)
 where = distributed.scheduler_address(scheduler)  # None: the shards run in this process
-loose = {c: experiment.AttackSettings(**{**vars(s), "clip": False}) for c, s in settings.items()}
 found, missing = data.load_all(datasets)
 for name, message in missing.items():
     runtime.show(f"> **{name}: data not available.** {message}")
@@ -93,12 +92,14 @@ for name, d in found.items():
     pca_images = experiment.training_images(d, runtime.per_dataset(ae_train_subset, name), seed)  # what the autoencoder saw
     specs = [experiment.tangent_spec(ae)] + [experiment.control_spec(c, k, seed, pca_images) for c in controls]
     for split in splits:
-        exp = experiment.AttackExperiment(clf, d, split, n_images, settings, seed, run.device, shard_size, where)
+        exp = experiment.AttackExperiment(clf, d, split, n_images, settings, seed=seed, device=run.device,
+                                          shard_size=shard_size, scheduler=where)
         experiments.append(exp)
         frames.append(exp.run("unconstrained").records)
         frames += [exp.run(c, spec).records for spec in specs for c in ("on", "off")]
         if no_clip and split == splits[0]:  # every subspace again, x + delta free to leave [0, 1]
-            exp_nc = experiment.AttackExperiment(clf, d, split, n_images, loose, seed, run.device, shard_size, where)
+            exp_nc = experiment.AttackExperiment(clf, d, split, n_images, experiment.unclipped(settings), seed=seed,
+                                                 device=run.device, shard_size=shard_size, scheduler=where)
             experiments.append(exp_nc)
             frames.append(exp_nc.run("unconstrained").records)
             frames += [exp_nc.run(c, spec).records for spec in specs for c in ("on", "off")]
