@@ -9,12 +9,11 @@ ok; one that is queued, running, failed or interrupted says so, and its old figu
 import base64
 import html
 import json
-import os
-import tempfile
 import time
 from pathlib import Path
 
 from lib import state
+from lib.files import atomic_write
 from lib.report import NOTEBOOKS, format_value, reports_dir, results_dir
 
 STATISTICS = "05_statistics"
@@ -144,10 +143,7 @@ for comparison only.</p>
 <div class="scroll"><table><tr><th>notebook</th><th>headline figures</th><th>data</th><th>device</th><th>wall time</th>
 <th>status</th></tr>
 {''.join(notebook_rows(profile))}</table></div></body></html>"""
-    root.mkdir(parents=True, exist_ok=True)
     out = root / "index.html"
-    fd, tmp = tempfile.mkstemp(dir=root, prefix=".index.", suffix=".tmp")
-    with os.fdopen(fd, "w") as f:
+    with atomic_write(out) as f:
         f.write(page)
-    os.replace(tmp, out)
     return out

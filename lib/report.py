@@ -14,8 +14,9 @@ import json
 import math
 import os
 import sys
-import tempfile
 from pathlib import Path
+
+from lib.files import atomic_write
 
 REPO = Path(__file__).resolve().parents[1]
 NOTEBOOKS = REPO / "notebooks"
@@ -46,14 +47,10 @@ def _plain(obj):
 
 
 def write_json_atomic(obj, path):
-    obj = _plain(obj)
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name, suffix=".tmp")
-    with os.fdopen(fd, "w") as f:
-        json.dump(obj, f, indent=1, allow_nan=False)
-    os.replace(tmp, path)
-    return path
+    """Write `obj` as JSON to `path`, whole or not at all (lib.files.atomic_write)."""
+    with atomic_write(path) as f:
+        json.dump(_plain(obj), f, indent=1, allow_nan=False)
+    return Path(path)
 
 
 def write_results(run, title, headline, data_sources=None, unavailable=None, **details):
