@@ -13,7 +13,7 @@ import os
 import tempfile
 from pathlib import Path
 
-from lib import fingerprint, params, state
+from lib import fingerprint, params, sources, state
 from lib.report import REPO, reports_dir, results_dir
 
 TEMPLATES = Path(__file__).resolve().parent / "templates"
@@ -79,9 +79,10 @@ def execute(py_path, profile, extra=None):
     py_path = Path(py_path)
     name = py_path.stem
     root = reports_dir(profile)
-    root.mkdir(parents=True, exist_ok=True)
     declared = params.check(profile)[name]
     values = params.resolve(name, profile, declared, extra)
+    sources.check_data_root()
+    root.mkdir(parents=True, exist_ok=True)
     fp = fingerprint.fingerprint(py_path, values, root)
     invalidate(root, name)
     state.mark(root, name, "running")

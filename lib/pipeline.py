@@ -18,16 +18,22 @@ import sys
 import time
 from pathlib import Path
 
-from lib import fingerprint, params, state
+from lib import fingerprint, params, sources, state
 from lib.execute import invalidate
 from lib.index import build_index
 from lib.progress import Live
 from lib.report import reports_dir
 
 
+# Bad input, refused with one line before anything is queued: the parameter file, the data folder.
+REFUSED = (params.ParameterError, sources.DataFolderError)
+
+
 def plan(profile, declared=None):
-    """{notebook: [reasons it must run]} in order; an empty list: up to date."""
+    """{notebook: [reasons it must run]} in order; an empty list: up to date. Refuses (REFUSED) a bad parameter
+    file or a $DIMPLED_DATA that does not exist."""
     declared = declared or params.check(profile)
+    sources.check_data_root()
     root = reports_dir(profile)
     out = {}
     for path in params.notebook_paths():
@@ -141,7 +147,7 @@ def run_one(path, profile, quiet=False, out=None):
         live.add(name, reports_dir(profile) / f"{name}.progress.log")
     try:
         page = execute(path, profile)
-    except params.ParameterError:
+    except REFUSED:
         raise
     except Exception as err:
         from lib.execute import one_line
@@ -183,6 +189,6 @@ def main(argv=None):
         params.profile_path(args.profile)
         print(build_index(args.profile))
         return 0
-    except params.ParameterError as err:
+    except REFUSED as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
