@@ -7,7 +7,8 @@
 Every notebook's parameters are checked first (lib.params): a bad file stops everything before any kernel starts,
 with one line. A notebook is stale when its fingerprint (lib.fingerprint) differs from the one its last successful
 run recorded, when it has none (never run, failed, interrupted), or when a notebook it reads (UPSTREAM) is stale.
-Stale notebooks are marked queued at once (their old figures leave the index), then run in order, up to -j at a
+Stale notebooks are marked queued at once (their old figures leave the index, set aside: lib.execute.invalidate;
+one that never starts, or stops before computing anything, gets them back), then run in order, up to -j at a
 time, each in its own process (`python -m lib.report run ... --quiet`, output in <notebook>.run.log) while the
 terminal shows their progress (lib.progress). With nothing stale it only rebuilds the index.
 """
@@ -19,7 +20,7 @@ import time
 from pathlib import Path
 
 from lib import fingerprint, params, sources, state
-from lib.execute import invalidate
+from lib.execute import invalidate, restore
 from lib.index import build_index
 from lib.progress import Live
 from lib.report import reports_dir
@@ -94,8 +95,9 @@ def make(profile, jobs=1, out=None):
                     ups = [u for u in fingerprint.UPSTREAM.get(name, ()) if u in todo or u in running or u in failed]
                     blocked = [u for u in ups if u in failed]
                     if blocked:
-                        state.mark(root, name, "failed", error=f"not run: {', '.join(blocked)} failed")
                         failed[name] = f"not run: {', '.join(blocked)} failed"
+                        if not restore(root, name, failed[name] + " (the last good run is kept)"):
+                            state.mark(root, name, "failed", error=failed[name])
                         live.say(f"{name}: {failed[name]}")
                         del todo[name]
                     elif not ups and len(running) < jobs:
@@ -125,7 +127,8 @@ def make(profile, jobs=1, out=None):
                     proc.terminate()
                     state.mark(root, name, "interrupted", error="stopped by Ctrl-C")
             for name in todo:
-                state.mark(root, name, "interrupted", error="not started: stopped by Ctrl-C")
+                if not restore(root, name, "not started: stopped by Ctrl-C (the last good run is kept)"):
+                    state.mark(root, name, "interrupted", error="not started: stopped by Ctrl-C")
             build_index(profile)
             print(f"\nInterrupted: the unfinished notebooks run again next time.\nReport: {root / 'index.html'}", file=out)
             return 130
