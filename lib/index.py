@@ -110,7 +110,8 @@ def notebook_rows(profile):
         res_path = results_dir(profile) / f"{name}.json"
         res = json.loads(res_path.read_text()) if res_path.exists() else {}
         status, detail = state.status(root, name)
-        figs = "".join(f"<li>{html.escape(h['name'])}: <b>{format_value(h)}</b>"
+        figs = "".join(f"<li>{html.escape(h['name'])}: <b>{html.escape(format_value(h))}</b>"
+                       + (f" <span class=note>({html.escape(h['note'])})</span>" if h.get("note") else "")
                        + (f" <span class=pub>(published: {html.escape(h['published'])})</span>" if h.get("published") else "")
                        + "</li>" for h in res.get("headline", []))
         data = "".join(f"<li>{html.escape(k)}: {html.escape(v)}</li>" for k, v in res.get("data_sources", {}).items())
