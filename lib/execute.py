@@ -30,7 +30,7 @@ def to_ipynb(py_path, ipynb_path):
     import jupytext
 
     nb = jupytext.read(py_path)
-    nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
+    nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3 (ipykernel)", "language": "python"}
     jupytext.write(nb, ipynb_path)
     return ipynb_path
 

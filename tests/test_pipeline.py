@@ -159,3 +159,16 @@ def test_a_notebook_not_run_because_its_upstream_failed_keeps_its_last_good_page
     assert state.status(root, "05_statistics")[0] == "ok"
     assert "05_statistics figure" in (root / "index.html").read_text()
     assert state.status(root, "03_on_off_manifold_attacks")[0] == "failed"
+
+
+def test_notebooks_name_the_kernel_the_lab_starts():
+    """JupyterLab writes the running kernel's spec into the notebook's metadata when it starts one: a header that
+    differs from the installed python3 kernelspec (ipykernel's display name "Python 3 (ipykernel)") marked every
+    notebook modified as soon as it was opened."""
+    import jupytext
+    from jupyter_client.kernelspec import KernelSpecManager
+
+    spec = KernelSpecManager().get_kernel_spec("python3")
+    for path in params.notebook_paths():
+        assert jupytext.read(path).metadata["kernelspec"] == {"name": "python3", "display_name": spec.display_name,
+                                                              "language": spec.language}, path.name
