@@ -3,7 +3,7 @@ import os
 import pytest
 import torch
 
-from lib import cache, files, models
+from lib import cache, models
 
 
 def build_counter():
@@ -66,6 +66,8 @@ def test_read_only_complete_cache_is_a_hit_without_writing(tmp_cache, monkeypatc
 
     monkeypatch.setattr(cache.fcntl, "flock", refuse)
     monkeypatch.setattr(cache, "save_atomic", refuse)
+    from lib import files
+
     monkeypatch.setattr(files.tempfile, "mkstemp", refuse)
     import builtins
     real_open, real_os_open = builtins.open, os.open
