@@ -24,6 +24,7 @@ def stale(profile):
 def data_dir(tmp_path, monkeypatch):
     monkeypatch.setenv("DIMPLED_DATA", str(tmp_path / "data"))
     monkeypatch.setenv("DIMPLED_OFFLINE", "1")
+    (tmp_path / "data").mkdir()  # an empty data folder (one that does not exist is refused)
     return tmp_path / "data"
 
 
