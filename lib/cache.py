@@ -7,21 +7,22 @@ only: `torch.load(weights_only=True)` reads it). It is written to a temporary fi
 place, so a reader never sees half an entry; an entry that does not load, or whose stored key
 differs, is reported, removed and rebuilt. A hit reads the entry and writes nothing (no lock file), so
 a complete cache on a read-only disk is usable; only a miss takes the per-key file lock, then looks
-again, so two notebooks that need the same model at the same time (`make -j2`) train it once.
+again, so two notebooks that need the same model at the same time (`make -j2`) train it once. The lock file is
+removed by its holder, so only entries stay in the cache folder.
 """
-import ast
 import fcntl
 import hashlib
 import inspect
 import json
 import os
-import tempfile
 import warnings
 from contextlib import contextmanager
 from pathlib import Path
 
 import torch
 
+from lib.codetext import normalised
+from lib.files import atomic_write
 from lib.runtime import notify
 
 REPO = Path(__file__).resolve().parents[1]
@@ -34,17 +35,9 @@ def cache_dir():
 
 def code_text(obj):
     """What a piece of code computes, as text: its syntax tree (``ast.dump``, no line numbers) without
-    docstrings or comments. An edit of its documentation leaves it unchanged; an edit of its code does not."""
-    import textwrap
-
-    tree = ast.parse(textwrap.dedent(inspect.getsource(obj)))
-    for node in ast.walk(tree):
-        body = getattr(node, "body", None)
-        if (isinstance(node, (ast.Module, ast.ClassDef, ast.FunctionDef, ast.AsyncFunctionDef)) and body
-                and isinstance(body[0], ast.Expr) and isinstance(body[0].value, ast.Constant)
-                and isinstance(body[0].value.value, str)):
-            node.body = body[1:] or [ast.Pass()]
-    return ast.dump(tree)
+    docstrings or comments (lib.codetext.normalised). An edit of its documentation leaves it unchanged; an edit
+    of its code does not."""
+    return normalised(inspect.getsource(obj))
 
 
 def hash_tensor(t):
@@ -63,19 +56,9 @@ def config_hash(config, code=()):
 
 
 def save_atomic(obj, path):
-    """torch.save to a temporary file beside `path`, fsync, then rename over `path`."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name, suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            torch.save(obj, f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    """torch.save to a temporary file beside `path`, fsync, then rename over `path` (lib.files.atomic_write)."""
+    with atomic_write(path, "wb", sync=True) as f:
+        torch.save(obj, f)
 
 
 def load_entry(path, key):
@@ -108,15 +91,36 @@ def _load_quietly(path, key):
     return entry if isinstance(entry, dict) and entry.get("key") == key and "state_dict" in entry else None
 
 
+def _lock_is(fd, lock_path):
+    """Whether the open file `fd` is still the lock file at `lock_path` (a releasing holder unlinks it)."""
+    try:
+        return os.stat(lock_path).st_ino == os.fstat(fd).st_ino
+    except FileNotFoundError:
+        return False
+
+
 @contextmanager
 def _locked(path):
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with open(path.with_suffix(".lock"), "w") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)
+    """Hold the exclusive lock of the entry at `path`: <key>.lock, removed again by its holder before it unlocks,
+    so no lock file stays beside the entries. A waiter that locked a file its holder had meanwhile removed
+    opens the lock path again (the usual flock-and-unlink scheme: at most one holder per path at any time)."""
+    lock_path = path.with_suffix(".lock")
+    lock_path.parent.mkdir(parents=True, exist_ok=True)
+    while True:
+        fd = os.open(lock_path, os.O_RDWR | os.O_CREAT, 0o666)
         try:
-            yield
-        finally:
-            fcntl.flock(lock, fcntl.LOCK_UN)
+            fcntl.flock(fd, fcntl.LOCK_EX)
+        except BaseException:
+            os.close(fd)
+            raise
+        if _lock_is(fd, lock_path):
+            break
+        os.close(fd)
+    try:
+        yield
+    finally:
+        lock_path.unlink(missing_ok=True)
+        os.close(fd)  # releases the lock
 
 
 def entry_path(kind, key, root=None):

@@ -113,6 +113,14 @@ def auc(negatives, positives):
     return float(greater + ties / 2)
 
 
+def auc_reading(value):
+    """How to read a detection AUC, in words: 0.5 is chance; below it the score ranks the wrong way."""
+    if value < 0.5:
+        return ("below 0.5: the score points the wrong way (on this network natural images see the more positive "
+                "curvature)")
+    return "0.5 is chance, 1 a perfect detector"
+
+
 def auc_ci(negatives, positives, n_boot=2000, level=0.95, seed=0):
     """AUC with a percentile bootstrap interval (negatives and positives resampled separately): (auc, lo, hi)."""
     rng = np.random.default_rng(seed)

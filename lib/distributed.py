@@ -37,8 +37,11 @@ def close():
 def run_tasks(fn, tasks, scheduler=None, done=None, retries=2):
     """[fn(task) for task in tasks], in order; `done()` is called as each one finishes (a progress bar).
 
-    scheduler None: here, one after the other. Else the address of a dask scheduler whose workers run them;
-    if one fails for good its exception is raised here and the tasks still pending are cancelled."""
+    scheduler None: here, one after the other. Else the address of a dask scheduler whose workers run them
+    (connected to only when there is a task to run); if one fails for good its exception is raised here and the
+    tasks still pending are cancelled."""
+    if not tasks:  # every shard was in the cache: no scheduler to reach, nothing to wait for
+        return []
     if not scheduler:
         results = []
         for task in tasks:

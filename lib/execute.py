@@ -1,9 +1,11 @@
 """Execute one notebook with papermill and render its page, keeping the report folder honest.
 
-Before the kernel starts: the profile's parameters are checked (lib.params), the notebook's old page, results
-and fingerprint are removed and it is marked running in the index. On success: the page is rendered, the run's
-fingerprint saved (lib.fingerprint) and the mark removed. On failure or interruption: the failed page is rendered
-(the traceback is there), the notebook is marked failed in the index at once, and the error is raised.
+Before the kernel starts: the profile's parameters and the data folder are checked (lib.params, lib.sources), the
+notebook's old page, results and fingerprint are set aside (<root>/.last/) and it is marked running in the index.
+On success: the page is rendered, the run's fingerprint saved (lib.fingerprint), the old run dropped and the mark
+removed. On failure or interruption: the failed page is rendered (the traceback is there), the notebook is marked
+failed in the index at once, and the error is raised; a run that stopped before any of the notebook's own cells ran
+(its kernel did not start) puts the last good run back instead, and the index says so.
 While it runs, <notebook>.progress.log receives "[cell k/n]" at each code cell, the kernel's progress bars
 (lib.runtime.progress) and its warnings for the terminal (lib.runtime.notify).
 """
@@ -11,9 +13,10 @@ import html
 import json
 import os
 import tempfile
+import time
 from pathlib import Path
 
-from lib import fingerprint, params, state
+from lib import fingerprint, params, sources, state
 from lib.report import REPO, reports_dir, results_dir
 
 TEMPLATES = Path(__file__).resolve().parent / "templates"
@@ -27,13 +30,19 @@ def to_ipynb(py_path, ipynb_path):
     import jupytext
 
     nb = jupytext.read(py_path)
-    nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
+    nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3 (ipykernel)", "language": "python"}
     jupytext.write(nb, ipynb_path)
     return ipynb_path
 
 
+# Code cells of the notebook's own (not its parameters cells) started by the current run: 0 when the run stopped
+# before computing anything (the kernel did not start, or a Ctrl-C came first), when the last good run is kept.
+_started = {"cells": 0}
+
+
 def _register_engine():
-    """A papermill engine that writes "[cell k/n]" to $DIMPLED_PROGRESS as each code cell starts."""
+    """A papermill engine that writes "[cell k/n]" to $DIMPLED_PROGRESS as each code cell starts (and counts the
+    cells that compute, in _started)."""
     from papermill.engines import NBClientEngine, papermill_engines
 
     class ProgressEngine(NBClientEngine):
@@ -46,6 +55,9 @@ def _register_engine():
                 if cell_index in code and os.environ.get("DIMPLED_PROGRESS"):
                     with open(os.environ["DIMPLED_PROGRESS"], "a") as f:
                         f.write(f"\n[cell {code.index(cell_index) + 1}/{len(code)}]\n")
+                tags = cell.get("metadata", {}).get("tags", [])
+                if cell_index in code and not {"parameters", "injected-parameters"} & set(tags):
+                    _started["cells"] += 1
                 return start(cell, cell_index, **kw)
 
             nb_man.cell_start = cell_start
@@ -56,18 +68,57 @@ def _register_engine():
 
 def one_line(err):
     """An error in one line: for a failing cell, its number and the exception, not papermill's traceback."""
+    if getattr(err, "ename", None) == "KeyboardInterrupt" or isinstance(err, KeyboardInterrupt):
+        return f"interrupted in cell [{err.exec_count}]" if hasattr(err, "exec_count") else "interrupted (Ctrl-C)"
     if hasattr(err, "ename"):
         first = (str(err.evalue).strip().splitlines() or [""])[0]
-        return f"cell [{err.exec_count}] raised {err.ename}: {first}"
-    return f"{type(err).__name__}: {(str(err).strip().splitlines() or [''])[0]}"
+        return f"cell [{err.exec_count}] raised {err.ename}" + (f": {first}" if first else "")
+    first = (str(err).strip().splitlines() or [""])[0]
+    return type(err).__name__ + (f": {first}" if first else "")
+
+
+# What a finished run leaves in the report folder and a new run sets aside (lib.execute.invalidate) until it
+# either succeeds (then they are dropped) or stops before computing anything (then they are put back).
+KEPT = ".last"
+
+
+def _run_files(root, name):
+    return [Path("results") / f"{name}.json", Path(f"{name}.html"), Path(f"{name}.ipynb"),
+            fingerprint.path_of(root, name).relative_to(root)]
 
 
 def invalidate(root, name):
-    """Remove what a previous run of `name` left, so nothing stale is shown while it runs again."""
+    """Take what a previous run of `name` left out of the report, so nothing stale is shown while it runs again:
+    its page, results, executed notebook and fingerprint go to <root>/.last/<name>/ (restore puts them back), its
+    failed page is removed."""
     root = Path(root)
-    for path in (root / "results" / f"{name}.json", root / f"{name}.html", root / f"{name}.failed.html",
-                 fingerprint.path_of(root, name)):
-        path.unlink(missing_ok=True)
+    (root / f"{name}.failed.html").unlink(missing_ok=True)
+    for rel in _run_files(root, name):
+        if (root / rel).exists():
+            (root / KEPT / name / rel).parent.mkdir(parents=True, exist_ok=True)
+            os.replace(root / rel, root / KEPT / name / rel)
+
+
+def discard(root, name):
+    """Forget the previous run that invalidate set aside (the new run succeeded, or failed after computing)."""
+    import shutil
+
+    shutil.rmtree(Path(root) / KEPT / name, ignore_errors=True)
+
+
+def restore(root, name, error):
+    """Put back the last good run that invalidate set aside, for a run that stopped before computing anything, and
+    say so in the index (lib.state: "kept"). Returns False when there was no finished run to put back."""
+    root, kept = Path(root), Path(root) / KEPT / name
+    had_run = (kept / fingerprint.path_of(root, name).relative_to(root)).exists()
+    if had_run:
+        for rel in _run_files(root, name):
+            if (kept / rel).exists():  # over what the stopped run left (papermill's first copy of the notebook)
+                (root / rel).parent.mkdir(parents=True, exist_ok=True)
+                os.replace(kept / rel, root / rel)
+        state.mark(root, name, "kept", error=error)
+    discard(root, name)
+    return had_run
 
 
 def execute(py_path, profile, extra=None):
@@ -79,9 +130,10 @@ def execute(py_path, profile, extra=None):
     py_path = Path(py_path)
     name = py_path.stem
     root = reports_dir(profile)
-    root.mkdir(parents=True, exist_ok=True)
     declared = params.check(profile)[name]
     values = params.resolve(name, profile, declared, extra)
+    sources.check_data_root()
+    root.mkdir(parents=True, exist_ok=True)
     fp = fingerprint.fingerprint(py_path, values, root)
     invalidate(root, name)
     state.mark(root, name, "running")
@@ -91,6 +143,7 @@ def execute(py_path, profile, extra=None):
     progress_log.write_text("")
     os.environ["DIMPLED_PROGRESS"] = str(progress_log)  # the kernel inherits it: bars go there
     _register_engine()
+    _started["cells"] = 0
     try:
         with tempfile.TemporaryDirectory() as tmp:
             source = to_ipynb(py_path, Path(tmp) / f"{name}.ipynb")
@@ -105,13 +158,18 @@ def execute(py_path, profile, extra=None):
                 failed_page = render_html(executed, profile, root / f"{name}.failed.html")
             except Exception:  # the error to report is the notebook's
                 pass
-        state.mark(root, name, "interrupted" if interrupted else "failed", error=one_line(err),
-                   page=failed_page.name if failed_page else None)
+        computed = _started["cells"] > 0 or hasattr(err, "ename")  # ename: a cell raised
+        if computed or not restore(root, name, f"the run of {time.strftime('%Y-%m-%d %H:%M')} stopped "
+                                                        f"before computing anything ({one_line(err)})"):
+            discard(root, name)
+            state.mark(root, name, "interrupted" if interrupted else "failed", error=one_line(err),
+                       page=failed_page.name if failed_page else None)
         build_index(profile)
         err.dimpled_page = failed_page
         raise
     page = render_html(executed, profile, root / f"{name}.html")
     fingerprint.save(root, name, fp)
+    discard(root, name)
     state.clear(root, name)
     build_index(profile)
     return page

@@ -2,9 +2,11 @@
 exactly when one of them changed, and says which.
 
 Parts: the notebook's source; its resolved parameters; the lib/ modules it imports, transitively (read with
-`ast`), with the templates that render its page; the torch and Python versions; the report folder; for a
-notebook that loads data (imports lib.data), what is on disk for each data set it asks for (lib.sources:
-paths and counts, no hashing of data); for a notebook that reads another's records (UPSTREAM), those files.
+`ast`), each as the cache keys see code (lib.codetext: its syntax tree without comments and docstrings), with the
+templates that render its page; the torch and Python versions; the report folder; for a notebook that loads data
+(imports lib.data), what is on disk for each data set it asks for (lib.sources: paths and counts, no hashing of
+data); for a notebook that reads another's records (UPSTREAM), those files. Paths inside the repository are
+relative to it, so a moved or re-cloned checkout with the same content has the same fingerprints.
 The fingerprint of a successful run is saved beside its page, <notebook>.fingerprint.json; a run that failed
 or was interrupted leaves none, so the next `make report` runs it again.
 """
@@ -17,6 +19,7 @@ from importlib import metadata
 from pathlib import Path
 
 from lib import sources
+from lib.codetext import normalised
 
 REPO = Path(__file__).resolve().parents[1]
 LIB = REPO / "lib"
@@ -30,6 +33,13 @@ def sha(data):
 
 def _rel(path):
     return str(Path(path).relative_to(REPO))
+
+
+def where(path):
+    """A folder as a fingerprint records it: relative to the repository when inside it (a moved or re-cloned
+    checkout keeps its fingerprints), else absolute."""
+    path = Path(path).resolve()
+    return str(path.relative_to(REPO)) if path.is_relative_to(REPO) else str(path)
 
 
 def imported_lib_modules(source, package_module=None):
@@ -71,7 +81,7 @@ def _versions():
 
 def data_part(datasets):
     """What is on disk for each data set the notebook asks for, and where the data folder is."""
-    return {"folder": str(sources.data_root().resolve()), "offline": sources.offline(),
+    return {"folder": where(sources.data_root()), "offline": sources.offline(),
             **{name: sources.on_disk(name) for name in datasets}}
 
 
@@ -93,9 +103,9 @@ def fingerprint(py_path, params, root):
     torch, python = _versions()
     parts = {"source": sha(py_path.read_bytes()),
              "params": json.loads(json.dumps(params, sort_keys=True, default=str)),
-             "lib": {_rel(m): sha(m.read_bytes()) for m in modules},
+             "lib": {_rel(m): sha(normalised(m.read_text())) for m in modules},
              "templates": {_rel(t): sha(t.read_bytes()) for t in sorted((LIB / "templates").rglob("*")) if t.is_file()},
-             "torch": torch, "python": python, "reports": str(Path(root).resolve())}
+             "torch": torch, "python": python, "reports": where(root)}
     if LIB / "data.py" in modules:
         parts["data"] = data_part(params.get("datasets") or [])
     if py_path.stem in UPSTREAM:

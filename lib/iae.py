@@ -250,7 +250,7 @@ def held_out_terms(ae, x, seed=0, batch_size=200):
     g = torch.Generator().manual_seed(seed)
     sums = np.zeros(3)
     with eval_mode(ae):
-        for i in range(0, len(x), batch_size):
+        for i in progress(range(0, len(x), batch_size), desc="held-out terms", unit="batch", leave=False):
             xb = x[i:i + batch_size]
             with torch.enable_grad():
                 terms = iae_terms(ae, xb, g)
@@ -258,11 +258,11 @@ def held_out_terms(ae, x, seed=0, batch_size=200):
     return dict(zip(("recon", "iso", "piso"), sums / len(x)))
 
 
-def decoder_singular_values(ae, z, chunk=64):
+def decoder_singular_values(ae, z, chunk=16):
     """Singular values of J_D(z) (n x k) at each row of z: (B, k), descending. All 1 for an isometry."""
     out = []
     with eval_mode(ae):
-        for i in range(0, len(z), chunk):
+        for i in progress(range(0, len(z), chunk), desc="singular values of J_D", unit="chunk", leave=False):
             out.append(torch.linalg.svdvals(decoder_jacobian(ae.decoder, z[i:i + chunk].detach())).detach())
     return torch.cat(out)
 

@@ -9,12 +9,11 @@ ok; one that is queued, running, failed or interrupted says so, and its old figu
 import base64
 import html
 import json
-import os
-import tempfile
 import time
 from pathlib import Path
 
 from lib import state, verdicts
+from lib.files import atomic_write
 from lib.report import NOTEBOOKS, format_value, reports_dir, results_dir
 
 STATISTICS = "05_statistics"
@@ -125,7 +124,8 @@ def notebook_rows(profile):
         res_path = results_dir(profile) / f"{name}.json"
         res = json.loads(res_path.read_text()) if res_path.exists() else {}
         status, detail = state.status(root, name)
-        figs = "".join(f"<li>{html.escape(h['name'])}: <b>{format_value(h)}</b>"
+        figs = "".join(f"<li>{html.escape(h['name'])}: <b>{html.escape(format_value(h))}</b>"
+                       + (f" <span class=note>({html.escape(h['note'])})</span>" if h.get("note") else "")
                        + (f" <span class=pub>(published: {html.escape(h['published'])})</span>" if h.get("published") else "")
                        + "</li>" for h in res.get("headline", []))
         data = "".join(f"<li>{html.escape(k)}: {html.escape(v)}</li>" for k, v in res.get("data_sources", {}).items())
@@ -158,10 +158,7 @@ for comparison only.</p>
 <div class="scroll"><table><tr><th>notebook</th><th>headline figures</th><th>data</th><th>device</th><th>wall time</th>
 <th>status</th></tr>
 {''.join(notebook_rows(profile))}</table></div></body></html>"""
-    root.mkdir(parents=True, exist_ok=True)
     out = root / "index.html"
-    fd, tmp = tempfile.mkstemp(dir=root, prefix=".index.", suffix=".tmp")
-    with os.fdopen(fd, "w") as f:
+    with atomic_write(out) as f:
         f.write(page)
-    os.replace(tmp, out)
     return out

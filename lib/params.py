@@ -6,7 +6,8 @@ notebooks/params/<profile>.yaml overrides them: the `all` section for settings s
 (each key must be declared by some notebook; a notebook gets the ones it declares), then a section per notebook
 (each key declared by that notebook). `check(profile)` refuses, with one line naming the file and the key:
 a YAML syntax error, a duplicate key or section, an unknown section or key, a value of the wrong type (the
-annotation, else the default's type) and an obviously wrong number (a count or epochs below 1, a negative seed).
+annotation, else the default's type), an obviously wrong number (a count or epochs below 1, a negative seed) and
+a name outside its allowed values (data sets, splits, attack conditions and settings, control subspaces: ALLOWED).
 Reads the notebooks' source with `ast`: no kernel, no papermill, no torch.
 """
 import ast
@@ -181,12 +182,60 @@ def _range_errors(value, path):
     return []
 
 
+# ---- allowed values ----------------------------------------------------------------------------------------------
+# The names the lib accepts (lib.data.DATASETS, lib.experiment.CONDITIONS, lib.shards.AttackSettings, the control
+# subspaces of lib.experiment.control_spec), here without importing torch; tests/test_params.py checks they agree.
+DATASETS = ("mnist", "fashion_mnist", "cifar10", "imagenet")
+SPLITS = ("test", "train")
+CONDITIONS = ("unconstrained", "on", "off")
+ATTACK_KEYS = ("eps", "alpha", "steps", "loss", "clip", "refine_steps")
+PGD_KEYS = ("eps", "alpha", "steps")
+CONTROLS = ("coordinate", "random", "pca")
+
+# parameter name pattern -> (what its values are called, allowed values, where they are: "items" of a list, "keys"
+# of a dict, "settings": a dict {condition: {setting: value}}, "pgd": a dict {setting: value})
+ALLOWED = [(r"^(datasets|dynamics_datasets)$", "a data set", DATASETS, "items"),
+           (r"^splits$", "a split", SPLITS, "items"),
+           (r"^controls$", "a control subspace", CONTROLS, "items"),
+           (r"(epochs|_subset|latent_dim)$", "a data set", DATASETS, "keys"),
+           (r"^attack$", "a condition", CONDITIONS, "settings"),
+           (r"^pgd$", "a PGD setting", PGD_KEYS, "pgd")]
+
+
+def _not_allowed(where, name, what, allowed):
+    near = difflib.get_close_matches(str(name), allowed, n=1)
+    hint = f" (did you mean {near[0]!r}?)" if near else ""
+    return f"{where}: {name!r} is not {what}{hint}; allowed: {', '.join(allowed)}"
+
+
+def _allowed_errors(name, value):
+    """What in `value` (of the parameter `name`) is not an allowed value, as `name.key: 'x' is not ...; allowed: ...`."""
+    for pattern, what, allowed, place in ALLOWED:
+        if not re.search(pattern, name):
+            continue
+        if place == "items" and isinstance(value, list):
+            return [_not_allowed(f"{name} = {value!r}", v, what, allowed) for v in value if v not in allowed]
+        if place in ("keys", "pgd") and isinstance(value, dict):
+            return [_not_allowed(name, k, what, allowed) for k in value if k not in allowed]
+        if place == "settings" and isinstance(value, dict):
+            errors = [_not_allowed(name, k, what, allowed) for k in value if k not in allowed]
+            for condition, settings in value.items():
+                keys = settings if isinstance(settings, dict) else {}
+                errors += [_not_allowed(f"{name}.{condition}", k, "an attack setting", ATTACK_KEYS)
+                           for k in keys if k not in ATTACK_KEYS]
+                errors += [f"{name}.{condition} lacks {k!r} (it needs {', '.join(PGD_KEYS)})"
+                           for k in PGD_KEYS if k not in keys]
+            return errors
+    return []
+
+
 def check_value(param, value):
-    """None if `value` suits `param`, else what is wrong (without the file's name)."""
+    """None if `value` suits `param`, else what is wrong (without the file's name): its type, its range, or a name
+    that is not one of the allowed values (data sets, splits, conditions, attack settings, controls)."""
     expected = annotation_of(param)
     if not _matches(value, ast.parse(expected, mode="eval").body):
         return f"{param.name} = {value!r} is a {type(value).__name__}; expected {expected}"
-    errors = _range_errors(value, [param.name])
+    errors = _range_errors(value, [param.name]) + _allowed_errors(param.name, value)
     return errors[0] if errors else None
 
 

@@ -7,7 +7,8 @@
 Every notebook's parameters are checked first (lib.params): a bad file stops everything before any kernel starts,
 with one line. A notebook is stale when its fingerprint (lib.fingerprint) differs from the one its last successful
 run recorded, when it has none (never run, failed, interrupted), or when a notebook it reads (UPSTREAM) is stale.
-Stale notebooks are marked queued at once (their old figures leave the index), then run in order, up to -j at a
+Stale notebooks are marked queued at once (their old figures leave the index, set aside: lib.execute.invalidate;
+one that never starts, or stops before computing anything, gets them back), then run in order, up to -j at a
 time, each in its own process (`python -m lib.report run ... --quiet`, output in <notebook>.run.log) while the
 terminal shows their progress (lib.progress). With nothing stale it only rebuilds the index.
 """
@@ -18,16 +19,22 @@ import sys
 import time
 from pathlib import Path
 
-from lib import fingerprint, params, state
-from lib.execute import invalidate
+from lib import fingerprint, params, sources, state
+from lib.execute import invalidate, restore
 from lib.index import build_index
 from lib.progress import Live
 from lib.report import reports_dir
 
 
+# Bad input, refused with one line before anything is queued: the parameter file, the data folder.
+REFUSED = (params.ParameterError, sources.DataFolderError)
+
+
 def plan(profile, declared=None):
-    """{notebook: [reasons it must run]} in order; an empty list: up to date."""
+    """{notebook: [reasons it must run]} in order; an empty list: up to date. Refuses (REFUSED) a bad parameter
+    file or a $DIMPLED_DATA that does not exist."""
     declared = declared or params.check(profile)
+    sources.check_data_root()
     root = reports_dir(profile)
     out = {}
     for path in params.notebook_paths():
@@ -88,8 +95,9 @@ def make(profile, jobs=1, out=None):
                     ups = [u for u in fingerprint.UPSTREAM.get(name, ()) if u in todo or u in running or u in failed]
                     blocked = [u for u in ups if u in failed]
                     if blocked:
-                        state.mark(root, name, "failed", error=f"not run: {', '.join(blocked)} failed")
                         failed[name] = f"not run: {', '.join(blocked)} failed"
+                        if not restore(root, name, failed[name] + " (the last good run is kept)"):
+                            state.mark(root, name, "failed", error=failed[name])
                         live.say(f"{name}: {failed[name]}")
                         del todo[name]
                     elif not ups and len(running) < jobs:
@@ -119,7 +127,8 @@ def make(profile, jobs=1, out=None):
                     proc.terminate()
                     state.mark(root, name, "interrupted", error="stopped by Ctrl-C")
             for name in todo:
-                state.mark(root, name, "interrupted", error="not started: stopped by Ctrl-C")
+                if not restore(root, name, "not started: stopped by Ctrl-C (the last good run is kept)"):
+                    state.mark(root, name, "interrupted", error="not started: stopped by Ctrl-C")
             build_index(profile)
             print(f"\nInterrupted: the unfinished notebooks run again next time.\nReport: {root / 'index.html'}", file=out)
             return 130
@@ -141,7 +150,7 @@ def run_one(path, profile, quiet=False, out=None):
         live.add(name, reports_dir(profile) / f"{name}.progress.log")
     try:
         page = execute(path, profile)
-    except params.ParameterError:
+    except REFUSED:
         raise
     except Exception as err:
         from lib.execute import one_line
@@ -183,6 +192,6 @@ def main(argv=None):
         params.profile_path(args.profile)
         print(build_index(args.profile))
         return 0
-    except params.ParameterError as err:
+    except REFUSED as err:
         print(f"error: {err}", file=sys.stderr)
         return 2

@@ -14,8 +14,9 @@ import json
 import math
 import os
 import sys
-import tempfile
 from pathlib import Path
+
+from lib.files import atomic_write
 
 REPO = Path(__file__).resolve().parents[1]
 NOTEBOOKS = REPO / "notebooks"
@@ -46,14 +47,10 @@ def _plain(obj):
 
 
 def write_json_atomic(obj, path):
-    obj = _plain(obj)
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name, suffix=".tmp")
-    with os.fdopen(fd, "w") as f:
-        json.dump(obj, f, indent=1, allow_nan=False)
-    os.replace(tmp, path)
-    return path
+    """Write `obj` as JSON to `path`, whole or not at all (lib.files.atomic_write)."""
+    with atomic_write(path) as f:
+        json.dump(_plain(obj), f, indent=1, allow_nan=False)
+    return Path(path)
 
 
 def write_results(run, title, headline, data_sources=None, unavailable=None, **details):
@@ -64,18 +61,53 @@ def write_results(run, title, headline, data_sources=None, unavailable=None, **d
     return write_json_atomic(payload, results_dir(run.profile) / f"{run.notebook}.json")
 
 
-def headline(name, value, unit="", published=""):
-    """One headline figure: unit '%' shows value as a percentage; published is the reference, in words."""
-    return {"name": name, "value": value, "unit": unit, "published": published}
+def headline(name, value, unit="", published="", ci=None, note=""):
+    """One headline figure: unit '%' shows value as a percentage; published is the reference, in words; ci an
+    interval (low, high) in the value's unit; note how to read the value, in words (e.g. what below 0.5 means)."""
+    h = {"name": name, "value": value, "unit": unit, "published": published}
+    if ci is not None:
+        h["ci"] = [float(ci[0]), float(ci[1])]
+    if note:
+        h["note"] = note
+    return h
+
+
+def proportion(name, k, n, published="", level=0.95):
+    """A headline share k / n (an accuracy, a robust accuracy) with its Wilson interval (lib.stats.wilson_ci)."""
+    from lib.stats import wilson_ci  # noqa: PLC0415 (scipy: only for the notebooks that report a share)
+
+    return headline(name, k / n if n else None, "%", published, ci=wilson_ci(k, n, level) if n else None)
+
+
+# A median ratio that is infinite: more than half the attacks involved failed at their budget, so the ratio is
+# only bounded below (lib.records); shown in words, never as "inf".
+BEYOND_BUDGET = "> budget (most attacks failed)"
+
+
+def number(v, fmt="{:.2f}"):
+    """A value as table text: infinity in words (BEYOND_BUDGET), NaN / None as "–", else `fmt`."""
+    if v is None or isinstance(v, str) and v in ("inf", "-inf"):
+        return {"inf": BEYOND_BUDGET, "-inf": "−∞"}.get(v, "–")
+    if isinstance(v, str):
+        return v
+    if math.isnan(v):
+        return "–"
+    return BEYOND_BUDGET if v == math.inf else "−∞" if v == -math.inf else fmt.format(v)
+
+
+def _in_unit(v, unit):
+    if isinstance(v, str) or v is None or math.isinf(v) or math.isnan(v):
+        return number(v)
+    return f"{100 * v:.2f}%" if unit == "%" else f"{v:.4g} {unit}".strip()
 
 
 def format_value(h):
-    v = h["value"]
-    if v is None:
-        return "–"
-    if isinstance(v, str):  # "inf" / "-inf"
-        return {"inf": "∞", "-inf": "−∞"}.get(v, v)
-    return f"{100 * v:.2f}%" if h["unit"] == "%" else f"{v:.4g} {h['unit']}".strip()
+    """A headline figure as text: the value in its unit, then its interval if it has one."""
+    text = _in_unit(h["value"], h["unit"])
+    if h.get("ci") and h["value"] is not None:
+        lo, hi = h["ci"]
+        text += f" [{_in_unit(lo, h['unit'])}, {_in_unit(hi, h['unit'])}]"
+    return text
 
 
 if __name__ == "__main__":

@@ -72,6 +72,15 @@ def show(markdown):
         print(markdown)
 
 
+def escape(text):
+    """`text` (an error message, a path such as imagenet2/train/<wnid>/) as literal Markdown: no HTML tags, no
+    emphasis, no links, so that `show` prints it as written."""
+    text = str(text).replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+    for c in "\\`*_[]":
+        text = text.replace(c, "\\" + c)
+    return text
+
+
 def per_dataset(value, dataset):
     """A parameter given once for all data sets, or as {dataset: value}; None where not given."""
     return value.get(dataset) if isinstance(value, dict) else value

@@ -14,9 +14,32 @@ IDX = ["train-images-idx3-ubyte", "train-labels-idx1-ubyte", "t10k-images-idx3-u
 CIFAR10 = [f"data_batch_{i}" for i in range(1, 6)] + ["test_batch"]
 
 
+CREATE = "DIMPLED_DATA_CREATE"
+
+
+class DataFolderError(ValueError):
+    """$DIMPLED_DATA names no folder (and a new one was not asked for); the message is one line."""
+
+
 def data_root():
     """$DIMPLED_DATA, else data/ in the repository."""
     return Path(os.environ.get("DIMPLED_DATA", REPO / "data"))
+
+
+def check_data_root():
+    """Refuse a $DIMPLED_DATA that does not exist (a typo would otherwise start a run that fills a new folder),
+    unless $DIMPLED_DATA_CREATE=1 asks for a new one: then create it. The default data/ is created as needed."""
+    if "DIMPLED_DATA" not in os.environ:
+        return data_root()
+    root = data_root()
+    if root.is_dir():
+        return root
+    if root.exists():
+        raise DataFolderError(f"DIMPLED_DATA={root} is not a folder")
+    if os.environ.get(CREATE, "0") in ("", "0", "false", "False"):
+        raise DataFolderError(f"DIMPLED_DATA={root} does not exist (to start a new data folder there, set {CREATE}=1)")
+    root.mkdir(parents=True)
+    return root
 
 
 def offline():

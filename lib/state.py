@@ -2,7 +2,8 @@
 
 <notebook>.state.json marks a notebook queued, running, failed or interrupted (with the process that marked it
 and, after a failure, the error in one line); it is removed when a run succeeds, and the run's fingerprint
-(lib.fingerprint) is saved instead. A mark whose process is gone reads as interrupted.
+(lib.fingerprint) is saved instead. A mark whose process is gone reads as interrupted. "kept": a run stopped
+before computing anything and the last good run was put back (lib.execute.restore): it reads as ok, with why.
 """
 import json
 import os
@@ -44,6 +45,8 @@ def _alive(pid):
 def status(root, notebook):
     """(status, detail): status is ok, queued, running, failed, interrupted, stale or not run."""
     s = read(root, notebook)
+    if s and s["state"] == "kept":  # lib.execute.restore: a later run stopped before computing anything
+        return "ok", f"last good run shown: {s.get('error', '')}"
     if s:
         if s["state"] in ("queued", "running") and not _alive(s.get("pid", -1)):
             return "interrupted", f"{s['state']} when its run stopped"

@@ -158,8 +158,9 @@ def fit(model, x, target, loss_fn, cfg, device, desc="train"):
 def accuracy(model, x, y, device, batch_size=1000):
     """Share of images whose arg-max logit is the label (model in eval mode)."""
     model.eval()
+    batches = progress(range(0, len(x), batch_size), desc="accuracy", unit="batch", leave=False)
     hits = sum((model(x[i:i + batch_size].to(device)).argmax(1).cpu() == y[i:i + batch_size]).sum().item()
-               for i in range(0, len(x), batch_size))
+               for i in batches)
     return hits / len(x)
 
 
@@ -167,8 +168,9 @@ def accuracy(model, x, y, device, batch_size=1000):
 def reconstruction_mse(ae, x, device, batch_size=500):
     """Mean squared error per pixel of D(E(x)) against x, in [0, 1] pixel scale."""
     ae.eval()
+    batches = progress(range(0, len(x), batch_size), desc="reconstruction MSE", unit="batch", leave=False)
     total = sum(F.mse_loss(ae(x[i:i + batch_size].to(device)), x[i:i + batch_size].to(device),
-                           reduction="sum").item() for i in range(0, len(x), batch_size))
+                           reduction="sum").item() for i in batches)
     return total / x.numel()
 
 

@@ -3,7 +3,7 @@
 #   jupytext:
 #     formats: ipynb,py:percent
 #   kernelspec:
-#     display_name: Python 3
+#     display_name: Python 3 (ipykernel)
 #     language: python
 #     name: python3
 # ---
@@ -45,7 +45,7 @@ from lib import data, plots, published, report, runtime, train
 run = runtime.start("01_classifiers", profile, seed, device)
 found, missing = data.load_all(datasets, None, test_subset, seed)  # the training subset is the model's (train.classifier_for)
 for name, message in missing.items():
-    runtime.show(f"> **{name}: data not available.** {message}")
+    runtime.show(f"> **{name}: data not available.** {runtime.escape(message)}")
 
 # %% [markdown]
 # ## Training (or loading from the cache)
@@ -57,7 +57,7 @@ for name, d in found.items():
         trained[name] = train.classifier_for(d, seed, run.device, classifier_epochs, classifier_train_subset)
     except data.DatasetUnavailable as err:  # e.g. the ResNet-50 weights, offline
         missing[name] = str(err)
-        runtime.show(f"> **{name}: model not available.** {err}")
+        runtime.show(f"> **{name}: model not available.** {runtime.escape(err)}")
         continue
     print(f"{name}: {trained[name].summary()}")
 found.update({name: t.train_data for name, t in trained.items()})  # what each model was trained on
@@ -94,8 +94,9 @@ if curves:
 # %%
 report.write_results(
     run, "01 · Classifiers",
-    headline=[report.headline(f"{name} test accuracy", acc[name]["test"], "%",
-                              published.describe(published.CLASSIFIER_TEST_ACC, name))
+    headline=[report.proportion(f"{name} test accuracy (Wilson 95% interval)",
+                                round(acc[name]["test"] * len(found[name].test_x)), len(found[name].test_x),
+                                published.describe(published.CLASSIFIER_TEST_ACC, name))
               for name in trained],
     data_sources={name: d.describe() for name, d in found.items()},
     unavailable=missing,

@@ -3,7 +3,7 @@
 #   jupytext:
 #     formats: ipynb,py:percent
 #   kernelspec:
-#     display_name: Python 3
+#     display_name: Python 3 (ipykernel)
 #     language: python
 #     name: python3
 # ---
@@ -50,7 +50,7 @@ from lib import data, plots, published, report, runtime, train
 run = runtime.start("02_autoencoders", profile, seed, device)
 found, missing = data.load_all(datasets, None, test_subset, seed)  # the training subset is the model's (train.autoencoder_for)
 for name, message in missing.items():
-    runtime.show(f"> **{name}: data not available.** {message}")
+    runtime.show(f"> **{name}: data not available.** {runtime.escape(message)}")
 
 # %% [markdown]
 # ## Training (or loading from the cache)

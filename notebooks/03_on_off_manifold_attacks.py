@@ -3,7 +3,7 @@
 #   jupytext:
 #     formats: ipynb,py:percent
 #   kernelspec:
-#     display_name: Python 3
+#     display_name: Python 3 (ipykernel)
 #     language: python
 #     name: python3
 # ---
@@ -64,7 +64,7 @@ settings = experiment.settings_from(attack)
 where = distributed.scheduler_address(scheduler)  # None: the shards run in this process
 found, missing = data.load_all(datasets)
 for name, message in missing.items():
-    runtime.show(f"> **{name}: data not available.** {message}")
+    runtime.show(f"> **{name}: data not available.** {runtime.escape(message)}")
 
 # %% [markdown]
 # ## The attacks
@@ -79,7 +79,7 @@ for name, d in found.items():
         clf, ae = train.models_for(d, run.device, **train.model_settings(globals()))  # notebooks 01 and 02's models
     except data.DatasetUnavailable as err:  # e.g. the ResNet-50 weights, offline
         missing[name] = str(err)
-        runtime.show(f"> **{name}: model not available.** {err}")
+        runtime.show(f"> **{name}: model not available.** {runtime.escape(err)}")
         continue
     models[name] = (clf, ae)
     print(f"{name}: classifier {clf.summary()}, autoencoder (k = {ae.model.latent_dim}) {ae.summary()}")
@@ -119,7 +119,8 @@ if len(records):
 
 # %%
 summary = records_lib.median_norm(clipped) if len(records) else pd.DataFrame()
-summary.style.format({"success rate": "{:.1%}", "median norm": "{:.3f}", "CI low": "{:.3f}", "CI high": "{:.3f}",
+norm_text = lambda v: report.number(v, "{:.3f}")  # an infinite median: most attacks failed at their budget
+summary.style.format({"success rate": "{:.1%}", "median norm": norm_text, "CI low": norm_text, "CI high": norm_text,
                       "median subspace share": "{:.3f}", "median gradient share": "{:.4f}"}, na_rep="–").hide(axis="index")
 
 # %% [markdown]
@@ -143,7 +144,7 @@ for (name, split) in [key for key in outcomes if key[1] in splits]:
                            "flat boundary": stats.flat_boundary_median(models[name][1].model.latent_dim, d.n, label)})
         hist[f"{name} {split}: {label}"] = np.exp(records_lib.log_ratio(r, a, b).complete)
 ratios = pd.DataFrame(ratio_rows)
-ratios.style.format({"median ratio": "{:.2f}", "CI low": "{:.2f}", "CI high": "{:.2f}",
+ratios.style.format({"median ratio": report.number, "CI low": report.number, "CI high": report.number,
                      "flat boundary": "{:.2f}"}, na_rep="").hide(axis="index")
 
 # %%
@@ -174,7 +175,7 @@ for (name, split), outs in outcomes.items():
 # %%
 if len(records) and not records["clip"].all():
     records_lib.median_norm(records[~records["clip"]]).style.format(
-        {"success rate": "{:.1%}", "median norm": "{:.3f}", "CI low": "{:.3f}", "CI high": "{:.3f}",
+        {"success rate": "{:.1%}", "median norm": norm_text, "CI low": norm_text, "CI high": norm_text,
          "median subspace share": "{:.3f}", "median gradient share": "{:.4f}"}, na_rep="–").hide(axis="index")
 
 # %%

@@ -3,7 +3,7 @@
 #   jupytext:
 #     formats: ipynb,py:percent
 #   kernelspec:
-#     display_name: Python 3
+#     display_name: Python 3 (ipykernel)
 #     language: python
 #     name: python3
 # ---
@@ -72,7 +72,7 @@ settings = experiment.settings_from(attack)
 where = distributed.scheduler_address(scheduler)  # None: the shards run in this process
 found, missing = data.load_all(datasets)
 for name, message in missing.items():
-    runtime.show(f"> **{name}: data not available.** {message}")
+    runtime.show(f"> **{name}: data not available.** {runtime.escape(message)}")
 
 # %% [markdown]
 # ## The attacks
@@ -86,7 +86,7 @@ for name, d in found.items():
         clf, ae = train.models_for(d, run.device, **train.model_settings(globals()))  # notebooks 01 and 02's models
     except data.DatasetUnavailable as err:  # e.g. the ResNet-50 weights, offline
         missing[name] = str(err)
-        runtime.show(f"> **{name}: model not available.** {err}")
+        runtime.show(f"> **{name}: model not available.** {runtime.escape(err)}")
         continue
     k = ks[name] = ae.model.latent_dim
     pca_images = experiment.training_images(d, runtime.per_dataset(ae_train_subset, name), seed)  # what the autoencoder saw
@@ -132,7 +132,7 @@ clipped = records[records["clip"]] if len(records) else records
 # ## On/off ratio: the learned manifold beside its controls
 # Median per-image on/off norm ratio with a distribution-free 95% interval (order statistics), all at the same k.
 # A failed "on" attack counts as an infinite ratio (*failed*: on / off failures; *undecidable*: both failed, left
-# out): where most fail, the median is infinite. *Median subspace share (on)*: the fraction of the final "on"
+# out): where most fail, the median is infinite, shown as "> budget (most attacks failed)". *Median subspace share (on)*: the fraction of the final "on"
 # perturbation's energy inside its subspace (1 without clipping; what clipping leaked).
 
 # %%
@@ -148,7 +148,7 @@ def on_off_table(recs):
                      "median gradient share": r.loc[r["condition"] == "on", "grad_share"].median(), "k/n": k / n})
     return pd.DataFrame(rows)
 
-fmt = {"median ratio": "{:.2f}", "CI low": "{:.2f}", "CI high": "{:.2f}", "flat boundary": "{:.2f}",
+fmt = {"median ratio": report.number, "CI low": report.number, "CI high": report.number, "flat boundary": "{:.2f}",
        "median subspace share (on)": "{:.2f}", "median gradient share": "{:.4f}", "k/n": "{:.4f}"}
 table = on_off_table(records) if len(records) else pd.DataFrame()
 table.style.format(fmt, na_rep="–").hide(axis="index")

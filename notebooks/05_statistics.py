@@ -3,7 +3,7 @@
 #   jupytext:
 #     formats: ipynb,py:percent
 #   kernelspec:
-#     display_name: Python 3
+#     display_name: Python 3 (ipykernel)
 #     language: python
 #     name: python3
 # ---
@@ -95,7 +95,7 @@ sources, why = info["03_on_off_manifold_attacks"].get("data_sources", {}), info[
 data_sources = {d: sources.get(d, "records of notebooks 03 and 04") for d in found}
 unavailable = {d: why.get(d, "no records of notebooks 03 and 04 for this data set") for d in datasets if d not in found}
 for name, message in unavailable.items():
-    runtime.show(f"> **{name}: not available** — {message}")
+    runtime.show(f"> **{name}: not available** — {runtime.escape(message)}")
 
 # %% [markdown]
 # ## The records
@@ -104,7 +104,7 @@ for name, message in unavailable.items():
 
 # %%
 if len(records):
-    display(rec.failure_counts(records).style.format({"success_rate": "{:.1%}", "subspace_share": "{:.2f}"})
+    display(rec.failure_counts(records).style.format({"success_rate": "{:.1%}", "subspace_share": "{:.2f}"}, na_rep="–")
             .hide(axis="index"))
 
 # %%

@@ -3,7 +3,7 @@
 #   jupytext:
 #     formats: ipynb,py:percent
 #   kernelspec:
-#     display_name: Python 3
+#     display_name: Python 3 (ipykernel)
 #     language: python
 #     name: python3
 # ---
@@ -80,10 +80,10 @@ if torch_threads:
     torch.set_num_threads(torch_threads)  # multithreaded LAPACK (eigvalsh) spins when other processes hold the cores
 found, missing = data.load_all(datasets)
 for name, message in missing.items():
-    runtime.show(f"> **{name}: data not available.** {message}")
+    runtime.show(f"> **{name}: data not available.** {runtime.escape(message)}")
 for name in [n for n in found if found[n].n > 784]:  # conv nets: n = 3072 needs Lanczos, not a full spectrum
     missing[name] = "not measured in this notebook: its full spectra are sized for n = 784 (the MLP data sets)"
-    runtime.show(f"> **{name}: left out.** {missing[name]}")
+    runtime.show(f"> **{name}: left out.** {runtime.escape(missing[name])}")
     found.pop(name)
 
 # %% [markdown]
@@ -308,7 +308,7 @@ for r in detection.to_dict("records"):
     runtime.show(f"**{r['dataset']}, natural vs {r['perturbation']}:** AUC {r['AUC']:.2f} [{r['CI low']:.2f}, {r['CI high']:.2f}] "
                  f"for the published rule (ρ > t flags 'perturbed'); {r['natural: rho < 0']:.0%} of natural images have ρ < 0 and "
                  f"{r['perturbed: rho > 0']:.0%} of perturbed ones ρ > 0; label recovery at t = 0: {r['label recovery (t = 0)']:.0%}"
-                 + (" — AUC below 0.5: on this network natural images see the *more positive* curvature." if r["AUC"] < 0.5 else "."))
+                 + f" — {ca.auc_reading(r['AUC'])}.")
 if roc:
     pc.roc_curves(roc, "curvature-based detection (twin)")
 detection.style.hide(axis="index").format(precision=3)
@@ -377,7 +377,10 @@ for name in models:
                                          "", "0.64 / 0.60 (LeNet / NiN, CIFAR-10); random 0.25"))
     dt = detection[(detection["dataset"] == name) & (detection["perturbation"] == "DeepFool")] if len(detection) else []
     if len(dt):
-        headline.append(report.headline(f"{name}: detection AUC, natural vs DeepFool", float(dt["AUC"].iloc[0]), ""))
+        auc_value = float(dt["AUC"].iloc[0])
+        headline.append(report.headline(f"{name}: detection AUC, natural vs DeepFool (bootstrap 95% interval)", auc_value,
+                                        "", ci=(float(dt["CI low"].iloc[0]), float(dt["CI high"].iloc[0])),
+                                        note=ca.auc_reading(auc_value)))
         headline.append(report.headline(f"{name}: label recovery after DeepFool (t = 0)", float(dt["label recovery (t = 0)"].iloc[0]),
                                          "%", "92 / 88 / 74% (ImageNet networks; indirect)"))
 

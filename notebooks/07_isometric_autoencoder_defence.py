@@ -3,7 +3,7 @@
 #   jupytext:
 #     formats: ipynb,py:percent
 #   kernelspec:
-#     display_name: Python 3
+#     display_name: Python 3 (ipykernel)
 #     language: python
 #     name: python3
 # ---
@@ -94,10 +94,10 @@ if not 0 <= finetune_threshold < 1 or not eps_grid or min(eps_grid) <= 0:
     raise ValueError("finetune_threshold must be in [0, 1) and eps_grid a non-empty list of budgets > 0")
 found, missing = data.load_all(datasets)
 for name, message in missing.items():
-    runtime.show(f"> **{name}: data not available.** {message}")
+    runtime.show(f"> **{name}: data not available.** {runtime.escape(message)}")
 for name in [n for n in found if found[n].shape != (1, 28, 28)]:
     missing[name] = "the I-AE of this notebook is the 28x28 conv autoencoder (MNIST, Fashion-MNIST)"
-    runtime.show(f"> **{name}: not run.** {missing[name]}")
+    runtime.show(f"> **{name}: not run.** {runtime.escape(missing[name])}")
     found.pop(name)
 
 # %% [markdown]
@@ -346,6 +346,10 @@ def acc(name, d, attack, eps):
     r = robust[(robust["dataset"] == name) & (robust["defence"] == d) & (robust["attack"] == attack) & (robust["eps"] == eps)]
     return float(r["robust accuracy"].iloc[0]) if len(r) else np.nan
 
+def acc_ci(name, d, attack, eps):
+    r = robust[(robust["dataset"] == name) & (robust["defence"] == d) & (robust["attack"] == attack) & (robust["eps"] == eps)]
+    return (float(r["CI low"].iloc[0]), float(r["CI high"].iloc[0])) if len(r) else None
+
 def macc(name, attack, eps):
     r = manifold_robust[(manifold_robust["dataset"] == name) & (manifold_robust["defence"] == "I-AE")
                         & (manifold_robust["attack"] == attack) & (manifold_robust["eps"] == eps)]
@@ -371,8 +375,8 @@ keep = ["family", "claim_id", "short", "claim", "dataset", "split", "statistic",
         "ci_high", "margin_text", "eps", "p", "p_holm", "p_margin", "p_margin_holm", "n", "power", "n_needed", "verdict"]
 report.write_results(
     run, "07 · The Isometric-Autoencoder defence",
-    headline=[report.headline(f"{name}: robust accuracy under adaptive PGD at ε = {e:g}, {label}",
-                              acc(name, label, "adaptive", e), "%")
+    headline=[report.headline(f"{name}: robust accuracy under adaptive PGD at ε = {e:g}, {label} (Wilson 95% interval)",
+                              acc(name, label, "adaptive", e), "%", ci=acc_ci(name, label, "adaptive", e))
               for name in models for e in verdict_eps[-1:] for label in ("I-AE", "plain AE", "pca", "none")]
              + [report.headline(f"{name}: median spread of J_D singular values mean|log σ|, {label}",
                                 float(np.median(spread[name, label]))) for name in models for label in ("I-AE", "plain AE")]

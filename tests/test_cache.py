@@ -66,11 +66,15 @@ def test_read_only_complete_cache_is_a_hit_without_writing(tmp_cache, monkeypatc
 
     monkeypatch.setattr(cache.fcntl, "flock", refuse)
     monkeypatch.setattr(cache, "save_atomic", refuse)
-    monkeypatch.setattr(cache.tempfile, "mkstemp", refuse)
+    from lib import files
+
+    monkeypatch.setattr(files.tempfile, "mkstemp", refuse)
     import builtins
-    real_open = builtins.open
+    real_open, real_os_open = builtins.open, os.open
     monkeypatch.setattr(builtins, "open", lambda f, mode="r", *a, **k: refuse() if any(c in mode for c in "wax+")
                         else real_open(f, mode, *a, **k))
+    monkeypatch.setattr(os, "open", lambda f, flags, *a, **k: refuse() if flags & (os.O_WRONLY | os.O_RDWR | os.O_CREAT)
+                        else real_os_open(f, flags, *a, **k))
     entry, hit = cache.cached("thing", "abc", build)
     assert hit and len(calls) == 1 and entry["meta"] == {"acc": 0.5}
     assert sorted(p.name for p in (tmp_cache / "thing").iterdir()) == before
@@ -85,3 +89,46 @@ def test_damaged_entry_is_reported_to_the_progress_log(tmp_cache, tmp_path, monk
     with pytest.warns(UserWarning, match="damaged"):
         cache.cached("thing", "abc", build)
     assert "[warning] cache entry" in log.read_text()
+
+
+def test_no_lock_file_stays_beside_the_entries(tmp_cache):
+    build, _ = build_counter()
+    cache.cached("thing", "abc", build)
+    cache.cached("thing", "def", build)
+    assert sorted(p.name for p in (tmp_cache / "thing").iterdir()) == ["abc.pt", "def.pt"]
+
+
+def test_two_processes_that_miss_together_build_once(tmp_cache, tmp_path):
+    """The lock still serialises builders although its holder removes the lock file when it is done."""
+    import subprocess
+    import sys
+
+    script = (f"import time; from lib import cache\n"
+              f"def build():\n    open({str(tmp_path / 'built')!r}, 'a').write('x'); time.sleep(1.0)\n"
+              f"    return {{}}, {{}}\n"
+              f"print(cache.cached('thing', 'same', build)[1])")
+    procs = [subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE, text=True,
+                              env={**os.environ, "DIMPLED_CACHE": str(tmp_cache)}) for _ in range(3)]
+    hits = sorted(p.communicate()[0].strip() for p in procs)
+    assert hits == ["False", "True", "True"] and (tmp_path / "built").read_text() == "x"
+    assert sorted(p.name for p in (tmp_cache / "thing").iterdir()) == ["same.pt"]
+
+
+@pytest.mark.parametrize("mask", [0o022, 0o077, 0o002])
+def test_written_files_get_the_mode_of_the_umask(tmp_cache, tmp_reports, mask):
+    """Entries, results JSON and the index get 0666 minus the umask, as a plain open gives (mkstemp: 0600)."""
+    from lib import index, report
+
+    old = os.umask(mask)
+    try:
+        cache.cached("thing", "abc", build_counter()[0])
+        json_file = report.write_json_atomic({"a": 1}, tmp_reports / "smoke" / "results" / "x.json")
+        page = index.build_index("smoke")
+        plain = tmp_reports / "plain"
+        plain.write_text("")
+    finally:
+        os.umask(old)
+    expected = plain.stat().st_mode & 0o777
+    assert expected == 0o666 & ~mask
+    for path in (tmp_cache / "thing" / "abc.pt", json_file, page):
+        assert path.stat().st_mode & 0o777 == expected, path

@@ -183,6 +183,19 @@ def test_a_worker_never_trains_and_refuses_other_data(setup, cache_dir, tmp_path
     shards._memo.clear()
 
 
+def test_a_run_whose_shards_are_all_cached_needs_no_scheduler(setup, cache_dir):
+    """Nothing to compute: the scheduler is never contacted, so a wrong address neither waits nor fails."""
+    import time
+
+    first = make(setup, shard_size=3).run("unconstrained", progress=False).records
+    started = time.time()
+    again = make(setup, shard_size=3, scheduler="tcp://127.0.0.1:9")  # nothing listens there
+    rec = again.run("unconstrained", progress=False).records
+    assert again.shard_counts == {"cached": 3, "computed": 0} and time.time() - started < 10
+    pd.testing.assert_frame_equal(rec, first)
+    assert "tcp://127.0.0.1:9" not in distributed._clients
+
+
 def test_scheduler_parameter_wins_over_the_environment(monkeypatch):
     monkeypatch.delenv(distributed.ENV, raising=False)
     assert distributed.scheduler_address(None) is None

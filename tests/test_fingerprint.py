@@ -24,6 +24,7 @@ def stale(profile):
 def data_dir(tmp_path, monkeypatch):
     monkeypatch.setenv("DIMPLED_DATA", str(tmp_path / "data"))
     monkeypatch.setenv("DIMPLED_OFFLINE", "1")
+    (tmp_path / "data").mkdir()  # an empty data folder (one that does not exist is refused)
     return tmp_path / "data"
 
 
@@ -63,8 +64,10 @@ def test_changed_lib_module_reruns_its_importers_and_says_which(tmp_reports, dat
     record_all("smoke")
     real = fingerprint.sha
 
-    def edited(data):  # as if lib/attacks.py had been edited
-        return "edited" if isinstance(data, bytes) and data == (fingerprint.LIB / "attacks.py").read_bytes() else real(data)
+    attacks = fingerprint.normalised((fingerprint.LIB / "attacks.py").read_text())
+
+    def edited(data):  # as if the code of lib/attacks.py had been edited
+        return "edited" if data == attacks else real(data)
 
     monkeypatch.setattr(fingerprint, "sha", edited)
     why = stale("smoke")
@@ -127,3 +130,70 @@ def test_make_report_honours_dimpled_reports(tmp_reports, data_dir):
     assert f"Report: {tmp_reports / 'smoke' / 'index.html'}" in out.stdout and "Up to date" in out.stdout
     out = subprocess.run(["make", "report", "PROFILE=smoke"], cwd=params.REPO, capture_output=True, text=True)
     assert "Up to date" in out.stderr and (tmp_reports / "smoke" / "index.html").exists()
+
+
+def checkout_copy(dest):
+    """The repository's files (tracked and new, not ignored ones: no reports, data or .venv) copied to `dest`."""
+    import shutil
+
+    names = subprocess.run(["git", "ls-files", "--cached", "--others", "--exclude-standard", "-z"], cwd=params.REPO,
+                           capture_output=True, text=True, check=True).stdout.split("\0")
+    for name in filter(None, names):
+        if (params.REPO / name).is_file():
+            (dest / name).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(params.REPO / name, dest / name)
+    return dest
+
+
+def in_checkout(repo, code, *args):
+    """Run python `code` with `repo`'s lib, as a user of that checkout would (its own reports/ and data/)."""
+    import os
+    import sys
+
+    env = {k: v for k, v in os.environ.items() if k not in ("DIMPLED_REPORTS", "DIMPLED_DATA", "DIMPLED_CACHE")}
+    out = subprocess.run([sys.executable, "-c", code, *args], cwd=repo, capture_output=True, text=True,
+                         env={**env, "PYTHONPATH": str(repo), "DIMPLED_OFFLINE": "1"})
+    assert out.returncode == 0, out.stderr
+    return out.stdout
+
+
+RECORD = """
+from lib import fingerprint, params
+from lib.report import reports_dir
+root = reports_dir("smoke")
+for path in params.notebook_paths():
+    fp = fingerprint.fingerprint(path, params.resolve(path.stem, "smoke"), root)
+    fingerprint.save(root, path.stem, fp)
+    print(path.stem, fp["digest"])
+"""
+
+
+def test_a_moved_clone_runs_nothing(tmp_path):
+    """Same content elsewhere: the same fingerprints, so `make report` in the moved checkout is up to date."""
+    import shutil
+
+    first = checkout_copy(tmp_path / "first")
+    recorded = in_checkout(first, RECORD)
+    moved = tmp_path / "elsewhere" / "moved"
+    shutil.copytree(first, moved)  # with its reports/smoke fingerprints
+    shutil.rmtree(first)
+    assert in_checkout(moved, RECORD) == recorded
+    dry = in_checkout(moved, "from lib import pipeline; pipeline.main(['make', '--profile', 'smoke', '--dry-run'])")
+    assert dry.startswith("Up to date: nothing to run."), dry
+
+
+def test_a_comment_only_lib_edit_keeps_every_fingerprint(tmp_path):
+    """lib code enters a fingerprint as the cache keys see it (no comments, no docstrings): editing them re-runs nothing."""
+    repo = checkout_copy(tmp_path / "repo")
+    before = in_checkout(repo, RECORD)
+    attacks = repo / "lib" / "attacks.py"
+    text = attacks.read_text()
+    head, _, rest = text.partition('"""\n')  # after the module docstring's first line
+    attacks.write_text(f'{head}"""\n# a comment added\n{rest}'.replace('"""', '"""Edited. ', 1) + "\n# and one more\n")
+    assert attacks.read_text() != text
+    assert in_checkout(repo, RECORD) == before
+    attacks.write_text(text + "\nEDITED = 1\n")  # a code edit does re-run its importers
+    after = dict(line.split() for line in in_checkout(repo, RECORD).splitlines())
+    changed = {name for name, digest in dict(line.split() for line in before.splitlines()).items() if after[name] != digest}
+    assert changed == {"03_on_off_manifold_attacks", "04_random_subspace_control", "06_curvature",
+                       "07_isometric_autoencoder_defence"}  # (05 re-runs as their reader: pipeline.plan)

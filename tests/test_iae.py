@@ -183,3 +183,21 @@ def test_rescaling_the_latent_keeps_the_reconstruction_and_finds_the_isometric_s
         net.encoder[1].weight.copy_(s * A.T), net.encoder[1].bias.zero_()
         net.decoder[0].weight.copy_(A / s), net.decoder[0].bias.zero_()
     assert iae.latent_scale(net, x) == pytest.approx(1 / s, rel=0.01)
+
+
+def test_the_isometry_and_reconstruction_measures_show_progress(tmp_path, monkeypatch):
+    """Notebook 07's isometry cell and 02's reconstruction cell: their lib loops write bars to the progress log."""
+    from lib import runtime, train
+
+    log = tmp_path / "nb.progress.log"
+    monkeypatch.setenv("DIMPLED_PROGRESS", str(log))
+    monkeypatch.setattr(runtime, "_progress_file", None)
+    ae = iae.isometric_autoencoder((1, 28, 28), 4, 4, 1.0).eval()
+    x = torch.rand(40, 1, 28, 28)
+    iae.decoder_singular_values(ae, ae.encode(x).detach())
+    iae.held_out_terms(ae, x, batch_size=20)
+    train.reconstruction_mse(ae, x, "cpu", batch_size=10)
+    runtime._progress_file.flush()
+    text = log.read_text()
+    for desc in ("singular values of J_D", "held-out terms", "reconstruction MSE"):
+        assert desc in text, desc

@@ -105,3 +105,73 @@ def test_unknown_profile_through_make_lists_the_profiles():
     assert out.returncode != 0 and "No rule to make target" not in out.stderr
     assert "profile must be one of paper, quick, smoke" in out.stderr
     assert "Traceback" not in out.stderr
+
+
+@pytest.mark.parametrize("old, new, message", [
+    ("  datasets: [mnist, fashion_mnist, cifar10]   #", "  datasets: [mnist, fashoin_mnist, cifar10]   #",
+     r"01_classifiers\.datasets = \[.*\]: 'fashoin_mnist' is not a data set \(did you mean 'fashion_mnist'\?\); "
+     r"allowed: mnist, fashion_mnist, cifar10, imagenet"),
+    ("  splits: [test, train]\n", "  splits: [test, trian]\n",
+     r"all\.splits = \['test', 'trian'\]: 'trian' is not a split \(did you mean 'train'\?\); allowed: test, train"),
+    ('    "on": {eps: 20.0, alpha: 0.3, steps: 100}\n', '    "on": {epss: 20.0, alpha: 0.3, steps: 100}\n',
+     r"all\.attack\.on: 'epss' is not an attack setting \(did you mean 'eps'\?\); allowed: eps, alpha, steps, loss"),
+    ('    "on": {eps: 20.0, alpha: 0.3, steps: 100}\n', '    "onn": {eps: 20.0, alpha: 0.3, steps: 100}\n',
+     r"all\.attack: 'onn' is not a condition \(did you mean 'on'\?\); allowed: unconstrained, on, off"),
+    ("  second_latent_dim: {mnist: 8}\n", "  second_latent_dim: {minst: 8}\n",
+     r"04_random_subspace_control\.second_latent_dim: 'minst' is not a data set"),
+    ("  k_sweep: [8, 64]\n", "  k_sweep: [8, 64]\n  controls: [random, gaussian]\n",
+     r"controls = \['random', 'gaussian'\]: 'gaussian' is not a control subspace; allowed: coordinate, random, pca"),
+])
+def test_values_outside_their_domain_are_refused_before_any_kernel(param_dir, tmp_reports, no_kernel, old, new, message,
+                                                                    capsys, monkeypatch):
+    import re
+
+    from lib import pipeline
+
+    edit(param_dir / "smoke.yaml", old, new)
+    monkeypatch.setattr(pipeline, "_spawn", lambda *a: (_ for _ in ()).throw(AssertionError("a notebook was started")))
+    assert pipeline.main(["make", "--profile", "smoke"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "\n" not in err and err.startswith("error: ") and "smoke.yaml: " in err
+    assert re.search(message, err), err
+    assert not (tmp_reports / "smoke").exists()  # nothing queued, nothing invalidated
+
+
+def test_allowed_values_are_the_ones_the_lib_accepts():
+    import dataclasses
+
+    from lib import data, experiment, shards
+
+    assert params.DATASETS == data.DATASETS and set(params.CONDITIONS) == set(experiment.CONDITIONS)
+    assert params.ATTACK_KEYS == tuple(f.name for f in dataclasses.fields(shards.AttackSettings))
+    for control in params.CONTROLS:
+        experiment.control_spec(control, 4, train_images=experiment.PCAImages("mnist", "x", None, 0, "y"))
+    with pytest.raises(ValueError, match="split must be train or test"):
+        experiment.AttackExperiment(None, None, "trian", 1, {})
+
+
+def test_a_data_folder_that_does_not_exist_is_refused(tmp_path, tmp_reports, no_kernel, monkeypatch, capsys):
+    """DIMPLED_DATA naming no folder: one line, before anything is queued or invalidated, no folder created;
+    DIMPLED_DATA_CREATE=1 asks for a new, empty data folder."""
+    from lib import fingerprint, pipeline
+
+    missing = tmp_path / "nonexistent"
+    monkeypatch.setenv("DIMPLED_DATA", str(missing))
+    root = tmp_reports / "smoke"
+    root.mkdir(parents=True)
+    (root / "01_classifiers.html").write_text("last good page")
+    fingerprint.path_of(root, "01_classifiers").write_text("{}")
+    monkeypatch.setattr(pipeline, "_spawn", lambda *a: (_ for _ in ()).throw(AssertionError("a notebook was started")))
+    for argv in (["make", "--profile", "smoke"], ["make", "--profile", "smoke", "--dry-run"],
+                 ["run", str(report.NOTEBOOKS / "01_classifiers.py"), "--profile", "smoke", "--quiet"]):
+        assert pipeline.main(argv) == 2
+        err = capsys.readouterr().err.strip()
+        assert err == f"error: DIMPLED_DATA={missing} does not exist (to start a new data folder there, set " \
+                      "DIMPLED_DATA_CREATE=1)", err
+    assert not missing.exists() and (root / "01_classifiers.html").read_text() == "last good page"
+    assert fingerprint.path_of(root, "01_classifiers").exists() and not list(root.glob("*.state.json"))
+    monkeypatch.setenv("DIMPLED_DATA_CREATE", "1")
+    from lib import sources
+
+    sources.check_data_root()
+    assert missing.is_dir()

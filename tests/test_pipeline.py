@@ -102,3 +102,73 @@ def test_lab_settings_make_jupytext_the_default_viewer(tmp_path):
     extra = subprocess.run(["make", "-n", "lab", f"VENV={tmp_path}/venv", "LAB_ARGS=--port 8899 --no-browser"],
                            cwd=params.REPO, capture_output=True, text=True, check=True).stdout
     assert "--port 8899 --no-browser" in extra
+
+
+def test_a_run_that_stops_before_computing_keeps_the_last_good_pages(fake_papermill, tmp_reports):
+    """The kernel never started: the last good run's page, figures and fingerprint stay, and the index says why."""
+    root = tmp_reports / "smoke"
+    path = report.NOTEBOOKS / "02_autoencoders.py"
+    execute.execute(path, "smoke")
+    (root / "02_autoencoders.html").write_text("last good page")
+    recorded = fingerprint.load(root, "02_autoencoders")
+    fake_papermill["fail"] = RuntimeError("Kernel died before replying to kernel_info")
+    with pytest.raises(RuntimeError):
+        execute.execute(path, "smoke")
+    assert (root / "02_autoencoders.html").read_text() == "last good page"
+    assert fingerprint.load(root, "02_autoencoders") == recorded and not (root / execute.KEPT / "02_autoencoders").exists()
+    status, detail = state.status(root, "02_autoencoders")
+    assert status == "ok" and "stopped before computing anything (RuntimeError: Kernel died" in detail
+    page = (root / "index.html").read_text()
+    assert "mnist test MSE" in page and "last good run shown" in page
+
+
+def test_a_notebook_not_run_because_its_upstream_failed_keeps_its_last_good_pages(tmp_reports, monkeypatch):
+    """`make report`: 03 fails, so 05 is not run; 05's last good run stays in the report."""
+    from lib import pipeline
+
+    root = tmp_reports / "smoke"
+    root.mkdir(parents=True)
+    monkeypatch.setenv("DIMPLED_OFFLINE", "1")
+    for name in ("03_on_off_manifold_attacks", "05_statistics"):
+        (root / f"{name}.html").write_text(f"last good {name}")
+        run = runtime.Run(name, "smoke", 0, runtime.pick_device("cpu"))
+        report.write_results(run, name, [report.headline(f"{name} figure", 1.0)])
+        fingerprint.path_of(root, name).write_text('{"digest": "old", "parts": {}}')
+    others = [p.stem for p in params.notebook_paths() if p.stem not in ("03_on_off_manifold_attacks", "05_statistics")]
+    for name in others:  # up to date
+        fingerprint.save(root, name, fingerprint.fingerprint(params.NOTEBOOKS / f"{name}.py",
+                                                             params.resolve(name, "smoke"), root))
+
+    class Failed:
+        returncode = 1
+
+        def poll(self):
+            return 1
+
+    def spawn(path, profile, root):
+        assert path.stem == "03_on_off_manifold_attacks", path.stem
+        (root / f"{path.stem}.run.log").write_text("03_on_off_manifold_attacks failed: cell [5] raised ValueError: x\n")
+        state.mark(root, path.stem, "failed", error="cell [5] raised ValueError: x")
+        return Failed(), open(root / f"{path.stem}.run.log")
+
+    monkeypatch.setattr(pipeline, "_spawn", spawn)
+    import io
+    assert pipeline.make("smoke", out=io.StringIO()) == 1
+    assert (root / "05_statistics.html").read_text() == "last good 05_statistics"
+    assert (root / "results" / "05_statistics.json").exists() and fingerprint.load(root, "05_statistics")
+    assert state.status(root, "05_statistics")[0] == "ok"
+    assert "05_statistics figure" in (root / "index.html").read_text()
+    assert state.status(root, "03_on_off_manifold_attacks")[0] == "failed"
+
+
+def test_notebooks_name_the_kernel_the_lab_starts():
+    """JupyterLab writes the running kernel's spec into the notebook's metadata when it starts one: a header that
+    differs from the installed python3 kernelspec (ipykernel's display name "Python 3 (ipykernel)") marked every
+    notebook modified as soon as it was opened."""
+    import jupytext
+    from jupyter_client.kernelspec import KernelSpecManager
+
+    spec = KernelSpecManager().get_kernel_spec("python3")
+    for path in params.notebook_paths():
+        assert jupytext.read(path).metadata["kernelspec"] == {"name": "python3", "display_name": spec.display_name,
+                                                              "language": spec.language}, path.name

@@ -32,7 +32,7 @@ def test_results_and_index(tmp_reports):
     assert saved["headline"][0]["value"] == 0.9712 and saved["profile"] == "smoke"
     page = index.build_index("smoke").read_text()
     assert "97.12%" in page and "a sample" in page and "cifar10: not available" in page
-    assert "a ratio: <b>∞</b>" in page and "a gap: <b>–</b>" in page
+    assert "a ratio: <b>&gt; budget (most attacks failed)</b>" in page and "a gap: <b>–</b>" in page
     assert "02_autoencoders" in page and "not run" in page
     assert "No verdicts yet" in page
     report.write_results(run.__class__("05_statistics", "smoke", 0, run.device), "05", [],
@@ -80,3 +80,33 @@ def test_index_leads_with_the_answer_figure_and_deciding_claims(tmp_reports):
     state.mark(root, "05_statistics", "queued")
     page = index.build_index("smoke").read_text()
     assert "what dimension alone predicts" not in page and "is queued to run again" in page
+
+
+def test_headlines_carry_intervals_and_readings(tmp_reports):
+    """Accuracies with Wilson intervals, an AUC with its interval and how to read it below 0.5, no raw inf / nan."""
+    from lib import curvature_analysis, stats
+
+    run = runtime.Run("06_curvature", "smoke", 0, runtime.pick_device("cpu"))
+    auc = report.headline("mnist: detection AUC", 0.31, "", ci=(0.2, 0.45), note=curvature_analysis.auc_reading(0.31))
+    report.write_results(run, "06", [report.proportion("mnist test accuracy", 97, 100), auc])
+    lo, hi = stats.wilson_ci(97, 100)
+    page = index.build_index("smoke").read_text()
+    assert f"mnist test accuracy: <b>97.00% [{100 * lo:.2f}%, {100 * hi:.2f}%]</b>" in page
+    assert "mnist: detection AUC: <b>0.31 [0.2, 0.45]</b>" in page and "below 0.5: the score points the wrong way" in page
+    assert "0.5 is chance" in curvature_analysis.auc_reading(0.7)
+    assert report.number(float("inf")) == "> budget (most attacks failed)" and report.number(float("nan")) == "–"
+    assert report.number(1.234) == "1.23"
+
+
+def test_messages_are_shown_as_written_and_interrupts_read_whole():
+    import mistune
+
+    shown = mistune.html("> **imagenet: data not available.** " + runtime.escape("under d/imagenet2/train/<wnid>/ a_b*"))
+    assert "d/imagenet2/train/&lt;wnid&gt;/ a_b*" in shown
+    assert execute.one_line(KeyboardInterrupt()) == "interrupted (Ctrl-C)"
+
+    class CellInterrupt(Exception):
+        ename, evalue, exec_count = "KeyboardInterrupt", "", 7
+
+    assert execute.one_line(CellInterrupt()) == "interrupted in cell [7]"
+    assert execute.one_line(RuntimeError("")) == "RuntimeError"
