@@ -178,6 +178,21 @@ def verdict_tables(records, margin=np.log(1.1)):
     return verdicts.judge(rows, FAMILY), verdicts.judge(checks, FAMILY_CHECKS)
 
 
+def answer(table) -> list[str]:
+    """One sentence per data set and split from the verdict table: claims 06a and 06b's ratios and verdicts."""
+    out = []
+    for (name, split), t in table.groupby(["dataset", "split"], sort=False) if len(table) else []:
+        v = {r["claim_id"]: r for r in t.to_dict("records")}
+        parts = [f"the boundary is {v['06a']['effect_text'].split(' (')[0]} as curved inside the autoencoder's tangent "
+                 f"space as inside a random subspace of the same k ({v['06a']['verdict']})" if "06a" in v else "",
+                 f"the boundary normal holds {v['06b']['effect_text'].split(' (')[0]} a random subspace's share of it "
+                 f"({v['06b']['verdict']})" if "06b" in v else ""]
+        out.append(f"{name} ({split} images, softplus twin): " + "; ".join(p for p in parts if p)
+                   + ". DMM's picture (a boundary running flat along the manifold, its normal off it) predicts both "
+                     "below 1.")
+    return out
+
+
 # ---------------------------------------------------------------- training dynamics
 
 def training_dynamics(checkpoints, ae, x, y, beta=10.0, seed=0, test_x=None, test_y=None):

@@ -86,26 +86,49 @@ def _figure(results, name):
     return f'<img class="answer" alt="the figure that carries the answer" src="data:image/png;base64,{data}">'
 
 
-def answer_section(profile):
-    """The answer in words, its figure and the discriminating claims; a note when statistics has no current run."""
-    root = reports_dir(profile)
-    status, detail = state.status(root, STATISTICS)
-    res_path = results_dir(profile) / f"{STATISTICS}.json"
+QUESTIONS = {  # notebook -> the question its answer paragraph speaks to on the index
+    "06_curvature": "Does the decision boundary run flat along the manifold?",
+    "07_isometric_autoencoder_defence": "Does projecting onto the manifold defend?",
+}
+
+
+def _finished_results(profile, name):
+    """A notebook's results JSON if its last run finished (lib.state says ok), else (None, why)."""
+    status, detail = state.status(reports_dir(profile), name)
+    res_path = results_dir(profile) / f"{name}.json"
     if status != "ok" or not res_path.exists():
         why = {"queued": "is queued to run again", "running": "is running", "failed": f"failed ({detail})",
                "interrupted": "was interrupted", "stale": "has results from an unfinished run"}.get(status, "has not run")
+        return None, why
+    return json.loads(res_path.read_text()), ""
+
+
+def answer_section(profile):
+    """The answer in words: 05's (the geometry: the on/off study against random subspaces) with its figure and the
+    discriminating claims, then one paragraph per further question (QUESTIONS), then the caveats of scale that
+    the notebooks state; a note where a notebook has no finished run."""
+    res, why = _finished_results(profile, STATISTICS)
+    if res is None:
         return f"<p class=note>The statistics notebook {html.escape(why)}: no answer is shown until it finishes.</p>"
-    res = json.loads(res_path.read_text())
     out = []
     if res.get("answer"):
-        out.append('<div class="answer"><h2>The answer</h2>'
-                   + "".join(f"<p>{html.escape(s)}</p>" for s in res["answer"]) + "</div>")
+        out.append('<div class="answer"><h2>The answer</h2><h3>Is the learned manifold special, beyond its '
+                   "dimension? (notebook 05)</h3>" + "".join(f"<p>{html.escape(s)}</p>" for s in res["answer"]) + "</div>")
     if res.get("answer_figure"):
         out.append(_figure(results_dir(profile), res["answer_figure"]))
     if res.get("discriminating"):
         out.append("<h2>The claims that decide</h2>" + _table(res["discriminating"], DISCRIMINATING_COLUMNS))
     if not out:
         return "<p class=note>The statistics notebook has not run with an answer to show (no \"answer\" in its results).</p>"
+    for name, question in QUESTIONS.items():
+        other, why = _finished_results(profile, name)
+        text = ("".join(f"<p>{html.escape(s)}</p>" for s in other.get("answer", [])) if other
+                else f"<p class=note>Notebook {html.escape(name[:2])} {html.escape(why)}.</p>")
+        out.append(f'<div class="answer"><h3>{html.escape(question)} (notebook {html.escape(name[:2])})</h3>{text}</div>')
+    caveats = [c for py in sorted(NOTEBOOKS.glob("[0-9]*.py"))
+               for c in (_finished_results(profile, py.stem)[0] or {}).get("caveats", [])]
+    if caveats:
+        out.append("<h3>Caveats of scale</h3><ul>" + "".join(f"<li>{html.escape(c)}</li>" for c in caveats) + "</ul>")
     return "\n".join(out)
 
 

@@ -113,6 +113,9 @@ report.write_results(
         report.headline(f"{name} test MSE", mse[name]["test"], "", mse_published(name)))],
     data_sources={name: d.describe() for name, d in found.items()},
     unavailable=missing,
+    caveats=[f"{name}: the autoencoder's test reconstruction error is {mse[name]['test']:.2g} "
+             f"({t.meta['config']['epochs']} epochs; published: {mse_published(name)}), so its tangent space is an "
+             "estimate of the data manifold, not the manifold itself." for name, t in trained.items()],
     autoencoders={name: {**mse[name], "n_train": len(found[name].train_x), "n_test": len(found[name].test_x),
                          "train_seconds": t.meta["train_seconds"], "config": t.meta["config"]}
                   for name, t in trained.items()},

@@ -198,15 +198,9 @@ if len(smooth):
 verdicts, check_table = ca.verdict_tables(records, np.log(margin))
 runtime.show(ca.verdicts.rules_markdown(ca.FAMILY))
 cols = ["short", "dataset", "split", "statistic", "effect_text", "margin_text", "p_margin_holm", "n", "power", "verdict"]
-if len(verdicts):
-    for name in verdicts["dataset"].unique():
-        v = verdicts[verdicts["dataset"] == name].set_index(["claim_id", "split"])["effect"]
-        runtime.show(f"**{name}** (twin, per-image medians): inside the autoencoder's tangent space the boundary is "
-                     + ", ".join(f"{v['06a', s]:.2f}× ({s})" for s in splits if ("06a", s) in v)
-                     + " as curved as inside a random subspace of the same k, and the boundary normal's share in it is "
-                     + ", ".join(f"{v['06b', s]:.2f}× ({s})" for s in splits if ("06b", s) in v)
-                     + " a random subspace's. DMM's picture (a boundary running flat along the manifold, its normal off it) "
-                     "predicts ratios below 1.")
+answer = ca.answer(verdicts)
+for sentence in answer:
+    runtime.show(f"**{sentence}**")
 verdicts[cols].style.hide(axis="index").format({"p_margin_holm": "{:.3g}", "power": "{:.2f}"}, na_rep="–") if len(verdicts) else verdicts
 
 # %% [markdown]
@@ -385,7 +379,7 @@ for name in models:
                                          "%", "92 / 88 / 74% (ImageNet networks; indirect)"))
 
 report.write_results(
-    run, "06 · Decision-boundary curvature", headline=headline,
+    run, "06 · Decision-boundary curvature", headline=headline, answer=answer,
     data_sources={name: d.describe() for name, d in found.items()}, unavailable=missing,
     verdicts=verdicts[["family", "claim_id", "short"] + cols + ["effect", "ci_low", "ci_high", "p", "p_holm", "p_margin"]].to_dict(orient="records") if len(verdicts) else [],
     checks=check_table[cols].to_dict(orient="records") if len(check_table) else [],

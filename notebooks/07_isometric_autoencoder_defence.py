@@ -384,6 +384,9 @@ report.write_results(
     data_sources={name: d.describe() for name, d in found.items()},
     unavailable=missing,
     answer=answer, answer_figure="07_answer.png" if models else None,
+    caveats=[f"The I-AE is trained {iae_epochs} epochs on {iae_train_subset:,} images, warm-started from the plain "
+             "autoencoder, and robust accuracies come from our own PGD on "
+             f"{n_images} images per data set: upper bounds of what a stronger attack leaves."] if models else [],
     lambda_choice={name: {"lambda": lam, "reason": why} for name, (lam, why) in choice.items()},
     sweep=sweep_table.to_dict(orient="records"), geometry=geometry.to_dict(orient="records") if len(geometry) else [],
     clean=clean.to_dict(orient="records") if len(clean_rows) else [], robust=robust.to_dict(orient="records"),

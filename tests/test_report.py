@@ -110,3 +110,22 @@ def test_messages_are_shown_as_written_and_interrupts_read_whole():
 
     assert execute.one_line(CellInterrupt()) == "interrupted in cell [7]"
     assert execute.one_line(RuntimeError("")) == "RuntimeError"
+
+
+def test_index_answers_every_question_and_states_the_caveats(tmp_reports):
+    """Beside 05's answer: a paragraph per further question from that notebook's own results, a note where it has
+    no finished run, and the caveats of scale the notebooks state."""
+    from lib import fingerprint
+
+    root = tmp_reports / "smoke"
+    for name, extra in (("05_statistics", {"answer": ["The geometry says X."]}),
+                        ("06_curvature", {"answer": ["The boundary is 0.9x as curved (explained by dimension alone)."]}),
+                        ("02_autoencoders", {"caveats": ["mnist: the autoencoder's test error is 0.012."]})):
+        report.write_results(runtime.Run(name, "smoke", 0, runtime.pick_device("cpu")), name, [], **extra)
+        fingerprint.save(root, name, fingerprint.with_digest({"params": {}}))
+    page = index.build_index("smoke").read_text()
+    assert index.QUESTIONS["06_curvature"] in page and "0.9x as curved" in page
+    assert "Notebook 07 has not run" in page  # no finished run: said, not hidden
+    assert "Caveats of scale" in page and "test error is 0.012" in page
+    positions = [page.index(s) for s in ("The geometry says X.", "0.9x as curved", "Caveats of scale", "<h2>Verdicts")]
+    assert positions == sorted(positions)
