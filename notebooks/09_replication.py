@@ -1,0 +1,199 @@
+# ---
+# jupyter:
+#   jupytext:
+#     formats: ipynb,py:percent
+#   kernelspec:
+#     display_name: Python 3 (ipykernel)
+#     language: python
+#     name: python3
+# ---
+
+# %% [markdown]
+# # 09 · Does it replicate? Verdicts across training seeds
+#
+# Every verdict of notebook 05 rests on one classifier and one autoencoder per data set. The image is the unit of its
+# tests, but all images share that one pair of networks, so an interval there says what holds for *this* network,
+# not for networks trained this way. Stutz, Hein & Schiele (CVPR 2019) train five models per setting; the DMM papers
+# (Shamir, Melamed & BenShmuel 2021 and its reproduction) train one.
+#
+# Here the classifier and the autoencoder of notebooks 01 and 02 are retrained with `n_seeds` seeds (seed s: both
+# networks with seed s; the first is notebooks 01-02's pair), every pair attacks the **same test images** (correctly
+# classified by every seed's classifier) with notebook 03's settings, and the discriminating claims are measured per
+# pair exactly as notebook 05 measures them:
+#
+# * **3** · the tangent space's on/off gap against a random orthonormal subspace of the same k;
+# * **4** · the gradient's energy share in the tangent space against a random subspace's;
+# * **5b** · the class cosine of on-manifold perturbations against a random subspace's (05's claim 5 takes the
+#   better of random and PCA, a choice that could differ between seeds; the random control stays the same);
+# * **1b** · the tangent on/off ratio against a flat boundary's (without clipping).
+#
+# **Pooling.** Each seed gives the claim's median per-image effect with its distribution-free 95% interval; the
+# interval's half-width over 1.96 serves as the median's standard error (a normal approximation; order-statistic
+# intervals cover at least 95%, so it errs on the large side). The seeds are pooled by a random-effects
+# meta-analysis (statsmodels' `combine_effects`; DerSimonian & Laird 1986, or Paule & Mandel 1982): the pooled
+# interval carries the variance *between* models, tau². The pooled row is judged by the report's one rule (one Holm
+# family for this table): p tests no effect and p (margin) the margin, one-sided in DMM's direction, by z (or, with
+# `hksj`, the Hartung-Knapp-Sidik-Jonkman t with seeds − 1 df: with three seeds the z interval is optimistic). One
+# check of replication is added: a claim the rule calls *supported* although its seeds' effects lie on both sides
+# of no effect is *inconclusive* instead: another network could reverse it.
+#
+# **Which network carries the variance?** Two more series vary one network only: the classifier's seed with the
+# autoencoder at seed 0, and the autoencoder's seed with the classifier at seed 0 (claims 3, 4 and 5b, from the same
+# clipped attacks). Their tau² say where the between-seed variance comes from.
+
+# %% tags=["parameters"]
+from typing import Literal, Optional, Union
+
+profile: str = "quick"                   # smoke | quick | paper: which settings these are, for the record
+datasets: list[str] = ["mnist"]          # quick: MNIST only (training the extra models dominates); paper: every data set
+n_seeds: int = 3                         # model seeds seed, seed + 1, ...: the first is notebooks 01-02's pair (paper: 5)
+n_images: int = 100                      # test images every seed pair attacks (correctly classified by every seed's classifier)
+attack: dict[str, dict[str, float]] = {  # PGD per condition {eps, alpha, steps}, [0, 1] pixel scale: as notebook 03
+    "unconstrained": {"eps": 10.0, "alpha": 0.02, "steps": 500},
+    "on": {"eps": 20.0, "alpha": 0.1, "steps": 1000},
+    "off": {"eps": 10.0, "alpha": 0.02, "steps": 1000},
+}
+extra_ae_epochs: Union[int, dict[str, int], None] = {"mnist": 20}  # autoencoder epochs of the extra seeds (or {dataset: epochs}); None: as the first seed's
+vary_separately: bool = True             # also vary one network's seed with the other at the first seed (claims 3, 4, 5b)
+flat_boundary: bool = True               # claim 1b: each seed pair's tangent on/off attacks again without clipping
+tau2_method: Literal["dl", "pm"] = "dl"  # between-seed variance: dl (DerSimonian-Laird) | pm (Paule-Mandel)
+hksj: bool = False                       # Hartung-Knapp-Sidik-Jonkman t interval (seeds - 1 df) instead of the normal one
+margin: float = 1.1                      # ratios within [1/margin, margin] are negligible (as notebook 05)
+cosine_margin: float = 0.05              # class-cosine differences within ±cosine_margin are negligible
+max_failure_rate: float = 0.5            # a seed's row with more undecided images (or control "on" failures) is not testable
+alpha: float = 0.05                      # family-wise error rate: Holm over the pooled table
+shard_size: int = 50                     # images per attack shard: one cache entry each
+scheduler: Optional[str] = None          # dask scheduler address whose workers run the shards; None: $DIMPLED_SCHEDULER, else here
+seed: int = 0                            # the first model seed; seeds the image choice and the random subspaces
+device: str = "auto"                     # auto | cpu | cuda | cuda:N
+torch_threads: Optional[int] = 1         # torch CPU threads; None: torch's default (on a busy shared CPU, 1 is far steadier)
+# The models' settings: shared with notebooks 01 and 02 (params/<profile>.yaml, `all`), so the first seed's are their models.
+classifier_epochs: Union[int, dict[str, int], None] = {"mnist": 200}  # epochs (or {dataset: epochs}); None: the paper's 40 (MNIST: 200 on the 4,000-image sample)
+classifier_train_subset: Union[int, dict[str, int], None] = None  # train on this many random images (or {dataset: n}); None: all
+ae_epochs: Union[int, dict[str, int], None] = {"mnist": 40, "fashion_mnist": 12}  # epochs (or {dataset: epochs}); None: the paper's
+ae_train_subset: Union[int, dict[str, int], None] = {"fashion_mnist": 12000}  # train on this many random images (or {dataset: n}); None: all
+ae_latent_dim: Union[int, dict[str, int], None] = None  # latent dimension k (or {dataset: k}); None: the paper's
+ae_width: Optional[int] = 16             # channels of the first conv layer; None: 32 (16: a third of the CPU time)
+
+# %%
+import pandas as pd
+import torch
+from IPython.display import display
+
+from lib import data, distributed, experiment, report, runtime, train, verdicts
+from lib import plots_replication as pr
+from lib import replication as rp
+
+run = runtime.start("09_replication", profile, seed, device)
+if torch_threads:
+    torch.set_num_threads(torch_threads)
+seeds = rp.seeds_of(seed, n_seeds)
+found, missing = data.load_all(datasets)
+for name, message in missing.items():
+    runtime.show(f"> **{name}: data not available.** {runtime.escape(message)}")
+
+# %% [markdown]
+# ## The models, one pair per seed
+# Cached like notebooks 01 and 02's (the first seed's pair *is* theirs). Test accuracy and reconstruction MSE per seed.
+
+# %%
+models = {}
+for name, d in found.items():
+    try:
+        models[name] = rp.seed_models(d, seeds, run.device, extra_ae_epochs, **train.model_settings(globals()))
+    except data.DatasetUnavailable as err:
+        missing[name] = str(err)
+        runtime.show(f"> **{name}: model not available.** {runtime.escape(err)}")
+if any(runtime.per_dataset(extra_ae_epochs, n) for n in models):
+    runtime.show(f"> The extra seeds' autoencoders train for `extra_ae_epochs` = {extra_ae_epochs} epochs (the first seed's: "
+                 f"`ae_epochs` = {ae_epochs}), to fit this profile's time: their seed and their shorter training vary together.")
+summary = pd.concat([m.summary for m in models.values()], ignore_index=True) if models else pd.DataFrame()
+summary.style.format({"test accuracy": "{:.2%}", "test MSE": "{:.4f}"}).hide(axis="index")
+
+# %% [markdown]
+# ## The attacks, per seed pair
+# On and off the tangent space and a random subspace of the same k (clipped), and the tangent attacks without
+# clipping (claim 1b), in cached shards as in notebooks 03 and 04.
+
+# %%
+records = rp.attack_all({n: found[n] for n in models}, models, n_images, experiment.settings_from(attack), seed=seed, device=run.device,
+                        shard_size=shard_size, scheduler=distributed.scheduler_address(scheduler),
+                        separately=vary_separately, flat_boundary=flat_boundary) if models else pd.DataFrame()
+if len(records):
+    path = report.results_dir(profile) / "09_records.csv"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    records.to_csv(path, index=False)
+    print(f"{len(records):,} per-image records of {records.groupby(['clf_seed', 'ae_seed']).ngroups} seed pairs -> {path}")
+    runtime.show(experiment.projection_check(records))
+
+# %% [markdown]
+# ## Each seed pair's verdicts
+# Each pair's rows judged as notebook 05 judges its one pair (each pair its own Holm family, so seed 0's verdicts may
+# differ from 05's, which judges a larger family on other images).
+
+# %%
+by_pair = rp.seed_rows(records, margin, cosine_margin, max_failure_rate) if len(records) else {}
+per_seed = rp.per_seed_table(by_pair)
+cols = ["dataset", "clf_seed", "short", "effect_text", "p_holm", "p_margin_holm", "n", "verdict"]
+if len(per_seed):
+    display(per_seed[cols].style.format({"p_holm": "{:.2g}", "p_margin_holm": "{:.2g}"}).hide(axis="index"))
+
+# %% [markdown]
+# ## The claims pooled over the seeds
+# The random-effects mean of the seeds' medians with its 95% interval, tau² (between-seed variance, on the log scale
+# for ratios), I², and how many seed pairs' own verdicts agree with the pooled one. Forest plots: each seed pair's
+# median and interval (coloured by its own verdict) and the pooled mean (diamond).
+
+# %%
+pooled, one_network, groups = rp.pooled_tables(by_pair, seed, tau2_method, hksj, alpha, vary_separately)
+pooled = rp.with_agreement(pooled, per_seed) if len(pooled) else pooled
+cols = ["dataset", "short", "effect_text", "tau2", "i2", "statistic", "p_holm", "p_margin_holm", "n", "power",
+        "n_needed", "agreeing_seeds", "seed_verdicts", "verdict"]
+if len(pooled):
+    display(pooled[cols].rename(columns={"n": "seeds", "n_needed": "seeds for 80%"}).style.format(
+        {"tau2": "{:.3g}", "i2": "{:.0%}", "p_holm": "{:.2g}", "p_margin_holm": "{:.2g}", "power": "{:.2f}",
+         "seeds for 80%": "{:.0f}"}, na_rep="–").hide(axis="index"))
+    runtime.show(verdicts.rules_markdown(rp.FAMILY, f"Negligible bands: ratios within ×/÷ {margin:g}, cosine differences "
+                                                    f"within ±{cosine_margin:g}; p and intervals from the pooled random-effects mean."))
+for name in models:
+    fig = pr.forest(rp.forest_panels(groups, pooled, name, per_seed=per_seed, margin=margin, cosine_margin=cosine_margin),
+                    f"{name}: each seed pair's median and the random-effects pooled mean")
+    fig.savefig(report.results_dir(profile) / f"09_forest_{name}.png", dpi=110, bbox_inches="tight")
+
+# %% [markdown]
+# ## Which network carries the between-seed variance?
+# tau² of each claim with only the classifier's seed varied (autoencoder at the first seed) and with only the
+# autoencoder's seed varied (classifier at the first seed), beside the seed pairs' tau².
+
+# %%
+source = rp.variance_source(one_network)
+if len(source):
+    display(source.style.format({c: "{:.3g}" for c in source.columns if c.startswith("tau")}).hide(axis="index"))
+    for name in models:
+        pr.forest(rp.forest_panels(groups, pd.concat([pooled, one_network]), name, ("both", "classifier", "autoencoder"),
+                                   per_seed, margin, cosine_margin), f"{name}: one network's seed varied at a time")
+
+# %%
+answer = rp.answer(pooled, source) if len(pooled) else []
+for sentence in answer:
+    runtime.show(sentence)
+keep = ["family", "claim_id", "short", "claim", "dataset", "split", "clip", "statistic", "effect_text", "effect", "ci_low",
+        "ci_high", "margin_text", "p", "p_holm", "p_margin", "p_margin_holm", "n", "power", "n_needed", "tau2", "i2",
+        "seeds", "on_predicted_side", "agreeing_seeds", "seed_verdicts", "series", "verdict", "discriminating"]
+headline = [report.headline(f"{r['dataset']}: {r['short']} — {r['verdict']} ({r['agreeing_seeds']} seeds agree)", r["effect"],
+                            "" if r["scale"] == "difference" else "x", ci=(r["ci_low"], r["ci_high"]),
+                            note=f"tau² = {r['tau2']:.3g} between seeds")
+            for _, r in pooled.iterrows() if pd.notna(r["effect"])] if len(pooled) else []
+report.write_results(
+    run, "09 · Replication across training seeds",
+    headline=headline or [report.headline("no seed pairs: no data set available", 0, "pairs")],
+    data_sources={name: d.describe() for name, d in found.items()}, unavailable=missing,
+    answer=answer, verdicts=pooled[[c for c in keep if c in pooled]].to_dict(orient="records") if len(pooled) else [],
+    one_network=one_network[[c for c in keep if c in one_network]].to_dict(orient="records") if len(one_network) else [],
+    variance_source=source.to_dict(orient="records"), per_seed=per_seed.drop(columns=["claim"], errors="ignore")
+    .to_dict(orient="records") if len(per_seed) else [], models=summary.to_dict(orient="records"), seeds=seeds,
+    records_csv="09_records.csv", forest_figures={n: f"09_forest_{n}.png" for n in models},
+    settings={"n_seeds": n_seeds, "n_images": n_images, "extra_ae_epochs": extra_ae_epochs, "tau2_method": tau2_method,
+              "hksj": hksj, "margin": margin, "cosine_margin": cosine_margin, "alpha": alpha},
+)
+print(f"wall time: {run.elapsed():.0f} s")
