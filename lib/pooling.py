@@ -44,14 +44,22 @@ def pool(effects, ses, method: str = "dl", hksj: bool = False, alpha: float = 0.
         raise ValueError(f"pooling needs two or more effects with one standard error each; got {len(y)} and {len(s)}")
     if not (np.all(np.isfinite(y)) and np.all(np.isfinite(s)) and np.all(s > 0)):
         raise ValueError("effects and standard errors must be finite, standard errors > 0")
-    res = combine_effects(y, s ** 2, method_re=METHODS[method], use_t=hksj, alpha=alpha)
-    se = float(np.sqrt(res.var_hksj_re)) if hksj else float(res.sd_eff_w_re)
+    with np.errstate(invalid="ignore"):  # the square root of a negative DL tau^2's variance, unused (below)
+        res = combine_effects(y, s ** 2, method_re=METHODS[method], use_t=hksj, alpha=alpha)
+    # statsmodels 0.15 leaves the DerSimonian-Laird moment estimate negative where Q < k - 1; DerSimonian & Laird
+    # truncate it at 0, where the random-effects model is the fixed-effect one: take that fit's numbers then
+    fe = res.tau2 <= 0
+    tau2 = 0.0 if fe else float(res.tau2)
+    mu = float(res.mean_effect_fe if fe else res.mean_effect_re)
+    if hksj:
+        se = float(np.sqrt(res.var_hksj_fe if fe else res.var_hksj_re))
+    else:
+        se = float(res.sd_eff_w_fe if fe else res.sd_eff_w_re)
     dist = sps.t(len(y) - 1) if hksj else sps.norm()
     crit = float(dist.isf(alpha / 2))
     q, q_p = float(res.q), float(sps.chi2.sf(res.q, len(y) - 1))
     i2 = max(0.0, (q - (len(y) - 1)) / q) if q > 0 else 0.0
-    mu = float(res.mean_effect_re)
-    return {"effect": mu, "se": se, "ci_low": mu - crit * se, "ci_high": mu + crit * se, "tau2": float(res.tau2),
+    return {"effect": mu, "se": se, "ci_low": mu - crit * se, "ci_high": mu + crit * se, "tau2": tau2,
             "i2": i2, "q": q, "q_p": q_p, "k": len(y), "dist": dist, "method": method, "hksj": hksj}
 
 

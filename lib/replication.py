@@ -104,17 +104,24 @@ def attack_pair(clf, ae, d, ids, settings, *, seed=0, device="cpu", shard_size=5
 
 def attack_all(found, models, n_images, settings, *, seed=0, device="cpu", shard_size=50, scheduler=None,
                separately=True, flat_boundary=True):
-    """Records of every pair of every data set, with clf_seed and ae_seed columns (tqdm over the pairs)."""
-    frames = []
+    """(records of every pair of every data set, with clf_seed and ae_seed columns; notes for the reader): tqdm over
+    the pairs. A data set with fewer than n_images images that every seed's classifier gets right says so; with
+    none, it is left out."""
+    frames, notes = [], []
     for name, d in found.items():
         m = models[name]
         seeds = list(m.classifiers)
         ids = common_images(m.classifiers.values(), d.test_x, d.test_y, n_images, seed, device)
+        if len(ids) < n_images:
+            notes.append(f"{name}: {len(ids)} test images are classified correctly by every seed's classifier, fewer "
+                         f"than n_images = {n_images}" + ("; left out" if not len(ids) else ""))
+        if not len(ids):
+            continue
         for c, a in progress(pairs(seeds, separately), desc=f"{name}: seed pairs", unit="pair", leave=False):
             r = attack_pair(m.classifiers[c], m.autoencoders[a], d, ids, settings, seed=seed, device=device,
                             shard_size=shard_size, scheduler=scheduler, unclipped=flat_boundary and c == a)
             frames.append(r.assign(clf_seed=c, ae_seed=a))
-    return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
+    return (pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()), notes
 
 
 def series_of(records, series, seed0):

@@ -116,9 +116,11 @@ summary.style.format({"test accuracy": "{:.2%}", "test MSE": "{:.4f}"}).hide(axi
 # clipping (claim 1b), in cached shards as in notebooks 03 and 04.
 
 # %%
-records = rp.attack_all({n: found[n] for n in models}, models, n_images, experiment.settings_from(attack), seed=seed, device=run.device,
-                        shard_size=shard_size, scheduler=distributed.scheduler_address(scheduler),
-                        separately=vary_separately, flat_boundary=flat_boundary) if models else pd.DataFrame()
+records, notes = rp.attack_all({n: found[n] for n in models}, models, n_images, experiment.settings_from(attack), seed=seed,
+                               device=run.device, shard_size=shard_size, scheduler=distributed.scheduler_address(scheduler),
+                               separately=vary_separately, flat_boundary=flat_boundary)
+for note in notes:
+    runtime.show(f"> {note}")
 if len(records):
     path = report.results_dir(profile) / "09_records.csv"
     path.parent.mkdir(parents=True, exist_ok=True)
