@@ -12,8 +12,12 @@ def forest(panels, title):
     with the random-effects interval, coloured by the pooled verdict. Grey: the negligible band. An interval that
     is not finite (most attacks censored) is drawn to the panel's edge."""
     n = max(len(p["entries"]) for p in panels.values())
-    fig, axes = plt.subplots(1, len(panels), figsize=(3.9 * len(panels), 1.4 + 0.32 * n), squeeze=False)
-    for ax, (name, p) in zip(axes[0], panels.items()):
+    cols = min(2, len(panels))
+    rows = -(-len(panels) // cols)
+    fig, axes = plt.subplots(rows, cols, figsize=(5.2 * cols, rows * (1.3 + 0.3 * n)), squeeze=False)
+    for ax in axes.flat[len(panels):]:
+        ax.set_visible(False)
+    for ax, (name, p) in zip(axes.flat, panels.items()):
         log = p["scale"] == "ratio"
         ref = 1.0 if log else 0.0
         vals = np.array([v for e in p["entries"] for v in e[1:4] if v is not None and np.isfinite(v)
@@ -42,7 +46,7 @@ def forest(panels, title):
         ax.grid(alpha=0.3, axis="x")
     handles = [plt.Line2D([], [], color=c, marker="o", lw=2, label=v) for v, c in VERDICT_COLOURS.items()]
     handles.append(plt.Line2D([], [], color="k", marker="D", lw=3, label="pooled (random effects)"))
-    axes[0, 0].legend(handles=handles, fontsize=7, loc="lower left", bbox_to_anchor=(0, 1.08), ncol=4, frameon=False)
-    fig.suptitle(title, fontsize=10, y=1.02)
+    fig.suptitle(title, fontsize=10)
     fig.tight_layout()
+    fig.legend(handles=handles, fontsize=7, loc="upper center", bbox_to_anchor=(0.5, 0.0), ncol=4, frameon=False)
     return fig
