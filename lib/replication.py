@@ -188,9 +188,9 @@ def with_agreement(pooled, per_seed):
     return out.assign(agreeing_seeds=agree, seed_verdicts=said)
 
 
-def variance_source(one_network: pd.DataFrame) -> pd.DataFrame:
-    """Per data set and claim: tau^2 with the classifier seed varied and with the autoencoder seed varied, and which
-    is larger ("neither" where both are 0)."""
+def variance_source(one_network: pd.DataFrame, pooled: pd.DataFrame | None = None) -> pd.DataFrame:
+    """Per data set and claim: tau^2 with the classifier seed varied and with the autoencoder seed varied, which is
+    larger ("neither" where both are 0), and (from ``pooled``) tau^2 with both varied together."""
     rows = []
     for (name, cid), t in one_network.groupby(["dataset", "claim_id"]) if len(one_network) else []:
         tau = {s: float(t.loc[t["series"] == SERIES[s], "tau2"].iloc[0]) for s in ("classifier", "autoencoder")
@@ -201,6 +201,9 @@ def variance_source(one_network: pd.DataFrame) -> pd.DataFrame:
         rows.append({"dataset": name, "claim_id": cid, "short": t["short"].iloc[0].split(" · ")[0],
                      "tau² (classifier varied)": tau["classifier"], "tau² (autoencoder varied)": tau["autoencoder"],
                      "carries the variance": larger})
+        both = pooled[(pooled["dataset"] == name) & (pooled["claim_id"] == cid)] if pooled is not None else []
+        if len(both):
+            rows[-1]["tau² (both varied)"] = float(both["tau2"].iloc[0])
     return pd.DataFrame(rows)
 
 

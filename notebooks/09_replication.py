@@ -157,10 +157,13 @@ if len(pooled):
          "seeds for 80%": "{:.0f}"}, na_rep="–").hide(axis="index"))
     runtime.show(verdicts.rules_markdown(rp.FAMILY, f"Negligible bands: ratios within ×/÷ {margin:g}, cosine differences "
                                                     f"within ±{cosine_margin:g}; p and intervals from the pooled random-effects mean."))
+forests = {}
 for name in models:
-    fig = pr.forest(rp.forest_panels(groups, pooled, name, per_seed=per_seed, margin=margin, cosine_margin=cosine_margin),
-                    f"{name}: each seed pair's median and the random-effects pooled mean")
-    fig.savefig(report.results_dir(profile) / f"09_forest_{name}.png", dpi=110, bbox_inches="tight")
+    panels = rp.forest_panels(groups, pooled, name, per_seed=per_seed, margin=margin, cosine_margin=cosine_margin)
+    if panels:
+        fig = pr.forest(panels, f"{name}: each seed pair's median and the random-effects pooled mean")
+        forests[name] = f"09_forest_{name}.png"
+        fig.savefig(report.results_dir(profile) / forests[name], dpi=110, bbox_inches="tight")
 
 # %% [markdown]
 # ## Which network carries the between-seed variance?
@@ -168,10 +171,10 @@ for name in models:
 # autoencoder's seed varied (classifier at the first seed), beside the seed pairs' tau².
 
 # %%
-source = rp.variance_source(one_network)
+source = rp.variance_source(one_network, pooled)
 if len(source):
     display(source.style.format({c: "{:.3g}" for c in source.columns if c.startswith("tau")}).hide(axis="index"))
-    for name in models:
+    for name in forests:
         pr.forest(rp.forest_panels(groups, pd.concat([pooled, one_network]), name, ("both", "classifier", "autoencoder"),
                                    per_seed, margin, cosine_margin), f"{name}: one network's seed varied at a time")
 
@@ -194,7 +197,7 @@ report.write_results(
     one_network=one_network[[c for c in keep if c in one_network]].to_dict(orient="records") if len(one_network) else [],
     variance_source=source.to_dict(orient="records"), per_seed=per_seed.drop(columns=["claim"], errors="ignore")
     .to_dict(orient="records") if len(per_seed) else [], models=summary.to_dict(orient="records"), seeds=seeds,
-    records_csv="09_records.csv", forest_figures={n: f"09_forest_{n}.png" for n in models},
+    records_csv="09_records.csv", forest_figures=forests,
     settings={"n_seeds": n_seeds, "n_images": n_images, "extra_ae_epochs": extra_ae_epochs, "tau2_method": tau2_method,
               "hksj": hksj, "margin": margin, "cosine_margin": cosine_margin, "alpha": alpha},
 )
