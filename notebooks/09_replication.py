@@ -184,7 +184,7 @@ for sentence in answer:
     runtime.show(sentence)
 keep = ["family", "claim_id", "short", "claim", "dataset", "split", "clip", "statistic", "effect_text", "effect", "ci_low",
         "ci_high", "margin_text", "p", "p_holm", "p_margin", "p_margin_holm", "n", "power", "n_needed", "tau2", "i2",
-        "seeds", "on_predicted_side", "agreeing_seeds", "seed_verdicts", "series", "verdict", "discriminating"]
+        "seeds", "seed_effects", "seed_se", "q_p", "on_predicted_side", "agreeing_seeds", "seed_verdicts", "series", "verdict", "discriminating"]
 headline = [report.headline(f"{r['dataset']}: {r['short']} — {r['verdict']} ({r['agreeing_seeds']} seeds agree)", r["effect"],
                             "" if r["scale"] == "difference" else "x", ci=(r["ci_low"], r["ci_high"]),
                             note=f"tau² = {r['tau2']:.3g} between seeds")
