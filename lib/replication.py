@@ -249,7 +249,11 @@ def answer(pooled: pd.DataFrame, source: pd.DataFrame) -> list[str]:
     for _, s in source.iterrows():
         name = claims.DATASET_NAMES.get(s["dataset"], s["dataset"])
         who = {"classifier": "the classifier carries most of it", "autoencoder": "the autoencoder (the manifold "
-               "estimate) carries most of it", "neither": "neither network adds any"}[s["carries the variance"]]
+               "estimate) carries most of it", "neither": "neither network's seed alone adds variance beyond the "
+               "images' (tau² = 0)"}[s["carries the variance"]]
+        both = (f" (both varied together: {s['tau² (both varied)']:.3g})"
+                if pd.notna(s.get("tau² (both varied)", np.nan)) else "")
         out.append(f"{name}, claim {s['short']}: between-seed variance tau² = {s['tau² (classifier varied)']:.3g} with "
-                   f"the classifier's seed varied, {s['tau² (autoencoder varied)']:.3g} with the autoencoder's: {who}.")
+                   f"the classifier's seed varied, {s['tau² (autoencoder varied)']:.3g} with the autoencoder's{both}: "
+                   f"{who}.")
     return out

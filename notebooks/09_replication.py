@@ -180,6 +180,11 @@ if len(source):
 
 # %%
 answer = rp.answer(pooled, source) if len(pooled) else []
+if answer and any(runtime.per_dataset(extra_ae_epochs, n) for n in models):
+    shorter = ", ".join(f"{n}: {runtime.per_dataset(extra_ae_epochs, n)} of {models[n].autoencoders[seeds[0]].meta['config']['epochs']}"
+                        for n in models if runtime.per_dataset(extra_ae_epochs, n))
+    answer.append(f"In this profile the extra seeds' autoencoders trained fewer epochs than the first seed's ({shorter}): "
+                  "an autoencoder's seed and its training length vary together.")
 for sentence in answer:
     runtime.show(sentence)
 keep = ["family", "claim_id", "short", "claim", "dataset", "split", "clip", "statistic", "effect_text", "effect", "ci_low",
