@@ -72,7 +72,8 @@ def test_changed_lib_module_reruns_its_importers_and_says_which(tmp_reports, dat
     monkeypatch.setattr(fingerprint, "sha", edited)
     why = stale("smoke")
     assert set(why) == {"03_on_off_manifold_attacks", "04_random_subspace_control", "05_statistics", "06_curvature",
-                        "07_isometric_autoencoder_defence"}  # 07 imports lib.defence, which imports lib.attacks
+                        "07_isometric_autoencoder_defence",  # 07 imports lib.defence, which imports lib.attacks
+                        "09_replication"}  # 09 imports lib.experiment, which imports lib.shards -> lib.attacks
     assert why["03_on_off_manifold_attacks"] == ["lib/attacks.py changed"]
 
 
