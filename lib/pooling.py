@@ -80,7 +80,7 @@ def _power(p: dict, predicted: str, margin: float):
     def at(a):
         z_a = float(sps.norm.isf(a))
         power = float(sps.norm.sf(z_a - delta))
-        needed = p["k"] * ((z_a + sps.norm.isf(0.2)) / delta) ** 2 if delta > 0 else np.nan
+        needed = max(2.0, float(np.ceil(p["k"] * ((z_a + sps.norm.isf(0.2)) / delta) ** 2))) if delta > 0 else np.nan
         return stats.Power(d=float(delta), n=p["k"], power=power, n_needed=float(needed))
     return at
 

@@ -104,9 +104,11 @@ for name, d in found.items():
     except data.DatasetUnavailable as err:
         missing[name] = str(err)
         runtime.show(f"> **{name}: model not available.** {runtime.escape(err)}")
-if any(runtime.per_dataset(extra_ae_epochs, n) for n in models):
-    runtime.show(f"> The extra seeds' autoencoders train for `extra_ae_epochs` = {extra_ae_epochs} epochs (the first seed's: "
-                 f"`ae_epochs` = {ae_epochs}), to fit this profile's time: their seed and their shorter training vary together.")
+shorter = ", ".join(f"{n}: {runtime.per_dataset(extra_ae_epochs, n)} of {m.autoencoders[seeds[0]].meta['config']['epochs']}"
+                    for n, m in models.items() if runtime.per_dataset(extra_ae_epochs, n))
+if shorter:
+    runtime.show(f"> The extra seeds' autoencoders train fewer epochs than the first seed's ({shorter}; `extra_ae_epochs`) to "
+                 "fit this profile's time: an autoencoder's seed and its training length vary together.")
 summary = pd.concat([m.summary for m in models.values()], ignore_index=True) if models else pd.DataFrame()
 summary.style.format({"test accuracy": "{:.2%}", "test MSE": "{:.4f}"}).hide(axis="index")
 
@@ -180,9 +182,7 @@ if len(source):
 
 # %%
 answer = rp.answer(pooled, source) if len(pooled) else []
-if answer and any(runtime.per_dataset(extra_ae_epochs, n) for n in models):
-    shorter = ", ".join(f"{n}: {runtime.per_dataset(extra_ae_epochs, n)} of {models[n].autoencoders[seeds[0]].meta['config']['epochs']}"
-                        for n in models if runtime.per_dataset(extra_ae_epochs, n))
+if answer and shorter:
     answer.append(f"In this profile the extra seeds' autoencoders trained fewer epochs than the first seed's ({shorter}): "
                   "an autoencoder's seed and its training length vary together.")
 for sentence in answer:
