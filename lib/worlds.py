@@ -250,8 +250,8 @@ def turning_points(table: pd.DataFrame, claim_ids=CURVE_CLAIMS, margin=1.1, k=16
         ok = (t["verdict"] == "supported").to_numpy()
         tail = [i for i in range(len(ok)) if ok[i:].all()]
         out.append({"claim": t["short"].iloc[0] if len(t) else cid, "claim_id": cid,
-                    "measured (first swept s from which supported)": float(t["steepness"].iloc[tail[0]]) if tail else np.nan,
-                    "analytic (effect = margin)": analytic_threshold(cid, margin, k)})
+                    "s measured": float(t["steepness"].iloc[tail[0]]) if tail else np.nan,
+                    "s analytic": analytic_threshold(cid, margin, k)})
     return pd.DataFrame(out)
 
 
