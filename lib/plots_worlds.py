@@ -33,20 +33,22 @@ def power_curve(table, analytic, thresholds, margin=1.1, title=""):
     return fig
 
 
-def sweep_panels(frame, x, ys, title, xlog=True):
-    """One panel per column of ``ys`` ({column: y label}) against ``x``: median per setting with its 25-75%
-    range, e.g. the Melamed sweep's off-subspace gradient against the initialisation scale."""
-    fig, axes = plt.subplots(1, len(ys), figsize=(4 * len(ys), 3.2), squeeze=False)
-    for ax, (col, label) in zip(axes[0], ys.items()):
-        for group, g in frame.groupby("knob", sort=False):
-            q = g.groupby(x)[col].quantile([0.25, 0.5, 0.75]).unstack()
-            ax.errorbar(q.index, q[0.5], yerr=[q[0.5] - q[0.25], q[0.75] - q[0.5]], marker="o", capsize=2,
-                        label=group)
-        ax.set(ylabel=label, xlabel=x)
-        if xlog:
-            ax.set_xscale("symlog", linthresh=1e-4)
-        ax.grid(alpha=0.3)
-    axes[0][0].legend(fontsize=8)
+def melamed_sweep(grads, title):
+    """World 2: per-image input-gradient norms in the subspace and off it (median, 25-75% range) against each knob
+    (left: the first layer's initialisation scale; right: the weight decay)."""
+    fig, axes = plt.subplots(1, 2, figsize=(9, 3.3), sharey=True)
+    for ax, (knob, col) in zip(axes, (("init scale", "init_scale"), ("weight decay", "weight_decay"))):
+        g = grads[grads["knob"].isin([knob, "init scale"])]
+        g = g[g["init_scale"] == g["init_scale"].max()] if knob == "weight decay" else g
+        g = g.drop_duplicates(["image", col])
+        for part, label in (("grad_off", "‖P_off g‖ (off the subspace)"), ("grad_on", "‖P_on g‖ (in it)")):
+            q = g.groupby(col)[part].quantile([0.25, 0.5, 0.75]).unstack()
+            ax.errorbar(q.index, q[0.5], yerr=[q[0.5] - q[0.25], q[0.75] - q[0.5]], marker="o", capsize=2, label=label)
+        ax.set(xlabel=knob, yscale="log")
+        ax.set_xscale("log" if knob == "init scale" else "symlog", **({} if knob == "init scale" else {"linthresh": 1e-4}))
+        ax.grid(alpha=0.3, which="both")
+    axes[0].set_ylabel("input-gradient norm (margin loss)")
+    axes[0].legend(fontsize=8)
     fig.suptitle(title, fontsize=10)
     fig.tight_layout()
     return fig

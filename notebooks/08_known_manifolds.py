@@ -26,6 +26,10 @@
 #   projected gradient meets the boundary at |h| on the manifold, |h|/β off it, |h|/√(1+β²) unconstrained: every
 #   claim's value is known. The steepness s = β/‖∇h‖ moves the world from a boundary across the manifold (s → 0), through
 #   "general position" (the tangent space behaves like a random subspace, s ≈ √((n−k)/k)), to a deep dimple.
+# * **World 2, a linear manifold with a trained network** (Melamed, Yehudai & Vardi 2023): ten classes as clusters
+#   inside a known k-dimensional subspace, notebook 01's MLP trained on them. Their theorem: a two-layer ReLU network
+#   trained on data in a linear subspace has a large gradient orthogonal to it, shrunk by a smaller initialisation
+#   scale or by weight decay. Does training make a dimple, and do the knobs move it as the theory says?
 #
 # Every verdict row here is **synthetic** (the data set column says which world) and is judged in its own Holm family,
 # *08 · known manifolds*, never pooled with the real data sets of notebook 05.
@@ -36,7 +40,11 @@ seed: int = 0  # seeds every world (manifold, classifier, images, random subspac
 k: int = 16  # the manifold's dimension in every world (MNIST's latent dimension, so k/n is MNIST's)
 world_images: int = 50  # test images per world (world 1: per steepness)
 steepness: list = [1.0, 4.0, 7.0, 8.0, 9.0, 10.0, 12.0, 16.0, 32.0]  # world 1's dimple steepness s: beta / ||grad h||, the normal slope against h's
-world_attack: dict = {"eps": 10.0, "alpha": 0.005, "steps": 1000}  # PGD of every world and condition, [0, 1] pixel scale, unclipped
+world_attack: dict = {"eps": 10.0, "alpha": 0.01, "steps": 1000}  # PGD of every world and condition, [0, 1] pixel scale, unclipped
+init_scales: list = [1.0, 0.25, 0.0625]  # world 2: the MLP's first-layer initialisation scale (x1, x1/4, x1/16)
+weight_decays: list = [0.0, 0.0001, 0.001]  # world 2: weight decays (at init x1)
+w2_train: int = 2000  # world 2: training points (ten clusters in the subspace)
+w2_epochs: int = 60  # world 2: SGD epochs (lr 0.01, batch 200: notebook 01's MNIST setting)
 fp_worlds: int = 20  # independent world-1 seeds at the flat-boundary steepness and at the margin: false-positive rate
 margin: float = 1.1  # ratios within [1/margin, margin] are negligible (notebook 05's margin)
 alpha: float = 0.05  # family-wise error rate: Holm over every row of this notebook
@@ -46,7 +54,7 @@ import numpy as np
 import pandas as pd
 from IPython.display import display
 
-from lib import plots_worlds, report, runtime, stats, verdicts, worlds
+from lib import plots_worlds, report, runtime, stats, verdicts, worlds, worlds_trained
 from lib.shards import AttackSettings
 
 run = runtime.start("08_known_manifolds", profile, seed, "cpu")
@@ -74,11 +82,33 @@ runtime.show(f"Largest |refined PGD norm − analytic distance| over every succe
 w1_rows = worlds.world_rows(w1_records, margin)
 
 # %% [markdown]
-# ## Every world's verdicts, one Holm family
-# World 1's rows (claims 1, 1b, 3 against a random subspace, 4), judged with every other world's rows of this notebook.
+# ## World 2: does training make a dimple? (Melamed, Yehudai & Vardi 2023)
+# The first layer's initial weights scaled by `init_scales` (at weight decay 0), then the weight decays (at ×1). Why the
+# knobs should matter: the loss gradient with respect to the first layer is (error)·xᵀ with x in the data's span, so the
+# first layer's weights off the subspace keep their initial values, shrunk by weight decay only by exp(−lr·wd·steps)
+# (last column). Per image: the input gradient's norm in the subspace and off it, at correctly classified test images.
 
 # %%
-rows = w1_rows
+grads, w2_records, w2_summary = worlds_trained.melamed_sweep(
+    init_scales, weight_decays, settings, k, world_images, w2_train, w2_epochs, seed,
+    progress=lambda it: runtime.progress(it, desc="world 2: settings", leave=False))
+display(w2_summary.style.format(precision=3).hide(axis="index"))
+fig = plots_worlds.melamed_sweep(grads, f"World 2: the input gradient in and off the data's subspace (k = {k})")
+trends = pd.DataFrame([worlds_trained.trend_test(grads, knob, col, pred) | {"measure": col, "predicted": pred}
+                       for knob in ("init scale", "weight decay")
+                       for col, pred in (("grad_off", "decreasing"), ("share", "increasing"))])
+runtime.show("**Trend tests** (Page's L test, images as blocks, settings in the knob's order; *grad_off*: the gradient "
+             "off the subspace should fall, *share*: its energy share in the subspace should rise):")
+display(trends.style.format({"L": "{:.0f}", "p": "{:.2g}"}).hide(axis="index"))
+w2_rows = worlds.world_rows(w2_records, margin)
+
+# %% [markdown]
+# ## Every world's verdicts, one Holm family
+# Claims 1, 1b, 3 (against a random subspace) and 4 of every world, judged as one family. World 1's rows against the
+# steepness first (the power curve), then the other worlds' table.
+
+# %%
+rows = w1_rows + w2_rows
 table = verdicts.judge(rows, FAMILY, alpha)
 w1 = table[table["dataset"].str.startswith("world 1")]
 analytic = {cid: (lambda s, c=cid: float(np.exp(worlds.analytic_effects(s, k)[c]))) for cid in worlds.CURVE_CLAIMS}
@@ -96,6 +126,9 @@ cols = {"dataset": "world", "short": "claim", "effect_text": "effect [CI]", "ana
         "p_margin_holm": "p (margin, Holm)", "n": "N", "power": "power", "verdict": "verdict"}
 display(w1[list(cols)].rename(columns=cols).style.format({"analytic": "{:.3g}", "p (margin, Holm)": "{:.2g}",
                                                           "power": "{:.2f}"}, na_rep="–").hide(axis="index"))
+others = table[~table["dataset"].str.startswith("world 1")]
+display(others[[c for c in cols if c in others]].rename(columns=cols).style.format(
+    {"p (margin, Holm)": "{:.2g}", "power": "{:.2f}"}, na_rep="–").hide(axis="index"))
 runtime.show(verdicts.rules_markdown(FAMILY, f"Negligible band: ratios within ×/÷ {margin:g}."))
 
 # %% [markdown]
@@ -126,5 +159,6 @@ report.write_results(
     data_sources={"synthetic": "worlds generated from the seed (n = 784)"},
     verdicts=table[keep].to_dict(orient="records"), turning_points=turning.to_dict(orient="records"),
     false_positives=fp.to_dict(orient="records"), analytic_errors=w1_errors,
+    melamed=w2_summary.to_dict(orient="records"), melamed_trends=trends.to_dict(orient="records"),
     settings={"k": k, "world_images": world_images, "steepness": steepness, "margin": margin, "alpha": alpha})
 print(f"wall time: {run.elapsed():.0f} s")
