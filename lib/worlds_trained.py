@@ -109,3 +109,76 @@ def trend_test(grads, knob, column="grad_off", predicted="decreasing"):
     r = sps.page_trend_test(wide.to_numpy(), ranked=False, predicted_ranks=ranks)
     return {"knob": knob, "order": " → ".join(f"{v:g}" for v in levels), "images": len(wide),
             "L": float(r.statistic), "p": float(r.pvalue)}
+
+
+# ---------------------------------------------------------------- world 3: a curved manifold of images
+
+def overlap(Qa, Qb):
+    """||Qa^T Qb||_F^2 / k per image (Qa, Qb: (B, n, k) or (n, k) orthonormal): the mean squared cosine of the
+    principal angles between two k-dimensional subspaces; 1 for the same subspace, about k/n for random ones."""
+    return (Qa.transpose(-2, -1) @ Qb).pow(2).sum((-2, -1)) / Qa.shape[-1]
+
+
+def decoder_world(decoder, codes, classes=10, n_test=200, seed=0):
+    """World 3's data: images G(z) of latent codes z (codes: (N, k), e.g. an MNIST autoencoder's encodings of
+    MNIST images), labelled by the nearest of `classes` cluster centres (centres: codes drawn at random, then
+    one k-means step). Returns (train_x, train_y, test_x, test_y, test codes)."""
+    g = torch.Generator().manual_seed(seed + 3)
+    codes = codes[torch.randperm(len(codes), generator=g)]
+    centres = codes[:classes].clone()
+    label = torch.cdist(codes, centres).argmin(1)
+    centres = torch.stack([codes[label == c].mean(0) if (label == c).any() else centres[c] for c in range(classes)])
+    label = torch.cdist(codes, centres).argmin(1)
+    with torch.no_grad():
+        x = torch.cat([decoder(z) for z in codes.split(500)])
+    return x[n_test:], label[n_test:], x[:n_test], label[:n_test], codes[:n_test]
+
+
+def true_tangent(decoder, z):
+    """Orthonormal bases (B, n, k) of the column space of J_G at each code z: the true tangent space at G(z)."""
+    from lib.manifold import decoder_jacobian
+    with torch.no_grad():
+        return torch.linalg.qr(decoder_jacobian(decoder, z), mode="reduced").Q
+
+
+def gradient_fraction(model, x, y, Q):
+    """||P g|| / ||g|| per image (not squared, as Bordt et al. 2023 report it) for the attack loss's input gradient
+    g and the subspaces Q ((B, n, k) or (n, k))."""
+    g = input_gradient(model.eval(), x, y).flatten(1).detach()
+    on = (Q.transpose(-2, -1) @ g.unsqueeze(-1)).squeeze(-1) if Q.dim() == 3 else g @ Q
+    return (on.norm(dim=-1) / g.norm(dim=1)).numpy()
+
+
+def decoder_world_study(generator, codes, settings, k=16, n_images=50, n_train=2000, clf_epochs=20, ae_epochs=10,
+                        ae_width=8, seed=0):
+    """World 3 end to end: images G(z) labelled by latent clusters (decoder_world), notebook 01's MLP and a fresh
+    conv autoencoder of the same k trained on them (lib.train.fit), then per test image the overlap of the fresh
+    autoencoder's tangent space with the true one, the gradient fractions ||P g|| / ||g|| in the true tangent space,
+    the autoencoder's and a random subspace, and attack records (data sets "world 3 · true tangent" and "world 3 ·
+    autoencoder's tangent", each with the random control). generator: an autoencoder (G = its decoder)."""
+    from lib import manifold
+    dec = generator.decoder_at()
+    tx, ty, x, y, z = decoder_world(dec, codes[: n_train + 4 * n_images], n_test=4 * n_images, seed=seed)
+    cfg = train.ClassifierConfig("mnist", "mlp", clf_epochs, 200, 0.01, "sgd", weight_decay=1e-4, seed=seed)
+    torch.manual_seed(seed)
+    clf, _ = train.fit(models.mnist_mlp("mnist"), tx, ty, F.cross_entropy, cfg, "cpu", desc="world 3 classifier")
+    torch.manual_seed(seed)
+    ae_cfg = train.AutoencoderConfig("mnist", "conv", k, ae_epochs, 144, 1e-3, width=ae_width, seed=seed)
+    ae, history = train.fit(models.ConvAutoencoder(1, 28, k, ae_width), tx, None, F.mse_loss, ae_cfg, "cpu",
+                            desc="world 3 fresh autoencoder")
+    keep = experiment.pick_correct(clf, x, y, n_images, seed)
+    xi, yi, zi = x[keep], y[keep], z[keep]
+    Q_true, Q_ae = true_tangent(dec, zi), manifold.tangent_basis(ae, xi)
+    random = subspaces.RandomSubspace(xi[0].numel(), k, batch=len(xi), seed=seed, ids=keep.tolist())
+    per_image = pd.DataFrame({"overlap (AE vs true)": overlap(Q_ae, Q_true).numpy(),
+                              "fraction: true tangent": gradient_fraction(clf, xi, yi, Q_true),
+                              "fraction: AE tangent": gradient_fraction(clf, xi, yi, Q_ae),
+                              "fraction: random": gradient_fraction(clf, xi, yi, random.Q)})
+    means = experiment.class_means(tx, ty)
+    records = pd.concat([worlds.attack_records(clf, xi, yi, {"tangent": subspaces.TangentSubspace(Q), "random": random},
+                                               settings, means, keep.numpy(), dataset=name, split="test")
+                         for name, Q in (("world 3 · true tangent", Q_true), ("world 3 · autoencoder's tangent", Q_ae))],
+                        ignore_index=True).assign(world="synthetic")
+    facts = {"classifier test accuracy": train.accuracy(clf, x, y, "cpu"), "fresh AE train MSE": history[-1],
+             "class sizes": torch.bincount(ty, minlength=10).tolist(), "images": len(xi)}
+    return per_image, records, facts
