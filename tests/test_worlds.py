@@ -85,3 +85,68 @@ def test_false_positive_rate_on_the_flat_side():
     assert rates["1b"] == rates["3"] == rates["4"] == 0.0
     edge = worlds.false_positives(worlds.analytic_threshold("3"), settings(), range(12), n_images=30)
     assert dict(zip(edge["claim_id"], edge["supported"]))["3"] <= 2  # P(X >= 3 | 12, 0.05) = 2%
+
+
+# ---------------------------------------------------------------- worlds 2 and 3 (lib.worlds_trained)
+
+from torch import nn  # noqa: E402
+
+from lib import manifold, models  # noqa: E402
+from lib import worlds_trained as wt  # noqa: E402
+
+
+def test_true_tangent_is_the_column_space_of_a_finite_difference_jacobian():
+    torch.manual_seed(0)
+    ae = models.ConvAutoencoder(1, 28, 4, 4).double().eval()
+    dec, z, h = ae.decoder_at(), torch.randn(3, 4, dtype=torch.float64), 1e-5
+    Q = wt.true_tangent(dec, z)
+    with torch.no_grad():
+        fd = torch.stack([(dec(z + h * e) - dec(z - h * e)).flatten(1) / (2 * h)
+                          for e in torch.eye(4, dtype=torch.float64)], -1)
+    Q_fd = torch.linalg.qr(fd, mode="reduced").Q
+    assert torch.allclose(wt.overlap(Q, Q_fd), torch.ones(3, dtype=torch.float64), atol=1e-6)
+
+
+class LinearAE(nn.Module):
+    def __init__(self, n, k):
+        super().__init__()
+        self.latent_dim, self.enc, self.dec = k, nn.Linear(n, k), nn.Linear(k, n)
+
+    def encode(self, x):
+        return self.enc(x.flatten(1))
+
+    def decoder_at(self, x=None):
+        return lambda z: self.dec(z).view(-1, 1, 28, 28)
+
+    def forward(self, x):
+        return self.decoder_at()(self.encode(x))
+
+
+def test_linear_autoencoder_finds_a_linear_world():
+    """The optimal linear autoencoder of data on a linear manifold (Baldi & Hornik 1989: encoder and decoder span the
+    top-k principal subspace) has, through lib.manifold.tangent_basis, the true tangent space: overlap ~1; a random
+    subspace's overlap is about k/n."""
+    from lib import subspaces
+    m = worlds.linear_manifold(8, 1, seed=4)
+    x = m.point(torch.randn(1000, 8, generator=torch.Generator().manual_seed(0)) * 0.5)
+    V = subspaces.PCASubspace(x, 8).Q
+    ae = LinearAE(784, 8)
+    with torch.no_grad():
+        ae.enc.weight.copy_(V.T), ae.enc.bias.copy_(-V.T @ x.flatten(1).mean(0))
+        ae.dec.weight.copy_(V), ae.dec.bias.copy_(x.flatten(1).mean(0))
+    assert torch.allclose(ae(x[:5]), x[:5], atol=1e-4)
+    Q = manifold.tangent_basis(ae, x[:5])
+    assert wt.overlap(Q, m.U).min() > 0.999
+    random = torch.linalg.qr(torch.randn(784, 8, generator=torch.Generator().manual_seed(1))).Q
+    assert abs(wt.overlap(random, m.U).item() - 8 / 784) < 0.03
+
+
+def test_melamed_trend_test_reads_the_knobs_order():
+    import pandas as pd
+    rows = [{"knob": "init scale" if d == 0 else "weight decay", "init_scale": s, "weight_decay": d, "image": i,
+             "grad_off": s * (1 - 100 * d) + 0.01 * i} for i in range(10)
+            for s, d in ((1.0, 0.0), (0.25, 0.0), (0.0625, 0.0), (1.0, 1e-4), (1.0, 1e-3))]
+    g = pd.DataFrame(rows)
+    assert wt.trend_test(g, "init scale")["p"] < 1e-3
+    assert wt.trend_test(g, "weight decay")["p"] < 1e-3
+    assert wt.trend_test(g, "init scale", predicted="increasing")["p"] > 0.5
