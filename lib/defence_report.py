@@ -1,6 +1,7 @@
-"""Notebook 07's attacks of the defended models beyond lib.defence.attack_defences, and what it reports: robust
-accuracy per data set (`robust_table`), the convergence check of the adaptive attack (`convergence`), the on- and
-off-manifold attacks of each defence (`manifold_attacks`), the answer in sentences and the headline figures."""
+"""Notebook 07's attacks of the defended models beyond lib.defence.attack_defences, and what it reports: its
+parameter checks, robust accuracy per data set (`robust_table`), the convergence check of the adaptive attack
+(`convergence`), the on- and off-manifold attacks of each defence (`manifold_attacks`), the verdict table
+(lib.defence_claims' rows, judged), the answer in sentences, the headline figures and the caveats."""
 import numpy as np
 import pandas as pd
 

@@ -102,3 +102,13 @@ def test_answer_and_headlines_name_the_right_figures():
     assert [h["value"] for h in heads] == pytest.approx([0.5, 0.25, 0.125, 0.0, 0.2, 1.0])
     assert heads[0]["ci"] == pytest.approx([0.4, 0.6])
     assert dr.headlines([], robust, {}, [1.0])[0]["name"] == "no data set available"
+
+
+def test_check_params_names_the_bad_parameter():
+    dr.check_params([10.0], 0.25, [1.0], 0.02)
+    with pytest.raises(ValueError, match="recon_tolerance"):
+        dr.check_params([], 0.25, [1.0], 0.02)
+    with pytest.raises(ValueError, match="finetune_threshold"):
+        dr.check_params([10.0], 0.25, [1.0], 1.0)
+    with pytest.raises(ValueError, match="eps_grid"):
+        dr.check_params([10.0], 0.25, [0.0], 0.02)
