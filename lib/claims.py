@@ -21,7 +21,7 @@ import numpy as np
 import pandas as pd
 
 from lib import records as rec
-from lib import stats, verdicts
+from lib import power, stats, verdicts
 
 FAMILY = "05 · attacks (notebooks 03 and 04)"
 CONTROL_WORDS = {"random": "random orthonormal", "coordinate": "random coordinate (pixel)", "pca": "PCA"}
@@ -104,7 +104,7 @@ def claim_off_unconstrained(r, where, margin=np.log(1.1), alpha=stats.ALPHA) -> 
         statistic=f"TOST (paired t on logs, images where both succeeded), margin ×{np.exp(margin):.3g}; "
                   f"McNemar on failures {only_a} vs {only_b}, p={p_fail:.2g}",
         clip=where["clip"], n_censored=e.n_censored, robust_to_failures=robust, notes={"failures": _failures(e)},
-        power_at=lambda a_: stats.power_tost(e.complete, margin, a_))
+        power_at=lambda a_: power.power_tost(e.complete, margin, a_))
 
 
 def claim_gap(r, where, control="random", margin=np.log(1.1), max_failure_rate=0.5) -> verdicts.Row:
@@ -185,7 +185,7 @@ def claim_train_test(rd, where, margin=np.log(1.1), alpha=stats.ALPHA) -> verdic
                   f"{e['train'].n_censored} / {e['test'].n_censored}, Fisher p={p_fail:.2g}",
         n_censored=e["train"].n_censored + e["test"].n_censored, robust_to_failures=bool(p_fail >= alpha),
         notes={"failures": "; ".join(f"{s}: " + _failures(v) for s, v in e.items())},
-        power_at=lambda a: stats.power_equivalence_two_sample(x, y, margin, a))
+        power_at=lambda a: power.power_equivalence_two_sample(x, y, margin, a))
 
 
 # ---------------------------------------------------------------- the table

@@ -199,30 +199,6 @@ def robust_accuracy(records, level=0.95):
     return pd.DataFrame(out)
 
 
-def compare_defences(records, a, b, attack, eps):
-    """Paired comparison of defences a and b on the same images under one attack and budget (compare_paired)."""
-    pick = lambda d: records[(records["defence"] == d) & (records["attack"] == attack) & (records["eps"] == eps)]
-    ra, rb = pick(a).sort_values("image"), pick(b).sort_values("image")
-    return compare_paired(~ra["broken"].to_numpy(bool), ~rb["broken"].to_numpy(bool), a, b)
-
-
-def compare_paired(ok_a, ok_b, a, b):
-    """Robust under a vs robust under b on the same images ((N,) bool each): the difference of robust
-    accuracies with the Agresti-Min interval, exact McNemar p (two-sided) and its power at the observed
-    discordant shares."""
-    from lib import stats
-
-    if ok_a.shape != ok_b.shape:
-        raise ValueError(f"paired comparison of {a} and {b} needs the same images; got {ok_a.shape} and {ok_b.shape}")
-    diff, lo, hi = stats.paired_difference_ci(ok_a, ok_b)
-    n10, n01, p = stats.mcnemar_exact(~ok_b, ~ok_a)  # (broken under b only = a better, broken under a only)
-    return {"effect": diff, "ci_low": lo, "ci_high": hi, "p": p, "n": len(ok_a),
-            "power": stats.mcnemar_power(n10, n01, len(ok_a)),
-            "statistic": f"exact McNemar ({n10} images robust only under {a}, {n01} only under {b})",
-            "effect_text": f"{100 * ok_a.mean():.0f}% vs {100 * ok_b.mean():.0f}% robust: {100 * diff:+.0f} points "
-                           f"[{100 * lo:+.0f}, {100 * hi:+.0f}]"}
-
-
 # ---------------------------------------------------------------- on- and off-manifold attacks of a defence
 
 def subspace_attacks(defences, subspaces, images, labels, *, eps, alpha, steps, refine_steps=12, loss="margin"):

@@ -11,7 +11,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from lib import stats, verdicts
+from lib import power, stats, verdicts
 
 FAMILY = "07 · defence"
 CLAIMS = {
@@ -51,7 +51,7 @@ def paired_row(cid, short, claim, dataset, ok_a, ok_b, margin, robust=True, **no
                                   f"{n01} only under the second)",
                         robust_to_failures=robust,
                         notes={"robust accuracies": f"{ok_a.mean():.0%} vs {ok_b.mean():.0%}", **notes},
-                        power_at=lambda a: stats.power_paired_proportions(ok_a, ok_b, margin, a))
+                        power_at=lambda a: power.power_paired_proportions(ok_a, ok_b, margin, a))
 
 
 def isometry_rows(dataset: str, spread_plain, spread_iae) -> list[verdicts.Row]:

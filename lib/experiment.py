@@ -102,6 +102,18 @@ def class_cosine(delta, label, pred, success, means):
     return torch.where(success, cos, torch.full_like(cos, float("nan"))).float()
 
 
+def records_frame(t, ids, means, **columns):
+    """The records (module docstring) of one condition from its per-image tensors t (lib.shards.attack_images'
+    names): ``columns`` (dataset, split, clip, condition, subspace, k, n) first, then image_id (``ids``), the
+    tensors' scalars and class_cosine (``means``: class_means of the training images)."""
+    rec = pd.DataFrame({name: t[name].numpy() for name in TENSORS[1:]})
+    rec["class_cosine"] = class_cosine(t["delta"], t["label"], t["pred"], t["success"], means).numpy()
+    rec.insert(0, "image_id", np.asarray(ids))
+    for col, value in reversed(list(columns.items())):
+        rec.insert(0, col, value)
+    return rec
+
+
 def model_ref(kind, trained):
     """A lib.train.Trained as a shards.ModelRef: its cache key and config, what a worker loads it by."""
     return shards.ModelRef(kind, trained.key, trained.meta.get("config"))
@@ -216,15 +228,10 @@ class AttackExperiment:
                        self._records(condition, spec, t))
 
     def _records(self, condition, spec, t):
-        rec = pd.DataFrame({name: t[name].numpy() for name in TENSORS[1:]})
-        rec["class_cosine"] = class_cosine(t["delta"], t["label"], t["pred"], t["success"], self.class_means).numpy()
-        rec.insert(0, "image_id", self.ids.numpy())
-        for col, value in reversed(list({"dataset": self.data.name, "split": self.split,
-                                         "clip": self.settings[condition].clip, "condition": condition,
-                                         "subspace": "none" if spec is None else spec.kind,
-                                         "k": self.data.n if spec is None else spec.k, "n": self.data.n}.items())):
-            rec.insert(0, col, value)
-        return rec
+        return records_frame(t, self.ids.numpy(), self.class_means, dataset=self.data.name, split=self.split,
+                             clip=self.settings[condition].clip, condition=condition,
+                             subspace="none" if spec is None else spec.kind,
+                             k=self.data.n if spec is None else spec.k, n=self.data.n)
 
     def where(self):
         """Where this experiment's shards are computed, in words."""

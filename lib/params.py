@@ -24,6 +24,8 @@ REPO = Path(__file__).resolve().parents[1]
 NOTEBOOKS = REPO / "notebooks"
 PARAMS = NOTEBOOKS / "params"
 
+JOBS_ENV = "DIMPLED_JOBS"  # how many notebooks `make -jN report` runs at once: each kernel takes its share of the cores
+
 
 class ParameterError(ValueError):
     """A bad parameter file or value; the message is one line that names the file and the key."""

@@ -58,11 +58,13 @@ def describe(name, why, most=4):
     return f"{name}: {'; '.join(why[:most])}{more}"
 
 
-def _spawn(path, profile, root):
+def _spawn(path, profile, root, jobs=1):
+    """Run one notebook in its own process; its kernel takes 1/jobs of the cores (runtime.threads_for)."""
     (root / f"{path.stem}.progress.log").write_text("")  # not the last run's cells
     log = open(root / f"{path.stem}.run.log", "w")
     cmd = [sys.executable, "-m", "lib.report", "run", str(path), "--profile", profile, "--quiet"]
-    return subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, cwd=params.REPO), log
+    env = {**os.environ, params.JOBS_ENV: str(jobs)}
+    return subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, cwd=params.REPO, env=env), log
 
 
 def _last_line(path):
@@ -101,7 +103,7 @@ def make(profile, jobs=1, out=None):
                         live.say(f"{name}: {failed[name]}")
                         del todo[name]
                     elif not ups and len(running) < jobs:
-                        proc, log = _spawn(paths[name], profile, root)
+                        proc, log = _spawn(paths[name], profile, root, jobs)
                         running[name] = (proc, log, time.time())
                         live.add(name, root / f"{name}.progress.log")
                         del todo[name]

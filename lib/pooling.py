@@ -20,6 +20,7 @@ import pandas as pd
 from scipy import stats as sps
 from statsmodels.stats.meta_analysis import combine_effects
 
+from lib import power as power_lib
 from lib import stats, verdicts
 
 Z975 = float(sps.norm.isf(0.025))
@@ -81,7 +82,7 @@ def _power(p: dict, predicted: str, margin: float):
         z_a = float(sps.norm.isf(a))
         power = float(sps.norm.sf(z_a - delta))
         needed = max(2.0, float(np.ceil(p["k"] * ((z_a + sps.norm.isf(0.2)) / delta) ** 2))) if delta > 0 else np.nan
-        return stats.Power(d=float(delta), n=p["k"], power=power, n_needed=float(needed))
+        return power_lib.Power(d=float(delta), n=p["k"], power=power, n_needed=float(needed))
     return at
 
 

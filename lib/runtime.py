@@ -9,6 +9,8 @@ from dataclasses import dataclass, field
 import numpy as np
 import torch
 
+from lib.params import JOBS_ENV  # how many notebooks run at once: set by lib.pipeline for each kernel
+
 PROFILES = ("smoke", "quick", "paper")
 
 
@@ -43,7 +45,8 @@ class Run:
     started: float = field(default_factory=time.time)
 
     def header(self):
-        dev = torch.cuda.get_device_name(self.device) if self.device.type == "cuda" else f"CPU ({os.cpu_count()} cores)"
+        dev = torch.cuda.get_device_name(self.device) if self.device.type == "cuda" else \
+            f"CPU ({cores()} cores, {torch.get_num_threads()} torch threads)"
         return (f"**{self.notebook}** · profile **{self.profile}** · seed {self.seed} · device {dev} · "
                 f"torch {torch.__version__} · Python {platform.python_version()} · "
                 f"started {time.strftime('%Y-%m-%d %H:%M:%S', time.localtime(self.started))}")
@@ -52,10 +55,29 @@ class Run:
         return time.time() - self.started
 
 
+def cores() -> int:
+    """The cores this process may run on (its CPU affinity; a container's limit shows here, os.cpu_count does not)."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # not on Linux
+        return os.cpu_count() or 1
+
+
+def threads_for(jobs: int | None = None) -> int:
+    """Torch threads for one of `jobs` kernels running side by side: an equal share of the cores, at least one.
+    More threads than cores thrash: two default-thread trainings at once on 2 cores each took 3x as long as alone."""
+    jobs = int(os.environ.get(JOBS_ENV, "1")) if jobs is None else jobs
+    if jobs < 1:
+        raise ValueError(f"jobs must be >= 1; got {jobs}")
+    return max(1, cores() // jobs)
+
+
 def start(notebook, profile, seed=0, device="auto"):
-    """Validate the common parameters, seed everything, show the header, return the Run."""
+    """Validate the common parameters, seed everything, give torch its share of the cores (threads_for), show
+    the header, return the Run."""
     if profile not in PROFILES:
         raise ValueError(f"profile must be one of {', '.join(PROFILES)}; got {profile!r}")
+    torch.set_num_threads(threads_for())
     seed_everything(seed)
     run = Run(notebook, profile, seed, pick_device(device))
     show(run.header())

@@ -15,7 +15,6 @@ from dataclasses import dataclass
 import numpy as np
 from scipy import stats as sps
 from statsmodels.stats.contingency_tables import mcnemar
-from statsmodels.stats.power import TTestIndPower, TTestPower
 from statsmodels.stats.weightstats import DescrStatsW
 
 ALPHA = 0.05
@@ -28,7 +27,7 @@ def check_choice(value, allowed, name):
         raise ValueError(f"unknown {name} {value!r}; allowed: {', '.join(map(repr, allowed))}")
 
 
-def _values(x) -> np.ndarray:
+def values(x) -> np.ndarray:
     """A float array without NaNs (undecidable values are the caller's to count)."""
     x = np.asarray(x, dtype=float).ravel()
     return x[~np.isnan(x)]
@@ -40,7 +39,7 @@ def wilcoxon(x, alternative: str = "two-sided") -> tuple[float, float]:
     """Wilcoxon signed-rank test of H0: x symmetric about 0 (scipy; zeros dropped, as Wilcoxon proposed).
     Exact values only. Returns (W, p); fewer than 3 non-zero values: (nan, nan)."""
     check_choice(alternative, ALTERNATIVES, "alternative")
-    x = _values(x)
+    x = values(x)
     if not np.isfinite(x).all():
         raise ValueError("wilcoxon takes exact (finite) values; censored ones go to sign_test")
     x = x[x != 0]
@@ -50,7 +49,7 @@ def wilcoxon(x, alternative: str = "two-sided") -> tuple[float, float]:
     return float(res.statistic), float(res.pvalue)
 
 
-def _bounds(x, high=None) -> tuple[np.ndarray, np.ndarray]:
+def bounds(x, high=None) -> tuple[np.ndarray, np.ndarray]:
     """(low, high) arrays of per-image intervals; plain values are intervals of width 0. Rows where either
     bound is NaN are dropped (missing, not censored)."""
     low = np.asarray(x, dtype=float).ravel()
@@ -71,7 +70,7 @@ def sign_test(x, alternative: str = "greater", high=None, null: float = 0.0) -> 
     observed count above can only understate the true one) and undecided images can only weaken it.
     Exact ties at ``null`` are dropped. Returns (entirely above, entirely below, undecided, p)."""
     check_choice(alternative, ALTERNATIVES, "alternative")
-    low, high = _bounds(x, high)
+    low, high = bounds(x, high)
     tie = (low == null) & (high == null)
     low, high = low[~tie], high[~tie]
     up, down = int((low > null).sum()), int((high < null).sum())
@@ -92,7 +91,7 @@ def median_ci(x, level: float = 0.95, high=None) -> tuple[float, float, float]:
     with probability >= level whatever they are. The point estimate is the sample median with each one-sided
     interval at its open end (+-inf: the median is infinite when most attacks failed), images about which
     nothing is known left out. Too few values for the level: NaN bounds."""
-    low, high = _bounds(x, high)
+    low, high = bounds(x, high)
     n = len(low)
     if n == 0:
         return np.nan, np.nan, np.nan
@@ -125,7 +124,7 @@ def tost(x, margin: float, alpha: float = ALPHA) -> Tost:
     """Equivalence within +-margin of the mean of the finite values of x (statsmodels ttost_mean)."""
     if margin <= 0:
         raise ValueError(f"margin must be > 0; got {margin}")
-    x = _values(x)
+    x = values(x)
     x = x[np.isfinite(x)]
     if len(x) < 3 or np.std(x) == 0:
         return Tost(len(x), margin, np.nan, float(np.mean(x)) if len(x) else np.nan, (np.nan, np.nan))
@@ -170,17 +169,6 @@ def paired_difference_ci(ok_a, ok_b, level: float = 0.95) -> tuple[float, float,
     return float((n10 - n01) / n), float(max(-1.0, d - z * se)), float(min(1.0, d + z * se))
 
 
-def mcnemar_power(n10: int, n01: int, n: int, alpha: float = ALPHA) -> float:
-    """Power of a two-sided McNemar test at n pairs for the observed discordant shares p10 = n10/n,
-    p01 = n01/n (normal approximation, Connor 1987); NaN without discordant pairs."""
-    p10, p01 = n10 / n, n01 / n
-    pd_, diff = p10 + p01, abs(p10 - p01)
-    if n < 1 or pd_ == 0 or pd_ - diff ** 2 <= 0:
-        return np.nan
-    z = sps.norm.ppf(1 - alpha / 2)
-    return float(sps.norm.cdf((np.sqrt(n) * diff - z * np.sqrt(pd_)) / np.sqrt(pd_ - diff ** 2)))
-
-
 def fisher_exact(k1: int, n1: int, k2: int, n2: int) -> float:
     """Two-sided Fisher exact test of equal rates k1/n1 and k2/n2 (independent samples): p."""
     if n1 < 1 or n2 < 1:
@@ -190,7 +178,7 @@ def fisher_exact(k1: int, n1: int, k2: int, n2: int) -> float:
 
 def mann_whitney(x, y) -> tuple[float, float]:
     """Two-sided Mann-Whitney U test of two independent samples of exact (finite) values."""
-    x, y = _values(x), _values(y)
+    x, y = values(x), values(y)
     if not (np.isfinite(x).all() and np.isfinite(y).all()):
         raise ValueError("mann_whitney takes exact (finite) values")
     if min(len(x), len(y)) < 3:
@@ -202,7 +190,7 @@ def mann_whitney(x, y) -> tuple[float, float]:
 def hodges_lehmann(x, y, level: float = 0.95) -> tuple[float, float, float]:
     """Hodges-Lehmann shift of x over y (median of all differences) and its Moses CI (normal
     approximation to U), on finite values: (shift, low, high)."""
-    x, y = (v[np.isfinite(v)] for v in (_values(x), _values(y)))
+    x, y = (v[np.isfinite(v)] for v in (values(x), values(y)))
     if not (len(x) and len(y)):
         return np.nan, np.nan, np.nan
     d = np.sort(np.subtract.outer(x, y).ravel())
@@ -218,7 +206,7 @@ def mann_whitney_equivalence(x, y, margin: float) -> float:
     Wellek's TOST idea on ranks): H0 shift <= -margin or shift >= margin; p is the larger one-sided p."""
     if margin <= 0:
         raise ValueError(f"margin must be > 0; got {margin}")
-    x, y = (v[np.isfinite(v)] for v in (_values(x), _values(y)))
+    x, y = (v[np.isfinite(v)] for v in (values(x), values(y)))
     if min(len(x), len(y)) < 3:
         return np.nan
     above = sps.mannwhitneyu(x + margin, y, alternative="greater").pvalue   # H0: shift <= -margin
@@ -235,11 +223,11 @@ def paired_proportion_score_test(ok_a, ok_b, margin: float = 0.0) -> tuple[float
     n = len(a)
     if n < 1:
         return np.nan, np.nan
-    z = _tango_z(np.array([(a & ~b).sum()]), np.array([(~a & b).sum()]), n, margin)[0]
-    return float(z), float(sps.norm.sf(z)) if np.isfinite(z) else np.nan
+    z = tango_z(np.array([(a & ~b).sum()]), np.array([(~a & b).sum()]), n, margin)[0]
+    return float(z), float(sps.norm.sf(z))  # no discordant pair at margin 0: Z = -inf, p = 1
 
 
-def _tango_z(n10, n01, n, margin):
+def tango_z(n10, n01, n, margin):
     """Tango's Z for arrays of discordant counts (see paired_proportion_score_test)."""
     n10, n01 = np.asarray(n10, float), np.asarray(n01, float)
     A, B, C = 2.0 * n, -n10 - n01 + (2.0 * n - n10 + n01) * margin, -n01 * margin * (1 - margin)
@@ -247,7 +235,7 @@ def _tango_z(n10, n01, n, margin):
     var = n * (2 * p01 + margin * (1 - margin))
     with np.errstate(divide="ignore", invalid="ignore"):
         z = (n10 - n01 - n * margin) / np.sqrt(var)
-    return np.where(var > 0, z, np.where(n10 - n01 - n * margin > 0, np.inf, -np.inf))
+    return np.where(var > 0, z, np.where(n10 - n01 - n * margin > 0, np.inf, -np.inf))  # no variance: a sure sign
 
 
 # ---------------------------------------------------------------- multiplicity
@@ -263,173 +251,6 @@ def holm(pvalues) -> np.ndarray:
     adjusted = np.minimum(1.0, np.maximum.accumulate(p[order] * (m - np.arange(m))))
     out[order] = adjusted
     return out
-
-
-# ---------------------------------------------------------------- power and the N a reader would need
-
-def n_for_power(power_at, target: float = 0.8, n_min: int = 2, n_max: int = 10**7) -> float:
-    """The smallest n >= n_min with power_at(n) >= target, for a power increasing in n (doubling, then
-    bisection); inf when even n_max falls short. Unlike a root finder it cannot fail for large effects."""
-    if power_at(n_min) >= target:
-        return float(n_min)
-    lo, hi = n_min, n_min * 2
-    while power_at(hi) < target:
-        if hi >= n_max:
-            return np.inf
-        lo, hi = hi, min(hi * 2, n_max)
-    while hi - lo > 1:
-        mid = (lo + hi) // 2
-        lo, hi = (mid, hi) if power_at(mid) < target else (lo, mid)
-    return float(hi)
-
-
-@dataclass
-class Power:
-    """Power at this N and the N for ``target`` power (NaN: not meaningful, e.g. an effect on the wrong side)."""
-    d: float
-    n: int
-    power: float
-    n_needed: float
-
-
-def power_paired(x, alternative: str = "greater", alpha: float = ALPHA, target: float = 0.8) -> Power:
-    """Power of the one-sample t test at the observed standardised effect d = mean / sd of the finite
-    values of x, and the N for ``target`` (at least the 5 (one-sided) or 6 (two-sided) images a signed-rank
-    test needs to reach alpha = 0.05 at all). An effect on the wrong side of a one-sided claim has no
-    power to speak of: NaN, not 0."""
-    check_choice(alternative, ALTERNATIVES, "alternative")
-    x = _values(x)
-    x = x[np.isfinite(x)]
-    if len(x) < 3 or np.std(x, ddof=1) == 0:
-        return Power(np.nan, len(x), np.nan, np.nan)
-    d = float(x.mean() / x.std(ddof=1))
-    eff = {"two-sided": abs(d), "greater": d, "less": -d}[alternative]
-    if eff <= 0:
-        return Power(d, len(x), np.nan, np.nan)
-    alt = "two-sided" if alternative == "two-sided" else "larger"
-    at = lambda n: float(TTestPower().power(eff, n, alpha, alternative=alt))
-    rank_min = int(np.ceil(np.log2((2 if alternative == "two-sided" else 1) / alpha) + 1e-9))
-    return Power(d, len(x), at(len(x)), max(float(rank_min), n_for_power(at, target)))
-
-
-def power_tost(x, margin: float, alpha: float = ALPHA, target: float = 0.8) -> Power:
-    """Power of the paired TOST within +-margin at the observed mean m and sd s of the finite values
-    (normal approximation with the t critical value), and the N for ``target``; both NaN when |m| >= margin."""
-    x = _values(x)
-    x = x[np.isfinite(x)]
-    if len(x) < 3 or np.std(x, ddof=1) == 0:
-        return Power(np.nan, len(x), np.nan, np.nan)
-    m, s = abs(float(x.mean())), float(x.std(ddof=1))
-
-    def at(n):
-        se, t = s / np.sqrt(n), sps.t.ppf(1 - alpha, n - 1)
-        return float(max(0.0, sps.norm.cdf((margin - m) / se - t) + sps.norm.cdf((margin + m) / se - t) - 1))
-
-    if m >= margin:  # the observed mean lies outside the margin: no N would show equivalence there
-        return Power(m / s, len(x), np.nan, np.nan)
-    return Power(m / s, len(x), at(len(x)), n_for_power(at, target, n_min=3))
-
-
-def power_two_sample(x, y, shift: float, alpha: float = ALPHA, target: float = 0.8) -> Power:
-    """Power of a two-sided two-sample t test to detect a shift of ``shift`` at the pooled sd of the finite
-    values, and the N per sample for ``target``."""
-    x, y = (v[np.isfinite(v)] for v in (_values(x), _values(y)))
-    if min(len(x), len(y)) < 2:
-        return Power(np.nan, len(x) + len(y), np.nan, np.nan)
-    sd = np.sqrt(((len(x) - 1) * x.var(ddof=1) + (len(y) - 1) * y.var(ddof=1)) / (len(x) + len(y) - 2))
-    if sd == 0:
-        return Power(np.nan, len(x) + len(y), np.nan, np.nan)
-    es, tp = abs(shift) / sd, TTestIndPower()
-    return Power(es, len(x) + len(y), float(tp.power(es, len(x), alpha, ratio=len(y) / len(x))),
-                 n_for_power(lambda n: tp.power(es, n, alpha), target))
-
-
-# ---------------------------------------------------------------- power of the tests the verdicts apply
-
-def _power(at, n, d, target, n_min=2) -> Power:
-    return Power(d, n, at(n), n_for_power(at, target, n_min=n_min))
-
-
-def power_sign(low, high=None, null: float = 0.0, alternative: str = "greater", alpha: float = ALPHA,
-               target: float = 0.8) -> Power:
-    """Power of the one-sided exact sign test of H0 median = ``null`` (censored values as in sign_test: an
-    image counts for the alternative only if its whole interval lies beyond ``null``) at the observed share q of
-    such images: P(Binom(N, q) >= c_N), c_N the test's critical count at level alpha. d reports q."""
-    check_choice(alternative, ("greater", "less"), "alternative")
-    lo, hi = _bounds(low, high)
-    n = len(lo)
-    if n == 0:
-        return Power(np.nan, 0, np.nan, np.nan)
-    q = float(np.mean(lo > null) if alternative == "greater" else np.mean(hi < null))
-
-    def at(m):
-        c = sps.binom.isf(alpha, m, 0.5) + 1   # the smallest count c with P(Binom(m, 1/2) >= c) <= alpha
-        return float(sps.binom.sf(c - 1, m, q))
-    if q <= 0.5:
-        return Power(q, n, at(n), np.nan)
-    return _power(at, n, q, target)
-
-
-def power_signed_rank(x, alternative: str = "greater", alpha: float = ALPHA, target: float = 0.8) -> Power:
-    """Power of the one-sided Wilcoxon signed-rank test of H0: x symmetric about 0, by Noether's (1987)
-    approximation at the observed p' = P(x_i + x_j > 0) (i < j): power = Phi(sqrt(3N) (p' - 1/2) - z_(1-alpha)).
-    d reports p'. An effect on the wrong side: power at N, no N needed (NaN)."""
-    check_choice(alternative, ("greater", "less"), "alternative")
-    x = _values(x)
-    x = x[np.isfinite(x)] * (1 if alternative == "greater" else -1)
-    if len(x) < 3:
-        return Power(np.nan, len(x), np.nan, np.nan)
-    i, j = np.triu_indices(len(x), 1)
-    walsh = x[i] + x[j]
-    p1 = float(np.mean(walsh > 0) + 0.5 * np.mean(walsh == 0))
-    at = lambda m: float(sps.norm.cdf(np.sqrt(3 * m) * (p1 - 0.5) - sps.norm.isf(alpha)))
-    if p1 <= 0.5:
-        return Power(p1, len(x), at(len(x)), np.nan)
-    return _power(at, len(x), p1, target, n_min=3)
-
-
-def power_equivalence_two_sample(x, y, margin: float, alpha: float = ALPHA, target: float = 0.8) -> Power:
-    """Power of two one-sided tests of equivalence within +-margin for two independent samples, at the
-    observed difference of means m and pooled sd s (normal approximation); the N per sample for ``target``.
-    NaN where |m| >= margin (no N would show equivalence)."""
-    x, y = (v[np.isfinite(v)] for v in (_values(x), _values(y)))
-    if min(len(x), len(y)) < 2:
-        return Power(np.nan, len(x) + len(y), np.nan, np.nan)
-    m = abs(float(x.mean() - y.mean()))
-    s = np.sqrt(((len(x) - 1) * x.var(ddof=1) + (len(y) - 1) * y.var(ddof=1)) / (len(x) + len(y) - 2))
-    if s == 0:
-        return Power(np.nan, len(x) + len(y), np.nan, np.nan)
-    z = sps.norm.isf(alpha)
-
-    def per_sample(n1, n2):
-        se = s * np.sqrt(1 / n1 + 1 / n2)
-        return float(max(0.0, sps.norm.cdf((margin - m) / se - z) + sps.norm.cdf((margin + m) / se - z) - 1))
-    now = per_sample(len(x), len(y))
-    if m >= margin:
-        return Power(m / s, len(x) + len(y), now, np.nan)
-    return Power(m / s, len(x) + len(y), now, n_for_power(lambda n: per_sample(n, n), target))
-
-
-def power_paired_proportions(ok_a, ok_b, margin: float = 0.0, alpha: float = ALPHA, target: float = 0.8,
-                             sims: int = 4000, seed: int = 0) -> Power:
-    """Power of Tango's score test (paired_proportion_score_test) at the observed cell shares, by simulation
-    (multinomial draws of the discordant counts); the N for ``target``. d reports the observed difference."""
-    a, b = np.asarray(ok_a, bool), np.asarray(ok_b, bool)
-    n = len(a)
-    if n < 1:
-        return Power(np.nan, 0, np.nan, np.nan)
-    shares = np.array([(a & ~b).mean(), (~a & b).mean()])
-    shares = np.append(shares, max(0.0, 1 - shares.sum()))
-    rng = np.random.default_rng(seed)
-    z_crit = sps.norm.isf(alpha)
-
-    def at(m):
-        counts = rng.multinomial(m, shares, size=sims)
-        return float(np.mean(_tango_z(counts[:, 0], counts[:, 1], m, margin) > z_crit))
-    diff = float(shares[0] - shares[1])
-    if diff <= margin:
-        return Power(diff, n, at(n), np.nan)
-    return _power(at, n, diff, target, n_min=2)
 
 
 # ---------------------------------------------------------------- the share a random subspace captures

@@ -19,7 +19,7 @@ from typing import Callable
 import numpy as np
 import pandas as pd
 
-from lib import stats
+from lib import power, stats
 
 VERDICTS = ("supported", "not supported", "negligible", "explained by dimension alone", "not testable",
             "inconclusive")
@@ -208,13 +208,13 @@ def location_test(low, high, predicted: str, margin: float, exact_test: str = "s
         w, p = stats.wilcoxon(low, predicted)
         _, p_margin = stats.wilcoxon(low - s * margin, predicted)
         statistic = f"Wilcoxon signed-rank W={w:.4g}, one-sided ({predicted})"
-        power_at = lambda a: stats.power_signed_rank(low - s * margin, predicted, a)
+        power_at = lambda a: power.power_signed_rank(low - s * margin, predicted, a)
     else:
         up, down, und, p = stats.sign_test(low, predicted, high)
         p_margin = stats.sign_test(low, predicted, high, null=s * margin)[3]
         statistic = (f"sign test, one-sided ({predicted}): {up} above, {down} below"
                      + (f", {und} undecided (failed attacks; counted against the claim)" if und else ""))
-        power_at = lambda a: stats.power_sign(low, high, s * margin, predicted, a)
+        power_at = lambda a: power.power_sign(low, high, s * margin, predicted, a)
     return {"effect": med, "ci_low": lo, "ci_high": hi, "p": p, "p_margin": p_margin, "n": len(low),
             "n_censored": int((low < high).sum()), "n_undecided": undecided, "statistic": statistic,
             "predicted": predicted, "margin": margin, "kind": "difference", "power_at": power_at}

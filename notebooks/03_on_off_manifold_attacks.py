@@ -56,7 +56,7 @@ ae_width: Optional[int] = 16             # channels of the first conv layer; Non
 import numpy as np
 import pandas as pd
 
-from lib import data, distributed, experiment, plots, report, runtime, stats, train
+from lib import data, distributed, experiment, plots, report, runtime, stats, tables, train
 from lib import records as records_lib
 
 run = runtime.start("03_on_off_manifold_attacks", profile, seed, device)
@@ -179,17 +179,15 @@ if len(records) and not records["clip"].all():
          "median subspace share": "{:.3f}", "median gradient share": "{:.4f}"}, na_rep="–").hide(axis="index")
 
 # %%
-def ratio_of(name, split, label):
-    row = ratios[(ratios["dataset"] == name) & (ratios["split"] == split) & (ratios["ratio"] == label)]
-    return float(row["median ratio"].iloc[0]) if len(row) else None
-
 report.write_results(
     run, "03 · On/off-manifold attacks",
     headline=[report.headline(f"{name} {split}: median on/off norm ratio (k={models[name][1].model.latent_dim})",
-                              ratio_of(name, split, "on / off"), "x", "~6x on ImageNet (Shamir et al.)")
+                              tables.lookup(ratios, "median ratio", dataset=name, split=split, ratio="on / off"), "x",
+                              "~6x on ImageNet (Shamir et al.)")
               for name in models for split in splits[:1]]
              + [report.headline(f"{name} {split}: median off/unconstrained ratio",
-                                ratio_of(name, split, "off / unconstrained"), "x", "1.09x on ImageNet (Shamir et al.)")
+                                tables.lookup(ratios, "median ratio", dataset=name, split=split, ratio="off / unconstrained"),
+                                "x", "1.09x on ImageNet (Shamir et al.)")
                 for name in models for split in splits[:1]],
     data_sources={name: d.describe() for name, d in found.items()},
     unavailable=missing,

@@ -64,7 +64,7 @@ ae_width: Optional[int] = 16             # channels of the first conv layer; Non
 # %%
 import pandas as pd
 
-from lib import data, distributed, experiment, plots, report, runtime, stats, train
+from lib import data, distributed, experiment, plots, report, runtime, stats, tables, train
 from lib import records as records_lib
 
 run = runtime.start("04_random_subspace_control", profile, seed, device)
@@ -172,8 +172,7 @@ sweep_table.style.format(fmt, na_rep="–").hide(axis="index")
 
 # %%
 def figure(name, sub, column):
-    t = table[(table["dataset"] == name) & (table["split"] == splits[0]) & (table["subspace"] == sub)]
-    return float(t[column].iloc[0]) if len(t) else None
+    return tables.lookup(table, column, dataset=name, split=splits[0], subspace=sub)
 
 report.write_results(
     run, "04 · Random-subspace control",

@@ -71,7 +71,7 @@ import numpy as np
 import pandas as pd
 import torch
 
-from lib import attacks, checkpoints, curvature as cv, data, experiment, report, runtime, train
+from lib import curvature as cv, curvature_report as cr, curvature_runs as runs, data, report, runtime, tables, train
 from lib import curvature_analysis as ca
 from lib import plots_curvature as pc
 
@@ -98,31 +98,14 @@ models, frames, profiles, boundary = {}, [], {}, {}
 for name, d in found.items():
     clf = train.classifier_for(d, seed, run.device, classifier_epochs, classifier_train_subset)
     ae = train.autoencoder_for(d, seed, run.device, ae_epochs, ae_train_subset, ae_latent_dim, ae_width)
-    relu = clf.model
-    twin = cv.softplus_twin(relu, beta)
-    h = fd_h or cv.default_h(d.n)
-    with torch.no_grad():
-        agree = float((twin(d.test_x[:1000].to(run.device)).argmax(1) == relu(d.test_x[:1000].to(run.device)).argmax(1)).float().mean())
-    models[name] = dict(relu=relu, twin=twin, ae=ae.model, h=h, agree=agree, k=ae.model.latent_dim)
-    print(f"{name}: classifier {clf.summary()}, autoencoder (k = {ae.model.latent_dim}) {ae.summary()}; "
-          f"softplus twin (beta={beta}) agrees with the MLP on {agree:.1%} of 1,000 test labels; h = {h:.4f}")
-    for split in splits:
-        xs, ys = (d.test_x, d.test_y) if split == "test" else (d.train_x, d.train_y)
-        ids = experiment.pick_correct(relu, xs, ys, n_points, seed, run.device)
-        x = xs[ids].to(run.device)
-        for method, model, hh in (("softplus twin", twin, None), ("ReLU, central differences", relu, h)):
-            full = method == "softplus twin"  # the ReLU MLP's full spectra: in the scale section
-            rec, kappa, bp = ca.measure(model, ae.model, x, h=hh, seed=seed, full=full)
-            frames.append(rec.assign(dataset=name, split=split, method=method, image=ids.numpy()))
-            if full:
-                profiles[name, split, method] = ca.mean_profile(kappa.cpu())
-                boundary[name, split] = bp
-records = pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
+    m = models[name] = runs.nets_for(clf.model, ae.model, beta, fd_h or cv.default_h(d.n), d.test_x[:1000].to(run.device))
+    print(f"{name}: classifier {clf.summary()}, autoencoder (k = {m.k}) {ae.summary()}; "
+          f"softplus twin (beta={beta}) agrees with the MLP on {m.agree:.1%} of 1,000 test labels; h = {m.h:.4f}")
+    f, profiles[name], boundary[name] = runs.boundary_spectra(name, m, d, splits, n_points, seed, run.device)
+    frames += f
+records = tables.stack(frames)
 if len(records):
-    path = report.results_dir(profile) / "06_records.csv"
-    path.parent.mkdir(parents=True, exist_ok=True)
-    records.to_csv(path, index=False)
-    print(f"{len(records):,} per-image records -> {path}")
+    print(f"{len(records):,} per-image records -> {tables.save_csv(records, profile, '06_records.csv')}")
 
 # %% [markdown]
 # ## The curvature profile
@@ -132,16 +115,11 @@ if len(records):
 
 # %%
 for name in models:
-    pc.curvature_profiles({f"{split}, {method}": p for (n_, split, method), p in profiles.items() if n_ == name},
+    pc.curvature_profiles({f"{split}, {method}": p for (split, method), p in profiles[name].items()},
                           f"{name}: principal curvatures at DeepFool boundary points, sorted per image and averaged")
 
 # %%
-smooth = records[records["method"] == "softplus twin"] if len(records) else records
-summary = (smooth.groupby(["dataset", "split"])
-           .agg(images=("distance", "size"), median_distance=("distance", "median"),
-                mean_curvature=("mean_curvature", "mean"), min_curvature=("min_curvature", "mean"),
-                max_curvature=("max_curvature", "mean"), share_negative_mean=("mean_curvature", lambda v: float((v < 0).mean())))
-           .reset_index()) if len(smooth) else pd.DataFrame()
+summary = cr.summary_table(records)
 summary.style.format({"median_distance": "{:.3f}", "mean_curvature": "{:+.5f}", "min_curvature": "{:+.3f}",
                       "max_curvature": "{:+.3f}", "share_negative_mean": "{:.0%}"}).hide(axis="index").set_caption(
     "softplus twin. median_distance: DeepFool ‖r‖; mean / min / max: over images, of each image's mean, most negative and "
@@ -155,22 +133,8 @@ summary.style.format({"median_distance": "{:.3f}", "mean_curvature": "{:+.5f}", 
 # crosses and the spikier (or the more exactly zero) the estimate.
 
 # %%
-scale_rows = []
-for name, m in models.items():
-    d = found[name]
-    ids = experiment.pick_correct(m["relu"], d.test_x, d.test_y, n_scale, seed + 1, run.device)
-    x = d.test_x[ids].to(run.device)
-    bp_relu = cv.boundary_points(m["relu"], x)
-    for h in h_sweep:
-        (k_, _), _ = cv.spectrum(m["relu"], bp_relu, h=h, vectors=False)
-        scale_rows.append({"dataset": name, "method": "ReLU MLP, step h", "scale": h, "min": float(k_[:, 0].mean()),
-                           "max": float(k_[:, -1].mean()), "mean": float(k_.mean())})
-    for b in beta_sweep:
-        t = cv.softplus_twin(m["relu"], b)
-        (k_, _), _ = cv.spectrum(t, cv.boundary_points(t, x), vectors=False)
-        scale_rows.append({"dataset": name, "method": "softplus twin, 1/β", "scale": 1 / b, "min": float(k_[:, 0].mean()),
-                           "max": float(k_[:, -1].mean()), "mean": float(k_.mean())})
-scales = pd.DataFrame(scale_rows)
+scales = pd.DataFrame([row for name, m in models.items()
+                       for row in runs.scale_sweep(name, m, found[name], n_scale, h_sweep, beta_sweep, seed, run.device)])
 for name in models:
     pc.scale_dependence(scales[scales["dataset"] == name], f"{name}: curvature against the scale")
 
@@ -191,6 +155,7 @@ for name in models:
 # this notebook's rows (its own family); the report's verdict rule, stated below the table.
 
 # %%
+smooth = records[records["method"] == runs.TWIN] if len(records) else records
 if len(smooth):
     pc.tangent_vs_random(smooth, "softplus twin: tangent space (red) vs a random subspace of the same k (grey), per image")
 
@@ -222,42 +187,16 @@ check_table[cols].style.hide(axis="index").format({"p_margin_holm": "{:.3g}", "p
 # of this nearly piecewise-linear net in one or two steps, so its perturbation is close to ∇(f_j − f_i) at x.
 
 # %%
-PUBLISHED_SHARES = {"random": (0.25, 0.25), "adversarial": (0.64, 0.60), "x2 - x1": (0.10, 0.09), "gradient": (0.22, 0.24)}
-share_rows, noise_tables, shared = [], [], {}
+share_rows, noise_tables = [], []
 for name, m in models.items():
-    d = found[name]
-    dim = shared_dim or int(round(200 / 3072 * d.n))
-    ids = experiment.pick_correct(m["relu"], d.train_x, d.train_y, shared_points, seed + 2, run.device)
-    bp_tr = cv.boundary_points(m["twin"], d.train_x[ids].to(run.device))
-    (k_tr, dirs_tr), _ = cv.spectrum(m["twin"], bp_tr)
-    per_point = min(shared_per_point, d.n - 1)
-    S = ca.shared_subspace(k_tr.cpu(), dirs_tr.cpu(), per_point, min(dim, per_point * len(ids)))
-    shared[name] = S
-    if (name, "test") in boundary:
-        bp = boundary[name, "test"]
-    else:
-        tid = experiment.pick_correct(m["relu"], d.test_x, d.test_y, n_points, seed, run.device)
-        bp = cv.boundary_points(m["twin"], d.test_x[tid].to(run.device))
-    g = torch.Generator().manual_seed(seed)
-    x = bp.x.cpu()
-    perm = torch.randperm(len(d.test_x), generator=g)[:2 * len(x)]
-    vs = {"random": torch.randn(x.shape, generator=g), "adversarial": bp.r.cpu(),
-          "x2 - x1": d.test_x[perm[:len(x)]] - d.test_x[perm[len(x):]],
-          "gradient": experiment.input_gradient(m["twin"], bp.x, bp.i, loss="ce").cpu()}
-    for kind, v in vs.items():
-        s = ca.share_in(S.cpu(), v)
-        share_rows.append({"dataset": name, "perturbation": kind, "dim S": S.shape[1], "n": d.n,
-                           "median share": float(np.median(s)), "mean share": float(np.mean(s)),
-                           "sqrt(dim S / n)": float(np.sqrt(S.shape[1] / d.n)),
-                           "LeNet (CIFAR-10)": PUBLISHED_SHARES[kind][0], "NiN (CIFAR-10)": PUBLISHED_SHARES[kind][1]})
-    noise_tables.append(ca.noise_misclassification(m["twin"], x.to(run.device), S, noise_norms, seed=seed).assign(dataset=name))
+    rows, noise = runs.shared_directions(name, m, found[name], boundary[name].get("test"), points=shared_points,
+                                         per_point=shared_per_point, dim=shared_dim, n_points=n_points,
+                                         noise_norms=noise_norms, seed=seed, device=run.device)
+    share_rows += rows
+    noise_tables.append(noise)
 shares = pd.DataFrame(share_rows)
 for name in shares["dataset"].unique() if len(shares) else []:
-    sh = shares[shares["dataset"] == name].set_index("perturbation")["median share"]
-    runtime.show(f"**{name}** (dim S = {int(shares[shares['dataset'] == name]['dim S'].iloc[0])}): median share in S of the "
-                 f"DeepFool perturbation {sh['adversarial']:.2f} (LeNet / NiN: 0.64 / 0.60), of a random direction "
-                 f"{sh['random']:.2f} (0.25), of x₂ − x₁ {sh['x2 - x1']:.2f} (0.10 / 0.09), of the gradient "
-                 f"{sh['gradient']:.2f} (0.22 / 0.24).")
+    runtime.show(cr.shares_sentence(shares, name))
 shares.style.hide(axis="index").format(precision=3)
 
 # %%
@@ -278,31 +217,12 @@ if noise_tables:
 # %%
 roc, det_rows = {}, []
 for name, m in models.items():
-    d = found[name]
-    ids = experiment.pick_correct(m["twin"], d.test_x, d.test_y, n_detect, seed + 3, run.device)
-    x, y = d.test_x[ids].to(run.device), d.test_y[ids].to(run.device)
-    x_df, _, _, ok_df = cv.deepfool(m["twin"], x)
-    res = attacks.pgd_l2(m["twin"], x, y, eps=pgd["eps"], alpha=pgd["alpha"], steps=int(pgd["steps"]))
-    rho_nat, _, _ = ca.detection_scores(m["twin"], x, detect_draws, seed=seed)
-    for label, adv, ok in (("DeepFool", x_df, ok_df), ("PGD", res.adv, res.success)):
-        rho, s, khat = ca.detection_scores(m["twin"], adv, detect_draws, seed=seed)
-        ok = ok.cpu().numpy()
-        a, lo, hi = ca.auc_ci(rho_nat, rho[ok], seed=seed)
-        fpr, tpr = ca.roc_curve(rho_nat, rho[ok])
-        roc[f"{name}: natural vs {label}"] = (fpr, tpr, a)
-        recovered = s.argmax(1) == y.cpu().numpy()
-        recovered_min = np.where(np.isfinite(s), s, np.inf).argmin(1) == y.cpu().numpy()
-        det_rows.append({"dataset": name, "perturbation": label, "images": int(ok.sum()), "AUC": a, "CI low": lo, "CI high": hi,
-                         "natural: rho < 0": float((rho_nat < 0).mean()), "perturbed: rho > 0": float((rho[ok] > 0).mean()),
-                         "label recovery (t = 0)": float(recovered[ok].mean()),
-                         "post hoc: recovery by argmin": float(recovered_min[ok].mean()),
-                         "median perturbation norm": float((adv - x).flatten(1).norm(dim=1)[torch.as_tensor(ok)].median())})
+    rows, curves = runs.detection(name, m, found[name], n_detect, detect_draws, pgd, seed, run.device)
+    det_rows += rows
+    roc.update(curves)
 detection = pd.DataFrame(det_rows)
 for r in detection.to_dict("records"):
-    runtime.show(f"**{r['dataset']}, natural vs {r['perturbation']}:** AUC {r['AUC']:.2f} [{r['CI low']:.2f}, {r['CI high']:.2f}] "
-                 f"for the published rule (ρ > t flags 'perturbed'); {r['natural: rho < 0']:.0%} of natural images have ρ < 0 and "
-                 f"{r['perturbed: rho > 0']:.0%} of perturbed ones ρ > 0; label recovery at t = 0: {r['label recovery (t = 0)']:.0%}"
-                 + f" — {ca.auc_reading(r['AUC'])}.")
+    runtime.show(cr.detection_sentence(r))
 if roc:
     pc.roc_curves(roc, "curvature-based detection (twin)")
 detection.style.hide(axis="index").format(precision=3)
@@ -321,23 +241,13 @@ detection.style.hide(axis="index").format(precision=3)
 dynamics = {}
 for name in [n for n in dynamics_datasets if n in models]:
     d, m = found[name], models[name]
-    cps = checkpoints.classifier_checkpoints(d, seed, run.device, classifier_epochs, classifier_train_subset, dynamics_epochs)
-    ids = experiment.pick_correct(m["relu"], d.test_x, d.test_y, n_dynamics, seed + 4, run.device)
-    dynamics[name] = ca.training_dynamics(cps, m["ae"], d.test_x[ids].to(run.device), d.test_y[ids].to(run.device), beta,
-                                          seed, d.test_x[:1000].to(run.device), d.test_y[:1000].to(run.device))
-    pc.training_dynamics(dynamics[name], m["k"], d.n, f"{name}: geometry over training (checkpoints of the quick classifier)")
-    t = dynamics[name]
-    ratio = t["tangent / random gradient share"].to_numpy()
-    turn, peak = int(np.argmin(ratio)), int(np.argmax(ratio))
-    two_phase = 0 < turn < len(ratio) - 1 and ratio[turn] < 1 and ratio[-1] > ratio[turn] * margin
-    runtime.show(f"**{name}.** Tangent / random gradient share: {ratio[0]:.2f} at epoch {t['epoch'].iloc[0]}, lowest "
-                 f"{ratio[turn]:.2f} at epoch {t['epoch'].iloc[turn]}, highest {ratio[peak]:.2f} at epoch {t['epoch'].iloc[peak]}, "
-                 f"{ratio[-1]:.2f} at epoch {t['epoch'].iloc[-1]}. "
-                 + ("A fall below 1 then a rise by more than the margin: the shape of two phases."
-                    if two_phase else "No fall-then-rise beyond the margin: no sign of two phases in this measure."))
+    dynamics[name] = runs.dynamics(m, d, n_dynamics, beta, seed, run.device, classifier_epochs, classifier_train_subset,
+                                   dynamics_epochs)
+    pc.training_dynamics(dynamics[name], m.k, d.n, f"{name}: geometry over training (checkpoints of the quick classifier)")
+    runtime.show(cr.dynamics_sentence(name, dynamics[name], margin))
 for name in [n for n in dynamics_datasets if n not in models]:
     runtime.show(f"> **{name}: training dynamics not measured** (its data or models are not available here).")
-dynamics_table = pd.concat([t.assign(dataset=n) for n, t in dynamics.items()], ignore_index=True) if dynamics else pd.DataFrame()
+dynamics_table = tables.stack(t.assign(dataset=n) for n, t in dynamics.items())
 dynamics_table.style.hide(axis="index").format(precision=4)
 
 # %% [markdown]
@@ -350,43 +260,15 @@ dynamics_table.style.hide(axis="index").format(precision=4)
 #   classifier trains on 60,000 images, minutes more of CPU).
 
 # %%
-def verdict_of(claim_id, name, split="test"):
-    r = verdicts[(verdicts["claim_id"] == claim_id) & (verdicts["dataset"] == name) & (verdicts["split"] == split)] if len(verdicts) else []
-    return r.iloc[0] if len(r) else None
-
-headline = []
-for name in models:
-    s = summary[(summary["dataset"] == name) & (summary["split"] == splits[0])]
-    if len(s):
-        headline.append(report.headline(f"{name} {splits[0]}: mean principal curvature (twin)", float(s["mean_curvature"].iloc[0]),
-                                        "1/px", "negative near natural images (Fawzi et al., CIFAR-10)"))
-    for cid, (_, text) in ca.CLAIMS.items():
-        v = verdict_of(cid, name, splits[0])
-        if v is not None:
-            headline.append(report.headline(f"{name} {splits[0]}: {text} (median ratio; {v.verdict})",
-                                            float(v.effect), "x", "DMM's picture: below 1"))
-    sh = shares[(shares["dataset"] == name) & (shares["perturbation"] == "adversarial")] if len(shares) else []
-    if len(sh):
-        headline.append(report.headline(f"{name}: share of the DeepFool perturbation in S", float(sh["median share"].iloc[0]),
-                                         "", "0.64 / 0.60 (LeNet / NiN, CIFAR-10); random 0.25"))
-    dt = detection[(detection["dataset"] == name) & (detection["perturbation"] == "DeepFool")] if len(detection) else []
-    if len(dt):
-        auc_value = float(dt["AUC"].iloc[0])
-        headline.append(report.headline(f"{name}: detection AUC, natural vs DeepFool (bootstrap 95% interval)", auc_value,
-                                        "", ci=(float(dt["CI low"].iloc[0]), float(dt["CI high"].iloc[0])),
-                                        note=ca.auc_reading(auc_value)))
-        headline.append(report.headline(f"{name}: label recovery after DeepFool (t = 0)", float(dt["label recovery (t = 0)"].iloc[0]),
-                                         "%", "92 / 88 / 74% (ImageNet networks; indirect)"))
-
 report.write_results(
-    run, "06 · Decision-boundary curvature", headline=headline, answer=answer,
-    data_sources={name: d.describe() for name, d in found.items()}, unavailable=missing,
+    run, "06 · Decision-boundary curvature", headline=cr.headlines(models, splits[0], summary, verdicts, shares, detection),
+    answer=answer, data_sources={name: d.describe() for name, d in found.items()}, unavailable=missing,
     verdicts=verdicts[["family", "claim_id", "short"] + cols + ["effect", "ci_low", "ci_high", "p", "p_holm", "p_margin"]].to_dict(orient="records") if len(verdicts) else [],
     checks=check_table[cols].to_dict(orient="records") if len(check_table) else [],
     summary=summary.to_dict(orient="records"), scales=scales.to_dict(orient="records"),
     shares=shares.to_dict(orient="records"), detection=detection.to_dict(orient="records"),
-    records_csv="06_records.csv", settings={"beta": beta, "h": {n: m["h"] for n, m in models.items()},
-                                            "margin": margin, "twin_agreement": {n: m["agree"] for n, m in models.items()}},
+    records_csv="06_records.csv", settings={"beta": beta, "h": {n: m.h for n, m in models.items()},
+                                            "margin": margin, "twin_agreement": {n: m.agree for n, m in models.items()}},
     dynamics=dynamics_table.to_dict(orient="records"),
     left_out=["cifar10 / imagenet (full spectra sized for n = 784)"]
              + [f"training dynamics of {n}" for n in models if n not in dynamics_datasets],

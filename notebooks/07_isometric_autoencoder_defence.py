@@ -81,17 +81,13 @@ ae_latent_dim: Union[int, dict[str, int], None] = None  # latent dimension k (or
 ae_width: Optional[int] = 16             # channels of the first conv layer; None: 32 (16: a third of the CPU time)
 
 # %%
-import numpy as np
 import pandas as pd
-import torch
 
-from lib import data, defence, defence_claims, experiment, iae, manifold, plots_defence, report, runtime, stats, subspaces, train, verdicts
+from lib import data, defence, plots_defence, report, runtime, tables, train
+from lib import defence_report as dr, defence_setup as ds, iae_study
 
 run = runtime.start("07_isometric_autoencoder_defence", profile, seed, device)
-if not 0 < recon_tolerance or not lambdas or min(lambdas) < 0:
-    raise ValueError("recon_tolerance must be > 0 and lambdas a non-empty list of values >= 0")
-if not 0 <= finetune_threshold < 1 or not eps_grid or min(eps_grid) <= 0:
-    raise ValueError("finetune_threshold must be in [0, 1) and eps_grid a non-empty list of budgets > 0")
+dr.check_params(lambdas, recon_tolerance, eps_grid, finetune_threshold)
 found, missing = data.load_all(datasets)
 for name, message in missing.items():
     runtime.show(f"> **{name}: data not available.** {runtime.escape(message)}")
@@ -106,40 +102,26 @@ for name in [n for n in found if found[n].shape != (1, 28, 28)]:
 # training step show whether the training converged.
 
 # %%
-models, sweeps, choice = {}, {}, {}
+models, sweeps = {}, {}
 for name, d in found.items():
     clf = train.classifier_for(d, seed, run.device, classifier_epochs, classifier_train_subset)
     ae = train.autoencoder_for(d, seed, run.device, ae_epochs, ae_train_subset, ae_latent_dim, ae_width)
-    k = ae.model.latent_dim
-    sub = d.subset(runtime.per_dataset(ae_train_subset, name), None, seed).subset(iae_train_subset, None, seed)
-    held = d.test_x[:500].to(run.device)
-    plain_terms = iae.held_out_terms(iae.rescale_latent(
-        iae.fold_batchnorm(ae.model, iae.isometric_autoencoder(d.shape, k, ae.model.feature_shape[0] // 4, 1.0)),
-        iae.latent_scale(ae.model, held, torch.Generator().manual_seed(seed))).to(run.device), held, seed)
-    trained, sweep = {}, {}
-    for lam in lambdas:
-        cfg = iae.IAEConfig(name, k, ae.model.feature_shape[0] // 4, lam, iae_epochs, iae_batch_size, iae_lr,
-                            softplus_beta, warm_start=ae.key, seed=seed)
-        trained[lam] = iae.get_iae(cfg, sub, run.device, warm=ae)
-        sweep[lam] = iae.held_out_terms(trained[lam].model, held, seed)
-    lam, why = iae.choose_lambda(sweep, plain_terms["recon"], recon_tolerance)
-    models[name] = {"clf": clf, "ae": ae, "iae": trained[lam], "k": k}
-    sweeps[name], choice[name] = (plain_terms, sweep, trained), (lam, why)
-    print(f"{name}: classifier {clf.summary()}, plain AE (k = {k}) {ae.summary()}; "
-          + "; ".join(f"I-AE λ={v:g} {t.summary()}" for v, t in trained.items()))
+    s = sweeps[name] = iae_study.lambda_sweep(
+        d, ae, lambdas, ae_subset=ae_train_subset, iae_subset=iae_train_subset, epochs=iae_epochs, batch_size=iae_batch_size,
+        lr=iae_lr, softplus_beta=softplus_beta, tolerance=recon_tolerance, seed=seed, device=run.device)
+    models[name] = {"clf": clf, "ae": ae, "iae": s.chosen, "k": ae.model.latent_dim}
+    print(f"{name}: classifier {clf.summary()}, plain AE (k = {ae.model.latent_dim}) {ae.summary()}; "
+          + "; ".join(f"I-AE λ={v:g} {t.summary()}" for v, t in s.trained.items()))
 
-sweep_table = pd.DataFrame(
-    [{"dataset": name, "model": "plain AE (latent rescaled)", "lambda": None, **sweeps[name][0]} for name in sweeps]
-    + [{"dataset": name, "model": "I-AE", "lambda": lam, **t, "train s": sweeps[name][2][lam].meta["train_seconds"]}
-       for name in sweeps for lam, t in sweeps[name][1].items()])
-for name, (lam, why) in choice.items():
-    runtime.show(f"**{name}**: {why}.")
+sweep_table = iae_study.sweep_table(sweeps)
+for name, s in sweeps.items():
+    runtime.show(f"**{name}**: {s.why}.")
 sweep_table.style.format({"recon": "{:.2f}", "iso": "{:.4f}", "piso": "{:.4f}", "lambda": "{:g}", "train s": "{:.0f}"},
                          na_rep="–").hide(axis="index")
 
 # %%
-for name in sweeps:
-    plots_defence.loss_terms({lam: t.meta["history"] for lam, t in sweeps[name][2].items()},
+for name, s in sweeps.items():
+    plots_defence.loss_terms({lam: t.meta["history"] for lam, t in s.trained.items()},
                              f"{name}: I-AE loss terms during training (warm start from the plain AE)")
 
 # %% [markdown]
@@ -154,31 +136,15 @@ for name in sweeps:
 # %%
 geometry, sv_values, spread = [], {}, {}
 for name, m in models.items():
-    d = found[name]
-    x = d.test_x[:n_jacobian].to(run.device)
-    g = torch.Generator().manual_seed(seed)
-    plain = iae.fold_batchnorm(m["ae"].model, iae.isometric_autoencoder(d.shape, m["k"], m["ae"].model.feature_shape[0] // 4, 1.0))
-    plain = iae.rescale_latent(plain, iae.latent_scale(plain, x, g)).to(run.device).eval()
-    for label, net in (("plain AE", plain), ("I-AE", m["iae"].model)):
-        z = net.encode(x).detach()
-        sv = iae.decoder_singular_values(net, z)
-        sv_values[name, label] = sv.cpu().numpy()
-        spread[name, label] = sv.log().abs().mean(1).cpu().numpy()
-        normal, tangent = iae.projection_ratios(net, x, manifold.tangent_basis(net, x), projection_radius, g)
-        zs = iae.gaussian_latents(z, g)
-        geometry.append({"dataset": name, "model": label, "median σ": float(sv.median()),
-                         "σ 5%": float(sv.quantile(0.05)), "σ 95%": float(sv.quantile(0.95)),
-                         "median max σ / min σ": float((sv[:, 0] / sv[:, -1]).median()),
-                         "median spread mean|log σ|": float(np.median(spread[name, label])),
-                         "re-encoding error (data)": float(iae.reencoding_error(net, z).median()),
-                         "re-encoding error (sampled z)": float(iae.reencoding_error(net, zs).median()),
-                         "normal ratio": float(normal.median()), "tangent ratio": float(tangent.median())})
+    rows, sv_values[name], spread[name] = iae_study.isometry(
+        name, m["ae"].model, m["iae"].model, found[name].test_x[:n_jacobian].to(run.device), projection_radius, seed)
+    geometry += rows
 geometry = pd.DataFrame(geometry)
 geometry.style.format(precision=3).hide(axis="index")
 
 # %%
 for name in models:
-    plots_defence.singular_values({label: sv_values[name, label] for label in ("plain AE", "I-AE")},
+    plots_defence.singular_values(sv_values[name],
                                   f"{name}: singular values of the decoder's Jacobian (k = {models[name]['k']})")
 
 # %% [markdown]
@@ -188,59 +154,27 @@ for name in models:
 # image that a defended model gets wrong without any attack counts as broken at every budget.
 
 # %%
-def clean_row(name, label, classifier, net, d):
-    wrong = defence.misclassified(net, d.test_x.to(run.device), d.test_y.to(run.device))
-    k_ok = int((~wrong).sum())
-    lo, hi = stats.wilson_ci(k_ok, len(wrong))
-    return {"dataset": name, "defence": label, "classifier": classifier, "clean accuracy": k_ok / len(wrong),
-            "CI low": lo, "CI high": hi, "n": len(wrong)}
-
-
-records, clean_rows, defended, finetuned = [], [], {}, {}
+setups, defended, records = {}, {}, []
 for name, m in models.items():
     d = found[name]
-    pca = defence.PCAProjection(d.train_x, m["k"]).to(run.device)
-    projections = {"pca": (pca, f"pca-k{m['k']}-{d.identity()}"), "plain AE": (m["ae"].model, m["ae"].key),
-                   "I-AE": (m["iae"].model, m["iae"].key)}
-    defs = {"none": defence.Projected(m["clf"].model),
-            **{label: defence.Projected(m["clf"].model, p) for label, (p, _) in projections.items()}}
-    base = {label: clean_row(name, label, "notebook 01", net, d) for label, net in defs.items()}
-    clean_rows += base.values()
-    drop = {label: base["none"]["clean accuracy"] - base[label]["clean accuracy"] for label in projections}
-    if max(drop.values()) > finetune_threshold:
-        cfg = defence.FinetuneConfig(finetune_epochs, finetune_lr, seed)
-        tuned = {label: defence.finetune_on_projection(m["clf"], p, pid, cfg, run.device)
-                 for label, (p, pid) in projections.items()}
-        defs.update({label: defence.Projected(tuned[label].model, projections[label][0]) for label in tuned})
-        clean_rows += [clean_row(name, label, "fine-tuned on P(x)", defs[label], d) for label in tuned]
-        finetuned[name] = {label: t.summary() for label, t in tuned.items()}
-        runtime.show(f"**{name}**: the largest clean-accuracy cost of a projection is {100 * max(drop.values()):.1f} points "
-                     f"({max(drop, key=drop.get)}), above {100 * finetune_threshold:g}: the projection defences below use "
-                     f"classifiers fine-tuned on P(x) ({finetune_epochs} epochs; "
-                     + ", ".join(f"{k}: {v}" for k, v in finetuned[name].items()) + ").")
-    else:
-        runtime.show(f"**{name}**: no projection costs more than {100 * finetune_threshold:g} points of clean accuracy: "
-                     f"the defences use the classifier of notebook 01.")
-    ids = experiment.pick_correct(m["clf"].model, d.test_x, d.test_y, n_images, seed, run.device)
-    x, y = d.test_x[ids].to(run.device), d.test_y[ids].to(run.device)
-    defended[name] = (defs, x, y)
-    r = defence.attack_defences(defs, m["clf"].model, x, y, eps_grid, attack_steps, attack_restarts, seed)
-    records.append(r.assign(dataset=name))
-records = pd.concat(records, ignore_index=True) if records else pd.DataFrame(
-    columns=["defence", "attack", "eps", "image", "broken", "first_step", "dataset"])
-clean = pd.DataFrame(clean_rows)
+    s = setups[name] = ds.defences_for(name, d, m["clf"], m["ae"], m["iae"], finetune_threshold,
+                                       defence.FinetuneConfig(finetune_epochs, finetune_lr, seed), run.device)
+    runtime.show(s.message)
+    x, y = ds.attacked_images(m["clf"].model, d, n_images, seed, run.device)
+    defended[name] = (s.defences, x, y)
+    records.append(defence.attack_defences(s.defences, m["clf"].model, x, y, eps_grid, attack_steps, attack_restarts,
+                                           seed).assign(dataset=name))
+records = tables.stack(records, dr.RECORD_COLUMNS)
+clean = pd.DataFrame([row for s in setups.values() for row in s.clean_rows])
 clean.style.format({"clean accuracy": "{:.1%}", "CI low": "{:.1%}", "CI high": "{:.1%}"}).hide(axis="index")
 
 # %%
-robust = pd.concat([defence.robust_accuracy(records[records["dataset"] == n]).assign(dataset=n) for n in models]
-                   or [pd.DataFrame(columns=["defence", "attack", "eps", "robust accuracy", "dataset"])], ignore_index=True)
+robust = dr.robust_table(records, models)
 wide = robust.pivot_table(index=["dataset", "attack", "defence"], columns="eps", values="robust accuracy", sort=False)
 wide.style.format("{:.0%}")
 
 # %%
-results = report.results_dir(profile)
-results.mkdir(parents=True, exist_ok=True)
-records.to_csv(results / "07_records.csv", index=False)
+results = tables.save_csv(records, profile, "07_records.csv").parent
 for name in models:
     fig = plots_defence.robust_accuracy_vs_eps(robust[robust["dataset"] == name],
                                                f"{name}: robust accuracy (n = {n_images}, Wilson 95% intervals)")
@@ -253,28 +187,13 @@ for name in models:
 # value of the main run. A curve that is still falling means the main run overstates robustness.
 
 # %%
-convergence_rows, long_records, unconverged = [], [], {}
-for name, (defs, x, y) in defended.items():
-    curves, main_acc, long_acc = {}, {}, {}
-    for label, net in defs.items():
-        out = defence.pgd_budget(net, x, y, eps=convergence_eps, steps=convergence_steps,
-                                 restarts=convergence_restarts, seed=seed + 1)
-        iters = np.arange(0, convergence_steps * convergence_restarts + 1)
-        curves[label] = (iters + 1, [(out.first_step > t).float().mean().item() for t in iters])
-        long_records.append(pd.DataFrame({"defence": label, "attack": "adaptive (long)", "eps": float(convergence_eps),
-                                          "image": np.arange(len(x)), "broken": out.broken.cpu().numpy(), "dataset": name}))
-        main = robust[(robust["dataset"] == name) & (robust["defence"] == label) & (robust["attack"] == "adaptive")
-                      & (robust["eps"] == convergence_eps)]["robust accuracy"]
-        main_acc[label], long_acc[label] = float(main.iloc[0]) if len(main) else np.nan, curves[label][1][-1]
-        convergence_rows.append({"dataset": name, "defence": label, f"main run ({attack_steps} steps)": main_acc[label],
-                                 f"{convergence_steps} steps x {convergence_restarts} restarts": long_acc[label]})
-    unconverged[name] = defence_claims.not_converged(main_acc, long_acc, margin)
-    plots_defence.convergence(curves, f"{name}: adaptive PGD at ε = {convergence_eps:g}")
+curves, long_records, convergence_table, unconverged = dr.convergence(
+    defended, robust, eps=convergence_eps, steps=convergence_steps, restarts=convergence_restarts,
+    attack_steps=attack_steps, margin=margin, seed=seed)
+for name in defended:
+    plots_defence.convergence(curves[name], f"{name}: adaptive PGD at ε = {convergence_eps:g}")
     if unconverged[name]:
-        runtime.show(f"> **{name}: the adaptive attack had not converged** for {', '.join(sorted(unconverged[name]))}: "
-                     f"the longer run lowers robust accuracy by more than half the margin ({100 * margin / 2:g} points), "
-                     "so verdicts that involve them are inconclusive.")
-convergence_table = pd.DataFrame(convergence_rows)
+        runtime.show(dr.unconverged_note(name, unconverged[name], margin))
 convergence_table.style.format(precision=2).hide(axis="index")
 
 # %% [markdown]
@@ -289,30 +208,13 @@ convergence_table.style.format(precision=2).hide(axis="index")
 # accuracy at each budget follows from the smallest perturbation found for each image.
 
 # %%
-manifold_records, manifold_rows = [], []
-for name, (defs, x, y) in defended.items():
-    m = models[name]
-    plain_tangent = subspaces.tangent_subspace(m["ae"].model, x)
-    subs = {"none": plain_tangent, "plain AE": plain_tangent, "I-AE": subspaces.tangent_subspace(m["iae"].model, x),
-            "pca": subspaces.BasisSubspace(defs["pca"].project.Q, "pca")}
-    greedy = defence.subspace_attacks(defs, subs, x, y, eps=max(eps_grid), alpha=manifold_alpha, steps=manifold_steps)
-    manifold_records.append(defence.records_at(greedy, eps_grid).assign(dataset=name))
-    for (label, attack), r in greedy.groupby(["defence", "attack"], sort=False):
-        norms = np.where(r["success"], r["norm"], np.inf)
-        manifold_rows.append({"dataset": name, "defence": label, "attack": attack,
-                              f"broken within ε = {max(eps_grid):g}": float(r["success"].mean()),
-                              "median ‖δ‖ (failures count as larger)": float(np.median(norms)),
-                              "median share of ‖δ‖² in its subspace": float(r["subspace_share"].median())})
-manifold_records = pd.concat(manifold_records, ignore_index=True) if manifold_records else pd.DataFrame(
-    columns=["defence", "attack", "eps", "image", "broken", "first_step", "dataset"])
-manifold_robust = pd.concat([defence.robust_accuracy(manifold_records[manifold_records["dataset"] == n]).assign(dataset=n)
-                             for n in defended] or [pd.DataFrame(columns=["defence", "attack", "eps", "robust accuracy", "dataset"])],
-                            ignore_index=True)
+manifold_records, manifold_table = dr.manifold_attacks(defended, eps_grid=eps_grid, alpha=manifold_alpha,
+                                                       steps=manifold_steps)
+manifold_robust = dr.robust_table(manifold_records, defended)
 for name in defended:
     plots_defence.robust_accuracy_vs_eps(manifold_robust[manifold_robust["dataset"] == name],
                                          f"{name}: attacks confined to each defence's manifold (n = {n_images})")
-manifold_records.to_csv(results / "07_manifold_records.csv", index=False)
-manifold_table = pd.DataFrame(manifold_rows)
+tables.save_csv(manifold_records, profile, "07_manifold_records.csv")
 manifold_table.style.format(precision=2, na_rep="–").hide(axis="index")
 
 # %% [markdown]
@@ -326,15 +228,9 @@ manifold_table.style.format(precision=2, na_rep="–").hide(axis="index")
 # test against the margin; Agresti-Min 95% interval of the difference).
 
 # %%
-every_attack = pd.concat([records, manifold_records] + long_records, ignore_index=True)
-rows = []
-for name in models:
-    rows += defence_claims.isometry_rows(name, spread[name, "plain AE"], spread[name, "I-AE"])
-    rows += defence_claims.defence_rows(name, every_attack[every_attack["dataset"] == name], verdict_eps, margin,
-                                        unconverged.get(name, set()))
-table = verdicts.judge(rows, defence_claims.FAMILY)
-runtime.show(verdicts.rules_markdown(defence_claims.FAMILY, f"Negligible band: ± {100 * margin:g} points of robust "
-                                                             "accuracy; log 1.1 of isometry spread."))
+table = dr.verdict_table(spread, pd.concat([records, manifold_records, long_records], ignore_index=True), verdict_eps,
+                         margin, unconverged)
+runtime.show(dr.rules_markdown(margin))
 table[["short", "dataset", "claim", "effect_text", "margin_text", "p_margin_holm", "n", "power", "verdict"]].style.format(
     {"p_margin_holm": "{:.3g}", "power": "{:.2f}"}, na_rep="–").hide(axis="index")
 
@@ -342,57 +238,23 @@ table[["short", "dataset", "claim", "effect_text", "margin_text", "p_margin_holm
 # ## The answer
 
 # %%
-def acc(name, d, attack, eps):
-    r = robust[(robust["dataset"] == name) & (robust["defence"] == d) & (robust["attack"] == attack) & (robust["eps"] == eps)]
-    return float(r["robust accuracy"].iloc[0]) if len(r) else np.nan
-
-def acc_ci(name, d, attack, eps):
-    r = robust[(robust["dataset"] == name) & (robust["defence"] == d) & (robust["attack"] == attack) & (robust["eps"] == eps)]
-    return (float(r["CI low"].iloc[0]), float(r["CI high"].iloc[0])) if len(r) else None
-
-def macc(name, attack, eps):
-    r = manifold_robust[(manifold_robust["dataset"] == name) & (manifold_robust["defence"] == "I-AE")
-                        & (manifold_robust["attack"] == attack) & (manifold_robust["eps"] == eps)]
-    return float(r["robust accuracy"].iloc[0]) if len(r) else np.nan
-
-answer = []
-for name in models:
-    e = verdict_eps[-1] if verdict_eps else eps_grid[-1]
-    v = table[(table["dataset"] == name) & (table["claim_id"] == "07d/plain AE") & np.isclose(table["eps"].astype(float), e)] \
-        if len(table) and "eps" in table else table.iloc[:0]
-    answer.append(f"{name}: against an adaptive attacker at ε = {e:g}, the I-AE defence keeps "
-                  f"{acc(name, 'I-AE', 'adaptive', e):.0%} of the images robust, the plain AE {acc(name, 'plain AE', 'adaptive', e):.0%}, "
-                  f"PCA {acc(name, 'pca', 'adaptive', e):.0%}, no defence {acc(name, 'none', 'adaptive', e):.0%} "
-                  f"(I-AE better than the plain AE: {v['verdict'].iloc[0] if len(v) else 'not tested'}); at ε = {max(eps_grid):g} "
-                  f"the adaptive attack leaves {acc(name, 'I-AE', 'adaptive', max(eps_grid)):.0%} (I-AE). Confined to the "
-                  f"I-AE's manifold, PGD leaves {macc(name, 'on-manifold', e):.0%} robust at ε = {e:g}; confined to its "
-                  f"normal space, {macc(name, 'off-manifold', e):.0%}.")
+answer = dr.answer(models, robust, manifold_robust, table, verdict_eps, eps_grid)
 for s in answer:
     runtime.show(f"**{s}**")
 
 # %%
-keep = ["family", "claim_id", "short", "claim", "dataset", "split", "statistic", "effect_text", "effect", "ci_low",
-        "ci_high", "margin_text", "eps", "p", "p_holm", "p_margin", "p_margin_holm", "n", "power", "n_needed", "verdict"]
 report.write_results(
     run, "07 · The Isometric-Autoencoder defence",
-    headline=[report.headline(f"{name}: robust accuracy under adaptive PGD at ε = {e:g}, {label} (Wilson 95% interval)",
-                              acc(name, label, "adaptive", e), "%", ci=acc_ci(name, label, "adaptive", e))
-              for name in models for e in verdict_eps[-1:] for label in ("I-AE", "plain AE", "pca", "none")]
-             + [report.headline(f"{name}: median spread of J_D singular values mean|log σ|, {label}",
-                                float(np.median(spread[name, label]))) for name in models for label in ("I-AE", "plain AE")]
-             or [report.headline("no data set available", 0)],
-    data_sources={name: d.describe() for name, d in found.items()},
-    unavailable=missing,
+    headline=dr.headlines(models, robust, spread, verdict_eps),
+    data_sources={name: d.describe() for name, d in found.items()}, unavailable=missing,
     answer=answer, answer_figure="07_answer.png" if models else None,
-    caveats=[f"The I-AE is trained {iae_epochs} epochs on {iae_train_subset:,} images, warm-started from the plain "
-             "autoencoder, and robust accuracies come from our own PGD on "
-             f"{n_images} images per data set: upper bounds of what a stronger attack leaves."] if models else [],
-    lambda_choice={name: {"lambda": lam, "reason": why} for name, (lam, why) in choice.items()},
+    caveats=dr.caveats(iae_epochs, iae_train_subset, n_images) if models else [],
+    lambda_choice={name: {"lambda": s.lam, "reason": s.why} for name, s in sweeps.items()},
     sweep=sweep_table.to_dict(orient="records"), geometry=geometry.to_dict(orient="records") if len(geometry) else [],
-    clean=clean.to_dict(orient="records") if len(clean_rows) else [], robust=robust.to_dict(orient="records"),
+    clean=clean.to_dict(orient="records") if len(clean) else [], robust=robust.to_dict(orient="records"),
     convergence=convergence_table.to_dict(orient="records"), records_csv=["07_records.csv", "07_manifold_records.csv"],
-    finetuned=finetuned, manifold_attacks=manifold_table.to_dict(orient="records"),
+    finetuned={name: s.finetuned for name, s in setups.items() if s.finetuned}, manifold_attacks=manifold_table.to_dict(orient="records"),
     manifold_robust=manifold_robust.to_dict(orient="records"),
-    verdicts=table[[c for c in keep if c in table]].to_dict(orient="records") if len(table) else [],
+    verdicts=table[[c for c in dr.VERDICT_COLUMNS if c in table]].to_dict(orient="records") if len(table) else [],
 )
 print(f"wall time: {run.elapsed():.0f} s")

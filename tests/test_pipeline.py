@@ -145,7 +145,7 @@ def test_a_notebook_not_run_because_its_upstream_failed_keeps_its_last_good_page
         def poll(self):
             return 1
 
-    def spawn(path, profile, root):
+    def spawn(path, profile, root, jobs=1):
         assert path.stem == "03_on_off_manifold_attacks", path.stem
         (root / f"{path.stem}.run.log").write_text("03_on_off_manifold_attacks failed: cell [5] raised ValueError: x\n")
         state.mark(root, path.stem, "failed", error="cell [5] raised ValueError: x")

@@ -1,0 +1,114 @@
+"""lib.defence_setup and lib.defence_report: notebook 07's fine-tune policy, the defences it builds, the convergence
+check and the lookups behind its answer, each against what the rule says in words."""
+from types import SimpleNamespace
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+from torch import nn
+
+from lib import defence, defence_report as dr, defence_setup as ds, models, train
+from lib.data import Data
+
+
+def test_the_finetune_policy_fine_tunes_when_any_projection_costs_more_than_the_threshold():
+    acc = {"none": 0.90, "pca": 0.89, "plain AE": 0.85, "I-AE": 0.90}
+    tune, drop = ds.needs_finetune(acc, 0.02)
+    assert tune and drop == pytest.approx({"pca": 0.01, "plain AE": 0.05, "I-AE": 0.0})
+    assert not ds.needs_finetune(acc, 0.06)[0]
+    assert not ds.needs_finetune({"none": 0.5, "pca": 0.25}, 0.25)[0]  # more than the threshold, not as much
+
+
+def test_build_defences_swaps_the_classifier_of_the_tuned_projections_only():
+    clf, tuned_clf, p = nn.Linear(2, 2), nn.Linear(2, 2), nn.Identity()
+    projections = {"pca": (p, "pca-id"), "I-AE": (nn.Identity(), "iae-id")}
+    defs = ds.build_defences(clf, projections, {"pca": SimpleNamespace(model=tuned_clf)})
+    assert list(defs) == ["none", "pca", "I-AE"]
+    assert defs["none"].classifier is clf and defs["none"].project is None
+    assert defs["pca"].classifier is tuned_clf and defs["pca"].project is p
+    assert defs["I-AE"].classifier is clf and defs["I-AE"].project is projections["I-AE"][0]
+
+
+@pytest.fixture
+def toy(tmp_cache):
+    """A classifier trained on four noisy class means, and a random conv autoencoder that serves as both the plain
+    autoencoder and the I-AE (its D(E(x)) is far from x: every projection but PCA costs clean accuracy)."""
+    g = torch.Generator().manual_seed(0)
+    means = torch.rand(4, 1, 28, 28, generator=g)
+    y = torch.arange(400) % 4
+    x = (means[y] + 0.3 * torch.randn(400, 1, 28, 28, generator=g)).clamp(0, 1)
+    d = Data("toy", x[:300], y[:300], x[300:], y[300:], classes=list("abcd"), source="synthetic")
+    cfg = train.ClassifierConfig("mnist", "mlp", 2, 50, 0.05, "sgd")
+    clf = train._cached_model("classifier", cfg, d, lambda: train.build_classifier(cfg, 4),
+                              lambda m: train.fit(m, d.train_x, d.train_y, nn.functional.cross_entropy, cfg, "cpu"), "cpu")
+    torch.manual_seed(0)
+    ae = SimpleNamespace(model=models.ConvAutoencoder(1, 28, 4, 4).eval(), key="random-ae")
+    return d, clf, ae
+
+
+def test_defences_for_applies_the_policy_to_every_projection(toy):
+    d, clf, ae = toy
+    kept = ds.defences_for("toy", d, clf, ae, ae, 1.0, defence.FinetuneConfig(1, 0.05), "cpu")  # no cost exceeds 1
+    assert not kept.finetuned and "classifier of notebook 01" in kept.message
+    assert all(net.classifier is clf.model for net in kept.defences.values())
+    assert [r["defence"] for r in kept.clean_rows] == ["none", "pca", "plain AE", "I-AE"]
+    wrong = defence.misclassified(kept.defences["plain AE"], d.test_x, d.test_y)
+    assert kept.clean_rows[2]["clean accuracy"] == pytest.approx(1 - wrong.float().mean().item())
+
+    tuned = ds.defences_for("toy", d, clf, ae, ae, 0.02, defence.FinetuneConfig(1, 0.05), "cpu")
+    assert set(tuned.finetuned) == {"pca", "plain AE", "I-AE"}  # every projection, not only the costly ones
+    assert tuned.defences["none"].classifier is clf.model
+    assert all(tuned.defences[k].classifier is not clf.model for k in tuned.finetuned)
+    assert [(r["defence"], r["classifier"]) for r in tuned.clean_rows[4:]] == [
+        (k, "fine-tuned on P(x)") for k in ("pca", "plain AE", "I-AE")]
+    assert tuned.clean_rows[:4] == kept.clean_rows and "fine-tuned on P(x) (1 epochs" in tuned.message
+
+
+def test_convergence_reads_the_main_run_from_the_robust_table_and_flags_a_drop_beyond_half_the_margin():
+    g = torch.Generator().manual_seed(0)
+    clf = nn.Sequential(nn.Flatten(), nn.Linear(784, 10))
+    with torch.no_grad():
+        clf[1].weight.copy_(torch.randn(10, 784, generator=g) * 0.05)
+    x = torch.rand(12, 1, 28, 28, generator=g) * 0.6 + 0.2
+    y = clf(x).argmax(1)
+    defended = {"toy": ({"none": defence.Projected(clf.eval())}, x, y)}
+    robust = pd.DataFrame([{"dataset": "toy", "defence": "none", "attack": "adaptive", "eps": 0.5, "robust accuracy": 1.0}])
+    curves, records, table, unconverged = dr.convergence(defended, robust, eps=0.5, steps=10, restarts=2,
+                                                          attack_steps=5, margin=0.1, seed=0)
+    iters, acc = curves["toy"]["none"]
+    assert len(iters) == len(acc) == 21 and acc[0] == 1.0 and all(np.diff(acc) <= 0)
+    assert len(records) == 12 and set(records["attack"]) == {"adaptive (long)"}
+    assert acc[-1] == pytest.approx(1 - records["broken"].mean())
+    assert table.iloc[0]["main run (5 steps)"] == 1.0 and table.iloc[0]["10 steps x 2 restarts"] == acc[-1]
+    assert unconverged["toy"] == ({"none"} if acc[-1] < 0.95 else set())
+
+
+def test_answer_and_headlines_name_the_right_figures():
+    rows = [{"dataset": "m", "defence": d, "attack": a, "eps": e, "robust accuracy": v, "CI low": v - 0.1, "CI high": v + 0.1}
+            for (d, a, e, v) in [("I-AE", "adaptive", 1.0, 0.5), ("plain AE", "adaptive", 1.0, 0.25),
+                                 ("pca", "adaptive", 1.0, 0.125), ("none", "adaptive", 1.0, 0.0),
+                                 ("I-AE", "adaptive", 6.0, 0.0), ("I-AE", "transfer", 1.0, 0.75)]]
+    robust = pd.DataFrame(rows)
+    manifold = pd.DataFrame([{"dataset": "m", "defence": "I-AE", "attack": a, "eps": 1.0, "robust accuracy": v}
+                             for a, v in (("on-manifold", 0.375), ("off-manifold", 0.875))])
+    verdict = pd.DataFrame([{"dataset": "m", "claim_id": "07d/plain AE", "eps": 1.0, "verdict": "inconclusive"}])
+    (sentence,) = dr.answer(["m"], robust, manifold, verdict, [1.0], [1.0, 6.0])
+    assert ("keeps 50% of the images robust, the plain AE 25%, PCA 12%, no defence 0% (I-AE better than the plain "
+            "AE: inconclusive); at ε = 6 the adaptive attack leaves 0% (I-AE)") in sentence
+    assert "PGD leaves 38% robust at ε = 1; confined to its normal space, 88%." in sentence
+    assert "not tested" in dr.answer(["m"], robust, manifold, verdict.iloc[:0], [1.0], [1.0, 6.0])[0]
+    heads = dr.headlines(["m"], robust, {"m": {"I-AE": np.array([0.1, 0.3]), "plain AE": np.array([1.0])}}, [1.0])
+    assert [h["value"] for h in heads] == pytest.approx([0.5, 0.25, 0.125, 0.0, 0.2, 1.0])
+    assert heads[0]["ci"] == pytest.approx([0.4, 0.6])
+    assert dr.headlines([], robust, {}, [1.0])[0]["name"] == "no data set available"
+
+
+def test_check_params_names_the_bad_parameter():
+    dr.check_params([10.0], 0.25, [1.0], 0.02)
+    with pytest.raises(ValueError, match="recon_tolerance"):
+        dr.check_params([], 0.25, [1.0], 0.02)
+    with pytest.raises(ValueError, match="finetune_threshold"):
+        dr.check_params([10.0], 0.25, [1.0], 1.0)
+    with pytest.raises(ValueError, match="eps_grid"):
+        dr.check_params([10.0], 0.25, [0.0], 0.02)

@@ -1,0 +1,32 @@
+"""Each kernel's torch threads follow the cores it can have: an equal share when notebooks run side by side."""
+import subprocess
+
+import torch
+
+from lib import params, pipeline, runtime
+
+
+def test_threads_share_the_cores_between_parallel_notebooks(monkeypatch):
+    monkeypatch.setattr(runtime, "cores", lambda: 2)
+    assert runtime.threads_for(1) == 2 and runtime.threads_for(2) == 1 and runtime.threads_for(3) == 1
+    monkeypatch.setenv(params.JOBS_ENV, "2")
+    assert runtime.threads_for() == 1
+    before = torch.get_num_threads()
+    try:
+        runtime.start("x", "smoke", 0, "cpu")
+        assert torch.get_num_threads() == 1
+    finally:
+        torch.set_num_threads(before)
+
+
+def test_each_spawned_notebook_is_told_how_many_run_at_once(monkeypatch, tmp_path):
+    seen = {}
+
+    def fake_popen(cmd, **kwargs):
+        seen.update(kwargs["env"])
+        return "proc"
+    monkeypatch.setattr(subprocess, "Popen", fake_popen)
+    path = tmp_path / "03_x.py"
+    proc, log = pipeline._spawn(path, "smoke", tmp_path, jobs=2)
+    log.close()
+    assert proc == "proc" and seen[params.JOBS_ENV] == "2"
