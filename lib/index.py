@@ -90,6 +90,7 @@ QUESTIONS = {  # notebook -> the question its answer paragraph speaks to on the 
     "06_curvature": "Does the decision boundary run flat along the manifold?",
     "07_isometric_autoencoder_defence": "Does projecting onto the manifold defend?",
     "08_known_manifolds": "Does the method see DMM where it is true?",
+    "09_replication": "Do the verdicts replicate across training seeds?",
 }
 
 
