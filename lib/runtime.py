@@ -64,12 +64,15 @@ def cores() -> int:
 
 
 def threads_for(jobs: int | None = None) -> int:
-    """Torch threads for one of `jobs` kernels running side by side: an equal share of the cores, at least one.
+    """Torch threads for one of `jobs` kernels running side by side: an equal share of the cores, at least one, and
+    no more than OMP_NUM_THREADS where the user set it.
     More threads than cores thrash: two default-thread trainings at once on 2 cores each took 3x as long as alone."""
     jobs = int(os.environ.get(JOBS_ENV, "1")) if jobs is None else jobs
     if jobs < 1:
         raise ValueError(f"jobs must be >= 1; got {jobs}")
-    return max(1, cores() // jobs)
+    share = max(1, cores() // jobs)
+    asked = os.environ.get("OMP_NUM_THREADS", "").strip()
+    return min(share, int(asked)) if asked.isdigit() and int(asked) >= 1 else share  # a user's cap is honoured
 
 
 def start(notebook, profile, seed=0, device="auto"):

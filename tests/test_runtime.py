@@ -8,7 +8,11 @@ from lib import params, pipeline, runtime
 
 def test_threads_share_the_cores_between_parallel_notebooks(monkeypatch):
     monkeypatch.setattr(runtime, "cores", lambda: 2)
+    monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
     assert runtime.threads_for(1) == 2 and runtime.threads_for(2) == 1 and runtime.threads_for(3) == 1
+    monkeypatch.setenv("OMP_NUM_THREADS", "1")  # the user's cap wins over the share
+    assert runtime.threads_for(1) == 1
+    monkeypatch.delenv("OMP_NUM_THREADS")
     monkeypatch.setenv(params.JOBS_ENV, "2")
     assert runtime.threads_for() == 1
     before = torch.get_num_threads()
