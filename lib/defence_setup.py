@@ -80,3 +80,15 @@ def defences_for(name, d, clf, ae, iae, threshold, cfg, device):
                     f"({worst}), above {100 * threshold:g}: the projection defences below use "
                     f"classifiers fine-tuned on P(x) ({cfg.epochs} epochs; "
                     + ", ".join(f"{k}: {v}" for k, v in finetuned.items()) + ").")
+
+
+def drop_unsupported(found, missing):
+    """Remove from `found` (and add to `missing`, with why) the data sets whose images are not 28x28 grey: the I-AE
+    of notebook 07 is the 28x28 conv autoencoder (MNIST, Fashion-MNIST). Returns {name: why} of those removed."""
+    why = "the I-AE of this notebook is the 28x28 conv autoencoder (MNIST, Fashion-MNIST)"
+    dropped = {name: why for name in found if found[name].shape != (1, 28, 28)}
+    for name in dropped:
+        missing[name] = why
+        found.pop(name)
+    return dropped
+

@@ -92,3 +92,15 @@ def isometry(name, ae, net_iae, x, radius, seed):
                      "re-encoding error (sampled z)": float(iae.reencoding_error(net, zs).median()),
                      "normal ratio": float(normal.median()), "tangent ratio": float(tangent.median())})
     return rows, sv_values, spread
+
+
+def isometry_table(models, found, n_images, radius, seed, device):
+    """`isometry` for every data set of `models` ({name: {"ae", "iae"}}), at its first `n_images` test images:
+    (one table of every data set's rows, {name: {label: σ}}, {name: {label: spread}})."""
+    rows, sv_values, spread = [], {}, {}
+    for name, m in models.items():
+        r, sv_values[name], spread[name] = isometry(
+            name, m["ae"].model, m["iae"].model, found[name].test_x[:n_images].to(device), radius, seed)
+        rows += r
+    return pd.DataFrame(rows), sv_values, spread
+

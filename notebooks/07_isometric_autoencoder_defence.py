@@ -91,10 +91,8 @@ dr.check_params(lambdas, recon_tolerance, eps_grid, finetune_threshold)
 found, missing = data.load_all(datasets)
 for name, message in missing.items():
     runtime.show(f"> **{name}: data not available.** {runtime.escape(message)}")
-for name in [n for n in found if found[n].shape != (1, 28, 28)]:
-    missing[name] = "the I-AE of this notebook is the 28x28 conv autoencoder (MNIST, Fashion-MNIST)"
-    runtime.show(f"> **{name}: not run.** {runtime.escape(missing[name])}")
-    found.pop(name)
+for name, why in ds.drop_unsupported(found, missing).items():
+    runtime.show(f"> **{name}: not run.** {runtime.escape(why)}")
 
 # %% [markdown]
 # ## Training the I-AE: the λ sweep
@@ -134,12 +132,7 @@ for name, s in sweeps.items():
 # ‖D(E(x + n)) − D(E(x))‖ / ‖n‖ should be 0 for an orthogonal projection, and 1 for n inside the tangent space.
 
 # %%
-geometry, sv_values, spread = [], {}, {}
-for name, m in models.items():
-    rows, sv_values[name], spread[name] = iae_study.isometry(
-        name, m["ae"].model, m["iae"].model, found[name].test_x[:n_jacobian].to(run.device), projection_radius, seed)
-    geometry += rows
-geometry = pd.DataFrame(geometry)
+geometry, sv_values, spread = iae_study.isometry_table(models, found, n_jacobian, projection_radius, seed, run.device)
 geometry.style.format(precision=3).hide(axis="index")
 
 # %%

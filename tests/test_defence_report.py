@@ -112,3 +112,14 @@ def test_check_params_names_the_bad_parameter():
         dr.check_params([10.0], 0.25, [1.0], 1.0)
     with pytest.raises(ValueError, match="eps_grid"):
         dr.check_params([10.0], 0.25, [0.0], 0.02)
+
+
+def test_data_sets_the_conv_iae_cannot_take_are_dropped_with_why():
+    from types import SimpleNamespace
+
+    from lib import defence_setup
+    found = {"mnist": SimpleNamespace(shape=(1, 28, 28)), "cifar10": SimpleNamespace(shape=(3, 32, 32))}
+    missing = {}
+    dropped = defence_setup.drop_unsupported(found, missing)
+    assert list(found) == ["mnist"] and set(dropped) == set(missing) == {"cifar10"}
+    assert "28x28" in missing["cifar10"]
