@@ -145,16 +145,7 @@ def pgd_l2(model, images, labels, *, eps, alpha, steps, project=None, loss="marg
     # the segment lies in the box and in the eps ball (both convex), so no clipping is needed.
     idx = (done & (iterations > 0)).nonzero()[:, 0]
     if len(idx) and refine_steps:
-        lo, hi, hi_pred, yi = before[idx], adv[idx], pred[idx], labels[idx]
-        with torch.no_grad():
-            for _ in range(int(refine_steps)):
-                mid = (lo + hi) / 2
-                mid_pred = model(mid).argmax(1)
-                wrong = mid_pred != yi
-                w = _per_image(wrong, mid)
-                hi, lo = torch.where(w, mid, hi), torch.where(w, lo, mid)
-                hi_pred = torch.where(wrong, mid_pred, hi_pred)
-        adv[idx], pred[idx] = hi, hi_pred
+        adv[idx], pred[idx] = bisect_crossing(model, before[idx], adv[idx], labels[idx], pred[idx], refine_steps)
 
     delta = adv - x
     norm = l2_norm(delta)
@@ -165,3 +156,21 @@ def pgd_l2(model, images, labels, *, eps, alpha, steps, project=None, loss="marg
         share = torch.where(norm > 0, share, torch.full_like(share, float("nan")))
     return AttackResult(adv=adv, delta=delta, success=done, norm=norm,
                         iterations=iterations, label=labels, pred=pred, subspace_share=share)
+
+
+@torch.no_grad()
+def bisect_crossing(model, lo, hi, labels, hi_pred, steps):
+    """Bisection on the segments [lo, hi] (per image: lo classified as its label, hi not) for the label change.
+
+    Returns (hi, pred(hi)) after `steps` halvings: hi is still misclassified, and the point before it on the
+    segment, 2^-steps ||hi - lo|| away, is still classified as the label. hi_pred: the prediction at the given hi.
+    The one refiner of the project: PGD's last step (pgd_l2) and DeepFool's overshoot (lib.curvature).
+    """
+    for _ in range(int(steps)):
+        mid = (lo + hi) / 2
+        mid_pred = model(mid).argmax(1)
+        wrong = mid_pred != labels
+        w = _per_image(wrong, mid)
+        hi, lo = torch.where(w, mid, hi), torch.where(w, lo, mid)
+        hi_pred = torch.where(wrong, mid_pred, hi_pred)
+    return hi, hi_pred

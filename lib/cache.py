@@ -1,7 +1,7 @@
 """Artifact store keyed by a hash of the full configuration, written atomically.
 
-key = sha256(config, code that produces the artifact, torch version, data identity). The code enters as
-its syntax tree without docstrings and comments, so editing documentation keeps every entry.
+key = sha256(config, torch version); the config names the artifact's kind and version (lib.artifacts.Artifact.key),
+never the text of its code, so a refactor keeps every entry and a change of behaviour bumps the version.
 An entry is one `torch.save`d dict {"key", "state_dict", "meta"} (state_dicts and plain metadata
 only: `torch.load(weights_only=True)` reads it). It is written to a temporary file and renamed into
 place, so a reader never sees half an entry; an entry that does not load, or whose stored key
@@ -12,7 +12,6 @@ removed by its holder, so only entries stay in the cache folder.
 """
 import fcntl
 import hashlib
-import inspect
 import json
 import os
 import warnings
@@ -21,7 +20,6 @@ from pathlib import Path
 
 import torch
 
-from lib.codetext import normalised
 from lib.files import atomic_write
 from lib.runtime import notify
 
@@ -33,24 +31,15 @@ def cache_dir():
     return Path(os.environ.get("DIMPLED_CACHE", REPO / "data" / "cache"))
 
 
-def code_text(obj):
-    """What a piece of code computes, as text: its syntax tree (``ast.dump``, no line numbers) without
-    docstrings or comments (lib.codetext.normalised). An edit of its documentation leaves it unchanged; an edit
-    of its code does not."""
-    return normalised(inspect.getsource(obj))
-
-
 def hash_tensor(t):
     """A short hash of a tensor's values (its bytes on the CPU): identifies images in a cache key."""
     return hashlib.sha1(t.detach().cpu().contiguous().numpy().tobytes()).hexdigest()[:12]
 
 
-def config_hash(config, code=()):
-    """sha256 over the JSON of `config`, the source of `code` (modules, functions, classes: what
-    produces the artifact, no more, so that an unrelated edit does not throw work away) and torch's version."""
+def config_hash(config):
+    """sha256 over the JSON of `config` and torch's version (a new torch may compute other numbers). Artifacts
+    build their configs with lib.artifacts.Artifact.key, which adds their kind and version."""
     h = hashlib.sha256(json.dumps(config, sort_keys=True, default=str).encode())
-    for obj in code:
-        h.update(code_text(obj).encode())
     h.update(torch.__version__.encode())
     return h.hexdigest()[:20]
 

@@ -1,13 +1,16 @@
-"""Code as what it computes: its syntax tree without docstrings or comments, the one normalisation that both the
-cache keys (lib.cache.code_text) and the notebooks' fingerprints (lib.fingerprint) hash, so that editing a comment
-or a docstring re-runs nothing and rebuilds nothing. Imports nothing heavy (the fingerprints are computed without torch).
+"""Code as what it computes: its syntax tree without docstrings or comments, written back by ``ast.unparse``. The
+one normalisation that the notebooks' fingerprints (lib.fingerprint) and the artifacts' code hashes
+(lib.artifacts) use, so that editing a comment, a docstring or the layout re-runs nothing and records nothing, and
+the text is the same on every Python version that parses the code. Imports nothing heavy (the fingerprints are
+computed without torch).
 """
 import ast
+import inspect
 import textwrap
 
 
 def normalised(source):
-    """`source` (Python text) as ``ast.dump`` of its syntax tree (no line numbers) without docstrings or comments."""
+    """`source` (Python text) as ``ast.unparse`` of its syntax tree without docstrings or comments."""
     tree = ast.parse(textwrap.dedent(source))
     for node in ast.walk(tree):
         body = getattr(node, "body", None)
@@ -15,5 +18,9 @@ def normalised(source):
                 and isinstance(body[0], ast.Expr) and isinstance(body[0].value, ast.Constant)
                 and isinstance(body[0].value.value, str)):
             node.body = body[1:] or [ast.Pass()]
-    return ast.dump(tree)
+    return ast.unparse(tree)
 
+
+def code_text(obj):
+    """What a module, function or class computes, as normalised text of its source."""
+    return normalised(inspect.getsource(obj))

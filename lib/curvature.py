@@ -28,6 +28,10 @@ import torch
 from torch import nn
 from torch.func import grad, vjp
 
+from lib.attacks import bisect_crossing
+
+REFINE_STEPS = 30  # bisections after DeepFool: z on the boundary to 2^-30 of the DeepFool step
+
 
 def _require(ok, name, allowed, value):
     if not ok:
@@ -86,22 +90,6 @@ def deepfool(model, x, overshoot=0.02, max_iter=50):
     return x_adv, r.view_as(x).detach(), iterations, success
 
 
-@torch.no_grad()
-def refine_crossing(model, x, x_adv, label, steps=30):
-    """Bisection on t in [0, 1] along x + t (x_adv - x) for the first label change: (z, j, t) with z just
-    across the boundary (pred(z) = j != label) and pred(x + t_lo (x_adv - x)) = label, t_hi - t_lo = 2^-steps."""
-    d = x_adv - x
-    lo = torch.zeros(len(x), device=x.device)
-    hi = torch.ones(len(x), device=x.device)
-    at = lambda t: x + t.view(-1, *[1] * (x.dim() - 1)) * d
-    for _ in range(steps):
-        mid = (lo + hi) / 2
-        crossed = model(at(mid)).argmax(1) != label
-        hi, lo = torch.where(crossed, mid, hi), torch.where(crossed, lo, mid)
-    z = at(hi)
-    return z, model(z).argmax(1), hi
-
-
 @dataclass
 class BoundaryPoints:
     """Boundary points z of a batch: the classes i (image side) and j (across), the perturbation r = z - x."""
@@ -122,7 +110,8 @@ def boundary_points(model, x, overshoot=0.02, max_iter=50):
     with torch.no_grad():
         label = model(x).argmax(1)
     x_adv, _, _, success = deepfool(model, x, overshoot, max_iter)
-    z, j, _ = refine_crossing(model, x, x_adv, label)
+    with torch.no_grad():
+        z, j = bisect_crossing(model, x, x_adv, label, model(x_adv).argmax(1), REFINE_STEPS)
     return BoundaryPoints(x, z, label, j, success)
 
 

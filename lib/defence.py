@@ -18,6 +18,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from lib import cache, train
+from lib.artifacts import Artifact
 from lib.attacks import l2_norm, margin_loss, ce_loss, pgd_l2
 from lib.runtime import progress
 from lib.subspaces import PCASubspace
@@ -89,15 +90,16 @@ def finetune_on_projection(clf, project, projection_id, cfg, device="cpu"):
                 "history": history}
         return {k: v.cpu() for k, v in model.state_dict().items()}, meta
 
-    key = cache.config_hash({"finetune": asdict(cfg), "classifier": clf.key, "projection": projection_id},
-                            FINETUNE_CODE)
-    entry, hit = cache.cached("finetuned", key, build)
+    key = FINETUNED.key({"finetune": asdict(cfg), "classifier": clf.key, "projection": projection_id})
+    entry, hit = cache.cached(FINETUNED.kind, key, build)
     model = copy.deepcopy(clf.model)
     model.load_state_dict(entry["state_dict"])
     return train.Trained(model.to(device).eval(), entry["meta"], hit, key, data)
 
 
-FINETUNE_CODE = [FinetuneConfig, finetune_on_projection, project_images, train.fit, train.make_optimizer]
+# What defines a fine-tuned classifier (lib.artifacts).
+FINETUNED = Artifact("finetuned", 1, (FinetuneConfig, finetune_on_projection, project_images, train.fit,
+                                      train.make_optimizer))
 
 
 @dataclass

@@ -31,7 +31,7 @@ from lib import cache, distributed, shards, sources
 from lib.records import CONDITIONS  # noqa: F401  (the arms the verdicts read: one definition)
 from lib.runtime import progress as progress_bar
 # the notebooks' names for what lib.shards defines
-from lib.shards import ATTACK_CODE, AttackSettings, PCAImages, SubspaceSpec, input_gradient  # noqa: F401
+from lib.shards import ATTACKS, AttackSettings, PCAImages, SubspaceSpec, input_gradient  # noqa: F401
 
 TENSORS = ("delta", "success", "norm", "iterations", "label", "pred", "subspace_share", "grad_share",
            "proj_residual", "proj_iterations", "proj_converged")
@@ -190,7 +190,7 @@ class AttackExperiment:
                       "x": images_hash, "condition": condition, "settings": asdict(self.settings[condition]),
                       "subspace": None if spec is None else (spec.kind, spec.k, spec.identity)}
             tasks.append(shards.ShardTask(
-                key=cache.config_hash(config, ATTACK_CODE), cache_dir=str(cache.cache_dir()),
+                key=ATTACKS.key(config), cache_dir=str(cache.cache_dir()),
                 data_root=str(sources.data_root()), dataset=self.data.name, data_identity=self.data_identity,
                 split=self.split, image_ids=ids, images_hash=images_hash,
                 classifier=model_ref("classifier", self.classifier), condition=condition,

@@ -34,6 +34,7 @@ from torch import nn
 from torch.func import jvp, vjp
 
 from lib import cache, models
+from lib.artifacts import Artifact
 from lib.manifold import decoder_jacobian, eval_mode
 from lib.runtime import progress
 
@@ -193,9 +194,9 @@ def train_iae(ae, x, cfg, device, desc="I-AE"):
     return ae.eval(), history
 
 
-# What defines a trained I-AE, hashed into its cache key.
-IAE_CODE = [models, IAEConfig, isometric_autoencoder, unit_latents, gaussian_latents, iso_loss, piso_loss,
-            _jacobian_norms, latent_scale, rescale_latent, iae_terms, train_iae]
+# What defines a trained I-AE (lib.artifacts).
+IAE = Artifact("iae", 1, (models, IAEConfig, isometric_autoencoder, unit_latents, gaussian_latents, iso_loss, piso_loss,
+            _jacobian_norms, latent_scale, rescale_latent, iae_terms, train_iae))
 
 
 @dataclass
@@ -235,8 +236,8 @@ def get_iae(cfg, data, device="cpu", warm=None):
                 "n_train": len(data.train_x), "train_seconds": time.time() - t0, "history": history, "latent_scale": scale}
         return {k: v.cpu() for k, v in model.state_dict().items()}, meta
 
-    key = cache.config_hash({"iae": asdict(cfg), "data": data.identity()}, IAE_CODE)
-    entry, hit = cache.cached("iae", key, build)
+    key = IAE.key({"iae": asdict(cfg), "data": data.identity()})
+    entry, hit = cache.cached(IAE.kind, key, build)
     model = make()
     model.load_state_dict(entry["state_dict"])
     return TrainedIAE(model.to(device).eval(), entry["meta"], hit, key)

@@ -11,13 +11,14 @@ the caller already holds instead of loading them again.
 
 An image's outcome depends only on the image, the models, the settings and the subspace drawn for it
 (random controls from (seed, image id): lib.subspaces.image_generator), never on the shard that holds it.
-ATTACK_CODE lists the code that defines that outcome; it enters every shard's cache key.
+ATTACKS (lib.artifacts) names the code that defines that outcome and the version that enters every shard's key.
 """
 from dataclasses import dataclass, field, replace
 
 import torch
 
 from lib import attacks, cache, manifold, subspaces, train
+from lib.artifacts import Artifact
 from lib import data as data_lib
 from lib.runtime import pick_device
 
@@ -139,7 +140,8 @@ def attack_images(model, x, y, condition, s, subspace=None):
 
 # What defines a shard's outcome, hashed into its cache key (an edit elsewhere, e.g. of how shards are
 # scheduled, keeps the cache).
-ATTACK_CODE = [attacks, manifold, subspaces, AttackSettings, input_gradient, build_subspace, attack_images]
+ATTACKS = Artifact("attacks", 1, (attacks, manifold, subspaces, AttackSettings, input_gradient, build_subspace,
+                                  attack_images))
 
 
 # ---- loading what a task names, once per process -------------------------------------------------------------
@@ -221,5 +223,5 @@ def run_shard(task, local=None):
         return tensors, {"condition": task.condition, "subspace": None if spec is None else spec.kind,
                          "image_ids": list(task.image_ids)}
 
-    entry, hit = cache.cached("attacks", task.key, build, root=task.cache_dir)
+    entry, hit = cache.cached(ATTACKS.kind, task.key, build, root=task.cache_dir)
     return entry["state_dict"], hit

@@ -11,6 +11,7 @@ import torch
 import torch.nn.functional as F
 
 from lib import cache, models
+from lib.artifacts import Artifact
 from lib.data import DatasetUnavailable
 from lib.runtime import per_dataset, progress
 
@@ -123,16 +124,17 @@ def make_optimizer(model, cfg):
     return opt, None
 
 
-def fit(model, x, target, loss_fn, cfg, device, desc="train"):
+def fit(model, x, target, loss_fn, cfg, device, desc="train", on_epoch=None):
     """Minibatch training on in-memory tensors with seeded batches (target=None: reconstruct x).
 
+    on_epoch(epoch, model): called after each epoch (1, 2, ...), e.g. to keep a copy of the weights.
     Returns the model in eval mode and the mean training loss of each epoch.
     """
     g = torch.Generator().manual_seed(cfg.seed)
     opt, sched = make_optimizer(model, cfg)
     model.to(device).train()
     history = []
-    for _ in (bar := progress(range(cfg.epochs), desc=desc, leave=False)):
+    for epoch in (bar := progress(range(1, cfg.epochs + 1), desc=desc, leave=False)):
         perm, total = torch.randperm(len(x), generator=g), 0.0
         for i in range(0, len(x), cfg.batch_size):
             idx = perm[i:i + cfg.batch_size]
@@ -151,6 +153,8 @@ def fit(model, x, target, loss_fn, cfg, device, desc="train"):
             sched.step(history[-1])
         elif sched is not None:
             sched.step()
+        if on_epoch is not None:
+            on_epoch(epoch, model)
     return model.eval(), history
 
 
@@ -174,8 +178,9 @@ def reconstruction_mse(ae, x, device, batch_size=500):
     return total / x.numel()
 
 
-# What defines a trained model, hashed into its cache key (an edit elsewhere keeps the cache).
-TRAINING_CODE = [models, ClassifierConfig, AutoencoderConfig, build_classifier, build_autoencoder, make_optimizer, fit]
+# What defines a trained model (lib.artifacts): its key hashes the configuration and the version.
+TRAINING_CODE = (models, ClassifierConfig, AutoencoderConfig, build_classifier, build_autoencoder, make_optimizer, fit)
+ARTIFACTS = {kind: Artifact(kind, 1, TRAINING_CODE) for kind in ("classifier", "autoencoder")}
 
 
 @dataclass
@@ -193,7 +198,7 @@ class Trained:
 def _cached_model(kind, cfg, data, make, train, device):
     """The model `make()` with weights from the cache, or trained by `train(model)` and stored.
 
-    The key hashes the configuration, the exact training data and TRAINING_CODE. Test figures are not
+    The key hashes the configuration, the exact training data and the artifact's version. Test figures are not
     stored: callers measure them on the data they hold.
     """
     def build():
@@ -204,7 +209,7 @@ def _cached_model(kind, cfg, data, make, train, device):
                 "n_train": len(data.train_x), "train_seconds": time.time() - t0, "history": history}
         return {k: v.cpu() for k, v in model.state_dict().items()}, meta
 
-    key = cache.config_hash({kind: asdict(cfg), "data": data.identity()}, TRAINING_CODE)
+    key = ARTIFACTS[kind].key({kind: asdict(cfg), "data": data.identity()})
     entry, hit = cache.cached(kind, key, build)
     model = make()
     model.load_state_dict(entry["state_dict"])

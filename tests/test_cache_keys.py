@@ -1,7 +1,10 @@
-"""Cache keys follow what code computes, not how it is documented."""
+"""Cache keys follow an artifact's configuration and version; its code is watched by its recorded hash
+(lib.artifacts), which follows what the code computes, not how it is documented."""
 import types
 
-from lib import cache
+import pytest
+
+from lib import artifacts
 
 
 def _module(source):
@@ -14,11 +17,40 @@ def _module(source):
     return mod.f
 
 
-def test_documentation_edits_keep_the_key_and_code_edits_change_it():
+@pytest.fixture
+def registry(monkeypatch):
+    """A private registry, so the test's artifacts do not join the project's."""
+    monkeypatch.setattr(artifacts, "REGISTRY", {})
+    return artifacts.REGISTRY
+
+
+def test_documentation_edits_keep_the_code_hash_and_code_edits_change_it(registry):
     base = _module('def f(x):\n    """Doubles x."""\n    return 2 * x\n')
-    documented = _module('def f(x):\n    """Twice x: see the papers."""\n    # a comment\n    return 2 * x  # why\n')
+    documented = _module('def f(x):\n    """Twice x: see the papers."""\n    # a comment\n    return (2 * x)  # why\n')
     changed = _module('def f(x):\n    """Doubles x."""\n    return 3 * x\n')
-    key = lambda fn: cache.config_hash({"a": 1}, [fn])
-    assert key(base) == key(documented)
-    assert key(base) != key(changed)
-    assert cache.config_hash({"a": 1}, [base]) != cache.config_hash({"a": 2}, [base])
+    code_hash = lambda fn, kind: artifacts.Artifact(kind, 1, (fn,)).code_hash()
+    assert code_hash(base, "a") == code_hash(documented, "b")
+    assert code_hash(base, "c") != code_hash(changed, "d")
+
+
+def test_the_key_follows_config_kind_and_version_not_code(registry):
+    f = _module('def f(x):\n    return 2 * x\n')
+    g = _module('def f(x):\n    return 3 * x\n')
+    one, same_but_code = artifacts.Artifact("one", 1, (f,)), artifacts.Artifact("one_refactored", 1, (g,))
+    assert one.key({"a": 1}) == one.key({"a": 1})
+    assert one.key({"a": 1}) != one.key({"a": 2})
+    assert one.key({"a": 1}) != same_but_code.key({"a": 1})  # another kind
+    registry.clear()
+    assert artifacts.Artifact("one", 2, (f,)).key({"a": 1}) != one.key({"a": 1})  # a version bump
+    registry.clear()
+    assert artifacts.Artifact("one", 1, (g,)).key({"a": 1}) == one.key({"a": 1})  # a refactor keeps the cache
+
+
+def test_two_artifacts_cannot_share_a_kind_and_versions_start_at_one(registry):
+    f = _module('def f(x):\n    return 2 * x\n')
+    g = _module('def f(x):\n    return 3 * x\n')
+    artifacts.Artifact("one", 1, (f,))
+    with pytest.raises(ValueError, match="two artifacts"):
+        artifacts.Artifact("one", 1, (g,))
+    with pytest.raises(ValueError, match="version"):
+        artifacts.Artifact("two", 0, (f,))
