@@ -23,6 +23,7 @@ from lib.codetext import normalised
 
 REPO = Path(__file__).resolve().parents[1]
 LIB = REPO / "lib"
+TEMPLATES = LIB / "templates"
 # Notebooks that read other notebooks' results: 05 judges the per-image records of 03 and 04.
 UPSTREAM = {"05_statistics": ("03_on_off_manifold_attacks", "04_random_subspace_control")}
 
@@ -42,33 +43,66 @@ def where(path):
     return str(path.relative_to(REPO)) if path.is_relative_to(REPO) else str(path)
 
 
-def imported_lib_modules(source, package_module=None):
-    """Names of the lib modules that `source` imports directly (`from lib import x`, `import lib.x`,
-    `from lib.x import y`, and inside lib `from . import x` / `from .x import y`)."""
-    names = set()
+def _module_file(dotted):
+    """lib/a/b.py for "lib.a.b", lib/a/__init__.py for the package "lib.a", else None (not lib's, or no such file)."""
+    parts = dotted.split(".")
+    if parts[0] != "lib":
+        return None
+    base = REPO.joinpath(*parts)
+    for f in (base.with_suffix(".py"), base / "__init__.py"):
+        if f.is_file():
+            return f
+    return None
+
+
+def imported_lib_modules(source, module=None):
+    """The files of the lib modules `source` imports directly (`import lib.a.b`, `from lib.a import b`, `from lib.a.b
+    import f`; with `module` = its dotted name, also the relative forms `from . import b` / `from .b import f`), with
+    the __init__ of every package on the way."""
+    files = set()
+
+    def add(dotted):
+        parts = dotted.split(".")
+        for i in range(1, len(parts) + 1):
+            f = _module_file(".".join(parts[:i]))
+            if f is not None:
+                files.add(f)
+
+    package = module.rsplit(".", 1)[0] if module else None
     for node in ast.walk(ast.parse(source)):
         if isinstance(node, ast.Import):
-            names |= {a.name.split(".")[1] for a in node.names if a.name.startswith("lib.")}
+            for a in node.names:
+                add(a.name)
         elif isinstance(node, ast.ImportFrom):
-            inside = node.level > 0 and package_module is not None
-            base = "lib" if inside and node.level == 1 and not node.module else \
-                f"lib.{node.module}" if inside else node.module or ""
-            if base == "lib":
-                names |= {a.name for a in node.names}
-            elif base.startswith("lib."):
-                names.add(base.split(".")[1])
-    return {n for n in names if (LIB / f"{n}.py").exists()}
+            if node.level:
+                if package is None:
+                    continue
+                up = package.rsplit(".", node.level - 1)[0] if node.level > 1 else package
+                base = f"{up}.{node.module}" if node.module else up
+            else:
+                base = node.module or ""
+            add(base)
+            for a in node.names:  # `from lib.a import b`: b may be a module
+                if _module_file(f"{base}.{a.name}") is not None:
+                    add(f"{base}.{a.name}")
+    return files
+
+
+def _dotted(path):
+    rel = Path(path).relative_to(REPO).with_suffix("")
+    return ".".join(rel.parts[:-1] if rel.name == "__init__" else rel.parts)
 
 
 def lib_closure(py_path):
-    """The lib/*.py files a notebook depends on: what it imports, what those import, and so on."""
-    todo = imported_lib_modules(Path(py_path).read_text())
+    """The lib files a notebook depends on: what it imports, what those import, and so on."""
+    todo = imported_lib_modules(Path(py_path).read_text()) | {LIB / "__init__.py"}
     seen = set()
     while todo:
-        name = todo.pop()
-        seen.add(name)
-        todo |= imported_lib_modules((LIB / f"{name}.py").read_text(), package_module=name) - seen
-    return sorted(LIB / f"{n}.py" for n in seen | {"__init__"})
+        f = todo.pop()
+        seen.add(f)
+        dotted = _dotted(f) + (".__init__" if f.name == "__init__.py" else "")
+        todo |= imported_lib_modules(f.read_text(), module=dotted) - seen
+    return sorted(seen)
 
 
 def _versions():
@@ -104,9 +138,9 @@ def fingerprint(py_path, params, root):
     parts = {"source": sha(py_path.read_bytes()),
              "params": json.loads(json.dumps(params, sort_keys=True, default=str)),
              "lib": {_rel(m): sha(normalised(m.read_text())) for m in modules},
-             "templates": {_rel(t): sha(t.read_bytes()) for t in sorted((LIB / "templates").rglob("*")) if t.is_file()},
+             "templates": {_rel(t): sha(t.read_bytes()) for t in sorted(TEMPLATES.rglob("*")) if t.is_file()},
              "torch": torch, "python": python, "reports": where(root)}
-    if LIB / "data.py" in modules:
+    if any(m.name == "data.py" for m in modules):
         parts["data"] = data_part(params.get("datasets") or [])
     if py_path.stem in UPSTREAM:
         parts["upstream"] = upstream_part(py_path.stem, Path(root) / "results")

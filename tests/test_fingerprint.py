@@ -64,7 +64,7 @@ def test_changed_lib_module_reruns_its_importers_and_says_which(tmp_reports, dat
     record_all("smoke")
     real = fingerprint.sha
 
-    attacks = fingerprint.normalised((fingerprint.LIB / "attacks.py").read_text())
+    attacks = fingerprint.normalised(fingerprint._module_file("lib.attacks").read_text())
 
     def edited(data):  # as if the code of lib/attacks.py had been edited
         return "edited" if data == attacks else real(data)
@@ -106,8 +106,9 @@ def test_lib_closure_follows_imports_transitively():
     assert {"attacks.py", "manifold.py", "experiment.py", "models.py", "cache.py", "sources.py"} <= closure
     assert "pipeline.py" not in closure and "index.py" not in closure  # the report machinery is not a result's input
     assert "attacks.py" not in {p.name for p in fingerprint.lib_closure(NOTEBOOKS["01_classifiers"])}
-    assert fingerprint.imported_lib_modules("from . import cache\nfrom .data import load", package_module="x") == \
-        {"cache", "data"}
+    relative = fingerprint.imported_lib_modules("from . import files\nfrom .runtime import notify", module="lib.cache")
+    assert {fingerprint._module_file("lib.files"), fingerprint._module_file("lib.runtime")} <= relative
+    assert all(f.is_relative_to(fingerprint.LIB) for f in relative)
 
 
 def test_failed_or_interrupted_run_runs_again(tmp_reports, data_dir):
