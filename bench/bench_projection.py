@@ -5,8 +5,9 @@ Two cases, each in its own process (so that its peak resident memory, ru_maxrss,
                   reports 3,584 for its ImageNet autoencoder). Small enough to check against the exact answer:
                   J formed (3,136 jvps, float64) and QR-factorised, P_on v = Q Q^T v. Measured: the Gram route
                   (lib.subspaces.GramTangentSubspace: G = J^T J from k jvp + vjp pairs, Cholesky), its error
-                  against the exact projection, and conjugate gradients (lib.manifold.project_onto_matrix_free,
-                  cold, float32, as MatrixFreeTangentSubspace runs it) with the error it leaves.
+                  against the exact projection, and conjugate gradients (bench/cg_route.py's
+                  project_onto_matrix_free, cold, float32, as MatrixFreeTangentSubspace runs it) with the
+                  error it leaves.
   --case full     the full-width autoencoder, k = 25,088: the Gram route's parts timed, the k-column loop
                   extrapolated from `--columns` of its columns (12+ hours on this CPU), the Cholesky factor of a
                   25,088^2 float64 matrix computed in place (a synthetic SPD one: the time does not depend on the
@@ -32,10 +33,11 @@ import torch
 import torch.nn.functional as F
 from torch.func import jvp, vjp, vmap
 
-from lib.manifold import eval_mode, gram_solver, project_onto_gram, project_onto_matrix_free, unit_vectors
+from cg_route import project_onto_matrix_free  # bench/: this folder is on sys.path when a benchmark runs
+from lib.manifold import eval_mode, gram_solver, project_onto_gram, unit_vectors
 from lib.models import VGG16_BLOCKS, VGGAutoencoder
 from lib.subspaces import GramTangentSubspace
-from rows import row  # bench/: this folder is on sys.path when a benchmark runs
+from rows import row
 
 REPO = Path(__file__).resolve().parents[1]
 N_PIXELS = 3 * 224 * 224

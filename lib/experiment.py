@@ -58,7 +58,7 @@ def projection_check(records):
                          f"{r.worst_residual:.2g}" for r in bad.itertuples())
         return (f"**Projections that did not converge** (an inexact P_off leaks tangent components into the off "
                 f"attack; read these rows with care): {rows}.")
-    solved = records[records["proj_residual"] > 0]  # projected without a basis (Gram matrix or CG): residual logged
+    solved = records[records["proj_residual"] > 0]  # projected without a basis (Gram matrix): residual logged
     worst = (f"; largest relative residual of those solved without a basis {solved['proj_residual'].max():.2g}"
              if len(solved) else "")
     return f"Every projection converged ({len(records[records['subspace'] != 'none']):,} projected attacks{worst})."

@@ -6,9 +6,9 @@ J's columns. P_on v = Q Q^T v is the part of v along the manifold, P_off v = v -
 Small k (MNIST 16, CIFAR 128): `tangent_basis` forms J with forward-mode AD and QR-factorises it.
 Large k (ImageNet 25,088, where J alone is 15 GB): `gram_matrix` forms G = J^T J (k x k) from jvp / vjp
 pairs, `gram_solver` factorises it, and `project_onto_gram` returns P_on v = J a with G a = J^T v, J never
-formed. `project_onto_matrix_free` solves the same least-squares problem by conjugate gradients with no
-k x k matrix at all; it converges only where J is well conditioned (a trained decoder's is not: see
-lib.subspaces.GramTangentSubspace).
+formed. (Conjugate gradients would solve the same least-squares problem with no k x k matrix at all, but they
+converge only where J is well conditioned, and a trained decoder's is not: bench/cg_route.py keeps that route as
+the benchmarks' baseline.)
 
 Every function is batched: v has shape (B, C, H, W), Q shape (B, n, k) (one basis per image) or
 (n, k) (one basis shared by all images). Jacobians are taken with the autoencoder in eval mode, so that
@@ -85,131 +85,9 @@ def project_onto(v, Q):
     return torch.einsum("...nk,...k->...n", Q, coefficients).view_as(v)
 
 
-def project_off(v, Q):
-    """P_off v = v - Q Q^T v: the part of v orthogonal to the subspace spanned by Q."""
-    return v - project_onto(v, Q)
-
-
 def energy_share(v, projected):
     """||P v||^2 / ||v||^2 per image: the fraction of v's energy that lies in the subspace; shape (B,)."""
     return projected.flatten(1).pow(2).sum(1) / v.flatten(1).pow(2).sum(1)
-
-
-def column_scale(decode, z, probes=8, generator=None):
-    """A Jacobi (diagonal) preconditioner for J^T J: 1 / (column norms of J), estimated, shape (B, k).
-
-    diag(J^T J)_i = ||J e_i||^2 = E_w[(J^T w)_i^2] for Rademacher w (Hutchinson), so `probes` vjps
-    estimate every column norm at once, J never formed. The estimate is floored at 1e-3 of its mean
-    so that a column the probes missed does not get an enormous weight.
-    """
-    _require(isinstance(probes, int) and probes >= 1, "probes", "an integer >= 1", probes)
-    with torch.no_grad():
-        x_hat, J_T = vjp(decode, z)
-        diag = torch.zeros_like(z)
-        for _ in range(probes):
-            w = torch.randint(0, 2, x_hat.shape, generator=generator, dtype=torch.int8).to(z) * 2 - 1
-            diag += J_T(w)[0] ** 2
-        diag = diag / probes
-        diag = torch.maximum(diag, 1e-3 * diag.mean(1, keepdim=True))
-    return diag.clamp_min(torch.finfo(z.dtype).tiny).rsqrt()
-
-
-DIVERGED = 100.0  # CGLS stops an image whose residual rose this far above its best (rounding took over)
-
-
-def project_onto_matrix_free(decode, z, v, tol=1e-6, max_iter=200, progress=False, a0=None, scale=None):
-    """P_on v = J a with a = argmin ||J a - v||, i.e. J^T J a = J^T v, solved by conjugate gradients.
-
-    CGLS (CG on the normal equations, in the numerically stable form of Hestenes & Stiefel), batched,
-    one independent solve per image; each iteration costs one jvp (J p) and one vjp (J^T r), so memory
-    is that of one forward and one backward pass of `decode` (its graph is kept for the vjp).
-    CG needs O(kappa(J)) iterations; two ways to need fewer:
-      a0     (B, k) a warm start, e.g. the previous PGD step's solution (info["solution"]): it is first
-             rescaled by the best c (min ||v - c J a0||), and an image falls back to a = 0 wherever
-             that start is worse than a cold one (||J^T r0|| > ||J^T v||).
-      scale  (B, k) a right (column) preconditioner D, e.g. `column_scale`: CGLS on J D, a = D y.
-    An image stops (its update is frozen) once ||J^T r|| <= tol * ||J^T v||, r = v - J a, whatever
-    a0 and scale are; the error of P_on v is then at most ||J^T r|| / sigma_min(J). The residual
-    returned is recomputed from the final a (one more vjp), not CGLS's running estimate; a is the
-    iterate of lowest running residual, and an image whose residual rises DIVERGED-fold above that
-    stops (in float32, asked for more than the attainable accuracy, CGLS diverges). A zero row of v
-    gives a = 0 and P_on v = 0 exactly, with 0 iterations and residual 0.
-
-    decode: z (B, k) -> (B, C, H, W), every image independent (put the autoencoder in eval mode);
-    z: (B, k); v: (B, C, H, W). Returns (P_on v, info), info = {"iterations": (B,) iterations taken,
-    "residual": (B,) final ||J^T r|| / ||J^T v||, "converged": (B,) bool, "solution": (B, k) a}.
-    progress: a tqdm bar.
-    """
-    _require(tol > 0, "tol", "> 0", tol)
-    _require(isinstance(max_iter, int) and max_iter >= 1, "max_iter", "an integer >= 1", max_iter)
-    _require(z.dim() == 2 and z.shape[0] == v.shape[0], "z", f"of shape (B, k) with B = {v.shape[0]}",
-             tuple(z.shape))
-    for name, t in (("a0", a0), ("scale", scale)):
-        _require(t is None or t.shape == z.shape, name, f"None or of z's shape {tuple(z.shape)}",
-                 None if t is None else tuple(t.shape))
-
-    def batch_dot(a, b):  # per-image inner product, shape (B,)
-        return (a.flatten(1) * b.flatten(1)).sum(1)
-
-    def per_image(s, like):  # (B,) -> broadcastable against `like`
-        return s.view(-1, *[1] * (like.dim() - 1))
-
-    def J(u):
-        return jvp(decode, (z,), (u,))[1]
-
-    tiny = torch.finfo(v.dtype).tiny
-    D2 = None if scale is None else scale ** 2
-    with torch.no_grad():
-        x_hat, J_T = vjp(decode, z)  # J_T(w) = (J^T w,): the graph is built once and reused
-        _require(x_hat.shape == v.shape, "v", f"of the decoder's output shape {tuple(x_hat.shape)}",
-                 tuple(v.shape))
-        s = J_T(v)[0]                      # normal-equation residual J^T r at a = 0
-        norm0 = batch_dot(s, s).sqrt()
-        a, r = torch.zeros_like(z), v.clone()
-        if a0 is not None:
-            Ja0 = J(a0)
-            c = batch_dot(Ja0, v) / batch_dot(Ja0, Ja0).clamp_min(tiny)
-            r0 = v - per_image(c, v) * Ja0
-            s0 = J_T(r0)[0]
-            better = batch_dot(s0, s0).sqrt() < norm0  # else start cold
-            a = torch.where(per_image(better, a), per_image(c, a0) * a0, a)
-            r = torch.where(per_image(better, r), r0, r)
-            s = torch.where(per_image(better, s), s0, s)
-        norm0 = norm0.clamp_min(tiny)
-        s_pre = s if D2 is None else D2 * s  # D D^T J^T r, the preconditioned direction in a-space
-        p = s_pre.clone()
-        gamma = batch_dot(s, s_pre)
-        residual = batch_dot(s, s).sqrt() / norm0
-        best, best_a = residual.clone(), a.clone()  # in float32 CGLS can diverge past its attainable accuracy
-        iterations = torch.zeros(v.shape[0], dtype=torch.long, device=v.device)
-        active = residual > tol
-        for _ in progress_bar(range(max_iter), desc="CG projection", disable=not progress):
-            if not active.any():
-                break
-            q = J(p)
-            alpha = torch.where(active, gamma / batch_dot(q, q).clamp_min(tiny), 0)
-            a = a + per_image(alpha, a) * p
-            r = r - per_image(alpha, r) * q
-            s = J_T(r)[0]
-            s_pre = s if D2 is None else D2 * s
-            gamma_new = batch_dot(s, s_pre)
-            beta = torch.where(active, gamma_new / gamma.clamp_min(tiny), 0)
-            p = torch.where(per_image(active, p), s_pre + per_image(beta, p) * p, p)
-            gamma = torch.where(active, gamma_new, gamma)
-            residual = torch.where(active, batch_dot(s, s).sqrt() / norm0, residual)
-            iterations += active.long()
-            improved = active & (residual < best)
-            best, best_a = torch.where(improved, residual, best), torch.where(improved[:, None], a, best_a)
-            # ||J^T r|| is not monotone in CGLS, but a 100-fold rise above its best means rounding took over
-            active = active & (residual > tol) & (residual < DIVERGED * best)
-        a = best_a
-        projected = J(a)  # J a, exactly in the column space of J
-        # the reported residual is recomputed from r = v - J a: the recursive one drifts in float32 (past the
-        # attainable accuracy CGLS can even diverge while it still decreases), and would then claim convergence
-        s = J_T(v - projected)[0]
-        residual = torch.where(norm0 > tiny, batch_dot(s, s).sqrt() / norm0, 0)
-    return projected, {"iterations": iterations, "residual": residual, "converged": residual <= tol,
-                       "solution": a}
 
 
 # ---- the Gram route: an exact projection for large k without J --------------------------------------------------
@@ -271,8 +149,9 @@ def gram_solver(G, shift=None):
 
 def project_onto_gram(decode, z, v, solve, J_T=None):
     """P_on v = J a with G a = J^T v solved directly (gram_solver): one vjp, two triangular solves, one jvp.
-    Returns (P_on v, info) as project_onto_matrix_free: iterations 0, "residual" = ||J^T r|| / ||J^T v||
-    recomputed from r = v - J a (one more vjp): a direct solve's rounding, about kappa(J)^2 * machine epsilon.
+    Returns (P_on v, info), info = {"iterations": (B,) zeros, "residual": (B,) ||J^T r|| / ||J^T v|| recomputed
+    from r = v - J a (one more vjp; 0 where J^T v = 0), "solution": (B, k) a}: the residual is a direct solve's
+    rounding, about kappa(J)^2 * machine epsilon.
     J_T: the vjp function of decode at z (torch.func.vjp(decode, z)[1]) where the caller keeps one across
     calls, which saves the decoder's forward pass on each; else it is built here."""
     with torch.no_grad():

@@ -22,8 +22,7 @@ import hashlib
 import torch
 from torch.func import vjp
 
-from lib.manifold import (column_scale, eval_mode, gram_matrix, gram_solver, project_onto, project_onto_gram,
-                          project_onto_matrix_free, tangent_basis)
+from lib.manifold import eval_mode, gram_matrix, gram_solver, project_onto, project_onto_gram, tangent_basis
 
 KINDS = ("tangent", "coordinate", "random", "pca")
 
@@ -47,7 +46,7 @@ class Subspace:
     def solve_summary(self, batch):
         """How exact the projections were, per image: {"residual": max relative residual, "iterations":
         total solver iterations, "iterations_max", "solves", "converged": all within tolerance}, each (batch,).
-        A basis or mask projects exactly: residual 0, no iterations; MatrixFreeTangentSubspace overrides."""
+        A basis or mask projects exactly: residual 0, no iterations; GramTangentSubspace overrides."""
         zeros = torch.zeros(batch, dtype=torch.long)
         return {"residual": torch.zeros(batch), "iterations": zeros, "iterations_max": zeros, "solves": zeros,
                 "converged": torch.ones(batch, dtype=torch.bool)}
@@ -74,60 +73,13 @@ class TangentSubspace(BasisSubspace):
         super().__init__(Q, name="tangent")
 
 
-class MatrixFreeTangentSubspace(Subspace):
-    """The tangent space at each image without a basis: on(v) = J a with J^T J a = J^T v, solved by
-    conjugate gradients with jvp / vjp (lib.manifold.project_onto_matrix_free) at every call: no memory beyond
-    the decoder's passes, where neither a basis (n x k) nor a Gram matrix (k x k) fits.
-
-    Successive calls of an attack project nearby vectors (PGD's gradients), so each call is warm-started
-    from the previous solution of the same image (`solution`, (B, k)); a zero row of v (a frozen image in
-    lib.attacks.pgd_l2) is projected to exactly zero and leaves that image's solution as it was.
-    probes > 0: CG is preconditioned by the Jacobi column scaling of lib.manifold.column_scale, estimated
-    once per image from `probes` vjps; off by default (VGG autoencoder at ImageNet size: it did not beat plain
-    warm-started CGLS). Every solve is logged per image (solve_summary), but mind what the log can say: the
-    residual is the normal equations' ||J^T r|| / ||J^T v||, and the projection's error can be kappa(J) times
-    larger. Where J is ill-conditioned, as a trained decoder's is, use GramTangentSubspace (tangent_subspace
-    does): this class needs the least memory and is exact only for a well-conditioned J.
-    """
-
-    def __init__(self, ae, x, tol=1e-4, max_iter=100, probes=0, seed=0):
-        self.ae, self.tol, self.max_iter = ae, tol, max_iter
-        with eval_mode(ae), torch.no_grad():
-            self.z = ae.encode(x)
-            self.decode = ae.decoder_at(x)
-            self.scale = (column_scale(self.decode, self.z, probes, torch.Generator(x.device).manual_seed(seed))
-                          if probes else None)
-        self.name, self.n, self.k = "tangent", x[0].numel(), ae.latent_dim
-        self.reset()
-
-    def reset(self):
-        """Forget the warm start and the solve log (e.g. before another attack at the same images)."""
-        self.solution, self.last_info = None, None
-        self._log = _new_log(self.z.shape[0], self.z.device)
-
-    def on(self, v):
-        with eval_mode(self.ae):
-            projected, info = project_onto_matrix_free(self.decode, self.z, v, self.tol, self.max_iter,
-                                                       a0=self.solution, scale=self.scale)
-        solved = v.flatten(1).ne(0).any(1)  # zero rows: frozen images, nothing solved
-        keep = solved[:, None]
-        self.solution = info["solution"] if self.solution is None else torch.where(keep, info["solution"], self.solution)
-        _record(self._log, info, solved)
-        self.last_info = info
-        return projected
-
-    def solve_summary(self, batch=None):
-        """The solve log of every call since construction or reset(): see Subspace.solve_summary."""
-        return _summary(self._log, self.z.shape[0], batch)
-
-
 class GramTangentSubspace(Subspace):
     """The tangent space at each image, projected exactly without J: G = J^T J (k x k, lib.manifold.gram_matrix,
     k jvp + vjp pairs per image) is factorised once (Cholesky); each on(v) then costs one vjp, two triangular
     solves and one jvp, plus one vjp for the residual it logs. For large k, where a basis (n x k) does not fit:
     at ImageNet size G is 5.0 GB per image in float64, a basis 15 GB in float32.
 
-    Why not conjugate gradients (MatrixFreeTangentSubspace): a trained decoder's J is ill-conditioned, and CG on
+    Why not conjugate gradients (bench/cg_route.py): a trained decoder's J is ill-conditioned, and CG on
     the normal equations then needs far more than k iterations. bench/bench_projection.py, VGG autoencoder at
     224 x 224 with widths / 8 (k = 3,136), briefly trained: kappa(J) = 3.0e4; after 1,000 CG iterations the
     projection was still 52% wrong while the normal-equation residual read 1.4e-2; this class: 3.3e-6.
@@ -210,8 +162,7 @@ def tangent_route(k, x, max_basis_bytes=None, max_gram_bytes=None):
     if per_gram <= max_gram_bytes:
         return "gram", max_gram_bytes // per_gram
     raise ValueError(f"max_gram_bytes must hold one k x k float64 Gram matrix ({per_gram / 2**30:.1f} GiB for "
-                     f"k = {k}), got {max_gram_bytes}; MatrixFreeTangentSubspace needs no more than the decoder, "
-                     "but converges only where J is well conditioned")
+                     f"k = {k}), got {max_gram_bytes}")
 
 
 def images_at_once(kind, k, x):
