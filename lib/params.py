@@ -24,7 +24,6 @@ REPO = Path(__file__).resolve().parents[1]
 NOTEBOOKS = REPO / "notebooks"
 PARAMS = NOTEBOOKS / "params"
 
-JOBS_ENV = "DIMPLED_JOBS"  # how many notebooks `make -jN report` runs at once: each kernel takes its share of the cores
 
 
 class ParameterError(ValueError):

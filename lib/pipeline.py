@@ -19,7 +19,7 @@ import sys
 import time
 from pathlib import Path
 
-from lib import fingerprint, params, sources, state
+from lib import fingerprint, params, runtime, sources, state
 from lib.execute import invalidate, restore
 from lib.index import build_index
 from lib.progress import Live
@@ -63,7 +63,7 @@ def _spawn(path, profile, root, jobs=1):
     (root / f"{path.stem}.progress.log").write_text("")  # not the last run's cells
     log = open(root / f"{path.stem}.run.log", "w")
     cmd = [sys.executable, "-m", "lib.report", "run", str(path), "--profile", profile, "--quiet"]
-    env = {**os.environ, params.JOBS_ENV: str(jobs)}
+    env = {**os.environ, runtime.JOBS_ENV: str(jobs)}
     return subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, cwd=params.REPO, env=env), log
 
 

@@ -9,8 +9,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import torch
 
-from lib.params import JOBS_ENV  # how many notebooks run at once: set by lib.pipeline for each kernel
-
+JOBS_ENV = "DIMPLED_JOBS"  # how many notebooks `make -jN report` runs at once (set by lib.pipeline for each kernel)
 PROFILES = ("smoke", "quick", "paper")
 
 

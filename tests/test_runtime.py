@@ -3,7 +3,7 @@ import subprocess
 
 import torch
 
-from lib import params, pipeline, runtime
+from lib import pipeline, runtime
 
 
 def test_threads_share_the_cores_between_parallel_notebooks(monkeypatch):
@@ -13,7 +13,7 @@ def test_threads_share_the_cores_between_parallel_notebooks(monkeypatch):
     monkeypatch.setenv("OMP_NUM_THREADS", "1")  # the user's cap wins over the share
     assert runtime.threads_for(1) == 1
     monkeypatch.delenv("OMP_NUM_THREADS")
-    monkeypatch.setenv(params.JOBS_ENV, "2")
+    monkeypatch.setenv(runtime.JOBS_ENV, "2")
     assert runtime.threads_for() == 1
     before = torch.get_num_threads()
     try:
@@ -33,4 +33,4 @@ def test_each_spawned_notebook_is_told_how_many_run_at_once(monkeypatch, tmp_pat
     path = tmp_path / "03_x.py"
     proc, log = pipeline._spawn(path, "smoke", tmp_path, jobs=2)
     log.close()
-    assert proc == "proc" and seen[params.JOBS_ENV] == "2"
+    assert proc == "proc" and seen[runtime.JOBS_ENV] == "2"
