@@ -59,7 +59,8 @@ def all_artifacts():
     """Every Artifact the lib package defines (its modules are imported to find them)."""
     import lib
     for info in pkgutil.walk_packages(lib.__path__, "lib."):
-        importlib.import_module(info.name)
+        if not info.name.endswith("__main__"):  # a command line, not a module to import
+            importlib.import_module(info.name)
     return dict(sorted(REGISTRY.items()))
 
 
