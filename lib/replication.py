@@ -48,16 +48,15 @@ def seeds_of(seed: int, n_seeds: int) -> list[int]:
     return [seed + i for i in range(n_seeds)]
 
 
-def seed_models(d, seeds, device="cpu", extra_ae_epochs=None, *, classifier_epochs=None, classifier_train_subset=None,
-                ae_epochs=None, ae_train_subset=None, ae_latent_dim=None, ae_width=None, **_) -> SeedModels:
-    """The classifier and autoencoder of the profile's shared settings for every seed (cached; seeds[0] is the
-    pair of notebooks 01 and 02). extra_ae_epochs (int, {dataset: int} or None): the autoencoder epochs of the
+def seed_models(d, seeds, settings, device="cpu", extra_ae_epochs=None) -> SeedModels:
+    """The classifier and autoencoder of the profile's shared settings (lib.train.ModelSettings) for every seed
+    (cached; seeds[0] is the pair of notebooks 01 and 02). extra_ae_epochs (int, {dataset: int} or None): the autoencoder epochs of the
     other seeds, where a profile shortens them to fit its time (None: as seeds[0])."""
     clfs, aes, rows = {}, {}, []
     for s in progress(seeds, desc=f"{d.name}: models per seed", unit="seed", leave=False):
-        clfs[s] = train.classifier_for(d, s, device, classifier_epochs, classifier_train_subset)
-        epochs = ae_epochs if s == seeds[0] or per_dataset(extra_ae_epochs, d.name) is None else extra_ae_epochs
-        aes[s] = train.autoencoder_for(d, s, device, epochs, ae_train_subset, ae_latent_dim, ae_width)
+        clfs[s] = settings.classifier(d, device, seed=s)
+        shorter = s != seeds[0] and per_dataset(extra_ae_epochs, d.name) is not None
+        aes[s] = settings.autoencoder(d, device, seed=s, epochs=extra_ae_epochs if shorter else None)
         rows.append({"dataset": d.name, "seed": s, "classifier": clfs[s].summary(),
                      "test accuracy": train.accuracy(clfs[s].model, d.test_x, d.test_y, device),
                      "autoencoder": aes[s].summary(), "autoencoder epochs": aes[s].meta["config"]["epochs"],

@@ -287,21 +287,39 @@ def autoencoder_for(data, seed, device="cpu", epochs=None, train_subset=None, la
     return get_autoencoder(cfg, data.subset(per_dataset(train_subset, data.name), None, seed), device)
 
 
-# The parameters that make a model what it is: declared by every notebook that uses the models, set once in the
-# profile's `all:` section, so that every notebook gets the same models.
-MODEL_SETTINGS = ("seed", "classifier_epochs", "classifier_train_subset", "ae_epochs", "ae_train_subset",
-                  "ae_latent_dim", "ae_width")
+@dataclass(frozen=True)
+class ModelSettings:
+    """The settings that make the report's models what they are: set once per profile (the `all:` section of
+    notebooks/params/<profile>.yaml) and declared by every notebook that uses the models, so that each gets the
+    classifier notebook 01 trained and the autoencoder notebook 02 trained. A per-data-set value is an int,
+    {dataset: int}, or None (the paper's; for the training subsets: every image)."""
 
+    seed: int = 0
+    classifier_epochs: object = None
+    classifier_train_subset: object = None
+    ae_epochs: object = None
+    ae_train_subset: object = None
+    ae_latent_dim: object = None
+    ae_width: object = None  # channels of the first conv layer; None: 32
 
-def model_settings(namespace):
-    """The MODEL_SETTINGS a notebook declares, picked from its namespace (``globals()``) by name."""
-    return {k: namespace[k] for k in MODEL_SETTINGS if k in namespace}
+    @classmethod
+    def of(cls, namespace):
+        """The settings a notebook declares, read from its namespace (``globals()``) by name; the rest default."""
+        return cls(**{f.name: namespace[f.name] for f in fields(cls) if f.name in namespace})
 
+    def classifier(self, data, device="cpu", seed=None):
+        """Notebook 01's classifier for `data` (seed: another seed's, for replication). Cached."""
+        return classifier_for(data, self.seed if seed is None else seed, device, self.classifier_epochs,
+                              self.classifier_train_subset)
 
-def models_for(data, device="cpu", *, seed=0, classifier_epochs=None, classifier_train_subset=None, ae_epochs=None,
-               ae_train_subset=None, ae_latent_dim=None, ae_width=None):
-    """(classifier, autoencoder) of the shared settings for `data`: the models notebooks 01 and 02 trained, through
-    the same two functions. Raises DatasetUnavailable (saying how to get it) when one cannot be had, e.g. the
-    ResNet-50 weights offline."""
-    return (classifier_for(data, seed, device, classifier_epochs, classifier_train_subset),
-            autoencoder_for(data, seed, device, ae_epochs, ae_train_subset, ae_latent_dim, ae_width))
+    def autoencoder(self, data, device="cpu", seed=None, epochs=None, latent_dim=None):
+        """Notebook 02's autoencoder for `data`; seed / epochs / latent_dim override the settings' (a replicate, a
+        shortened run, another k). Cached."""
+        return autoencoder_for(data, self.seed if seed is None else seed, device,
+                               self.ae_epochs if epochs is None else epochs, self.ae_train_subset,
+                               self.ae_latent_dim if latent_dim is None else latent_dim, self.ae_width)
+
+    def models(self, data, device="cpu"):
+        """(classifier, autoencoder) for `data`. Raises DatasetUnavailable (saying how to get it) when one cannot be
+        had, e.g. the ResNet-50 weights offline."""
+        return self.classifier(data, device), self.autoencoder(data, device)

@@ -48,6 +48,7 @@ import torch
 from lib import data, plots, published, report, runtime, train
 
 run = runtime.start("02_autoencoders", profile, seed, device)
+settings = train.ModelSettings.of(globals())  # the models of notebooks 01 and 02 (params `all:`)
 found, missing = data.load_all(datasets, None, test_subset, seed)  # the training subset is the model's (train.autoencoder_for)
 for name, message in missing.items():
     runtime.show(f"> **{name}: data not available.** {runtime.escape(message)}")
@@ -58,7 +59,7 @@ for name, message in missing.items():
 # %%
 trained = {}
 for name, d in found.items():
-    trained[name] = train.autoencoder_for(d, seed, run.device, ae_epochs, ae_train_subset, ae_latent_dim, ae_width)
+    trained[name] = settings.autoencoder(d, run.device)
     print(f"{name}: {trained[name].summary()}")
 found.update({name: t.train_data for name, t in trained.items()})  # what each model was trained on
 

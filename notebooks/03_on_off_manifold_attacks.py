@@ -60,6 +60,7 @@ from lib import data, distributed, experiment, plots, report, runtime, stats, ta
 from lib import records as records_lib
 
 run = runtime.start("03_on_off_manifold_attacks", profile, seed, device)
+settings = train.ModelSettings.of(globals())  # the models of notebooks 01 and 02 (params `all:`)
 settings = experiment.settings_from(attack)
 where = distributed.scheduler_address(scheduler)  # None: the shards run in this process
 found, missing = data.load_all(datasets)
@@ -76,7 +77,7 @@ for name, message in missing.items():
 outcomes, frames, models, images, experiments = {}, [], {}, {}, []
 for name, d in found.items():
     try:
-        clf, ae = train.models_for(d, run.device, **train.model_settings(globals()))  # notebooks 01 and 02's models
+        clf, ae = settings.models(d, run.device)  # notebooks 01 and 02's models
     except data.DatasetUnavailable as err:  # e.g. the ResNet-50 weights, offline
         missing[name] = str(err)
         runtime.show(f"> **{name}: model not available.** {runtime.escape(err)}")

@@ -76,6 +76,7 @@ from lib import curvature_analysis as ca
 from lib import plots_curvature as pc
 
 run = runtime.start("06_curvature", profile, seed, device)
+settings = train.ModelSettings.of(globals())  # the models of notebooks 01 and 02 (params `all:`)
 if torch_threads:
     torch.set_num_threads(torch_threads)  # multithreaded LAPACK (eigvalsh) spins when other processes hold the cores
 found, missing = data.load_all(datasets)
@@ -96,8 +97,7 @@ for name in [n for n in found if found[n].n > 784]:  # conv nets: n = 3072 needs
 # %%
 models, frames, profiles, boundary = {}, [], {}, {}
 for name, d in found.items():
-    clf = train.classifier_for(d, seed, run.device, classifier_epochs, classifier_train_subset)
-    ae = train.autoencoder_for(d, seed, run.device, ae_epochs, ae_train_subset, ae_latent_dim, ae_width)
+    clf, ae = settings.models(d, run.device)
     m = models[name] = runs.nets_for(clf.model, ae.model, beta, fd_h or cv.default_h(d.n), d.test_x[:1000].to(run.device))
     print(f"{name}: classifier {clf.summary()}, autoencoder (k = {m.k}) {ae.summary()}; "
           f"softplus twin (beta={beta}) agrees with the MLP on {m.agree:.1%} of 1,000 test labels; h = {m.h:.4f}")

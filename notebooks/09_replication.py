@@ -85,6 +85,7 @@ from lib import plots_replication as pr
 from lib import replication as rp
 
 run = runtime.start("09_replication", profile, seed, device)
+settings = train.ModelSettings.of(globals())  # the models of notebooks 01 and 02 (params `all:`)
 if torch_threads:
     torch.set_num_threads(torch_threads)
 seeds = rp.seeds_of(seed, n_seeds)
@@ -100,7 +101,7 @@ for name, message in missing.items():
 models = {}
 for name, d in found.items():
     try:
-        models[name] = rp.seed_models(d, seeds, run.device, extra_ae_epochs, **train.model_settings(globals()))
+        models[name] = rp.seed_models(d, seeds, settings, run.device, extra_ae_epochs)
     except data.DatasetUnavailable as err:
         missing[name] = str(err)
         runtime.show(f"> **{name}: model not available.** {runtime.escape(err)}")

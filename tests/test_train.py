@@ -81,3 +81,10 @@ def test_missing_resnet_weights_are_reported_as_unavailable(monkeypatch):
     monkeypatch.setattr(train.models, "imagenet_resnet50", offline)
     with pytest.raises(data.DatasetUnavailable, match="ResNet-50 weights"):
         train.get_classifier(train.classifier_config("imagenet"), synthetic((3, 224, 224), 2, 2))
+
+
+def test_model_settings_read_what_a_notebook_declares_and_default_the_rest():
+    namespace = {"seed": 3, "ae_width": 16, "classifier_epochs": {"mnist": 7}, "n_images": 200, "device": "cpu"}
+    settings = train.ModelSettings.of(namespace)
+    assert settings == train.ModelSettings(seed=3, ae_width=16, classifier_epochs={"mnist": 7})
+    assert settings.ae_epochs is None and not hasattr(settings, "n_images")
