@@ -87,6 +87,7 @@ def isometry(name, ae, net_iae, x, radius, seed):
         zs = iae.gaussian_latents(z, g)
         rows.append({"dataset": name, "model": label, "median σ": float(sv.median()),
                      "σ 5%": float(sv.quantile(0.05)), "σ 95%": float(sv.quantile(0.95)),
+                     f"share of σ within ±{iae.ISO_TOLERANCE:.0%}": iae.isometric_share(sv),
                      "median max σ / min σ": float((sv[:, 0] / sv[:, -1]).median()),
                      "median spread mean|log σ|": float(np.median(spread[label])),
                      "re-encoding error (data)": float(iae.reencoding_error(net, z).median()),

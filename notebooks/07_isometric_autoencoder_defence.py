@@ -126,6 +126,15 @@ sweep_table.style.format({"recon": "{:.2f}", "iso": "{:.4f}", "piso": "{:.4f}", 
 for name, s in sweeps.items():
     plots_defence.loss_terms({lam: t.meta["history"] for lam, t in s.trained.items()},
                              f"{name}: I-AE loss terms during training (warm start from the plain AE)")
+
+# %% [markdown]
+# **The isometry criterion**, stated before training: the decoder is isometric when at least 90% of the singular
+# values of J_D at test encodings lie within ±25% of 1. The curve below tracks it after every epoch (`iae_monitor`
+# test images). Why it can stop short: L_iso penalises ‖J_D u‖ for a *random* unit u, and ‖J_D u‖² = Σ σᵢ² uᵢ² is
+# an average over the k singular values, so with k = 16 the loss is small once the *mean* σ² is near 1, while single
+# singular values may stay far from 1; the loss alone then pushes the spread down slowly.
+
+# %%
 plots_defence.isometry_curve({name: {lam: t.meta["history"] for lam, t in s.trained.items()} for name, s in sweeps.items()},
                              iae_train_subset, iae_monitor)
 
