@@ -115,14 +115,15 @@ def run_suite(model, x, y, *, norm, eps, cfg, attacks=ATTACKS, n_classes=10):
 
 def suite_records(defences, keys, x, y, *, norm, eps_list, cfg, attacks=ATTACKS, label=""):
     """`run_suite` on every defence ({name: model}) at every budget, cached per defence and budget (lib.cache: the
-    suite's settings, the norm and budget, the images' hash and `keys[name]`, the identity of that defended model).
+    suite's settings, the norm and budget, the images' hash, torchattacks' version and `keys[name]`, the identity of
+    that defended model).
     Returns per-image records: defence, norm, eps, image, broken_by (the attack's name, or "" if robust)."""
     images = cache.hash_tensor(x) + cache.hash_tensor(y)
     frames = []
     jobs = [(eps, name) for eps in eps_list for name in defences]
     for eps, name in progress(jobs, desc=f"{label} AutoAttack {norm}", leave=False):
         config = {"suite": asdict(cfg), "attacks": list(attacks), "norm": norm, "eps": float(eps), "images": images,
-                  "model": keys[name]}
+                  "model": keys[name], "torchattacks": torchattacks_module().__version__}
 
         def build():
             by = run_suite(defences[name], x, y, norm=norm, eps=eps, cfg=cfg, attacks=attacks)
