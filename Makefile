@@ -4,6 +4,9 @@ PYTHON ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
+# AutoAttack (notebook 07) and the attack benchmark's oracle; --no-deps: its metadata pins requests~=2.25, which would
+# downgrade the environment, and everything it imports (torch, torchvision, scipy, numpy) is already a dependency.
+TORCHATTACKS := torchattacks==3.5.1
 # `make -j2 report` runs two notebooks at once: make's -j is passed on to the runner.
 JOBS = $(or $(patsubst -j%,%,$(filter -j%,$(MAKEFLAGS))),1)
 LAB_SETTINGS := $(VENV)/share/jupyter/lab/settings
@@ -19,6 +22,7 @@ $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --upgrade pip
 	$(PY) -m pip install -e ".[dev]"
+	$(PY) -m pip install --no-deps $(TORCHATTACKS)
 	$(PY) -m ipykernel install --sys-prefix --name python3
 	@test -d /usr/share/datasets/fashion-mnist || echo "NOTE: Debian's dataset-fashion-mnist is not installed: Fashion-MNIST needs it offline (sudo apt-get install dataset-fashion-mnist)."
 	touch $@
@@ -47,7 +51,6 @@ lab: $(STAMP)
 BENCH_DETAIL := attacks curvature iae manifold tangent
 BENCH_REPORT ?=
 bench: $(STAMP)
-	@$(PY) -c "import torchattacks" 2>/dev/null || $(PY) -m pip install --no-deps torchattacks
 	@for b in $(BENCH_DETAIL); do echo "== bench/bench_$$b.py"; $(PY) bench/bench_$$b.py || exit 1; done
 	@echo "== bench/table.py"; BENCH_REPORT=$(BENCH_REPORT) $(PY) bench/table.py
 

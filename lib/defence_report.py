@@ -105,36 +105,39 @@ def rules_markdown(margin):
                                            "accuracy; log 1.1 of isometry spread.")
 
 
-def answer(names, robust, manifold_robust, table, verdict_eps, eps_grid):
-    """A sentence per data set: robust accuracy of each defence under adaptive PGD at the last verdict budget with the
-    verdict of 07d (I-AE vs plain AE), the I-AE's at the largest budget, and under on- and off-manifold PGD."""
-    def acc(name, d, attack, eps, t=robust):
+def answer(names, worst, manifold_robust, table, verdict_eps, eps_grid):
+    """A sentence per data set: robust accuracy of each defence under the worst case of every attack (ours and
+    AutoAttack; `worst`, a robust table of attack "worst case") at the last verdict budget with the verdict of 07d
+    (I-AE vs plain AE), and the I-AE's under on- and off-manifold PGD."""
+    def acc(name, d, attack, eps, t=worst):
         return lookup(t, "robust accuracy", np.nan, dataset=name, defence=d, attack=attack, eps=eps)
 
     out = []
     for name in names:
         e = verdict_eps[-1] if verdict_eps else eps_grid[-1]
         v = lookup(table, dataset=name, claim_id="07d/plain AE", eps=e)
-        out.append(f"{name}: against an adaptive attacker at ε = {e:g}, the I-AE defence keeps "
-                   f"{acc(name, 'I-AE', 'adaptive', e):.0%} of the images robust, the plain AE {acc(name, 'plain AE', 'adaptive', e):.0%}, "
-                   f"PCA {acc(name, 'pca', 'adaptive', e):.0%}, no defence {acc(name, 'none', 'adaptive', e):.0%} "
-                   f"(I-AE better than the plain AE: {v['verdict'] if v is not None else 'not tested'}); at ε = {max(eps_grid):g} "
-                   f"the adaptive attack leaves {acc(name, 'I-AE', 'adaptive', max(eps_grid)):.0%} (I-AE). Confined to the "
-                   f"I-AE's manifold, PGD leaves {acc(name, 'I-AE', 'on-manifold', e, manifold_robust):.0%} robust at ε = {e:g}; "
-                   f"confined to its normal space, {acc(name, 'I-AE', 'off-manifold', e, manifold_robust):.0%}.")
+        out.append(f"{name}: against every attack run (our PGD and AutoAttack, worst case per image) at ε = {e:g}, the "
+                   f"I-AE defence keeps {acc(name, 'I-AE', 'worst case', e):.0%} of the images robust, the plain AE "
+                   f"{acc(name, 'plain AE', 'worst case', e):.0%}, PCA {acc(name, 'pca', 'worst case', e):.0%}, no defence "
+                   f"{acc(name, 'none', 'worst case', e):.0%} (I-AE better than the plain AE: "
+                   f"{v['verdict'] if v is not None else 'not tested'}). Confined to the I-AE's manifold, PGD leaves "
+                   f"{acc(name, 'I-AE', 'on-manifold', e, manifold_robust):.0%} robust at ε = {e:g}; confined to its "
+                   f"normal space, {acc(name, 'I-AE', 'off-manifold', e, manifold_robust):.0%}.")
     return out
 
 
-def headlines(names, robust, spread, verdict_eps):
-    """Robust accuracy of each defence under adaptive PGD at the last verdict budget (Wilson interval), and the median
+def headlines(names, worst, spread, verdict_eps):
+    """Robust accuracy of each defence under the worst case of every attack at the last verdict budget (`worst`, a
+    robust table of attack "worst case"; Wilson interval), and the median
     spread mean|log σ| ({data set: {label: per-image spread}}) of the I-AE's and the plain autoencoder's decoders;
     one placeholder without data sets."""
     def where(name, label, e):
-        return dict(dataset=name, defence=label, attack="adaptive", eps=e)
+        return dict(dataset=name, defence=label, attack="worst case", eps=e)
 
-    return ([report.headline(f"{name}: robust accuracy under adaptive PGD at ε = {e:g}, {label} (Wilson 95% interval)",
-                             lookup(robust, "robust accuracy", np.nan, **where(name, label, e)), "%",
-                             ci=lookup(robust, ("CI low", "CI high"), **where(name, label, e)))
+    return ([report.headline(f"{name}: robust accuracy under every attack (PGD and AutoAttack, worst case) at ε = {e:g}, "
+                             f"{label} (Wilson 95% interval)",
+                             lookup(worst, "robust accuracy", np.nan, **where(name, label, e)), "%",
+                             ci=lookup(worst, ("CI low", "CI high"), **where(name, label, e)))
              for name in names for e in verdict_eps[-1:] for label in BASELINES]
             + [report.headline(f"{name}: median spread of J_D singular values mean|log σ|, {label}",
                                float(np.median(spread[name][label]))) for name in names for label in ("I-AE", "plain AE")]
@@ -144,5 +147,28 @@ def headlines(names, robust, spread, verdict_eps):
 def caveats(iae_epochs, iae_train_subset, n_images):
     """The caveats of scale the index repeats: how short the I-AE's training is, and that our PGD gives upper bounds."""
     return [f"The I-AE is trained {iae_epochs} epochs on {iae_train_subset:,} images, warm-started from the plain "
-            "autoencoder, and robust accuracies come from our own PGD on "
+            "autoencoder, and robust accuracies come from our own PGD and AutoAttack (worst case per image) on "
             f"{n_images} images per data set: upper bounds of what a stronger attack leaves."]
+
+
+def autoattack(defended, keys, *, l2_eps, linf_eps, square_eps, cfg):
+    """AutoAttack's standard suite (lib.autoattack, cfg: its iterations, targets and Square queries) on every defence
+    of `defended` ({data set: (defences, images, labels)}; `keys`: {data set: {defence: identity}}, for the cache):
+    in L2 at each budget of `l2_eps`, in L-inf at `linf_eps[data set]` where given, and Square alone (L2, the
+    black-box check) at `square_eps`. Defences run in the order given (the cheap ones first). Returns (per-image
+    suite records with norm and broken_by, budget records of attacks "AutoAttack" and "Square alone" in L2, the
+    table of robust accuracy after each attack of the suite)."""
+    from lib import autoattack as aa
+
+    suites, budget = [], []
+    for name, (defences, x, y) in defended.items():
+        runs = [("L2", l2_eps)] + ([("Linf", [linf_eps[name]])] if name in linf_eps else [])
+        for norm, eps in runs:
+            s = aa.suite_records(defences, keys[name], x, y, norm=norm, eps_list=eps, cfg=cfg, label=name)
+            suites.append(s.assign(dataset=name))
+        square = aa.suite_records(defences, keys[name], x, y, norm="L2", eps_list=[square_eps], cfg=cfg,
+                                  attacks=("Square",), label=f"{name} Square alone")
+        budget.append(aa.as_budget_records(square).assign(attack="Square alone", dataset=name))
+    suite = stack(suites, ["defence", "norm", "eps", "image", "broken_by", "dataset"])
+    budget.append(aa.as_budget_records(suite[suite["norm"] == "L2"]))
+    return suite, stack(budget, ["defence", "attack", "eps", "image", "broken", "dataset"]), aa.cumulative_table(suite)

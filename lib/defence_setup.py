@@ -54,6 +54,14 @@ class Defended:
     clean_rows: list
     finetuned: dict = field(default_factory=dict)
     message: str = ""
+    keys: dict = field(default_factory=dict)  # {defence: its identity (classifier and projection cache keys)}
+
+
+def defence_keys(clf, projections, tuned=None):
+    """{defence: identity} for cache keys: the key of the classifier each defence uses and of its projection."""
+    tuned = tuned or {}
+    return {"none": clf.key, **{label: f"{(tuned[label] if label in tuned else clf).key}|{pid}"
+                                for label, (_, pid) in projections.items()}}
 
 
 def defences_for(name, d, clf, ae, iae, threshold, cfg, device):
@@ -67,7 +75,7 @@ def defences_for(name, d, clf, ae, iae, threshold, cfg, device):
     rows = {label: clean_row(name, label, "notebook 01", net, x, y) for label, net in defs.items()}
     tune, drop = needs_finetune({label: r["clean accuracy"] for label, r in rows.items()}, threshold)
     if not tune:
-        return Defended(defs, list(rows.values()),
+        return Defended(defs, list(rows.values()), keys=defence_keys(clf, projections),
                         message=f"**{name}**: no projection costs more than {100 * threshold:g} points of clean accuracy: "
                                 f"the defences use the classifier of notebook 01.")
     tuned = {label: defence.finetune_on_projection(clf, p, pid, cfg, device) for label, (p, pid) in projections.items()}
@@ -75,7 +83,7 @@ def defences_for(name, d, clf, ae, iae, threshold, cfg, device):
     finetuned = {label: t.summary() for label, t in tuned.items()}
     rows = list(rows.values()) + [clean_row(name, label, "fine-tuned on P(x)", defs[label], x, y) for label in tuned]
     worst = max(drop, key=drop.get)
-    return Defended(defs, rows, finetuned,
+    return Defended(defs, rows, finetuned, keys=defence_keys(clf, projections, tuned), message=
                     f"**{name}**: the largest clean-accuracy cost of a projection is {100 * drop[worst]:.1f} points "
                     f"({worst}), above {100 * threshold:g}: the projection defences below use "
                     f"classifiers fine-tuned on P(x) ({cfg.epochs} epochs; "

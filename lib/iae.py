@@ -55,6 +55,18 @@ class IAEConfig:
     warm_start: str = ""          # cache key of the plain autoencoder whose weights it starts from ("": random init)
     grad_clip: float = 0.0        # > 0: clip the gradient norm to this
     seed: int = 0
+    monitor_images: int = 0       # > 0: the isometry criterion at this many test encodings after every epoch
+
+
+# The isometry criterion: the share of the singular values of J_D at test encodings within +-ISO_TOLERANCE of 1;
+# the decoder counts as isometric when that share reaches ISO_TARGET.
+ISO_TOLERANCE = 0.25
+ISO_TARGET = 0.9
+
+
+def isometric_share(sv, tolerance=ISO_TOLERANCE):
+    """Share of the singular values `sv` (any shape) with |σ - 1| <= tolerance: 1 for an isometry."""
+    return float(((sv - 1).abs() <= tolerance).float().mean())
 
 
 def isometric_autoencoder(shape, latent_dim, width, softplus_beta=100.0):
@@ -167,15 +179,24 @@ def iae_terms(ae, x, generator=None):
     return recon, l_iso, l_piso
 
 
-def train_iae(ae, x, cfg, device, desc="I-AE"):
+def train_iae(ae, x, cfg, device, desc="I-AE", monitor=None):
     """Adam on recon + lam (L_iso + L_piso) over the images x, seeded batches, BatchNorm in eval mode.
 
-    Returns the model in eval mode and the history: the three terms at every step (batch), and the
-    epoch at which each step was taken."""
+    monitor: None, or images (test images) at whose encodings the isometry criterion (`isometric_share` of the
+    singular values of J_D) is measured before training and after every epoch (no randomness: the batches do not
+    change). Returns the model in eval mode and the history: the three terms at every step (batch), the epoch at
+    which each step was taken, and "iso_share": the criterion after 0, 1, ... epochs (empty without monitor)."""
     g = torch.Generator().manual_seed(cfg.seed)
     opt = torch.optim.Adam(ae.parameters(), lr=cfg.lr)
     ae.to(device).eval()  # BatchNorm frozen: see the module docstring
-    history = {"epoch": [], "recon": [], "iso": [], "piso": []}
+    history = {"epoch": [], "recon": [], "iso": [], "piso": [], "iso_share": []}
+
+    def measure():
+        if monitor is not None:
+            z = ae.encode(monitor.to(device)).detach()
+            history["iso_share"].append(isometric_share(decoder_singular_values(ae, z)))
+
+    measure()
     for epoch in (bar := progress(range(cfg.epochs), desc=desc, leave=False)):
         perm = torch.randperm(len(x), generator=g)
         for i in range(0, len(x), cfg.batch_size):
@@ -190,13 +211,14 @@ def train_iae(ae, x, cfg, device, desc="I-AE"):
             history["epoch"].append(epoch)
             for name, t in zip(("recon", "iso", "piso"), terms):
                 history[name].append(float(t.item()))
-        bar.set_postfix({k: f"{history[k][-1]:.3g}" for k in ("recon", "iso", "piso")})
+        measure()
+        bar.set_postfix({k: f"{history[k][-1]:.3g}" for k in ("recon", "iso", "piso", "iso_share") if history[k]})
     return ae.eval(), history
 
 
 # What defines a trained I-AE (lib.artifacts).
 IAE = Artifact("iae", 1, (models, IAEConfig, isometric_autoencoder, unit_latents, gaussian_latents, iso_loss, piso_loss,
-            _jacobian_norms, latent_scale, rescale_latent, iae_terms, train_iae))
+                          _jacobian_norms, latent_scale, rescale_latent, iae_terms, train_iae, isometric_share))
 
 
 @dataclass
@@ -231,7 +253,8 @@ def get_iae(cfg, data, device="cpu", warm=None):
             g = torch.Generator().manual_seed(cfg.seed)
             scale = latent_scale(model, data.train_x[torch.randperm(len(data.train_x), generator=g)[:256]], g)
             rescale_latent(model, scale)
-        model, history = train_iae(model, data.train_x, cfg, device, f"{cfg.dataset} I-AE lambda={cfg.lam:g}")
+        monitor = data.test_x[:cfg.monitor_images] if cfg.monitor_images > 0 else None
+        model, history = train_iae(model, data.train_x, cfg, device, f"{cfg.dataset} I-AE lambda={cfg.lam:g}", monitor)
         meta = {"config": asdict(cfg), "data_source": data.describe(), "data_id": data.identity(),
                 "n_train": len(data.train_x), "train_seconds": time.time() - t0, "history": history, "latent_scale": scale}
         return {k: v.cpu() for k, v in model.state_dict().items()}, meta

@@ -42,10 +42,11 @@ class Sweep:
 
 
 def lambda_sweep(d, ae, lambdas, *, ae_subset, iae_subset, epochs, batch_size, lr, softplus_beta, tolerance, seed,
-                 device):
+                 device, monitor=0):
     """I-AEs warm-started from the plain autoencoder `ae` (lib.train.Trained) at each λ, trained on `iae_subset` of
     the `ae_subset` images the plain one saw (lib.iae.get_iae, cached), measured on 500 held-out test images; λ chosen
-    by lib.iae.choose_lambda against the plain autoencoder's reconstruction error and `tolerance`."""
+    by lib.iae.choose_lambda against the plain autoencoder's reconstruction error and `tolerance`. monitor > 0: the
+    isometry criterion (lib.iae.isometric_share) at that many test encodings after every epoch, in each history."""
     k = ae.model.latent_dim
     sub = d.subset(runtime.per_dataset(ae_subset, d.name), None, seed).subset(iae_subset, None, seed)
     held = d.test_x[:500].to(device)
@@ -53,7 +54,7 @@ def lambda_sweep(d, ae, lambdas, *, ae_subset, iae_subset, epochs, batch_size, l
     trained, terms = {}, {}
     for lam in lambdas:
         cfg = iae.IAEConfig(d.name, k, width_of(ae.model), lam, epochs, batch_size, lr, softplus_beta,
-                            warm_start=ae.key, seed=seed)
+                            warm_start=ae.key, seed=seed, monitor_images=monitor)
         trained[lam] = iae.get_iae(cfg, sub, device, warm=ae)
         terms[lam] = iae.held_out_terms(trained[lam].model, held, seed)
     lam, why = iae.choose_lambda(terms, plain["recon"], tolerance)
@@ -86,6 +87,7 @@ def isometry(name, ae, net_iae, x, radius, seed):
         zs = iae.gaussian_latents(z, g)
         rows.append({"dataset": name, "model": label, "median σ": float(sv.median()),
                      "σ 5%": float(sv.quantile(0.05)), "σ 95%": float(sv.quantile(0.95)),
+                     f"share of σ within ±{iae.ISO_TOLERANCE:.0%}": iae.isometric_share(sv),
                      "median max σ / min σ": float((sv[:, 0] / sv[:, -1]).median()),
                      "median spread mean|log σ|": float(np.median(spread[label])),
                      "re-encoding error (data)": float(iae.reencoding_error(net, z).median()),

@@ -198,7 +198,7 @@ CONTROLS = ("coordinate", "random", "pca")
 ALLOWED = [(r"^(datasets|dynamics_datasets)$", "a data set", DATASETS, "items"),
            (r"^splits$", "a split", SPLITS, "items"),
            (r"^controls$", "a control subspace", CONTROLS, "items"),
-           (r"(epochs|_subset|latent_dim)$", "a data set", DATASETS, "keys"),
+           (r"(epochs|_subset|latent_dim|^linf_eps)$", "a data set", DATASETS, "keys"),
            (r"^attack$", "a condition", CONDITIONS, "settings"),
            (r"^pgd$", "a PGD setting", PGD_KEYS, "pgd")]
 

@@ -2,6 +2,8 @@
 import matplotlib.pyplot as plt
 import numpy as np
 
+from lib.iae import ISO_TARGET, ISO_TOLERANCE
+
 COLOURS = {"none": "tab:gray", "pca": "tab:green", "plain AE": "tab:blue", "I-AE": "tab:red"}
 
 
@@ -17,6 +19,26 @@ def loss_terms(histories, title):
     axes[0][0].set_ylabel("loss term (per image)")
     axes[0][-1].legend(fontsize=8)
     fig.suptitle(title)
+    fig.tight_layout()
+    plt.show()
+
+
+def isometry_curve(histories, n_train, n_images):
+    """The isometry criterion (share of J_D's singular values within ±ISO_TOLERANCE of 1 at `n_images` test encodings)
+    against training epochs: one panel per data set, one line per λ ({data set: {λ: history}}); epoch 0 is the warm
+    start. The dashed line is the criterion's target."""
+    fig, axes = plt.subplots(1, max(len(histories), 1), figsize=(5 * max(len(histories), 1), 3.2), squeeze=False,
+                             sharey=True)
+    for ax, (name, by_lam) in zip(axes[0], histories.items()):
+        for lam, h in by_lam.items():
+            ax.plot(range(len(h.get("iso_share", []))), h.get("iso_share", []), "o-", label=f"λ = {lam:g}")
+        ax.axhline(ISO_TARGET, color="k", ls="--", lw=0.8)
+        ax.set_title(f"{name} ({n_train:,} training images)")
+        ax.set_xlabel("epoch (0: the warm start)")
+        ax.set_ylim(0, 1)
+        ax.legend(fontsize=8)
+    axes[0][0].set_ylabel(f"share of σ within ±{ISO_TOLERANCE:.0%} of 1")
+    fig.suptitle(f"Isometry criterion during training ({n_images} test encodings; target {ISO_TARGET:.0%})")
     fig.tight_layout()
     plt.show()
 

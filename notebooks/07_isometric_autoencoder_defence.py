@@ -55,6 +55,7 @@ iae_train_subset: int = 1000             # I-AE training images (a random subset
 iae_batch_size: int = 144                # images per step (the plain AE's)
 iae_lr: float = 3e-4                     # Adam learning rate (1e-3 diverges without BatchNorm)
 softplus_beta: float = 1.0               # Softplus sharpness: 1 is the plain AE's (warm start keeps its function); Gropp et al. use 100
+iae_monitor: int = 50                    # test images at whose encodings the isometry criterion is tracked after every epoch
 eps_grid: list[float] = [0.5, 1.0, 1.5, 2.0, 3.0, 6.0]  # L2 budgets, [0, 1] pixel scale (6: a large budget, a check of the attack)
 attack_steps: int = 50                   # PGD steps per budget
 attack_restarts: int = 1                 # adaptive PGD restarts (the first from x, the others from random points in the ball)
@@ -63,6 +64,10 @@ convergence_steps: int = 150             # steps per restart in the convergence 
 convergence_restarts: int = 2            # restarts in the convergence check
 verdict_eps: list[float] = [1.0, 2.0]    # budgets at which the defences are compared in the verdict table
 margin: float = 0.05                     # negligible difference of robust accuracies (5 points)
+aa_steps: int = 100                      # AutoAttack: iterations of APGD-CE, APGD-T and FAB-T (its standard: 100)
+aa_targets: int = 9                      # AutoAttack: target classes of APGD-T and FAB-T (its standard: 9)
+square_queries: int = 5000               # AutoAttack: Square Attack's queries per image (its standard: 5,000)
+linf_eps: dict[str, float] = {"mnist": 0.3}  # AutoAttack in L-inf at this budget per data set (MNIST's standard threat model)
 n_jacobian: int = 50                     # test images at which singular values of J_D and the projection property are measured
 projection_radius: float = 0.5           # ||n|| of the normal / tangent perturbations of the projection check
 finetune_threshold: float = 0.02         # a projection costing more clean test accuracy than this: every projection defence of that data set gets a fine-tuned classifier
@@ -83,7 +88,7 @@ ae_width: Optional[int] = 16             # channels of the first conv layer; Non
 # %%
 import pandas as pd
 
-from lib import data, defence, plots_defence, report, runtime, tables, train
+from lib import autoattack, checklist, data, defence, plots_defence, published, report, runtime, tables, train
 from lib import defence_report as dr, defence_setup as ds, iae_study
 
 run = runtime.start("07_isometric_autoencoder_defence", profile, seed, device)
@@ -106,7 +111,7 @@ for name, d in found.items():
     clf, ae = settings.models(d, run.device)
     s = sweeps[name] = iae_study.lambda_sweep(
         d, ae, lambdas, ae_subset=ae_train_subset, iae_subset=iae_train_subset, epochs=iae_epochs, batch_size=iae_batch_size,
-        lr=iae_lr, softplus_beta=softplus_beta, tolerance=recon_tolerance, seed=seed, device=run.device)
+        lr=iae_lr, softplus_beta=softplus_beta, tolerance=recon_tolerance, monitor=iae_monitor, seed=seed, device=run.device)
     models[name] = {"clf": clf, "ae": ae, "iae": s.chosen, "k": ae.model.latent_dim}
     print(f"{name}: classifier {clf.summary()}, plain AE (k = {ae.model.latent_dim}) {ae.summary()}; "
           + "; ".join(f"I-AE λ={v:g} {t.summary()}" for v, t in s.trained.items()))
@@ -121,6 +126,17 @@ sweep_table.style.format({"recon": "{:.2f}", "iso": "{:.4f}", "piso": "{:.4f}", 
 for name, s in sweeps.items():
     plots_defence.loss_terms({lam: t.meta["history"] for lam, t in s.trained.items()},
                              f"{name}: I-AE loss terms during training (warm start from the plain AE)")
+
+# %% [markdown]
+# **The isometry criterion**, stated before training: the decoder is isometric when at least 90% of the singular
+# values of J_D at test encodings lie within ±25% of 1. The curve below tracks it after every epoch (`iae_monitor`
+# test images). Why it can stop short: L_iso penalises ‖J_D u‖ for a *random* unit u, and ‖J_D u‖² = Σ σᵢ² uᵢ² is
+# an average over the k singular values, so with k = 16 the loss is small once the *mean* σ² is near 1, while single
+# singular values may stay far from 1; the loss alone then pushes the spread down slowly.
+
+# %%
+plots_defence.isometry_curve({name: {lam: t.meta["history"] for lam, t in s.trained.items()} for name, s in sweeps.items()},
+                             iae_train_subset, iae_monitor)
 
 # %% [markdown]
 # ## Is it isometric?
@@ -190,6 +206,38 @@ for name in defended:
 convergence_table.style.format(precision=2).hide(axis="index")
 
 # %% [markdown]
+# ## AutoAttack
+# The field's standard attack (Croce & Hein 2020; torchattacks' implementation), end to end through every defended
+# model: APGD-CE, APGD-T (`aa_targets` target classes), FAB-T and the black-box Square Attack (`square_queries`
+# queries per image), each run on the images the ones before it left robust, `aa_steps` iterations, at the verdict
+# budgets in L2 and, for MNIST, at its standard threat model L-inf ε = 0.3. Each column: robust accuracy after that
+# attack and all before it; the last is AutoAttack's. Every adversarial example is checked again (inside the box and
+# the ball, misclassified). The verdicts below count an image robust only if neither our attacks nor AutoAttack broke it.
+
+# %%
+suite, aa_records, aa_table = dr.autoattack(
+    defended, {name: s.keys for name, s in setups.items()}, l2_eps=verdict_eps, linf_eps=linf_eps,
+    square_eps=max(verdict_eps), cfg=autoattack.SuiteConfig(aa_steps, aa_targets, square_queries, seed).check())
+tables.save_csv(suite, profile, "07_autoattack_records.csv")
+aa_table.style.format({c: "{:.0%}" for c in aa_table if c.startswith("after")}).hide(axis="index")
+
+# %% [markdown]
+# ## The evaluation checklist (Carlini et al. 2019)
+# Each check is an assertion on the records above; a failure is shown, not hidden. Noise: two robust accuracies near p
+# on n images differ by chance within 1.96 √(2p(1 − p)/n) (at least one image). *White-box*: AutoAttack's APGD-CE,
+# APGD-T and FAB-T; *black-box*: Square alone (`square_queries` queries) at the largest verdict budget; *transfer*: PGD
+# on the undefended classifier. Published projection defences after a standard attack follow, for scale.
+
+# %%
+checks = checklist.checklist(tables.stack([records, long_records, aa_records]), suite, large_eps=max(eps_grid),
+                             order_eps=max(verdict_eps), converge_eps=convergence_eps, verdict_eps=verdict_eps)
+runtime.show(f"**Checklist: {int(checks['pass'].sum())} of {len(checks)} checks pass.**")
+checks.style.hide(axis="index")
+
+# %%
+published.projection_defences().style.format(precision=2, na_rep="–").hide(axis="index")
+
+# %% [markdown]
 # ## On- and off-manifold attacks of the defended models
 # The greedy PGD of notebook 03 (step `manifold_alpha`, at most `manifold_steps` steps, budget the largest ε of
 # `eps_grid`, the crossing refined by bisection) with its gradient projected onto the tangent space of the defence's
@@ -221,8 +269,9 @@ manifold_table.style.format(precision=2, na_rep="–").hide(axis="index")
 # test against the margin; Agresti-Min 95% interval of the difference).
 
 # %%
-table = dr.verdict_table(spread, pd.concat([records, manifold_records, long_records], ignore_index=True), verdict_eps,
-                         margin, unconverged)
+every = tables.stack([records, manifold_records, long_records, aa_records])
+worst = dr.robust_table(checklist.worst(every), models)
+table = dr.verdict_table(spread, every, verdict_eps, margin, unconverged)
 runtime.show(dr.rules_markdown(margin))
 table[["short", "dataset", "claim", "effect_text", "margin_text", "p_margin_holm", "n", "power", "verdict"]].style.format(
     {"p_margin_holm": "{:.3g}", "power": "{:.2f}"}, na_rep="–").hide(axis="index")
@@ -231,21 +280,23 @@ table[["short", "dataset", "claim", "effect_text", "margin_text", "p_margin_holm
 # ## The answer
 
 # %%
-answer = dr.answer(models, robust, manifold_robust, table, verdict_eps, eps_grid)
+answer = dr.answer(models, worst, manifold_robust, table, verdict_eps, eps_grid)
 for s in answer:
     runtime.show(f"**{s}**")
 
 # %%
 report.write_results(
     run, "07 · The Isometric-Autoencoder defence",
-    headline=dr.headlines(models, robust, spread, verdict_eps),
+    headline=dr.headlines(models, worst, spread, verdict_eps),
     data_sources={name: d.describe() for name, d in found.items()}, unavailable=missing,
     answer=answer, answer_figure="07_answer.png" if models else None,
     caveats=dr.caveats(iae_epochs, iae_train_subset, n_images) if models else [],
     lambda_choice={name: {"lambda": s.lam, "reason": s.why} for name, s in sweeps.items()},
     sweep=sweep_table.to_dict(orient="records"), geometry=geometry.to_dict(orient="records") if len(geometry) else [],
     clean=clean.to_dict(orient="records") if len(clean) else [], robust=robust.to_dict(orient="records"),
-    convergence=convergence_table.to_dict(orient="records"), records_csv=["07_records.csv", "07_manifold_records.csv"],
+    convergence=convergence_table.to_dict(orient="records"), autoattack=aa_table.to_dict(orient="records"),
+    checklist=checks.to_dict(orient="records"), worst_case=worst.to_dict(orient="records"),
+    records_csv=["07_records.csv", "07_manifold_records.csv", "07_autoattack_records.csv"],
     finetuned={name: s.finetuned for name, s in setups.items() if s.finetuned}, manifold_attacks=manifold_table.to_dict(orient="records"),
     manifold_robust=manifold_robust.to_dict(orient="records"),
     verdicts=table[[c for c in dr.VERDICT_COLUMNS if c in table]].to_dict(orient="records") if len(table) else [],

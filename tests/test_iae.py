@@ -1,5 +1,7 @@
 """lib.iae: the I-AE regularisers checked against finite differences and explicit Jacobians, the linear
 isometric case in closed form, and BatchNorm folding, the model's training and caching on a toy set."""
+import copy
+
 import pytest
 import torch
 import torch.nn.functional as F
@@ -136,7 +138,7 @@ def test_isometric_autoencoder_takes_plain_weights_and_trains(tmp_cache):
     cfg = iae.IAEConfig("mnist", 4, 4, lam=1.0, epochs=6, batch_size=16, lr=3e-3)
     first = iae.get_iae(cfg, Toy())
     hist = first.meta["history"]
-    assert all(len(v) == 6 * 3 for v in hist.values())
+    assert all(len(hist[k]) == 6 * 3 for k in ("epoch", "recon", "iso", "piso")) and hist["iso_share"] == []
     assert hist["iso"][-1] + hist["piso"][-1] < hist["iso"][0] + hist["piso"][0]
     again = iae.get_iae(cfg, Toy())
     assert again.cached and not first.cached
@@ -144,6 +146,20 @@ def test_isometric_autoencoder_takes_plain_weights_and_trains(tmp_cache):
         assert torch.equal(a, b)
     terms = iae.held_out_terms(again.model, Toy.train_x[:10])
     assert set(terms) == {"recon", "iso", "piso"}
+
+
+def test_isometric_share_and_its_record_during_training():
+    """The criterion counts singular values within ±25% of 1; a monitored training records it before the first epoch
+    and after each, and monitoring does not change the weights (it draws no random numbers)."""
+    assert iae.isometric_share(torch.tensor([1.0, 1.2, 0.76, 1.3, 0.7])) == pytest.approx(3 / 5)
+    x = torch.rand(32, 1, 28, 28, generator=torch.Generator().manual_seed(1))
+    cfg = iae.IAEConfig("mnist", 4, 4, lam=1.0, epochs=2, batch_size=16, lr=3e-3)
+    start = iae.isometric_autoencoder((1, 28, 28), 4, 4, 1.0)
+    a, ha = iae.train_iae(copy.deepcopy(start), x, cfg, "cpu", monitor=x[:5])
+    b, hb = iae.train_iae(copy.deepcopy(start), x, cfg, "cpu")
+    assert len(ha["iso_share"]) == 3 and all(0 <= v <= 1 for v in ha["iso_share"]) and hb["iso_share"] == []
+    for p, q in zip(a.state_dict().values(), b.state_dict().values()):
+        assert torch.equal(p, q)
 
 
 def test_warm_start_needs_the_plain_model():
