@@ -57,7 +57,6 @@ n_dynamics: int = 20                     # test images measured at every checkpo
 margin: float = 1.1                      # negligible band for ratios: [1/margin, margin]
 seed: int = 0                            # seeds the image choice, the random subspaces and the probe vectors
 device: str = "auto"                     # auto | cpu | cuda | cuda:N
-torch_threads: Optional[int] = 1         # torch CPU threads; None: torch's default (on a busy shared CPU, 1 is far steadier)
 # The models' settings: shared with notebooks 01 and 02 (params/<profile>.yaml, `all`), so these are their models.
 classifier_epochs: Union[int, dict[str, int], None] = {"mnist": 200}  # epochs (or {dataset: epochs}); None: the paper's 40 (MNIST: 200 on the 4,000-image sample)
 classifier_train_subset: Union[int, dict[str, int], None] = None  # train on this many random images (or {dataset: n}); None: all
@@ -69,15 +68,12 @@ ae_width: Optional[int] = 16             # channels of the first conv layer; Non
 # %%
 import numpy as np
 import pandas as pd
-import torch
 
 from lib import curvature as cv, curvature_report as cr, curvature_runs as runs, data, report, runtime, tables, train
 from lib import curvature_analysis as ca
 from lib import plots_curvature as pc
 
 run = runtime.start("06_curvature", profile, seed, device)
-if torch_threads:
-    torch.set_num_threads(torch_threads)  # multithreaded LAPACK (eigvalsh) spins when other processes hold the cores
 found, missing = data.load_all(datasets)
 for name, message in missing.items():
     runtime.show(f"> **{name}: data not available.** {runtime.escape(message)}")
