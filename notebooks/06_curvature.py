@@ -94,7 +94,8 @@ models, frames, profiles, boundary = {}, [], {}, {}
 for name, d in found.items():
     clf = train.classifier_for(d, seed, run.device, classifier_epochs, classifier_train_subset)
     ae = train.autoencoder_for(d, seed, run.device, ae_epochs, ae_train_subset, ae_latent_dim, ae_width)
-    m = models[name] = runs.nets_for(clf.model, ae.model, beta, fd_h or cv.default_h(d.n), d.test_x[:1000].to(run.device))
+    m = models[name] = runs.nets_for(clf.model, ae.model, beta, fd_h or cv.default_h(d.n), d.test_x[:1000].to(run.device),
+                                     keys=(clf.key, ae.key))  # the keys of its cached measurements
     print(f"{name}: classifier {clf.summary()}, autoencoder (k = {m.k}) {ae.summary()}; "
           f"softplus twin (beta={beta}) agrees with the MLP on {m.agree:.1%} of 1,000 test labels; h = {m.h:.4f}")
     f, profiles[name], boundary[name] = runs.boundary_spectra(name, m, d, splits, n_points, seed, run.device)
