@@ -31,6 +31,9 @@
 # HVP, (∇F(z + hv) − ∇F(z − hv)) / 2h, at the authors' scale h = √n · (pixel range) / 512 = 0.055, which measures the
 # bending at the scale h (and is not linear in v: its spectrum depends on the probe vectors). The numbers that
 # enter the verdicts come from the twin; the finite-difference MLP is the check beside them.
+#
+# Each section's measurements are cached (keyed by its settings, the models, the images and the code that computes
+# them), so a re-run with nothing changed reads them back in seconds.
 
 # %% tags=["parameters"]
 from typing import Optional, Union
