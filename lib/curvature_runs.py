@@ -15,7 +15,7 @@ import pandas as pd
 import torch
 from torch import nn
 
-from lib import attacks, cache, checkpoints, experiment, memo
+from lib import attacks, cache, checkpoints, experiment, manifold, memo
 from lib import curvature as cv
 from lib import curvature_analysis as ca
 
@@ -49,7 +49,7 @@ def nets_for(relu, ae, beta, h, test_x, keys=()):
     return Nets(relu, twin, ae, h, agree, ae.latent_dim, (*keys, beta) if keys else ())
 
 
-CODE = [cv, ca, experiment.pick_correct, experiment.input_gradient, nets_for]  # what every section's result depends on
+CODE = [cv, ca, manifold, experiment.pick_correct, experiment.input_gradient, nets_for]  # what every section depends on
 
 
 def _cached(section, nets, d, settings, build, code=(), points=None):
