@@ -67,12 +67,12 @@ def notebook_times(folder, top=TOP):
 
 def table_rows(folder, label, top=TOP):
     """bench/table.py's rows: one per notebook, its time as `ours` and its costliest cells in the note."""
-    rows = []
-    for t in notebook_times(folder, top):
+    rows, times = [], notebook_times(folder, top)
+    for t in times:
         cells = "; ".join(f"cell {i} {s:.0f} s ({src})" for s, i, src in t["cells"])
         rows.append(row(f"notebook {t['notebook']} ({label})", "cpu", t["seconds"], None, "papermill duration", "-",
                         f"{t['work']} | {cells}", wall_seconds=t["wall_seconds"], cells=t["cells"]))
-    total = sum(t["seconds"] or 0 for t in notebook_times(folder, top))
+    total = sum(t["seconds"] or 0 for t in times)
     if rows:
         rows.append(row(f"notebooks, all ({label})", "cpu", total, None, "sum of the notebooks' durations", "-",
                         "run one after another (make -j1)"))
