@@ -46,8 +46,10 @@ lab: $(STAMP)
 	$(VENV)/bin/jupyter lab --notebook-dir=notebooks $$([ "$$(id -u)" = 0 ] && echo --allow-root) $(LAB_ARGS)
 
 # Each detailed benchmark prints its own findings; then bench/table.py prints one table, ours against a peer
-# (median timings, the machine recorded), and writes reports/bench.json. BENCH_REPORT=1 adds the (slow) cold
-# and warm `make report` timings; BENCH_REPEATS=N overrides the repeats of the table's timings.
+# (median timings, the machine recorded), and writes reports/bench.json: with the training steps' FLOPs and their
+# share of this machine's matmul rate (bench_training), and each notebook's last recorded time and costliest cells
+# (bench_notebooks). BENCH_REPORT=1 adds the (slow) cold and warm `make report` timings and the cold run's
+# per-notebook table; BENCH_REPEATS=N overrides the repeats of the table's timings.
 BENCH_DETAIL := attacks curvature iae manifold tangent
 BENCH_REPORT ?=
 bench: $(STAMP)

@@ -6,6 +6,8 @@ environment (`make bench BENCH_REPORT=1`); otherwise the row says it was skipped
   warm       the same command again, nothing changed: only fingerprints are checked and the index rebuilt
   lib edit   the fingerprint check (--dry-run) in a temporary copy of the repository whose lib/attacks.py has
              one comment appended: how long it takes to find what must rerun. The repository is never modified.
+  per notebook  the cold run's time of each notebook and its costliest cells (bench/bench_notebooks.py, read from
+             the notebooks the cold run executed).
 Run: BENCH_REPORT=1 .venv/bin/python bench/bench_report.py
 """
 import os
@@ -16,6 +18,7 @@ import tempfile
 import time
 from pathlib import Path
 
+from bench_notebooks import table_rows as notebook_rows
 from rows import row  # bench/: this folder is on sys.path when a benchmark runs
 
 REPO = Path(__file__).resolve().parents[1]
@@ -38,6 +41,7 @@ def rows(devices):
         env = {**os.environ, "DIMPLED_CACHE": f"{tmp}/cache", "DIMPLED_REPORTS": f"{tmp}/reports",
                "DIMPLED_DATA": os.environ.get("DIMPLED_DATA", str(REPO / "data"))}
         cold = report(REPO, env)
+        per_notebook = notebook_rows(Path(tmp) / "reports" / "quick", "quick, cold")
         warm = report(REPO, env)
         copy = Path(tmp) / "repo"
         shutil.copytree(REPO, copy, ignore=shutil.ignore_patterns(".git", ".venv", "data", "reports"))
@@ -47,7 +51,7 @@ def rows(devices):
     return [row(f"{TASK}, cold (empty cache)", "cpu", cold, None, "lib.report make", "-", "one run"),
             row(f"{TASK}, warm (nothing changed)", "cpu", warm, cold, "lib.report make", "the cold run", "one run"),
             row(f"{TASK}, fingerprint check after a lib edit (--dry-run)", "cpu", edited, cold, "lib.report make "
-                "--dry-run", "the cold run", "in a temporary copy of the repository; one run")]
+                "--dry-run", "the cold run", "in a temporary copy of the repository; one run")] + per_notebook
 
 
 if __name__ == "__main__":

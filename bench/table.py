@@ -4,7 +4,8 @@ Each row comes from the benchmark that owns the task (its `rows(devices)` functi
 task, device, ours_s and peer_s (median wall seconds over repeats in this run, or None), ours / peer (what
 was compared), ratio = peer_s / ours_s (> 1: ours is faster), estimated (True where the peer's time is
 extrapolated, not run), note. The machine is recorded beside the rows: CPU model, cores, torch threads, devices.
-Run: .venv/bin/python bench/table.py [--only attacks,onmanifold,projection,dask,report] [--merge] [--out reports/bench.json]
+Run: .venv/bin/python bench/table.py [--only attacks,onmanifold,projection,dask,training,notebooks,report] [--merge]
+     [--out reports/bench.json]
 """
 import argparse
 import json
@@ -16,12 +17,14 @@ import torch
 
 import bench_attacks
 import bench_dask
+import bench_notebooks
 import bench_onmanifold
 import bench_projection
 import bench_report
+import bench_training
 
 SOURCES = {"attacks": bench_attacks, "onmanifold": bench_onmanifold, "projection": bench_projection,
-           "dask": bench_dask, "report": bench_report}
+           "dask": bench_dask, "training": bench_training, "notebooks": bench_notebooks, "report": bench_report}
 
 
 def cpu_model():

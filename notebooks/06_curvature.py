@@ -31,6 +31,9 @@
 # HVP, (∇F(z + hv) − ∇F(z − hv)) / 2h, at the authors' scale h = √n · (pixel range) / 512 = 0.055, which measures the
 # bending at the scale h (and is not linear in v: its spectrum depends on the probe vectors). The numbers that
 # enter the verdicts come from the twin; the finite-difference MLP is the check beside them.
+#
+# Each section's measurements are cached (keyed by its settings, the models, the images and the code that computes
+# them), so a re-run with nothing changed reads them back in seconds.
 
 # %% tags=["parameters"]
 from typing import Optional, Union
@@ -57,7 +60,6 @@ n_dynamics: int = 20                     # test images measured at every checkpo
 margin: float = 1.1                      # negligible band for ratios: [1/margin, margin]
 seed: int = 0                            # seeds the image choice, the random subspaces and the probe vectors
 device: str = "auto"                     # auto | cpu | cuda | cuda:N
-torch_threads: Optional[int] = 1         # torch CPU threads; None: torch's default (on a busy shared CPU, 1 is far steadier)
 # The models' settings: shared with notebooks 01 and 02 (params/<profile>.yaml, `all`), so these are their models.
 classifier_epochs: Union[int, dict[str, int], None] = {"mnist": 200}  # epochs (or {dataset: epochs}); None: the paper's 40 (MNIST: 200 on the 4,000-image sample)
 classifier_train_subset: Union[int, dict[str, int], None] = None  # train on this many random images (or {dataset: n}); None: all
@@ -69,7 +71,6 @@ ae_width: Optional[int] = 16             # channels of the first conv layer; Non
 # %%
 import numpy as np
 import pandas as pd
-import torch
 
 from lib import curvature as cv, curvature_report as cr, curvature_runs as runs, data, report, runtime, tables, train
 from lib import curvature_analysis as ca
@@ -77,8 +78,6 @@ from lib import plots_curvature as pc
 
 run = runtime.start("06_curvature", profile, seed, device)
 settings = train.ModelSettings.of(globals())  # the models of notebooks 01 and 02 (params `all:`)
-if torch_threads:
-    torch.set_num_threads(torch_threads)  # multithreaded LAPACK (eigvalsh) spins when other processes hold the cores
 found, missing = data.load_all(datasets)
 for name, message in missing.items():
     runtime.show(f"> **{name}: data not available.** {runtime.escape(message)}")
@@ -98,7 +97,8 @@ for name in [n for n in found if found[n].n > 784]:  # conv nets: n = 3072 needs
 models, frames, profiles, boundary = {}, [], {}, {}
 for name, d in found.items():
     clf, ae = settings.models(d, run.device)
-    m = models[name] = runs.nets_for(clf.model, ae.model, beta, fd_h or cv.default_h(d.n), d.test_x[:1000].to(run.device))
+    m = models[name] = runs.nets_for(clf.model, ae.model, beta, fd_h or cv.default_h(d.n), d.test_x[:1000].to(run.device),
+                                     keys=(clf.key, ae.key))  # the keys of its cached measurements
     print(f"{name}: classifier {clf.summary()}, autoencoder (k = {m.k}) {ae.summary()}; "
           f"softplus twin (beta={beta}) agrees with the MLP on {m.agree:.1%} of 1,000 test labels; h = {m.h:.4f}")
     f, profiles[name], boundary[name] = runs.boundary_spectra(name, m, d, splits, n_points, seed, run.device)

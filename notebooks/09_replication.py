@@ -66,7 +66,6 @@ shard_size: int = 50                     # images per attack shard: one cache en
 scheduler: Optional[str] = None          # dask scheduler address whose workers run the shards; None: $DIMPLED_SCHEDULER, else here
 seed: int = 0                            # the first model seed; seeds the image choice and the random subspaces
 device: str = "auto"                     # auto | cpu | cuda | cuda:N
-torch_threads: Optional[int] = 1         # torch CPU threads; None: torch's default (on a busy shared CPU, 1 is far steadier)
 # The models' settings: shared with notebooks 01 and 02 (params/<profile>.yaml, `all`), so the first seed's are their models.
 classifier_epochs: Union[int, dict[str, int], None] = {"mnist": 200}  # epochs (or {dataset: epochs}); None: the paper's 40 (MNIST: 200 on the 4,000-image sample)
 classifier_train_subset: Union[int, dict[str, int], None] = None  # train on this many random images (or {dataset: n}); None: all
@@ -77,7 +76,6 @@ ae_width: Optional[int] = 16             # channels of the first conv layer; Non
 
 # %%
 import pandas as pd
-import torch
 from IPython.display import display
 
 from lib import data, distributed, experiment, report, runtime, train, verdicts
@@ -86,8 +84,6 @@ from lib import replication as rp
 
 run = runtime.start("09_replication", profile, seed, device)
 settings = train.ModelSettings.of(globals())  # the models of notebooks 01 and 02 (params `all:`)
-if torch_threads:
-    torch.set_num_threads(torch_threads)
 seeds = rp.seeds_of(seed, n_seeds)
 found, missing = data.load_all(datasets)
 for name, message in missing.items():

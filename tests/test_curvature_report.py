@@ -73,3 +73,38 @@ def test_the_twin_agrees_with_the_mlp_as_its_labels_do():
         assert nets.agree == pytest.approx(same) and nets.k == 2 and nets.h == 0.1
         assert not any(isinstance(m, nn.ReLU) for m in nets.twin.modules())
     assert nets.agree > 0.95  # beta = 100: close to the ReLU net
+
+
+class _Data:
+    """The little a section reads of a lib.data.Data: test images and labels, n and an identity."""
+
+    def __init__(self, x, y):
+        self.test_x, self.test_y, self.n = x, y, x[0].numel()
+
+    def identity(self):
+        return "toy"
+
+
+def test_a_section_is_measured_once_then_read_back_and_again_when_its_images_change(tmp_cache, monkeypatch):
+    torch.manual_seed(0)
+    relu = nn.Sequential(nn.Flatten(), nn.Linear(16, 32), nn.ReLU(), nn.Linear(32, 3)).eval()
+    ae = nn.Module()
+    ae.latent_dim = 2
+    x = torch.rand(40, 1, 4, 4)
+    with torch.no_grad():
+        d = _Data(x, relu(x).argmax(1))
+    calls = []
+    measure = runs._scale_sweep
+    monkeypatch.setattr(runs, "_scale_sweep", lambda *a: calls.append(1) or measure(*a))
+    nets = runs.nets_for(relu, ae, 10.0, 0.1, x, keys=("clf", "ae"))
+    sweep = lambda nets, d: runs.scale_sweep("toy", nets, d, 3, [0.1], [10.0], 0, "cpu")  # noqa: E731
+    first = sweep(nets, d)
+    assert sweep(nets, d) == first and len(calls) == 1  # the second run reads the first's rows back
+    assert sweep(runs.nets_for(relu, ae, 10.0, 0.1, x, keys=("clf", "another ae")), d) == first and len(calls) == 2
+    x2 = x.clone()
+    x2[0, 0, 0, 0] += 0.5
+    sweep(nets, _Data(x2, d.test_y))
+    assert len(calls) == 3  # other test images: measured again
+    sweep(runs.nets_for(relu, ae, 10.0, 0.1, x), d)
+    sweep(runs.nets_for(relu, ae, 10.0, 0.1, x), d)
+    assert len(calls) == 5  # nets without keys (made in a test): never cached
