@@ -1,0 +1,156 @@
+"""Notebook 10's first experiment: fresh classifiers trained on mislabelled adversarial sets (lib.mislabeled), one
+cache entry per relabelling.
+
+For one relabelling (D_rand or D_det) of ``n_relabel`` training images (a seeded random subset), every variant's set
+is built by targeted PGD from the notebook-01 classifier, plus the two controls (the images labelled t without any
+perturbation; the original images and labels). With ``equal_size`` every set is cut to the smallest variant's number
+of successes (a seeded random subset of each): a set that kept fewer images would otherwise generalise worse for
+that reason alone. A fresh classifier of the notebook-01 architecture and optimiser is trained on each set for
+``fresh_epochs`` epochs, and its per-image correctness on the clean test set, with the true labels, is stored.
+"""
+from dataclasses import asdict, dataclass, replace
+
+import numpy as np
+import pandas as pd
+import torch
+import torch.nn.functional as F
+
+from lib import cache, mislabeled, stats, subspaces, train
+
+N_EXAMPLES = 6  # source images shown per set (ones every variant perturbed successfully)
+
+
+@dataclass(frozen=True)
+class TargetedSettings:
+    eps: float                   # L2 budget, [0, 1] pixel scale
+    alpha: float                 # step length
+    steps: int                   # steps (every one is run: Ilyas et al.)
+    stop_at_target: bool = False  # True: stop at the first iterate classified t (the minimal crossing)
+
+
+def _subspaces(ae, k, seed):
+    """subspace_for(x, ids) of lib.mislabeled.relabel: the tangent space of `ae` (one QR basis per image, computed
+    once per batch and shared by "on" and "off") and a random orthonormal k-subspace per image (seeded by its id)."""
+    memo = {}
+
+    def subspace_for(kind):
+        def make(x, ids):
+            key = (kind, int(ids[0]), len(ids))
+            if key not in memo:
+                if kind == "tangent":
+                    memo.clear()  # one batch's bases at a time: 1,000 MNIST bases are 50 MB
+                memo[key] = subspaces.make_subspace(kind, k, x, ae=ae if kind == "tangent" else None,
+                                                    seed=seed, ids=ids.tolist())
+            return memo[key]
+        return make
+    return subspace_for
+
+
+def build_sets(clf, ae, data, relabelling, variants, settings, n_relabel, seed=0):
+    """{name: lib.mislabeled.Relabelled} for every variant and both controls; and the targets."""
+    sub = data.subset(n_relabel, None, seed)
+    x, y = sub.train_x, sub.train_y
+    t = mislabeled.targets(y, relabelling, data.num_classes, seed)
+    spaces = _subspaces(ae.model, ae.model.latent_dim, seed)
+    sets = {}
+    for v in variants:
+        kind = mislabeled.SUBSPACE_OF[v]
+        sets[v] = mislabeled.relabel(clf.model, x, y, v, t, settings=asdict(settings),
+                                     subspace_for=spaces(kind) if kind else None)
+    for c in mislabeled.CONTROLS:
+        sets[c] = mislabeled.relabel(clf.model, x, y, c, t)
+    return sets, y, t
+
+
+def _fresh(cfg, x, label, num_classes, device="cpu"):
+    model, _ = train.fit(train.build_classifier(cfg, num_classes), x, label, F.cross_entropy, cfg, device,
+                         "fresh classifier")
+    return model
+
+
+STUDY_CODE = [mislabeled, TargetedSettings, _subspaces, build_sets, _fresh, subspaces, train.fit, train.models]
+
+
+def run_relabelling(clf, ae, data, relabelling, variants, settings, n_relabel, fresh_epochs, equal_size=True,
+                    seed=0, device="cpu"):
+    """One relabelling's sets and fresh classifiers (module docstring), from the cache when there: the entry's
+    state_dict holds per set "correct/<name>" (bool per test image) and "examples/<name>" (the perturbed images of
+    N_EXAMPLES source images), its meta per set the counts, norms and the size trained on."""
+    cfg = replace(train.config_from("classifier", clf.meta["config"]), epochs=fresh_epochs, seed=seed)
+    config = {"classifier": clf.key, "autoencoder": ae.key, "data": data.identity(), "relabelling": relabelling,
+              "variants": list(variants), "settings": asdict(settings), "n_relabel": n_relabel,
+              "fresh": asdict(cfg), "equal_size": equal_size, "seed": seed}
+
+    def build():
+        sets, y, t = build_sets(clf, ae, data, relabelling, variants, settings, n_relabel, seed)
+        m = min(len(sets[v].source) for v in variants) if equal_size else None
+        common = set(range(len(y)))
+        for v in variants:
+            common &= set(sets[v].source.tolist())
+        shown = sorted(common)[:N_EXAMPLES]
+        tensors, meta = {}, {"n_attacked": len(y), "m": m, "shown": shown, "shown_y": y[shown].tolist(),
+                             "shown_t": t[shown].tolist(), "sets": {}}
+        g = torch.Generator().manual_seed(seed)
+        for name, s in sets.items():
+            pick = torch.randperm(len(s.source), generator=g)[:m] if m is not None else torch.arange(len(s.source))
+            if name != "original" and (s.label == y[s.source]).any():
+                raise RuntimeError(f"the {name} set keeps a true label: the relabelled set would leak it")
+            model = _fresh(cfg, s.x[pick], s.label[pick], data.num_classes, device)
+            with torch.no_grad():
+                pred = torch.cat([model(data.test_x[i:i + 1000].to(device)).argmax(1).cpu()
+                                  for i in range(0, len(data.test_x), 1000)])
+            tensors[f"correct/{name}"] = pred == data.test_y
+            where = {int(j): i for i, j in enumerate(s.source.tolist())}
+            tensors[f"examples/{name}"] = s.x[[where[j] for j in shown]] if shown else s.x[:0]
+            meta["sets"][name] = {"kept": len(s.source), "n_train": len(pick),
+                                  "median_norm": float(s.norm.median()) if len(s.norm) else float("nan")}
+        return tensors, meta
+
+    key = cache.config_hash(config, STUDY_CODE)
+    entry, hit = cache.cached("training_claims", key, build)
+    return {**entry, "hit": hit, "relabelling": relabelling}
+
+
+NAMES = {"unconstrained": "unconstrained", "on": "on (tangent space)", "off": "off (normal space)",
+         "random": "random subspace (same k)", "unperturbed": "control: labels t, no perturbation",
+         "original": "control: original images and labels"}
+
+
+def accuracy_table(results, dataset):
+    """One row per relabelling and set: images attacked, kept (success rate with its Wilson 95% CI), median
+    perturbation norm of the kept ones, images trained on, clean test accuracy with true labels (Wilson 95% CI)."""
+    rows = []
+    for r in results:
+        meta = r["meta"]
+        for name, s in meta["sets"].items():
+            ok = r["state_dict"][f"correct/{name}"]
+            k, n = int(ok.sum()), len(ok)
+            perturbed = name in mislabeled.VARIANTS
+            rate_lo, rate_hi = stats.wilson_ci(s["kept"], meta["n_attacked"]) if perturbed else (np.nan, np.nan)
+            lo, hi = stats.wilson_ci(k, n)
+            rows.append({"dataset": dataset, "relabelling": f"D_{r['relabelling']}", "set": name,
+                         "training set": NAMES[name], "attacked": meta["n_attacked"] if perturbed else np.nan,
+                         "success rate": s["kept"] / meta["n_attacked"] if perturbed else np.nan,
+                         "success CI low": rate_lo, "success CI high": rate_hi,
+                         "median norm": s["median_norm"] if perturbed else np.nan, "trained on": s["n_train"],
+                         "test accuracy": k / n, "CI low": lo, "CI high": hi, "correct": k, "N": n})
+    return pd.DataFrame(rows)
+
+
+def success_rates(results):
+    """{(relabelling, variant): share of the attacked images kept} of the perturbed sets."""
+    return {(r["relabelling"], name): s["kept"] / r["meta"]["n_attacked"] for r in results
+            for name, s in r["meta"]["sets"].items() if name in mislabeled.VARIANTS}
+
+
+def correctness(results):
+    """{(relabelling, set): bool numpy array per test image}."""
+    return {(r["relabelling"], k.split("/", 1)[1]): v.numpy() for r in results
+            for k, v in r["state_dict"].items() if k.startswith("correct/")}
+
+
+def examples(result):
+    """(images {set: (N_EXAMPLES, C, H, W)}, true labels, targets) of one relabelling's shown source images."""
+    sd, meta = result["state_dict"], result["meta"]
+    return ({k.split("/", 1)[1]: v for k, v in sd.items() if k.startswith("examples/")},
+            meta["shown_y"], meta["shown_t"])
