@@ -152,3 +152,10 @@ def relabel(model, x, y, variant, target=None, *, settings=None, subspace_for=No
         norms.append(r.norm[r.success].cpu())
     source = torch.cat(kept)
     return Relabelled(torch.cat(xs), target.cpu()[source].clone(), source, len(x), torch.cat(norms))
+
+
+def concat(parts):
+    """One Relabelled from those of consecutive batches (their sources already offset to the whole set)."""
+    return Relabelled(torch.cat([p.x for p in parts]), torch.cat([p.label for p in parts]),
+                      torch.cat([p.source for p in parts]), sum(p.attacked for p in parts),
+                      torch.cat([p.norm for p in parts]))

@@ -16,6 +16,7 @@ import torch
 import torch.nn.functional as F
 
 from lib import cache, mislabeled, stats, subspaces, train
+from lib.runtime import progress
 
 N_EXAMPLES = 6  # source images shown per set (ones every variant perturbed successfully)
 
@@ -28,38 +29,32 @@ class TargetedSettings:
     stop_at_target: bool = False  # True: stop at the first iterate classified t (the minimal crossing)
 
 
-def _subspaces(ae, k, seed):
-    """subspace_for(x, ids) of lib.mislabeled.relabel: the tangent space of `ae` (one QR basis per image, computed
-    once per batch and shared by "on" and "off") and a random orthonormal k-subspace per image (seeded by its id)."""
-    memo = {}
-
-    def subspace_for(kind):
-        def make(x, ids):
-            key = (kind, int(ids[0]), len(ids))
-            if key not in memo:
-                if kind == "tangent":
-                    memo.clear()  # one batch's bases at a time: 1,000 MNIST bases are 50 MB
-                memo[key] = subspaces.make_subspace(kind, k, x, ae=ae if kind == "tangent" else None,
-                                                    seed=seed, ids=ids.tolist())
-            return memo[key]
-        return make
-    return subspace_for
-
-
-def build_sets(clf, ae, data, relabelling, variants, settings, n_relabel, seed=0):
-    """{name: lib.mislabeled.Relabelled} for every variant and both controls; and the targets."""
+def build_sets(clf, ae, data, relabellings, variants, settings, n_relabel, seed=0, batch_size=1000):
+    """{relabelling: {name: lib.mislabeled.Relabelled}} for every variant and both controls, the true labels and
+    {relabelling: targets}. The images are attacked a batch at a time, and each batch's tangent bases (QR of the
+    decoder's Jacobian: the batched route of notebook 03) and random subspaces (seeded by the image's index) serve
+    every relabelling and variant: one batch's subspaces in memory at a time."""
     sub = data.subset(n_relabel, None, seed)
     x, y = sub.train_x, sub.train_y
-    t = mislabeled.targets(y, relabelling, data.num_classes, seed)
-    spaces = _subspaces(ae.model, ae.model.latent_dim, seed)
-    sets = {}
-    for v in variants:
-        kind = mislabeled.SUBSPACE_OF[v]
-        sets[v] = mislabeled.relabel(clf.model, x, y, v, t, settings=asdict(settings),
-                                     subspace_for=spaces(kind) if kind else None)
-    for c in mislabeled.CONTROLS:
-        sets[c] = mislabeled.relabel(clf.model, x, y, c, t)
-    return sets, y, t
+    targets = {r: mislabeled.targets(y, r, data.num_classes, seed) for r in relabellings}
+    parts = {(r, v): [] for r in relabellings for v in variants}
+    k = ae.model.latent_dim
+    for i in progress(range(0, len(x), batch_size), desc="relabelled sets", unit="batch", leave=False):
+        xb, ib = x[i:i + batch_size], torch.arange(i, min(i + batch_size, len(x)))
+        spaces = {kind: subspaces.make_subspace(kind, k, xb.to(next(clf.model.parameters()).device), ae=ae.model if kind == "tangent"
+                                                else None, seed=seed, ids=ib.tolist())
+                  for kind in {mislabeled.SUBSPACE_OF[v] for v in variants} - {None}}
+        for (r, v), got in parts.items():
+            kind = mislabeled.SUBSPACE_OF[v]
+            s = mislabeled.relabel(clf.model, xb, y[i:i + batch_size], v, targets[r][i:i + batch_size],
+                                   settings=asdict(settings), subspace_for=(lambda *_: spaces[kind]) if kind else None,
+                                   batch_size=batch_size)
+            got.append(replace(s, source=s.source + i))
+    sets = {r: {v: mislabeled.concat(parts[r, v]) for v in variants} for r in relabellings}
+    for r in relabellings:
+        for c in mislabeled.CONTROLS:
+            sets[r][c] = mislabeled.relabel(clf.model, x, y, c, targets[r])
+    return sets, y, targets
 
 
 def _fresh(cfg, x, label, num_classes, device="cpu"):
@@ -68,47 +63,53 @@ def _fresh(cfg, x, label, num_classes, device="cpu"):
     return model
 
 
-STUDY_CODE = [mislabeled, TargetedSettings, _subspaces, build_sets, _fresh, subspaces, train.fit, train.models]
+STUDY_CODE = [mislabeled, TargetedSettings, build_sets, _fresh, subspaces, train.fit, train.models]
 
 
-def run_relabelling(clf, ae, data, relabelling, variants, settings, n_relabel, fresh_epochs, equal_size=True,
-                    seed=0, device="cpu"):
-    """One relabelling's sets and fresh classifiers (module docstring), from the cache when there: the entry's
-    state_dict holds per set "correct/<name>" (bool per test image) and "examples/<name>" (the perturbed images of
-    N_EXAMPLES source images), its meta per set the counts, norms and the size trained on."""
+def run_study(clf, ae, data, relabellings, variants, settings, n_relabel, fresh_epochs, equal_size=True, seed=0,
+              device="cpu"):
+    """Every relabelling's sets and fresh classifiers (module docstring), from the cache when there: a list of one
+    result per relabelling, {"relabelling", "state_dict": {"correct/<set>": bool per test image, "examples/<set>":
+    the images of N_EXAMPLES source images}, "meta": {"n_attacked", "m", "shown_y", "shown_t", "sets": {set: kept,
+    n_train, median_norm}}, "hit"}."""
     cfg = replace(train.config_from("classifier", clf.meta["config"]), epochs=fresh_epochs, seed=seed)
-    config = {"classifier": clf.key, "autoencoder": ae.key, "data": data.identity(), "relabelling": relabelling,
+    config = {"classifier": clf.key, "autoencoder": ae.key, "data": data.identity(), "relabellings": list(relabellings),
               "variants": list(variants), "settings": asdict(settings), "n_relabel": n_relabel,
               "fresh": asdict(cfg), "equal_size": equal_size, "seed": seed}
 
     def build():
-        sets, y, t = build_sets(clf, ae, data, relabelling, variants, settings, n_relabel, seed)
-        m = min(len(sets[v].source) for v in variants) if equal_size else None
-        common = set(range(len(y)))
-        for v in variants:
-            common &= set(sets[v].source.tolist())
-        shown = sorted(common)[:N_EXAMPLES]
-        tensors, meta = {}, {"n_attacked": len(y), "m": m, "shown": shown, "shown_y": y[shown].tolist(),
-                             "shown_t": t[shown].tolist(), "sets": {}}
-        g = torch.Generator().manual_seed(seed)
-        for name, s in sets.items():
-            pick = torch.randperm(len(s.source), generator=g)[:m] if m is not None else torch.arange(len(s.source))
-            if name != "original" and (s.label == y[s.source]).any():
-                raise RuntimeError(f"the {name} set keeps a true label: the relabelled set would leak it")
-            model = _fresh(cfg, s.x[pick], s.label[pick], data.num_classes, device)
-            with torch.no_grad():
-                pred = torch.cat([model(data.test_x[i:i + 1000].to(device)).argmax(1).cpu()
-                                  for i in range(0, len(data.test_x), 1000)])
-            tensors[f"correct/{name}"] = pred == data.test_y
-            where = {int(j): i for i, j in enumerate(s.source.tolist())}
-            tensors[f"examples/{name}"] = s.x[[where[j] for j in shown]] if shown else s.x[:0]
-            meta["sets"][name] = {"kept": len(s.source), "n_train": len(pick),
-                                  "median_norm": float(s.norm.median()) if len(s.norm) else float("nan")}
+        sets, y, targets = build_sets(clf, ae, data, relabellings, variants, settings, n_relabel, seed)
+        tensors, meta = {}, {}
+        for r in relabellings:
+            t, mine = targets[r], {}
+            m = min(len(sets[r][v].source) for v in variants) if equal_size and variants else None
+            common = set(range(len(y)))
+            for v in variants:
+                common &= set(sets[r][v].source.tolist())
+            shown = sorted(common)[:N_EXAMPLES]
+            meta[r] = {"n_attacked": len(y), "m": m, "shown_y": y[shown].tolist(), "shown_t": t[shown].tolist(),
+                       "sets": {}}
+            g = torch.Generator().manual_seed(seed)
+            for name, s in sets[r].items():
+                if name != "original" and (s.label == y[s.source]).any():
+                    raise RuntimeError(f"the {name} set keeps a true label: the relabelled set would leak it")
+                pick = torch.randperm(len(s.source), generator=g)[:m] if m is not None else torch.arange(len(s.source))
+                model = _fresh(cfg, s.x[pick], s.label[pick], data.num_classes, device)
+                with torch.no_grad():
+                    pred = torch.cat([model(data.test_x[i:i + 1000].to(device)).argmax(1).cpu()
+                                      for i in range(0, len(data.test_x), 1000)])
+                tensors[f"{r}/correct/{name}"] = pred == data.test_y
+                where = {int(j): i for i, j in enumerate(s.source.tolist())}
+                tensors[f"{r}/examples/{name}"] = s.x[[where[j] for j in shown]] if shown else s.x[:0]
+                meta[r]["sets"][name] = {"kept": len(s.source), "n_train": len(pick),
+                                         "median_norm": float(s.norm.median()) if len(s.norm) else float("nan")}
         return tensors, meta
 
     key = cache.config_hash(config, STUDY_CODE)
     entry, hit = cache.cached("training_claims", key, build)
-    return {**entry, "hit": hit, "relabelling": relabelling}
+    return [{"relabelling": r, "hit": hit, "meta": entry["meta"][r],
+             "state_dict": {k.split("/", 1)[1]: v for k, v in entry["state_dict"].items() if k.startswith(f"{r}/")}}
+            for r in relabellings]
 
 
 NAMES = {"unconstrained": "unconstrained", "on": "on (tangent space)", "off": "off (normal space)",

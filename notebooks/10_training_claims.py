@@ -104,14 +104,14 @@ for name, d in found.items():
 # ## Mislabelled adversarial training
 # Per relabelling: each set's attack success rate (Wilson 95% CI), the median norm of the kept perturbations, the
 # images its fresh classifier trained on, and that classifier's clean test accuracy with the true labels (Wilson
-# 95% CI over the test images). Chance is 10%. Cached per relabelling: a re-run costs nothing.
+# 95% CI over the test images). Chance is 10%. Cached: a re-run costs nothing.
 
 # %%
 pgd = ms.TargetedSettings(**relabel_pgd)
 study, acc_tables = {}, []
 for name, (clf, ae) in models.items():
-    study[name] = [ms.run_relabelling(clf, ae, found[name], r, variants, pgd, n_relabel, fresh_epochs, equal_size, seed,
-                                      run.device) for r in relabellings]
+    study[name] = ms.run_study(clf, ae, found[name], relabellings, variants, pgd, n_relabel, fresh_epochs, equal_size,
+                               seed, run.device)
     acc_tables.append(ms.accuracy_table(study[name], name))
 accuracy = pd.concat(acc_tables, ignore_index=True) if acc_tables else pd.DataFrame()
 pct = "{:.1%}"
