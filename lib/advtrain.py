@@ -127,3 +127,18 @@ def before_after(models, ae, data, n_images, settings, k, seed=0, device="cpu", 
     wrong = set(records.loc[(records["split"] == "after") & records["success"].astype(bool)
                             & (records["iterations"] == 0), "image_id"])
     return records[~records["image_id"].isin(wrong)].reset_index(drop=True), len(wrong), exps
+
+
+def fine_tune(clf, data, settings, n_images, scale, steps, epochs, lr, robust_steps, seed=0, device="cpu",
+              shard_size=50):
+    """Notebook 10's adversarial training of `clf` on `data` at eps = scale x budget_rule's median: (the tuned
+    lib.train.Trained, {"eps", "median", "ci"}, accuracies' rows (clean and robust, before and after, on every test
+    image), a sentence on the rule)."""
+    med, ci, _ = budget_rule(clf, data, n_images, settings, seed, device, shard_size)
+    cfg = AdvTrainConfig(scale * med, steps, epochs, lr, seed)
+    tuned = adversarially_trained(clf, cfg, device)
+    rows = [{"dataset": data.name, **row} for row in accuracies({"before": clf.model, "after": tuned.model},
+                                                                 data.test_x, data.test_y, cfg.eps, robust_steps, device)]
+    text = (f"{data.name}: median minimal norm {med:.3f} [{ci[0]:.3f}, {ci[1]:.3f}] (95% CI) x {scale:g} → training eps "
+            f"{cfg.eps:.3f}; adversarial training {tuned.summary()}.")
+    return tuned, {"eps": cfg.eps, "median": med, "ci": ci}, rows, text

@@ -86,7 +86,8 @@ def run_study(clf, ae, data, relabellings, variants, settings, n_relabel, fresh_
             common = set(range(len(y)))
             for v in variants:
                 common &= set(sets[r][v].source.tolist())
-            shown = sorted(common)[:N_EXAMPLES]
+            shown = sorted(sorted(common)[i] for i in torch.randperm(len(common), generator=torch.Generator()
+                                                                     .manual_seed(seed))[:N_EXAMPLES].tolist())
             meta[r] = {"n_attacked": len(y), "m": m, "shown_y": y[shown].tolist(), "shown_t": t[shown].tolist(),
                        "sets": {}}
             g = torch.Generator().manual_seed(seed)
@@ -105,7 +106,7 @@ def run_study(clf, ae, data, relabellings, variants, settings, n_relabel, fresh_
                                          "median_norm": float(s.norm.median()) if len(s.norm) else float("nan")}
         return tensors, meta
 
-    key = cache.config_hash(config, STUDY_CODE)
+    key = cache.config_hash(config, STUDY_CODE + [run_study])
     entry, hit = cache.cached("training_claims", key, build)
     return [{"relabelling": r, "hit": hit, "meta": entry["meta"][r],
              "state_dict": {k.split("/", 1)[1]: v for k, v in entry["state_dict"].items() if k.startswith(f"{r}/")}}
@@ -150,8 +151,9 @@ def correctness(results):
             for k, v in r["state_dict"].items() if k.startswith("correct/")}
 
 
-def examples(result):
-    """(images {set: (N_EXAMPLES, C, H, W)}, true labels, targets) of one relabelling's shown source images."""
-    sd, meta = result["state_dict"], result["meta"]
-    return ({k.split("/", 1)[1]: v for k, v in sd.items() if k.startswith("examples/")},
-            meta["shown_y"], meta["shown_t"])
+def cost_note(table):
+    """In words: what the set size and the test set cost in each accuracy's interval."""
+    half = 100 * ((table["CI high"] - table["CI low"]) / 2).max()
+    return (f"Every fresh classifier trained on {int(table['trained on'].min()):,} to {int(table['trained on'].max()):,} "
+            f"images (notebook 01's classifier: every training image), so the original-data control is this profile's ceiling; "
+            f"the {int(table['N'].iloc[0]):,} test images give each accuracy a 95% interval of at most ±{half:.1f} points.")

@@ -33,6 +33,16 @@ def accuracies(table, title):
     return fig
 
 
+def study_figures(table, study, classes, name):
+    """The accuracy figure and, per relabelling, the examples figure of one data set's study."""
+    accuracies(table[table["dataset"] == name], f"{name}: what a fresh classifier learns from each set")
+    for r in study:
+        images, y, t = (({k.split("/", 1)[1]: v for k, v in r["state_dict"].items() if k.startswith("examples/")},
+                         r["meta"]["shown_y"], r["meta"]["shown_t"]))
+        relabelled_examples(images, y, t, classes, f"{name}, D_{r['relabelling']}: the images each set trained on (the "
+                            "same source images), titled with their training label")
+
+
 def relabelled_examples(images, y, t, classes, title):
     """One row per set, one column per source image: the image that set trained on, titled with its label."""
     names = list(images)
@@ -66,6 +76,11 @@ def before_after(growth_on, growth_off, fractions, title):
     a.plot(lim, lim, "k--", lw=1)
     a.set(xscale="log", yscale="log", xlim=lim, ylim=lim, xlabel="on-manifold norm: after / before",
           ylabel="off-manifold norm: after / before", title="growth per image (above the diagonal: off grows more)")
+    plain = plt.FuncFormatter(lambda v, _: f"{v:.3g}")
+    for axis in (a.xaxis, a.yaxis):
+        axis.set_major_locator(plt.LogLocator(subs=(1.0, 2.0, 5.0)))
+        axis.set_major_formatter(plain)
+        axis.set_minor_formatter(plt.NullFormatter())
     pos = 0
     ticks = []
     for (sub, model), f in fractions.items():
@@ -75,7 +90,7 @@ def before_after(growth_on, growth_off, fractions, title):
     b.set_xticks([p for p, _ in ticks], [name for _, name in ticks], fontsize=8)
     for name, v in published.BORDT_FRACTION.items():
         b.axhline(v, color="tab:red", ls=":", lw=1)
-        b.text(pos - 0.5, v, f"Bordt: {name}", fontsize=7, color="tab:red", va="bottom", ha="right")
+        b.text(-0.45, v, f"Bordt: {name}", fontsize=7, color="tab:red", va="bottom", ha="left")
     b.set(ylabel="||P g|| / ||g|| at the clean image", ylim=(0, 1), title="gradient fraction in the subspace")
     fig.suptitle(title)
     fig.tight_layout()

@@ -15,7 +15,7 @@ import pandas as pd
 from scipy import stats as sps
 
 from lib import records as rec
-from lib import stats, verdicts
+from lib import report, stats, verdicts
 
 FAMILY = "10 · training claims"
 DIMENSION = "explained by dimension alone"
@@ -149,24 +149,39 @@ def alignment_row(records, dataset, margin):
 
 
 def geometry_table(records):
-    """Before and after: median norms of each attack (failures ranked at the top) with 95% CIs, the on/off ratio in
-    the tangent space and in a random subspace, and the median gradient fraction in each."""
+    """Per data set, before and after: median norms of each attack (failures ranked at the top) with 95% CIs, the
+    on/off ratio in the tangent space and in a random subspace, and the median gradient fraction in each."""
     rows = []
-    for model in ("before", "after"):
-        r = records[records["split"] == model]
+    for (ds, model), r in records.groupby(["dataset", "split"], sort=False) if len(records) else ():
         for _, m in rec.median_norm(r).iterrows():
-            rows.append({"model": model, "quantity": f"median norm: {rec.arm_label((m['condition'], m['subspace']))}",
+            rows.append({"dataset": ds, "model": model,
+                         "quantity": f"median norm: {rec.arm_label((m['condition'], m['subspace']))}",
                          "value": m["median norm"], "CI low": m["CI low"], "CI high": m["CI high"],
                          "success rate": m["success rate"]})
         for sub in ("tangent", "random"):
             s = rec.ratio_summary(r, ("on", sub), ("off", sub))
-            rows.append({"model": model, "quantity": f"on/off ratio: {sub}", "value": s["median ratio"],
+            rows.append({"dataset": ds, "model": model, "quantity": f"on/off ratio: {sub}", "value": s["median ratio"],
                          "CI low": s["CI low"], "CI high": s["CI high"], "success rate": np.nan})
-            f = fraction(records, model, sub).to_numpy()
-            med, lo, hi = stats.median_ci(f)
-            rows.append({"model": model, "quantity": f"gradient fraction ||P g||/||g||: {sub}", "value": med,
-                         "CI low": lo, "CI high": hi, "success rate": np.nan})
+            med, lo, hi = stats.median_ci(fraction(r, model, sub).to_numpy())
+            rows.append({"dataset": ds, "model": model, "quantity": f"gradient fraction ||P g||/||g||: {sub}",
+                         "value": med, "CI low": lo, "CI high": hi, "success rate": np.nan})
     return pd.DataFrame(rows)
+
+
+def fractions(records):
+    """{(subspace, model): per-image gradient fractions} for the figure."""
+    return {(s, m): fraction(records, m, s).to_numpy() for s in ("tangent", "random") for m in ("before", "after")}
+
+
+def headlines(accuracy, table, published_acc, source):
+    """The index's headline figures: the fresh classifiers' accuracies (unconstrained, on, off) beside Ilyas et al.'s
+    (another data set), and rows E and F."""
+    out = [report.proportion(f"{r['dataset']} {r['relabelling']}: test accuracy, {r['set']} set", r["correct"], r["N"],
+                             f"{published_acc[r['relabelling']]:.1%}, {source}" if r["set"] == "unconstrained" else "")
+           for _, r in accuracy.iterrows() if r["set"] in ("unconstrained", "on", "off")]
+    out += [report.headline(f"{r['dataset']}: {r['short']} — {r['verdict']}", r["effect"], "x",
+                            ci=(r["ci_low"], r["ci_high"])) for _, r in table.iterrows() if r["claim_id"] in ("E", "F")]
+    return out or [report.headline("no data set available", 0, "")]
 
 
 def judge(rows, alpha=stats.ALPHA):
@@ -176,30 +191,28 @@ def judge(rows, alpha=stats.ALPHA):
 # ---------------------------------------------------------------- the answer in words
 
 def answer(table, accuracies, geometry):
-    """Sentences for the index: what the fresh classifiers learned, and what adversarial training did."""
+    """Sentences for the index, per data set: what the fresh classifiers learned, and what adversarial training did."""
     out = []
-    acc = accuracies.set_index(["relabelling", "set"])["test accuracy"] if len(accuracies) else None
-    verdict = {(r["claim_id"], r["split"]): r for r in table.to_dict("records")} if len(table) else {}
-    for rl in sorted({k[0] for k in acc.index}) if acc is not None else []:
-        a = acc[rl]
-        parts = [f"{s} {a[s]:.0%}" for s in ("unconstrained", "off", "on", "random", "unperturbed", "original") if s in a]
-        said = f"Trained only on {rl} (MNIST), a fresh classifier labels clean test images right at: {', '.join(parts)}."
-        for cid, what in (("B", "off ≈ unconstrained"), ("C", "on < off"), ("D", "on < random")):
-            row = verdict.get((cid, rl))
-            if row:
-                said += f" {what}: {row['effect_text'].split(' (')[0]}, {row['verdict']}."
-        out.append(said)
-    if len(geometry):
-        g = geometry.set_index(["model", "quantity"])["value"]
-        def pair(q):
-            return f"{g[('before', q)]:.2f} → {g[('after', q)]:.2f}"
-        said = ("Adversarial training changed the median minimal norms off the manifold "
-                f"{pair('median norm: off/tangent')}, on it {pair('median norm: on/tangent')}, and the gradient's "
-                f"fraction in the tangent space {pair('gradient fraction ||P g||/||g||: tangent')} (random subspace "
-                f"{pair('gradient fraction ||P g||/||g||: random')}; Bordt et al. 2023: 0.31 → 0.675 on a known manifold).")
-        for cid, what in (("E", "off grows more than on"), ("F", "gradient moves into the tangent space")):
-            row = verdict.get((cid, "test"))
-            if row:
-                said += f" {what}: {row['effect_text'].split(' (')[0]}, {row['verdict']}."
-        out.append(said)
+    verdict = {(r["dataset"], r["claim_id"], r["split"]): r for r in table.to_dict("records")} if len(table) else {}
+
+    def said(ds, cid, split, what):
+        row = verdict.get((ds, cid, split))
+        return f" {what}: {row['effect_text'].split(' (')[0]}, {row['verdict']}." if row else ""
+
+    for (ds, rl), a in accuracies.groupby(["dataset", "relabelling"]) if len(accuracies) else ():
+        acc = a.set_index("set")["test accuracy"]
+        parts = ", ".join(f"{s} {acc[s]:.0%}" for s in ("unconstrained", "off", "on", "random", "unperturbed", "original")
+                          if s in acc)
+        out.append(f"Trained only on {rl} ({ds}), a fresh classifier labels clean test images right at: {parts}."
+                   + "".join(said(ds, c, rl, w) for c, w in (("A", "most right"), ("B", "off ≈ unconstrained"),
+                                                             ("C", "on < off"), ("D", "on < random"))))
+    for ds, g in geometry.groupby("dataset") if len(geometry) else ():
+        v = g.set_index(["model", "quantity"])["value"]
+        pair = lambda q: f"{v[('before', q)]:.2f} → {v[('after', q)]:.2f}"
+        out.append(f"Adversarial training ({ds}) changed the median minimal norm off the manifold "
+                   f"{pair('median norm: off/tangent')}, on it {pair('median norm: on/tangent')}, and the gradient's "
+                   f"fraction in the tangent space {pair('gradient fraction ||P g||/||g||: tangent')} (in a random "
+                   f"subspace {pair('gradient fraction ||P g||/||g||: random')}; Bordt et al. 2023: 0.31 → 0.675 on a "
+                   "known manifold)." + said(ds, "E", "test", "Off grows more than on")
+                   + said(ds, "F", "test", "The gradient moves into the tangent space"))
     return out
