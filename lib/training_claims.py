@@ -10,6 +10,8 @@ Adversarial training (lib.advtrain), from per-image attack records of the same t
   E  the off-manifold minimal norm grows more than the on-manifold one ("just deepens the dimples");
   F  the loss gradient's fraction in the tangent space, ||P_T g|| / ||g||, grows (the alignment view).
 """
+from dataclasses import replace
+
 import numpy as np
 import pandas as pd
 from scipy import stats as sps
@@ -97,7 +99,6 @@ def mislabeled_rows(correct, dataset, margin, min_success=0.5, success=None):
 
 
 def _untestable(row):
-    from dataclasses import replace
     return replace(row, testable=False)
 
 
