@@ -163,7 +163,7 @@ class AttackExperiment:
     shard_function = staticmethod(shards.run_shard)  # runs one shard (a test swaps it to interrupt a run)
 
     def __init__(self, classifier, data, split, n_images, settings, *, seed=0, device="cpu", shard_size=50,
-                 scheduler=None):
+                 scheduler=None, ids=None):
         if split not in ("train", "test"):
             raise ValueError(f"split must be train or test; got {split!r}")
         missing = set(CONDITIONS) - set(settings)
@@ -174,7 +174,9 @@ class AttackExperiment:
         self.classifier, self.data, self.split, self.settings = classifier, data, split, settings
         self.seed, self.device, self.shard_size, self.scheduler = seed, torch.device(device), shard_size, scheduler
         x, y = getattr(data, f"{split}_x"), getattr(data, f"{split}_y")
-        self.ids = pick_correct(classifier.model, x, y, n_images, seed, self.device)
+        # ids: the images to attack (indices into the split, e.g. another classifier's picks); None: pick_correct's
+        self.ids = pick_correct(classifier.model, x, y, n_images, seed, self.device) if ids is None else \
+            torch.as_tensor(ids, dtype=torch.long)
         self.x, self.y = x[self.ids], y[self.ids]
         self.class_means = class_means(data.train_x, data.train_y)
         self.data_identity = data.identity()  # hashes the training images: once

@@ -91,6 +91,8 @@ QUESTIONS = {  # notebook -> the question its answer paragraph speaks to on the 
     "07_isometric_autoencoder_defence": "Does projecting onto the manifold defend?",
     "08_known_manifolds": "Does the method see DMM where it is true?",
     "09_replication": "Do the verdicts replicate across training seeds?",
+    "10_training_claims": "Do DMM's claims about training hold: learning from mislabelled adversarial images, and "
+                          "adversarial training deepening the dimples?",
 }
 
 

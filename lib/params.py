@@ -164,7 +164,8 @@ def annotation_of(param):
 # name pattern -> (lowest allowed value, inclusive?): checked on every number under that key, nearest key first
 RANGES = [(r"^seed$", 0, True), (r"^n_show$", 0, True), (r"epochs$", 1, True), (r"^n_", 1, True),
           (r"_subset$", 1, True), (r"^steps$", 1, True), (r"latent_dim$", 1, True), (r"^ae_width$", 1, True),
-          (r"^k_sweep$", 1, True), (r"^shard_size$", 1, True), (r"^(eps|alpha)$", 0, False)]
+          (r"^k_sweep$", 1, True), (r"^shard_size$", 1, True), (r"^(eps|alpha)$", 0, False),
+          (r"^(accuracy_margin|advtrain_eps_scale|advtrain_lr)$", 0, False), (r"^min_success$", 0, True)]
 
 
 def _range_errors(value, path):
@@ -192,6 +193,8 @@ CONDITIONS = ("unconstrained", "on", "off")
 ATTACK_KEYS = ("eps", "alpha", "steps", "loss", "clip", "refine_steps")
 PGD_KEYS = ("eps", "alpha", "steps")
 CONTROLS = ("coordinate", "random", "pca")
+RELABELLINGS = ("rand", "det")                       # lib.mislabeled: D_rand, D_det
+VARIANTS = ("unconstrained", "on", "off", "random")  # lib.mislabeled: where a targeted perturbation may go
 
 # parameter name pattern -> (what its values are called, allowed values, where they are: "items" of a list, "keys"
 # of a dict, "settings": a dict {condition: {setting: value}}, "pgd": a dict {setting: value})
@@ -200,7 +203,9 @@ ALLOWED = [(r"^(datasets|dynamics_datasets)$", "a data set", DATASETS, "items"),
            (r"^controls$", "a control subspace", CONTROLS, "items"),
            (r"(epochs|_subset|latent_dim|^linf_eps)$", "a data set", DATASETS, "keys"),
            (r"^attack$", "a condition", CONDITIONS, "settings"),
-           (r"^pgd$", "a PGD setting", PGD_KEYS, "pgd")]
+           (r"^relabellings$", "a relabelling", RELABELLINGS, "items"),
+           (r"^variants$", "a perturbation variant", VARIANTS, "items"),
+           (r"(^|_)pgd$", "a PGD setting", PGD_KEYS, "pgd")]
 
 
 def _not_allowed(where, name, what, allowed):

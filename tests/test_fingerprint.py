@@ -74,7 +74,8 @@ def test_changed_lib_module_reruns_its_importers_and_says_which(tmp_reports, dat
     assert set(why) == {"03_on_off_manifold_attacks", "04_random_subspace_control", "05_statistics", "06_curvature",
                         "07_isometric_autoencoder_defence",  # 07 imports lib.defence, which imports lib.attacks
                         "08_known_manifolds",  # 08 attacks its worlds with lib.shards, which imports lib.attacks
-                        "09_replication"}  # 09 imports lib.experiment, which imports lib.shards -> lib.attacks
+                        "09_replication",  # 09 imports lib.experiment, which imports lib.shards -> lib.attacks
+                        "10_training_claims"}  # 10 imports lib.mislabeled and lib.experiment, which import lib.attacks
     assert why["03_on_off_manifold_attacks"] == ["lib/attacks.py changed"]
 
 
@@ -200,4 +201,4 @@ def test_a_comment_only_lib_edit_keeps_every_fingerprint(tmp_path):
     changed = {name for name, digest in dict(line.split() for line in before.splitlines()).items() if after[name] != digest}
     assert changed == {"03_on_off_manifold_attacks", "04_random_subspace_control", "06_curvature",
                        "07_isometric_autoencoder_defence", "08_known_manifolds",
-                       "09_replication"}  # (05 re-runs as their reader)
+                       "09_replication", "10_training_claims"}  # (05 re-runs as their reader)
