@@ -32,7 +32,7 @@ $(STAMP): pyproject.toml
 # parameters are checked before any kernel starts. DIMPLED_REPORTS / DIMPLED_CACHE / DIMPLED_DATA are honoured.
 # REPORT_ARGS=--dry-run: say what would run and why, run nothing.
 report: | $(STAMP)
-	@$(PY) -m lib.report make --profile $(PROFILE) -j $(JOBS) $(REPORT_ARGS)
+	@$(PY) -m lib.reporting make --profile $(PROFILE) -j $(JOBS) $(REPORT_ARGS)
 
 test: $(STAMP)
 	$(PY) -m pytest

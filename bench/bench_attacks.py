@@ -1,4 +1,4 @@
-"""Benchmark: our unconstrained lib.attacks.pgd_l2 against torchattacks' PGDL2 (the oracle).
+"""Benchmark: our unconstrained lib.boundary.attacks.pgd_l2 against torchattacks' PGDL2 (the oracle).
 
 Same model (a random MLP 784-256-256-10), same random [0, 1] images of MNIST shape labelled with
 the model's own predictions, same eps / alpha / steps, CPU. PGDL2 always runs all its steps and
@@ -14,7 +14,7 @@ Run:  .venv/bin/python bench/bench_attacks.py   (needs `pip install --no-deps to
 """
 import torch
 
-from lib.attacks import l2_norm, pgd_l2
+from lib.boundary.attacks import l2_norm, pgd_l2
 from rows import row  # bench/: this folder is on sys.path when a benchmark runs
 from timing import race as timing_race, repeats
 
@@ -61,7 +61,7 @@ def rows(devices):
             lambda: torchattacks.PGDL2(model, eps=EPS_TINY, alpha=ALPHA, steps=STEPS, random_start=False)(x, y))
         f = ~r.success
         out.append(row(f"unconstrained L2 PGD, fixed budget, {N} images x {STEPS} steps", device,
-                       t_ours, t_ta, "lib.attacks.pgd_l2", "torchattacks PGDL2",
+                       t_ours, t_ta, "lib.boundary.attacks.pgd_l2", "torchattacks PGDL2",
                        f"{N / t_ours:.0f} vs {N / t_ta:.0f} images/s; median of {REPEATS}; "
                        f"max |adv - adv_PGDL2| {(r.adv[f] - adv_ta[f]).abs().max():.1e}"))
     return out

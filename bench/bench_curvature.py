@@ -14,8 +14,8 @@ import time
 import numpy as np
 import torch
 
-from lib import curvature as cv
-from lib.models import mnist_mlp
+from lib.boundary import curvature as cv
+from lib.learn.models import mnist_mlp
 from timing import timed  # bench/timing.py: this folder is on sys.path when a benchmark runs
 
 SEED = 0

@@ -1,10 +1,10 @@
 """Benchmark: the overhead of Dask for attack shards, a 2-worker LocalCluster against an in-process loop.
 
-A workload this benchmark controls (it does not depend on lib.distributed's API): SHARDS shards, each a greedy
-lib.attacks.pgd_l2 on 64 random MNIST-shape images against a random MLP (seeded per shard), submitted to
+A workload this benchmark controls (it does not depend on lib.infra.distributed's API): SHARDS shards, each a greedy
+lib.boundary.attacks.pgd_l2 on 64 random MNIST-shape images against a random MLP (seeded per shard), submitted to
 dask.distributed.LocalCluster(n_workers=2, threads_per_worker=1) and gathered, against the same shards run one
 after the other in this process (1 torch thread each way). The cluster's start-up is timed apart. The row runs
-only where lib.distributed exists (the project's Dask layer); else it says it is not available.
+only where lib.infra.distributed exists (the project's Dask layer); else it says it is not available.
 Run: .venv/bin/python bench/bench_dask.py
 """
 import importlib.util
@@ -13,7 +13,7 @@ import time
 
 import torch
 
-from lib.attacks import pgd_l2
+from lib.boundary.attacks import pgd_l2
 from rows import row  # bench/: this folder is on sys.path when a benchmark runs
 from timing import race, repeats
 
@@ -35,8 +35,8 @@ def shard(seed):
 
 
 def rows(devices):
-    if importlib.util.find_spec("lib.distributed") is None:
-        return [row(TASK, "cpu", None, None, "dask", "in-process loop", "not available: lib.distributed missing")]
+    if importlib.util.find_spec("lib.infra.distributed") is None:
+        return [row(TASK, "cpu", None, None, "dask", "in-process loop", "not available: lib.infra.distributed missing")]
     import cloudpickle
     from dask.distributed import Client, LocalCluster
     cloudpickle.register_pickle_by_value(sys.modules[__name__])  # workers need not find bench/ on their path

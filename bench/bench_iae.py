@@ -2,7 +2,7 @@
 
   step          one training step (forward, backward, Adam) of the plain autoencoder's loss (reconstruction)
                 against one step of the I-AE loss (reconstruction + lambda (L_iso + L_piso)), same batch.
-  loss          L_iso + L_piso on the same batch by one jvp and one vjp (lib.iae) against full Jacobians
+  loss          L_iso + L_piso on the same batch by one jvp and one vjp (lib.learn.iae) against full Jacobians
                 (vmap(jacrev) of D at z and of E at x, then J_D u and u^T J_E: the reproduction's way); the
                 values must agree, and both must backpropagate to the weights.
 BatchNorm-free conv autoencoder (the I-AE's architecture), width 16, k = 16, random weights (the cost does not
@@ -13,7 +13,7 @@ import argparse
 import torch
 from torch.func import jacrev, vmap
 
-from lib import iae
+from lib.learn import iae
 from timing import timed  # bench/timing.py: this folder is on sys.path when a benchmark runs
 
 

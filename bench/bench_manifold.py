@@ -1,6 +1,6 @@
 """Benchmark: tangent-space projections, dense (J formed, QR) against matrix-free (CG with jvp / vjp).
 
-At CIFAR size (n = 3,072, k = 128, lib.models.ConvAutoencoder) both methods fit: time per batch, and the
+At CIFAR size (n = 3,072, k = 128, lib.learn.models.ConvAutoencoder) both methods fit: time per batch, and the
 agreement of the two projections (they must agree to the CG tolerance). Random weights. The matrix-free route
 is bench/cg_route.py, not the report's; ImageNet size, where a basis does not fit and a trained decoder's
 ill-conditioned J defeats CG, is bench/bench_projection.py.
@@ -12,8 +12,8 @@ import time
 import torch
 
 from cg_route import project_onto_matrix_free  # bench/: this folder is on sys.path when a benchmark runs
-from lib.manifold import project_onto, tangent_basis
-from lib.models import ConvAutoencoder
+from lib.geometry.manifold import project_onto, tangent_basis
+from lib.learn.models import ConvAutoencoder
 
 SEED = 0
 

@@ -1,22 +1,22 @@
 """Benchmark: on-manifold PGD end to end for 256 MNIST test images, tangent bases included.
 
-  ours          lib.manifold.tangent_basis (J by vmap of k = 16 jvps, batched QR), then lib.attacks.pgd_l2
-                with the gradient projected by Q Q^T (lib.subspaces.TangentSubspace.on).
+  ours          lib.geometry.manifold.tangent_basis (J by vmap of k = 16 jvps, batched QR), then lib.boundary.attacks.pgd_l2
+                with the gradient projected by Q Q^T (lib.geometry.subspaces.TangentSubspace.on).
   reproduction  the public reproduction's route: J by one backward pass per output pixel (n = 784 of them,
                 batched over the images), orthonormalised by classical Gram-Schmidt, then the same PGD with
                 its Q Q^T projection.
-The first 256 real MNIST test images (lib.data.load("mnist"); random images if the data are missing), the MNIST
-conv autoencoder (lib.models.ConvAutoencoder, k = 16) and MLP classifier (lib.models.mnist_mlp), both with random
+The first 256 real MNIST test images (lib.learn.data.load("mnist"); random images if the data are missing), the MNIST
+conv autoencoder (lib.learn.models.ConvAutoencoder, k = 16) and MLP classifier (lib.learn.models.mnist_mlp), both with random
 weights (the cost does not depend on them), labels = the classifier's own predictions. Both routes must give the
 same perturbations (same tangent spaces, to rounding). Run: .venv/bin/python bench/bench_onmanifold.py
 """
 import torch
 
 from bench_tangent import per_pixel_jacobian  # bench/: this folder is on sys.path when a benchmark runs
-from lib.attacks import pgd_l2
-from lib.manifold import project_onto, tangent_basis
-from lib.models import ConvAutoencoder, mnist_mlp
-from lib.subspaces import TangentSubspace
+from lib.boundary.attacks import pgd_l2
+from lib.geometry.manifold import project_onto, tangent_basis
+from lib.learn.models import ConvAutoencoder, mnist_mlp
+from lib.geometry.subspaces import TangentSubspace
 from rows import row
 from timing import race, repeats
 
@@ -40,7 +40,7 @@ def gram_schmidt(J):
 def mnist_images(n):
     """The first n MNIST test images, or random ones of MNIST shape where the data are not available."""
     try:
-        from lib.data import load
+        from lib.learn.data import load
         return load("mnist").test_x[:n], "the first 256 MNIST test images"
     except Exception as error:  # no data offline: the cost does not depend on the pixels
         return torch.rand(n, 1, 28, 28, generator=torch.Generator().manual_seed(0)), f"random images ({error})"

@@ -1,10 +1,10 @@
 """Benchmark: the tangent projection where a basis does not fit, at ImageNet resolution (n = 150,528).
 
 Two cases, each in its own process (so that its peak resident memory, ru_maxrss, is its own):
-  --case narrow   lib.models.VGGAutoencoder with every width / 8: latent 64 x 7 x 7, k = 3,136 (the paper
+  --case narrow   lib.learn.models.VGGAutoencoder with every width / 8: latent 64 x 7 x 7, k = 3,136 (the paper
                   reports 3,584 for its ImageNet autoencoder). Small enough to check against the exact answer:
                   J formed (3,136 jvps, float64) and QR-factorised, P_on v = Q Q^T v. Measured: the Gram route
-                  (lib.subspaces.GramTangentSubspace: G = J^T J from k jvp + vjp pairs, Cholesky), its error
+                  (lib.geometry.subspaces.GramTangentSubspace: G = J^T J from k jvp + vjp pairs, Cholesky), its error
                   against the exact projection, and conjugate gradients (bench/cg_route.py's
                   project_onto_matrix_free, cold, float32, as MatrixFreeTangentSubspace runs it) with the
                   error it leaves.
@@ -34,9 +34,9 @@ import torch.nn.functional as F
 from torch.func import jvp, vjp, vmap
 
 from cg_route import project_onto_matrix_free  # bench/: this folder is on sys.path when a benchmark runs
-from lib.manifold import eval_mode, gram_solver, project_onto_gram, unit_vectors
-from lib.models import VGG16_BLOCKS, VGGAutoencoder
-from lib.subspaces import GramTangentSubspace
+from lib.geometry.manifold import eval_mode, gram_solver, project_onto_gram, unit_vectors
+from lib.learn.models import VGG16_BLOCKS, VGGAutoencoder
+from lib.geometry.subspaces import GramTangentSubspace
 from rows import row
 
 REPO = Path(__file__).resolve().parents[1]

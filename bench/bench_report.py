@@ -2,9 +2,9 @@
 
 Opt-in (the cold run takes half an hour or more on a 2-core machine): only with BENCH_REPORT=1 in the
 environment (`make bench BENCH_REPORT=1`); otherwise the row says it was skipped.
-  cold       python -m lib.report make --profile quick, with a fresh temporary DIMPLED_CACHE and DIMPLED_REPORTS
+  cold       python -m lib.reporting make --profile quick, with a fresh temporary DIMPLED_CACHE and DIMPLED_REPORTS
   warm       the same command again, nothing changed: only fingerprints are checked and the index rebuilt
-  lib edit   the fingerprint check (--dry-run) in a temporary copy of the repository whose lib/attacks.py has
+  lib edit   the fingerprint check (--dry-run) in a temporary copy of the repository whose lib/boundary/attacks.py has
              one comment appended: how long it takes to find what must rerun. The repository is never modified.
   per notebook  the cold run's time of each notebook and its costliest cells (bench/bench_notebooks.py, read from
              the notebooks the cold run executed).
@@ -26,9 +26,9 @@ TASK = "make report quick"
 
 
 def report(root, env, *args):
-    """Wall seconds of `python -m lib.report make --profile quick [args]` run from the repository at root."""
+    """Wall seconds of `python -m lib.reporting make --profile quick [args]` run from the repository at root."""
     t0 = time.perf_counter()
-    subprocess.run([sys.executable, "-m", "lib.report", "make", "--profile", "quick", *args], cwd=root,
+    subprocess.run([sys.executable, "-m", "lib.reporting", "make", "--profile", "quick", *args], cwd=root,
                    env={**env, "PYTHONPATH": str(root)}, check=True, stdout=subprocess.DEVNULL)
     return time.perf_counter() - t0
 
@@ -48,9 +48,9 @@ def rows(devices):
         with open(copy / "lib" / "attacks.py", "a") as f:
             f.write("# an edit, for the benchmark\n")
         edited = report(copy, env, "--dry-run")
-    return [row(f"{TASK}, cold (empty cache)", "cpu", cold, None, "lib.report make", "-", "one run"),
-            row(f"{TASK}, warm (nothing changed)", "cpu", warm, cold, "lib.report make", "the cold run", "one run"),
-            row(f"{TASK}, fingerprint check after a lib edit (--dry-run)", "cpu", edited, cold, "lib.report make "
+    return [row(f"{TASK}, cold (empty cache)", "cpu", cold, None, "lib.reporting.report make", "-", "one run"),
+            row(f"{TASK}, warm (nothing changed)", "cpu", warm, cold, "lib.reporting.report make", "the cold run", "one run"),
+            row(f"{TASK}, fingerprint check after a lib edit (--dry-run)", "cpu", edited, cold, "lib.reporting.report make "
                 "--dry-run", "the cold run", "in a temporary copy of the repository; one run")] + per_notebook
 
 

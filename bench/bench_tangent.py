@@ -1,6 +1,6 @@
 """Benchmark: tangent bases for 256 MNIST images, ours against the public reproduction's method.
 
-  ours          lib.manifold.tangent_basis: J = dD/dz by forward mode, one jvp per latent direction
+  ours          lib.geometry.manifold.tangent_basis: J = dD/dz by forward mode, one jvp per latent direction
                 (k = 16 of them), vmapped over directions, batched over images; then a batched QR.
   per pixel     J row by row, one backward pass per output pixel (n = 784 of them), batched over the
                 images (they are independent in eval mode); then the same QR.
@@ -11,8 +11,8 @@ import argparse
 
 import torch
 
-from lib.manifold import eval_mode, tangent_basis
-from lib.models import ConvAutoencoder
+from lib.geometry.manifold import eval_mode, tangent_basis
+from lib.learn.models import ConvAutoencoder
 from timing import timed  # bench/timing.py: this folder is on sys.path when a benchmark runs
 
 

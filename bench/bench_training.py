@@ -1,11 +1,11 @@
 """Benchmark: how close the report's training steps come to this machine's dense-matmul rate, and what the memory
 format and the batch size would give per image.
 
-Per trained model kind, the step exactly as the report trains it (lib.train.fit's forward, loss, zero_grad,
-backward, optimizer step; the I-AE's lib.iae.iae_terms), on random images of the data set's shape (the timing does
+Per trained model kind, the step exactly as the report trains it (lib.learn.train.fit's forward, loss, zero_grad,
+backward, optimizer step; the I-AE's lib.learn.iae.iae_terms), on random images of the data set's shape (the timing does
 not depend on the values), at the quick profile's sizes:
   MLP classifier     784-256-256-10 (MNIST and Fashion-MNIST train the same net), SGD, batch 200
-  conv autoencoder   lib.models.ConvAutoencoder, 28x28, width 16, k = 16, Adam, batch 144 (MNIST, Fashion-MNIST)
+  conv autoencoder   lib.learn.models.ConvAutoencoder, 28x28, width 16, k = 16, Adam, batch 144 (MNIST, Fashion-MNIST)
   I-AE               the same autoencoder without BatchNorm, Softplus(100), reconstruction + L_iso + L_piso, batch 144
 FLOPs per step: torch.utils.flop_counter.FlopCounterMode over one step (matmuls and convolutions, forward and
 backward; the optimizer's element-wise work is not counted). The machine's rate: a 2048 x 2048 fp32 matmul
@@ -24,7 +24,7 @@ import torch
 import torch.nn.functional as F
 from torch.utils.flop_counter import FlopCounterMode
 
-from lib import iae, models
+from lib.learn import iae, models
 from rows import row  # bench/: this folder is on sys.path when a benchmark runs
 from timing import repeats
 

@@ -1,25 +1,25 @@
 """The conjugate-gradient tangent route: P_on v = J a with J^T J a = J^T v solved by CGLS, J never formed.
 
-This is the projection onto an autoencoder's tangent space (lib.manifold) that needs no memory beyond the
+This is the projection onto an autoencoder's tangent space (lib.geometry.manifold) that needs no memory beyond the
 decoder's passes: neither a basis (n x k) nor a Gram matrix (k x k). The report does not use it. CG on the
 normal equations needs O(kappa(J)) iterations, and a trained decoder's J is ill-conditioned: on the VGG
 autoencoder at 224 x 224 with widths / 8 (k = 3,136, kappa(J) = 3.0e4; bench/bench_projection.py), 1,000
 iterations left the projection 52% wrong while the normal-equation residual read 1.4e-2, so an "off-manifold"
 attack would leak into the tangent space unseen. Where a basis does not fit, the report projects through the
-k x k Gram matrix instead (lib.manifold.gram_matrix, lib.subspaces.GramTangentSubspace: exact to 3.3e-6 there).
+k x k Gram matrix instead (lib.geometry.manifold.gram_matrix, lib.geometry.subspaces.GramTangentSubspace: exact to 3.3e-6 there).
 Kept here as the baseline the benchmarks compare with (bench_manifold.py, bench_projection.py), tested in
 tests/test_cg_route.py.
 
   column_scale               a Jacobi (column) preconditioner for J^T J, estimated from vjps
   project_onto_matrix_free   batched CGLS, warm-startable, with an honest residual
-  MatrixFreeTangentSubspace  the lib.subspaces interface (on, off, solve_summary) over it, warm-started per image
+  MatrixFreeTangentSubspace  the lib.geometry.subspaces interface (on, off, solve_summary) over it, warm-started per image
 """
 import torch
 from torch.func import jvp, vjp
 
-from lib.manifold import _require, eval_mode
-from lib.runtime import progress as progress_bar
-from lib.subspaces import Subspace, _new_log, _record, _summary
+from lib.geometry.manifold import _require, eval_mode
+from lib.infra.runtime import progress as progress_bar
+from lib.geometry.subspaces import Subspace, _new_log, _record, _summary
 
 
 def column_scale(decode, z, probes=8, generator=None):
@@ -146,13 +146,13 @@ class MatrixFreeTangentSubspace(Subspace):
 
     Successive calls of an attack project nearby vectors (PGD's gradients), so each call is warm-started
     from the previous solution of the same image (`solution`, (B, k)); a zero row of v (a frozen image in
-    lib.attacks.pgd_l2) is projected to exactly zero and leaves that image's solution as it was.
+    lib.boundary.attacks.pgd_l2) is projected to exactly zero and leaves that image's solution as it was.
     probes > 0: CG is preconditioned by the Jacobi column scaling of column_scale, estimated
     once per image from `probes` vjps; off by default (VGG autoencoder at ImageNet size: it did not beat plain
     warm-started CGLS). Every solve is logged per image (solve_summary), but mind what the log can say: the
     residual is the normal equations' ||J^T r|| / ||J^T v||, and the projection's error can be kappa(J) times
-    larger. Where J is ill-conditioned, as a trained decoder's is, use lib.subspaces.GramTangentSubspace
-    (lib.subspaces.tangent_subspace does): this class needs the least memory and is exact only for a well-conditioned J.
+    larger. Where J is ill-conditioned, as a trained decoder's is, use lib.geometry.subspaces.GramTangentSubspace
+    (lib.geometry.subspaces.tangent_subspace does): this class needs the least memory and is exact only for a well-conditioned J.
     """
 
     def __init__(self, ae, x, tol=1e-4, max_iter=100, probes=0, seed=0):

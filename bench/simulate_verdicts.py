@@ -14,7 +14,7 @@ import pandas as pd
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
 from test_claims import dimpled, world  # noqa: E402  (the tests' worlds: one definition)
 
-from lib import claims  # noqa: E402
+from lib.studies import claims  # noqa: E402
 
 
 def tables(make, sims, seed=2):

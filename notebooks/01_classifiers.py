@@ -40,7 +40,11 @@ classifier_train_subset: Union[int, dict[str, int], None] = None  # train on thi
 # %%
 import pandas as pd
 
-from lib import data, plots, published, report, runtime, train
+from lib.figures import plots
+from lib.inference import published
+from lib.infra import runtime
+from lib.learn import data, train
+from lib.reporting import report
 
 run = runtime.start("01_classifiers", profile, seed, device)
 settings = train.ModelSettings.of(globals())  # the models of notebooks 01 and 02 (params `all:`)

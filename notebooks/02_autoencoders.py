@@ -45,7 +45,11 @@ ae_width: Optional[int] = 16             # channels of the first conv layer; Non
 import pandas as pd
 import torch
 
-from lib import data, plots, published, report, runtime, train
+from lib.figures import plots
+from lib.inference import published
+from lib.infra import runtime
+from lib.learn import data, train
+from lib.reporting import report
 
 run = runtime.start("02_autoencoders", profile, seed, device)
 settings = train.ModelSettings.of(globals())  # the models of notebooks 01 and 02 (params `all:`)

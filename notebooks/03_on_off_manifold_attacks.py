@@ -56,8 +56,13 @@ ae_width: Optional[int] = 16             # channels of the first conv layer; Non
 import numpy as np
 import pandas as pd
 
-from lib import data, distributed, experiment, plots, report, runtime, stats, tables, train
-from lib import records as records_lib
+from lib.experiments import experiment
+from lib.figures import plots
+from lib.inference import stats
+from lib.infra import distributed, runtime
+from lib.learn import data, train
+from lib.reporting import report, tables
+from lib.experiments import records as records_lib
 
 run = runtime.start("03_on_off_manifold_attacks", profile, seed, device)
 settings = train.ModelSettings.of(globals())  # the models of notebooks 01 and 02 (params `all:`)

@@ -75,8 +75,12 @@ import numpy as np
 import pandas as pd
 from IPython.display import display
 
-from lib import claims, plots, report, runtime, verdicts
-from lib import records as rec
+from lib.figures import plots
+from lib.inference import verdicts
+from lib.infra import runtime
+from lib.reporting import report
+from lib.studies import claims
+from lib.experiments import records as rec
 
 run = runtime.start("05_statistics", profile, 0, "cpu")
 results = report.results_dir(profile)

@@ -72,9 +72,13 @@ ae_width: Optional[int] = 16             # channels of the first conv layer; Non
 import numpy as np
 import pandas as pd
 
-from lib import curvature as cv, curvature_report as cr, curvature_runs as runs, data, report, runtime, tables, train
-from lib import curvature_analysis as ca
-from lib import plots_curvature as pc
+from lib.boundary import curvature as cv
+from lib.infra import runtime
+from lib.learn import data, train
+from lib.reporting import report, tables
+from lib.studies import curvature_report as cr, curvature_runs as runs
+from lib.studies import curvature_analysis as ca
+from lib.figures import plots_curvature as pc
 
 run = runtime.start("06_curvature", profile, seed, device)
 settings = train.ModelSettings.of(globals())  # the models of notebooks 01 and 02 (params `all:`)
@@ -252,7 +256,7 @@ dynamics_table.style.hide(axis="index").format(precision=4)
 
 # %% [markdown]
 # ## Left out
-# * **CIFAR-10 and ImageNet**: the conv nets' n = 3,072 / 150,528 call for Lanczos extremes (lib.curvature has them)
+# * **CIFAR-10 and ImageNet**: the conv nets' n = 3,072 / 150,528 call for Lanczos extremes (lib.boundary.curvature has them)
 #   rather than full spectra; not run here.
 # * The finite-difference curvatures of the ReLU MLP depend on h and on the probe vectors (see above): they are a
 #   check, not the measurement.

@@ -18,7 +18,7 @@
 # near the data, the *orthogonal* projection onto the learned manifold, but could not get the I-AE to train.
 # Here it is trained, checked for isometry, and attacked by an attacker who knows the defence.
 #
-# **The I-AE loss** (lib/iae.py): ‖D(E(x)) − x‖² + λ (L_iso + L_piso), one λ for both terms, with
+# **The I-AE loss** (lib/learn/iae.py): ‖D(E(x)) − x‖² + λ (L_iso + L_piso), one λ for both terms, with
 # L_iso = E (‖J_D(z) u‖ − 1)² (z drawn from a diagonal Gaussian fitted to the batch's encodings, u a random unit
 # latent vector; J_D u by a forward-mode jvp) and L_piso = E (‖uᵀ J_E(x)‖ − 1)² (a reverse-mode vjp). The norms are of
 # whole vectors, not element-wise.
@@ -55,7 +55,7 @@ iae_train_subset: int = 1000             # I-AE training images (a random subset
 iae_batch_size: int = 144                # images per step (the plain AE's)
 iae_lr: float = 3e-4                     # Adam learning rate (1e-3 diverges without BatchNorm)
 softplus_beta: float = 1.0               # Softplus sharpness: 1 is the plain AE's (warm start keeps its function); Gropp et al. use 100
-iae_monitor: int = 50                    # test images at whose encodings the isometry criterion is tracked after every epoch
+iae_monitor: int = 20                    # test images at whose encodings the isometry criterion is tracked after every epoch
 eps_grid: list[float] = [0.5, 1.0, 1.5, 2.0, 3.0, 6.0]  # L2 budgets, [0, 1] pixel scale (6: a large budget, a check of the attack)
 attack_steps: int = 50                   # PGD steps per budget
 attack_restarts: int = 1                 # adaptive PGD restarts (the first from x, the others from random points in the ball)
@@ -64,9 +64,9 @@ convergence_steps: int = 150             # steps per restart in the convergence 
 convergence_restarts: int = 2            # restarts in the convergence check
 verdict_eps: list[float] = [1.0, 2.0]    # budgets at which the defences are compared in the verdict table
 margin: float = 0.05                     # negligible difference of robust accuracies (5 points)
-aa_steps: int = 100                      # AutoAttack: iterations of APGD-CE, APGD-T and FAB-T (its standard: 100)
-aa_targets: int = 9                      # AutoAttack: target classes of APGD-T and FAB-T (its standard: 9)
-square_queries: int = 5000               # AutoAttack: Square Attack's queries per image (its standard: 5,000)
+aa_steps: int = 20                       # AutoAttack: iterations of APGD-CE, APGD-T and FAB-T (its standard: 100)
+aa_targets: int = 3                      # AutoAttack: target classes of APGD-T and FAB-T (its standard: 9)
+square_queries: int = 300                # AutoAttack: Square Attack's queries per image (its standard: 5,000)
 linf_eps: dict[str, float] = {"mnist": 0.3}  # AutoAttack in L-inf at this budget per data set (MNIST's standard threat model)
 n_jacobian: int = 50                     # test images at which singular values of J_D and the projection property are measured
 projection_radius: float = 0.5           # ||n|| of the normal / tangent perturbations of the projection check
@@ -88,8 +88,14 @@ ae_width: Optional[int] = 16             # channels of the first conv layer; Non
 # %%
 import pandas as pd
 
-from lib import autoattack, checklist, data, defence, plots_defence, published, report, runtime, tables, train
-from lib import defence_report as dr, defence_setup as ds, iae_study
+from lib.boundary import autoattack
+from lib.figures import plots_defence
+from lib.inference import published
+from lib.infra import runtime
+from lib.learn import data, train
+from lib.reporting import report, tables
+from lib.studies import checklist, defence
+from lib.studies import defence_report as dr, defence_setup as ds, iae_study
 
 run = runtime.start("07_isometric_autoencoder_defence", profile, seed, device)
 settings = train.ModelSettings.of(globals())  # the models of notebooks 01 and 02 (params `all:`)

@@ -16,9 +16,9 @@
 # the same whatever the geometry". This notebook answers both with **positive controls**: synthetic worlds (offline,
 # seeded, n = 784 pixels so that k/n is MNIST's) whose manifold and tangent space, and in world 1 the decision boundary
 # too, are known exactly, run through the same chain as notebooks 03–05: greedy L2 PGD with the gradient projected on
-# or off a subspace (`lib.attacks.pgd_l2` via `lib.shards.attack_images`), a random orthonormal subspace of the same k
-# as the control (`lib.subspaces`), per-image records of the same columns, the claims of notebook 05 (`lib.claims`,
-# unchanged) and the report's one verdict rule (`lib.verdicts.judge`).
+# or off a subspace (`lib.boundary.attacks.pgd_l2` via `lib.experiments.shards.attack_images`), a random orthonormal subspace of the same k
+# as the control (`lib.geometry.subspaces`), per-image records of the same columns, the claims of notebook 05 (`lib.studies.claims`,
+# unchanged) and the report's one verdict rule (`lib.inference.verdicts.judge`).
 #
 # * **World 1, a dimpled world** (DMM true by construction): data on a k-dimensional affine subspace x = c + U z inside
 #   the [0, 1] box, two classes on either side of a hyperplane h(z) = w·z = 0 inside it, and a classifier written in
@@ -67,8 +67,13 @@ import pandas as pd
 import torch
 from IPython.display import display
 
-from lib import data, plots_worlds, report, runtime, stats, train, verdicts, worlds, worlds_trained
-from lib.shards import AttackSettings
+from lib.figures import plots_worlds
+from lib.inference import stats, verdicts
+from lib.infra import runtime
+from lib.learn import data, train
+from lib.reporting import report
+from lib.studies import worlds, worlds_trained
+from lib.experiments.shards import AttackSettings
 
 run = runtime.start("08_known_manifolds", profile, seed, "cpu")
 runtime.show("**Data**: synthetic worlds generated here from the seed (no data set is read); n = 784, k = "
@@ -117,7 +122,7 @@ w2_rows = worlds.world_rows(w2_records, margin)
 
 # %% [markdown]
 # ## World 3: a curved manifold of images
-# G is the decoder of an MNIST autoencoder (`g_*`: lib.train's cache; notebook 02's settings would give 02's model), the
+# G is the decoder of an MNIST autoencoder (`g_*`: lib.learn.train's cache; notebook 02's settings would give 02's model), the
 # codes are its encodings of MNIST training images. *Overlap*: ‖Q_aeᵀ Q_true‖²_F / k, the mean squared cosine of the
 # principal angles between the fresh autoencoder's tangent space and the true one (1: the same; a random subspace:
 # about k/n). *Fraction*: ‖P g‖/‖g‖ of the classifier's input gradient, not squared, as Bordt et al. report it.

@@ -78,9 +78,13 @@ ae_width: Optional[int] = 16             # channels of the first conv layer; Non
 import pandas as pd
 from IPython.display import display
 
-from lib import data, distributed, experiment, report, runtime, train, verdicts
-from lib import plots_replication as pr
-from lib import replication as rp
+from lib.experiments import experiment
+from lib.inference import verdicts
+from lib.infra import distributed, runtime
+from lib.learn import data, train
+from lib.reporting import report
+from lib.figures import plots_replication as pr
+from lib.studies import replication as rp
 
 run = runtime.start("09_replication", profile, seed, device)
 settings = train.ModelSettings.of(globals())  # the models of notebooks 01 and 02 (params `all:`)

@@ -80,10 +80,15 @@ import pandas as pd
 import torch
 from IPython.display import display
 
-from lib import advtrain, data, experiment, published, report, runtime, train, verdicts
-from lib import mislabeled_study as ms
-from lib import plots_training as pt
-from lib import training_claims as tc
+from lib.experiments import experiment
+from lib.inference import published, verdicts
+from lib.infra import runtime
+from lib.learn import data, train
+from lib.reporting import report
+from lib.studies import advtrain
+from lib.studies import mislabeled_study as ms
+from lib.figures import plots_training as pt
+from lib.studies import training_claims as tc
 
 run = runtime.start("10_training_claims", profile, seed, device)
 settings = train.ModelSettings.of(globals())  # the models of notebooks 01 and 02 (params `all:`)

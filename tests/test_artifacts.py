@@ -1,7 +1,7 @@
 """The code that defines each cached artifact is unchanged since its version was recorded, or the change was
-recorded (a refactor: `python -m lib.artifacts record`) or versioned (a new outcome: raise `version`, then record).
+recorded (a refactor: `python -m lib.infra.artifacts record`) or versioned (a new outcome: raise `version`, then record).
 Without this test a changed training loop or attack would silently reuse entries built by the old code."""
-from lib import artifacts
+from lib.infra import artifacts
 
 
 def test_every_artifact_is_recorded_at_its_version_with_its_code():
@@ -20,5 +20,5 @@ def test_every_artifact_is_recorded_at_its_version_with_its_code():
     gone = set(recorded) - set(artifacts.all_artifacts())
     problems += [f"{kind}: recorded, but no longer defined" for kind in sorted(gone)]
     assert not problems, (
-        "; ".join(problems) + ". If the outcome is unchanged (a refactor), run `python -m lib.artifacts record`; "
+        "; ".join(problems) + ". If the outcome is unchanged (a refactor), run `python -m lib.infra.artifacts record`; "
         "if it changed, raise the artifact's version first, then record.")

@@ -5,7 +5,7 @@ import math
 import pytest
 import torch
 
-from lib.attacks import AttackResult, pgd_l2
+from lib.boundary.attacks import AttackResult, pgd_l2
 
 SHAPE = (1, 8, 8)  # 64 "pixels"
 D = math.prod(SHAPE)

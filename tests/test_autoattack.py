@@ -1,4 +1,4 @@
-"""lib.autoattack: AutoAttack's suite through torchattacks on a linear classifier whose L2 distance to the decision
+"""lib.boundary.autoattack: AutoAttack's suite through torchattacks on a linear classifier whose L2 distance to the decision
 boundary is known exactly: no image farther than eps is ever counted broken (soundness, checked by our own
 re-validation), every image well inside eps is broken (the attack works), and the suite's records are cached."""
 import numpy as np
@@ -6,7 +6,7 @@ import pytest
 import torch
 from torch import nn
 
-from lib import autoattack as aa
+from lib.boundary import autoattack as aa
 
 pytest.importorskip("torchattacks")
 

@@ -3,7 +3,7 @@ import os
 import pytest
 import torch
 
-from lib import cache
+from lib.infra import cache
 
 
 def build_counter():
@@ -65,7 +65,7 @@ def test_read_only_complete_cache_is_a_hit_without_writing(tmp_cache, monkeypatc
 
     monkeypatch.setattr(cache.fcntl, "flock", refuse)
     monkeypatch.setattr(cache, "save_atomic", refuse)
-    from lib import files
+    from lib.infra import files
 
     monkeypatch.setattr(files.tempfile, "mkstemp", refuse)
     import builtins
@@ -102,7 +102,7 @@ def test_two_processes_that_miss_together_build_once(tmp_cache, tmp_path):
     import subprocess
     import sys
 
-    script = (f"import time; from lib import cache\n"
+    script = (f"import time; from lib.infra import cache\n"
               f"def build():\n    open({str(tmp_path / 'built')!r}, 'a').write('x'); time.sleep(1.0)\n"
               f"    return {{}}, {{}}\n"
               f"print(cache.cached('thing', 'same', build)[1])")
@@ -116,7 +116,7 @@ def test_two_processes_that_miss_together_build_once(tmp_cache, tmp_path):
 @pytest.mark.parametrize("mask", [0o022, 0o077, 0o002])
 def test_written_files_get_the_mode_of_the_umask(tmp_cache, tmp_reports, mask):
     """Entries, results JSON and the index get 0666 minus the umask, as a plain open gives (mkstemp: 0600)."""
-    from lib import index, report
+    from lib.reporting import index, report
 
     old = os.umask(mask)
     try:

@@ -1,10 +1,10 @@
 """Cache keys follow an artifact's configuration and version; its code is watched by its recorded hash
-(lib.artifacts), which follows what the code computes, not how it is documented."""
+(lib.infra.artifacts), which follows what the code computes, not how it is documented."""
 import types
 
 import pytest
 
-from lib import artifacts
+from lib.infra import artifacts
 
 
 def _module(source):

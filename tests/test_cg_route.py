@@ -1,5 +1,5 @@
 """bench/cg_route.py: the conjugate-gradient tangent route (the benchmarks' baseline, not the report's), checked
-against the dense projection (lib.manifold.tangent_basis) and the Gram route (lib.subspaces.GramTangentSubspace).
+against the dense projection (lib.geometry.manifold.tangent_basis) and the Gram route (lib.geometry.subspaces.GramTangentSubspace).
 The toy autoencoders are those of tests/test_manifold.py and tests/test_subspaces.py."""
 import sys
 from pathlib import Path
@@ -8,9 +8,9 @@ import pytest
 import torch
 from torch import nn
 
-from lib.manifold import decoder_jacobian, project_onto, tangent_basis
-from lib.models import ConvAutoencoder
-from lib.subspaces import GramTangentSubspace, tangent_subspace
+from lib.geometry.manifold import decoder_jacobian, project_onto, tangent_basis
+from lib.learn.models import ConvAutoencoder
+from lib.geometry.subspaces import GramTangentSubspace, tangent_subspace
 from test_manifold import SHAPE, ConvBNAE, LinearAE, PoolAE, images, make
 from test_subspaces import N, SoftplusAE, ill_conditioned
 
@@ -141,7 +141,7 @@ def test_past_float32_accuracy_the_solver_returns_its_best_iterate_and_its_true_
     assert not info["converged"].any() and (info["residual"] < 1e-3).all() and (info["iterations"] < 200).all()
 
 
-# --- MatrixFreeTangentSubspace: the lib.subspaces interface over it ---
+# --- MatrixFreeTangentSubspace: the lib.geometry.subspaces interface over it ---
 
 def test_matrix_free_tangent_subspace_agrees_with_the_dense_one():
     torch.manual_seed(0)
@@ -189,7 +189,7 @@ def test_matrix_free_subspace_logs_every_solve_and_reports_non_convergence():
 def test_matrix_free_subspace_warm_starts_through_pgd_and_matches_the_dense_attack():
     """pgd_l2 projects the whole batch with zero rows for frozen images: the warm start must survive them, and
     the attack must match the one with the dense basis."""
-    from lib.attacks import pgd_l2
+    from lib.boundary.attacks import pgd_l2
     torch.manual_seed(0)
     ae, x = SoftplusAE().double().eval(), images(4)
     model = nn.Sequential(nn.Flatten(), nn.Linear(N, 3)).double().eval()

@@ -1,7 +1,7 @@
-"""lib.checkpoints: the last checkpoint is the classifier lib.train trains, and checkpoints are cached."""
+"""lib.learn.checkpoints: the last checkpoint is the classifier lib.learn.train trains, and checkpoints are cached."""
 import torch
 
-from lib import checkpoints, train
+from lib.learn import checkpoints, train
 from tests.test_train import synthetic
 
 

@@ -12,7 +12,9 @@ import pandas as pd
 import pytest
 from scipy import stats as sps
 
-from lib import claims, records, stats, verdicts
+from lib.experiments import records
+from lib.inference import stats, verdicts
+from lib.studies import claims
 
 K, N_PIX = 16, 784
 SIMS, N_IMG = 200, 1000
@@ -54,7 +56,7 @@ def world(rng, n=N_IMG, *, gap=1.0, share_factor=1.0, cos_shift=0.0, off_factor=
 def test_beta_share_is_what_a_real_random_subspace_captures():
     """The simulation's premise: the energy share of a fixed vector in a random orthonormal k-subspace is
     Beta(k/2, (n-k)/2), whose median lies below k/n (why "share < k/n" is the wrong null)."""
-    from lib import subspaces
+    from lib.geometry import subspaces
 
     rng = np.random.default_rng(0)
     w = rng.normal(size=N_PIX)

@@ -1,10 +1,10 @@
-"""lib.curvature: each quantity computed two independent ways (closed form, or another algorithm)."""
+"""lib.boundary.curvature: each quantity computed two independent ways (closed form, or another algorithm)."""
 import numpy as np
 import pytest
 import torch
 from torch import nn
 
-from lib import curvature as cv
+from lib.boundary import curvature as cv
 
 
 class Quadric(nn.Module):

@@ -1,12 +1,12 @@
-"""lib.curvature_analysis: the statistics and constructions of notebook 06, each checked against an independent answer."""
+"""lib.studies.curvature_analysis: the statistics and constructions of notebook 06, each checked against an independent answer."""
 import numpy as np
 import pytest
 import torch
 from torch import nn
 
-from lib import curvature as cv
-from lib import curvature_analysis as ca
-from lib import stats, verdicts
+from lib.boundary import curvature as cv
+from lib.studies import curvature_analysis as ca
+from lib.inference import stats, verdicts
 import pandas as pd
 
 

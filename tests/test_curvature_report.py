@@ -1,4 +1,4 @@
-"""lib.curvature_report and lib.curvature_runs: notebook 06's summary, its two-phase reading of the training dynamics
+"""lib.studies.curvature_report and lib.studies.curvature_runs: notebook 06's summary, its two-phase reading of the training dynamics
 and its headline figures, against the same figures computed by hand."""
 import numpy as np
 import pandas as pd
@@ -6,7 +6,7 @@ import pytest
 import torch
 from torch import nn
 
-from lib import curvature_report as cr, curvature_runs as runs
+from lib.studies import curvature_report as cr, curvature_runs as runs
 
 
 def _records():
@@ -76,7 +76,7 @@ def test_the_twin_agrees_with_the_mlp_as_its_labels_do():
 
 
 class _Data:
-    """The little a section reads of a lib.data.Data: test images and labels, n and an identity."""
+    """The little a section reads of a lib.learn.data.Data: test images and labels, n and an identity."""
 
     def __init__(self, x, y):
         self.test_x, self.test_y, self.n = x, y, x[0].numel()

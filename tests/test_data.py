@@ -3,7 +3,7 @@ import pytest
 import torch
 from PIL import Image
 
-from lib import data
+from lib.learn import data
 
 
 @pytest.fixture

@@ -1,12 +1,12 @@
-"""lib.defence: the fixed-budget PGD against lib.attacks.pgd_l2, the projections, and the strength of the
+"""lib.studies.defence: the fixed-budget PGD against lib.boundary.attacks.pgd_l2, the projections, and the strength of the
 adaptive attack (robust accuracy 0 at a large budget)."""
 import pytest
 import torch
 from torch import nn
 
-from lib import defence_claims
-from lib import defence
-from lib.attacks import pgd_l2
+from lib.studies import defence_claims
+from lib.studies import defence
+from lib.boundary.attacks import pgd_l2
 
 
 def _toy(seed=0, n=40):
@@ -20,7 +20,7 @@ def _toy(seed=0, n=40):
 
 
 def test_pgd_budget_breaks_the_images_that_greedy_pgd_breaks():
-    """From x, one restart, no refinement: the same update as lib.attacks.pgd_l2, so the same images fall."""
+    """From x, one restart, no refinement: the same update as lib.boundary.attacks.pgd_l2, so the same images fall."""
     clf, x = _toy()
     y = clf(x).argmax(1)
     ours = defence.pgd_budget(clf, x, y, eps=0.05, steps=20, alpha=0.005)
@@ -65,7 +65,7 @@ def test_off_manifold_attack_cannot_pass_a_linear_projection_defence():
     """Against x -> clf(P x), P the orthogonal projection onto a PCA subspace, a perturbation confined to the
     subspace's normal space changes nothing (P n = 0): the off attack never succeeds, while the on attack,
     confined to the subspace, does at a large budget. records_at turns norms into robust accuracy per eps."""
-    from lib.subspaces import BasisSubspace
+    from lib.geometry.subspaces import BasisSubspace
 
     clf, x = _toy(4, n=12)
     train = torch.rand(300, 1, 28, 28, generator=torch.Generator().manual_seed(5))
@@ -89,8 +89,8 @@ def test_off_manifold_attack_cannot_pass_a_linear_projection_defence():
 def test_finetuning_on_the_projection_recovers_clean_accuracy(tmp_path, monkeypatch):
     """A classifier trained on x and shown P(x) for a lossy projection loses accuracy; fine-tuned on P(x) of its
     own training images it recovers it; the second call comes from the cache with the same weights."""
-    from lib import train
-    from lib.data import Data
+    from lib.learn import train
+    from lib.learn.data import Data
 
     monkeypatch.setenv("DIMPLED_CACHE", str(tmp_path))
     g = torch.Generator().manual_seed(0)

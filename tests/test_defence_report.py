@@ -1,4 +1,4 @@
-"""lib.defence_setup and lib.defence_report: notebook 07's fine-tune policy, the defences it builds, the convergence
+"""lib.studies.defence_setup and lib.studies.defence_report: notebook 07's fine-tune policy, the defences it builds, the convergence
 check and the lookups behind its answer, each against what the rule says in words."""
 from types import SimpleNamespace
 
@@ -8,8 +8,9 @@ import pytest
 import torch
 from torch import nn
 
-from lib import defence, defence_report as dr, defence_setup as ds, models, train
-from lib.data import Data
+from lib.learn import models, train
+from lib.studies import defence, defence_report as dr, defence_setup as ds
+from lib.learn.data import Data
 
 
 def test_the_finetune_policy_fine_tunes_when_any_projection_costs_more_than_the_threshold():
@@ -86,22 +87,22 @@ def test_convergence_reads_the_main_run_from_the_robust_table_and_flags_a_drop_b
 
 def test_answer_and_headlines_name_the_right_figures():
     rows = [{"dataset": "m", "defence": d, "attack": a, "eps": e, "robust accuracy": v, "CI low": v - 0.1, "CI high": v + 0.1}
-            for (d, a, e, v) in [("I-AE", "adaptive", 1.0, 0.5), ("plain AE", "adaptive", 1.0, 0.25),
-                                 ("pca", "adaptive", 1.0, 0.125), ("none", "adaptive", 1.0, 0.0),
-                                 ("I-AE", "adaptive", 6.0, 0.0), ("I-AE", "transfer", 1.0, 0.75)]]
-    robust = pd.DataFrame(rows)
+            for (d, a, e, v) in [("I-AE", "worst case", 1.0, 0.5), ("plain AE", "worst case", 1.0, 0.25),
+                                 ("pca", "worst case", 1.0, 0.125), ("none", "worst case", 1.0, 0.0),
+                                 ("I-AE", "adaptive", 1.0, 0.625), ("I-AE", "transfer", 1.0, 0.75)]]
+    worst = pd.DataFrame(rows)
     manifold = pd.DataFrame([{"dataset": "m", "defence": "I-AE", "attack": a, "eps": 1.0, "robust accuracy": v}
                              for a, v in (("on-manifold", 0.375), ("off-manifold", 0.875))])
     verdict = pd.DataFrame([{"dataset": "m", "claim_id": "07d/plain AE", "eps": 1.0, "verdict": "inconclusive"}])
-    (sentence,) = dr.answer(["m"], robust, manifold, verdict, [1.0], [1.0, 6.0])
-    assert ("keeps 50% of the images robust, the plain AE 25%, PCA 12%, no defence 0% (I-AE better than the plain "
-            "AE: inconclusive); at ε = 6 the adaptive attack leaves 0% (I-AE)") in sentence
+    (sentence,) = dr.answer(["m"], worst, manifold, verdict, [1.0], [1.0, 6.0])
+    assert ("worst case per image) at ε = 1, the I-AE defence keeps 50% of the images robust, the plain AE 25%, PCA 12%, "
+            "no defence 0% (I-AE better than the plain AE: inconclusive)") in sentence  # the worst case, not adaptive PGD's 62%
     assert "PGD leaves 38% robust at ε = 1; confined to its normal space, 88%." in sentence
-    assert "not tested" in dr.answer(["m"], robust, manifold, verdict.iloc[:0], [1.0], [1.0, 6.0])[0]
-    heads = dr.headlines(["m"], robust, {"m": {"I-AE": np.array([0.1, 0.3]), "plain AE": np.array([1.0])}}, [1.0])
+    assert "not tested" in dr.answer(["m"], worst, manifold, verdict.iloc[:0], [1.0], [1.0, 6.0])[0]
+    heads = dr.headlines(["m"], worst, {"m": {"I-AE": np.array([0.1, 0.3]), "plain AE": np.array([1.0])}}, [1.0])
     assert [h["value"] for h in heads] == pytest.approx([0.5, 0.25, 0.125, 0.0, 0.2, 1.0])
     assert heads[0]["ci"] == pytest.approx([0.4, 0.6])
-    assert dr.headlines([], robust, {}, [1.0])[0]["name"] == "no data set available"
+    assert dr.headlines([], worst, {}, [1.0])[0]["name"] == "no data set available"
 
 
 def test_check_params_names_the_bad_parameter():
@@ -117,7 +118,7 @@ def test_check_params_names_the_bad_parameter():
 def test_data_sets_the_conv_iae_cannot_take_are_dropped_with_why():
     from types import SimpleNamespace
 
-    from lib import defence_setup
+    from lib.studies import defence_setup
     found = {"mnist": SimpleNamespace(shape=(1, 28, 28)), "cifar10": SimpleNamespace(shape=(3, 32, 32))}
     missing = {}
     dropped = defence_setup.drop_unsupported(found, missing)

@@ -1,4 +1,4 @@
-"""Sharded attack conditions (lib.shards, lib.distributed): the records do not depend on the shard size or on
+"""Sharded attack conditions (lib.experiments.shards, lib.infra.distributed): the records do not depend on the shard size or on
 where the shards ran, an interrupted run resumes with the missing shards only, a dead worker's shard is rerun."""
 import os
 import shutil
@@ -12,7 +12,9 @@ import pandas as pd
 import pytest
 import torch
 
-from lib import data, distributed, experiment, shards, train
+from lib.experiments import experiment, shards
+from lib.infra import distributed
+from lib.learn import data, train
 
 N_IMAGES = 7
 SETTINGS = experiment.settings_from({"unconstrained": {"eps": 10.0, "alpha": 0.2, "steps": 25},
@@ -210,7 +212,7 @@ def test_where_a_basis_does_not_fit_a_shard_projects_through_gram_matrices_a_gro
                                                                                                 monkeypatch):
     """As at ImageNet size: the tangent conditions go through GramTangentSubspace, as many images at once as
     MAX_GRAM_BYTES holds, and give the records of the dense bases."""
-    from lib import subspaces
+    from lib.geometry import subspaces
     conditions = [(c, experiment.tangent_spec(setup[2])) for c in ("on", "off")]
     expected = records(make(setup, shard_size=N_IMAGES), conditions)
     shutil.rmtree(cache_dir / "attacks")
@@ -233,7 +235,7 @@ def test_where_a_basis_does_not_fit_a_shard_projects_through_gram_matrices_a_gro
 def test_random_bases_too_big_for_one_batch_are_drawn_a_group_at_a_time(setup, cache_dir, monkeypatch):
     """Per-image random bases come from (seed, image id): drawn in groups, as at ImageNet size (15 GB each),
     they give the records of the whole shard at once."""
-    from lib import subspaces
+    from lib.geometry import subspaces
     conditions = [("on", experiment.control_spec("random", 16, seed=2))]
     expected = records(make(setup, shard_size=N_IMAGES), conditions)
     shutil.rmtree(cache_dir / "attacks")

@@ -3,7 +3,9 @@ import pandas as pd
 import pytest
 import torch
 
-from lib import data, experiment, stats, train
+from lib.experiments import experiment
+from lib.inference import stats
+from lib.learn import data, train
 
 N_PIX = 784
 

@@ -3,8 +3,8 @@ import subprocess
 
 import pytest
 
-from lib import fingerprint, params, pipeline, state
-from lib.report import reports_dir
+from lib.reporting import fingerprint, params, pipeline, state
+from lib.reporting.report import reports_dir
 
 NOTEBOOKS = {p.stem: p for p in params.notebook_paths()}
 
@@ -64,19 +64,19 @@ def test_changed_lib_module_reruns_its_importers_and_says_which(tmp_reports, dat
     record_all("smoke")
     real = fingerprint.sha
 
-    attacks = fingerprint.normalised(fingerprint._module_file("lib.attacks").read_text())
+    attacks = fingerprint.normalised(fingerprint._module_file("lib.boundary.attacks").read_text())
 
-    def edited(data):  # as if the code of lib/attacks.py had been edited
+    def edited(data):  # as if the code of lib/boundary/attacks.py had been edited
         return "edited" if data == attacks else real(data)
 
     monkeypatch.setattr(fingerprint, "sha", edited)
     why = stale("smoke")
     assert set(why) == {"03_on_off_manifold_attacks", "04_random_subspace_control", "05_statistics", "06_curvature",
-                        "07_isometric_autoencoder_defence",  # 07 imports lib.defence, which imports lib.attacks
-                        "08_known_manifolds",  # 08 attacks its worlds with lib.shards, which imports lib.attacks
-                        "09_replication",  # 09 imports lib.experiment, which imports lib.shards -> lib.attacks
-                        "10_training_claims"}  # 10 imports lib.mislabeled and lib.experiment, which import lib.attacks
-    assert why["03_on_off_manifold_attacks"] == ["lib/attacks.py changed"]
+                        "07_isometric_autoencoder_defence",  # 07 imports lib.studies.defence, which imports lib.boundary.attacks
+                        "08_known_manifolds",  # 08 attacks its worlds with lib.experiments.shards, which imports lib.boundary.attacks
+                        "09_replication",  # 09 imports lib.experiments.experiment, which imports lib.experiments.shards -> lib.boundary.attacks
+                        "10_training_claims"}  # 10 imports lib.studies.mislabeled and lib.experiments.experiment, which import lib.boundary.attacks
+    assert why["03_on_off_manifold_attacks"] == ["lib/boundary/attacks.py changed"]
 
 
 def test_torch_version_and_upstream_records_are_parts(tmp_reports, data_dir, monkeypatch):
@@ -107,8 +107,8 @@ def test_lib_closure_follows_imports_transitively():
     assert {"attacks.py", "manifold.py", "experiment.py", "models.py", "cache.py", "sources.py"} <= closure
     assert "pipeline.py" not in closure and "index.py" not in closure  # the report machinery is not a result's input
     assert "attacks.py" not in {p.name for p in fingerprint.lib_closure(NOTEBOOKS["01_classifiers"])}
-    relative = fingerprint.imported_lib_modules("from . import files\nfrom .runtime import notify", module="lib.cache")
-    assert {fingerprint._module_file("lib.files"), fingerprint._module_file("lib.runtime")} <= relative
+    relative = fingerprint.imported_lib_modules("from . import files\nfrom .runtime import notify", module="lib.infra.cache")
+    assert {fingerprint._module_file("lib.infra.files"), fingerprint._module_file("lib.infra.runtime")} <= relative
     assert all(f.is_relative_to(fingerprint.LIB) for f in relative)
 
 
@@ -162,8 +162,8 @@ def in_checkout(repo, code, *args):
 
 
 RECORD = """
-from lib import fingerprint, params
-from lib.report import reports_dir
+from lib.reporting import fingerprint, params
+from lib.reporting.report import reports_dir
 root = reports_dir("smoke")
 for path in params.notebook_paths():
     fp = fingerprint.fingerprint(path, params.resolve(path.stem, "smoke"), root)
@@ -182,7 +182,7 @@ def test_a_moved_clone_runs_nothing(tmp_path):
     shutil.copytree(first, moved)  # with its reports/smoke fingerprints
     shutil.rmtree(first)
     assert in_checkout(moved, RECORD) == recorded
-    dry = in_checkout(moved, "from lib import pipeline; pipeline.main(['make', '--profile', 'smoke', '--dry-run'])")
+    dry = in_checkout(moved, "from lib.reporting import pipeline; pipeline.main(['make', '--profile', 'smoke', '--dry-run'])")
     assert dry.startswith("Up to date: nothing to run."), dry
 
 
@@ -190,7 +190,7 @@ def test_a_comment_only_lib_edit_keeps_every_fingerprint(tmp_path):
     """lib code enters a fingerprint as the cache keys see it (no comments, no docstrings): editing them re-runs nothing."""
     repo = checkout_copy(tmp_path / "repo")
     before = in_checkout(repo, RECORD)
-    attacks = repo / "lib" / "attacks.py"
+    attacks = repo / "lib" / "boundary" / "attacks.py"
     text = attacks.read_text()
     head, _, rest = text.partition('"""\n')  # after the module docstring's first line
     attacks.write_text(f'{head}"""\n# a comment added\n{rest}'.replace('"""', '"""Edited. ', 1) + "\n# and one more\n")

@@ -1,4 +1,4 @@
-"""lib.iae: the I-AE regularisers checked against finite differences and explicit Jacobians, the linear
+"""lib.learn.iae: the I-AE regularisers checked against finite differences and explicit Jacobians, the linear
 isometric case in closed form, and BatchNorm folding, the model's training and caching on a toy set."""
 import copy
 
@@ -8,7 +8,7 @@ import torch.nn.functional as F
 from torch.autograd import gradcheck
 from torch.autograd.functional import jacobian
 
-from lib import iae, models
+from lib.learn import iae, models
 
 torch.set_default_dtype(torch.float32)
 B, K, N = 5, 3, 7
@@ -203,7 +203,8 @@ def test_rescaling_the_latent_keeps_the_reconstruction_and_finds_the_isometric_s
 
 def test_the_isometry_and_reconstruction_measures_show_progress(tmp_path, monkeypatch):
     """Notebook 07's isometry cell and 02's reconstruction cell: their lib loops write bars to the progress log."""
-    from lib import runtime, train
+    from lib.infra import runtime
+    from lib.learn import train
 
     log = tmp_path / "nb.progress.log"
     monkeypatch.setenv("DIMPLED_PROGRESS", str(log))

@@ -1,15 +1,15 @@
-"""lib.manifold: tangent bases and projections, each checked against an independent computation."""
+"""lib.geometry.manifold: tangent bases and projections, each checked against an independent computation."""
 import pytest
 import torch
 from torch import nn
 
-from lib.manifold import energy_share, project_onto, tangent_basis
+from lib.geometry.manifold import energy_share, project_onto, tangent_basis
 
 SHAPE = (1, 8, 8)  # toy images: n = 64
 N = 64
 
 
-# --- toy autoencoders with the lib.models interface: latent_dim, encode(x), decoder_at(x) ---
+# --- toy autoencoders with the lib.learn.models interface: latent_dim, encode(x), decoder_at(x) ---
 
 class LinearAE(nn.Module):
     """D(z) = A z (reshaped), E(x) = A^+ x: the tangent space is the column space of A everywhere."""

@@ -1,4 +1,4 @@
-"""lib.memo: a measurement's nested result survives the cache bit for bit (types, dtypes, shapes, values), is
+"""lib.infra.memo: a measurement's nested result survives the cache bit for bit (types, dtypes, shapes, values), is
 built once, and what cannot be stored safely is refused."""
 from dataclasses import dataclass
 
@@ -7,8 +7,8 @@ import pandas as pd
 import pytest
 import torch
 
-from lib import cache, memo
-from lib.curvature import BoundaryPoints
+from lib.infra import cache, memo
+from lib.boundary.curvature import BoundaryPoints
 
 
 def _value():

@@ -1,7 +1,7 @@
 import pytest
 import torch
 
-from lib import models
+from lib.learn import models
 
 
 def test_normalize_is_the_per_channel_standardisation():

@@ -5,7 +5,7 @@ import os
 
 import pytest
 
-from lib import execute, params, report
+from lib.reporting import execute, params, report
 
 NOTEBOOKS = sorted(report.NOTEBOOKS.glob("[0-9]*.py"))
 

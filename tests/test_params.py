@@ -5,7 +5,7 @@ import subprocess
 import papermill
 import pytest
 
-from lib import execute, params, report
+from lib.reporting import execute, params, report
 
 
 @pytest.fixture
@@ -126,7 +126,7 @@ def test_values_outside_their_domain_are_refused_before_any_kernel(param_dir, tm
                                                                     capsys, monkeypatch):
     import re
 
-    from lib import pipeline
+    from lib.reporting import pipeline
 
     edit(param_dir / "smoke.yaml", old, new)
     monkeypatch.setattr(pipeline, "_spawn", lambda *a: (_ for _ in ()).throw(AssertionError("a notebook was started")))
@@ -140,7 +140,8 @@ def test_values_outside_their_domain_are_refused_before_any_kernel(param_dir, tm
 def test_allowed_values_are_the_ones_the_lib_accepts():
     import dataclasses
 
-    from lib import data, experiment, shards
+    from lib.experiments import experiment, shards
+    from lib.learn import data
 
     assert params.DATASETS == data.DATASETS and set(params.CONDITIONS) == set(experiment.CONDITIONS)
     assert params.ATTACK_KEYS == tuple(f.name for f in dataclasses.fields(shards.AttackSettings))
@@ -153,7 +154,7 @@ def test_allowed_values_are_the_ones_the_lib_accepts():
 def test_a_data_folder_that_does_not_exist_is_refused(tmp_path, tmp_reports, no_kernel, monkeypatch, capsys):
     """DIMPLED_DATA naming no folder: one line, before anything is queued or invalidated, no folder created;
     DIMPLED_DATA_CREATE=1 asks for a new, empty data folder."""
-    from lib import fingerprint, pipeline
+    from lib.reporting import fingerprint, pipeline
 
     missing = tmp_path / "nonexistent"
     monkeypatch.setenv("DIMPLED_DATA", str(missing))
@@ -171,7 +172,7 @@ def test_a_data_folder_that_does_not_exist_is_refused(tmp_path, tmp_reports, no_
     assert not missing.exists() and (root / "01_classifiers.html").read_text() == "last good page"
     assert fingerprint.path_of(root, "01_classifiers").exists() and not list(root.glob("*.state.json"))
     monkeypatch.setenv("DIMPLED_DATA_CREATE", "1")
-    from lib import sources
+    from lib.infra import sources
 
     sources.check_data_root()
     assert missing.is_dir()

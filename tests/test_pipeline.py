@@ -6,7 +6,8 @@ import subprocess
 import papermill
 import pytest
 
-from lib import execute, fingerprint, index, params, progress, report, runtime, state
+from lib.infra import runtime
+from lib.reporting import execute, fingerprint, index, params, progress, report, state
 
 
 class CellError(Exception):
@@ -64,7 +65,7 @@ def test_interrupted_notebook_is_marked_interrupted(fake_papermill, tmp_reports)
 
 
 def test_run_prints_one_line_not_a_traceback(fake_papermill, tmp_reports, capsys):
-    from lib import pipeline
+    from lib.reporting import pipeline
 
     fake_papermill["fail"] = CellError("boom")
     assert pipeline.main(["run", str(report.NOTEBOOKS / "02_autoencoders.py"), "--profile", "smoke", "--quiet"]) == 1
@@ -124,7 +125,7 @@ def test_a_run_that_stops_before_computing_keeps_the_last_good_pages(fake_paperm
 
 def test_a_notebook_not_run_because_its_upstream_failed_keeps_its_last_good_pages(tmp_reports, monkeypatch):
     """`make report`: 03 fails, so 05 is not run; 05's last good run stays in the report."""
-    from lib import pipeline
+    from lib.reporting import pipeline
 
     root = tmp_reports / "smoke"
     root.mkdir(parents=True)

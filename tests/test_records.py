@@ -1,9 +1,9 @@
-"""lib.records: arms, pairing, censoring as intervals, and the summaries the notebooks show."""
+"""lib.experiments.records: arms, pairing, censoring as intervals, and the summaries the notebooks show."""
 import numpy as np
 import pandas as pd
 import pytest
 
-from lib import records as rec
+from lib.experiments import records as rec
 
 K, N = 16, 784
 

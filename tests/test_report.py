@@ -2,8 +2,9 @@ import json
 
 import pytest
 
-from lib import verdicts
-from lib import execute, index, params, report, runtime
+from lib.inference import verdicts
+from lib.infra import runtime
+from lib.reporting import execute, index, params, report
 
 
 def test_parameters_merge_all_then_notebook():
@@ -51,7 +52,7 @@ def test_bad_common_parameters():
 
 
 def test_index_leads_with_the_answer_figure_and_deciding_claims(tmp_reports):
-    from lib import fingerprint, state
+    from lib.reporting import fingerprint, state
 
     run = runtime.Run("05_statistics", "smoke", 0, runtime.pick_device("cpu"))
     page = index.build_index("smoke").read_text()
@@ -84,7 +85,8 @@ def test_index_leads_with_the_answer_figure_and_deciding_claims(tmp_reports):
 
 def test_headlines_carry_intervals_and_readings(tmp_reports):
     """Accuracies with Wilson intervals, an AUC with its interval and how to read it below 0.5, no raw inf / nan."""
-    from lib import curvature_analysis, stats
+    from lib.inference import stats
+    from lib.studies import curvature_analysis
 
     run = runtime.Run("06_curvature", "smoke", 0, runtime.pick_device("cpu"))
     auc = report.headline("mnist: detection AUC", 0.31, "", ci=(0.2, 0.45), note=curvature_analysis.auc_reading(0.31))
@@ -115,7 +117,7 @@ def test_messages_are_shown_as_written_and_interrupts_read_whole():
 def test_index_answers_every_question_and_states_the_caveats(tmp_reports):
     """Beside 05's answer: a paragraph per further question from that notebook's own results, a note where it has
     no finished run, and the caveats of scale the notebooks state."""
-    from lib import fingerprint
+    from lib.reporting import fingerprint
 
     root = tmp_reports / "smoke"
     for name, extra in (("05_statistics", {"answer": ["The geometry says X."]}),

@@ -3,7 +3,8 @@ import subprocess
 
 import torch
 
-from lib import pipeline, runtime
+from lib.infra import runtime
+from lib.reporting import pipeline
 
 
 def test_threads_share_the_cores_between_parallel_notebooks(monkeypatch):

@@ -1,10 +1,10 @@
-"""lib.stats against independent references: worked examples by hand, exact distributions, simulations."""
+"""lib.inference.stats against independent references: worked examples by hand, exact distributions, simulations."""
 import numpy as np
 import pytest
 from scipy import stats as sps
 
-from lib import power
-from lib import stats as st
+from lib.inference import power
+from lib.inference import stats as st
 
 K, N = 16, 784
 

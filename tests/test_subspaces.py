@@ -1,11 +1,11 @@
-"""lib.subspaces: the tangent space and its random controls behind one interface."""
+"""lib.geometry.subspaces: the tangent space and its random controls behind one interface."""
 import numpy as np
 import pytest
 import torch
 from torch import nn
 
-from lib.manifold import project_onto, tangent_basis
-from lib.subspaces import (KINDS, CoordinateSubspace, GramTangentSubspace, PCASubspace, RandomSubspace,
+from lib.geometry.manifold import project_onto, tangent_basis
+from lib.geometry.subspaces import (KINDS, CoordinateSubspace, GramTangentSubspace, PCASubspace, RandomSubspace,
                            TangentSubspace, make_subspace, tangent_route, tangent_subspace)
 
 SHAPE = (1, 8, 8)  # toy images: n = 64
@@ -13,7 +13,7 @@ N, K, B = 64, 5, 4
 
 
 class SoftplusAE(nn.Module):
-    """A small nonlinear autoencoder with the lib.models interface (latent_dim, encode, decoder_at)."""
+    """A small nonlinear autoencoder with the lib.learn.models interface (latent_dim, encode, decoder_at)."""
 
     def __init__(self, k=K):
         super().__init__()
@@ -249,7 +249,7 @@ def test_an_images_random_subspace_depends_on_its_id_not_its_batch(kind):
 
 
 def test_gram_solver_says_when_g_is_not_positive_definite():
-    from lib.manifold import gram_solver
+    from lib.geometry.manifold import gram_solver
     G = -torch.eye(3, dtype=torch.float64)[None]
     with pytest.raises(RuntimeError, match="not positive definite"):
         gram_solver(G)

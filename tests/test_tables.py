@@ -1,8 +1,8 @@
-"""lib.tables: the one lookup of a figure by its row's keys, against plain boolean indexing."""
+"""lib.reporting.tables: the one lookup of a figure by its row's keys, against plain boolean indexing."""
 import numpy as np
 import pandas as pd
 
-from lib import tables
+from lib.reporting import tables
 
 T = pd.DataFrame({"dataset": ["mnist", "mnist", "fashion_mnist"], "attack": ["adaptive", "transfer", "adaptive"],
                   "eps": [1.0, 1.0, 0.1 + 0.2], "robust accuracy": [0.25, 0.5, 0.75], "CI low": [0.1, 0.2, 0.3],

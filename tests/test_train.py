@@ -1,7 +1,7 @@
 import pytest
 import torch
 
-from lib import data, train
+from lib.learn import data, train
 
 
 def synthetic(shape, n_train=64, n_test=32, classes=10, seed=0):

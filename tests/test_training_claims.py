@@ -7,10 +7,10 @@ import pandas as pd
 import pytest
 import torch
 
-from lib import mislabeled as ml
-from lib import params
-from lib import training_claims as tc
-from lib.subspaces import BasisSubspace
+from lib.studies import mislabeled as ml
+from lib.reporting import params
+from lib.studies import training_claims as tc
+from lib.geometry.subspaces import BasisSubspace
 
 
 class Affine(torch.nn.Module):

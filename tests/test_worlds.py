@@ -1,11 +1,12 @@
-"""World 1 (lib.worlds): the dimpled world's attacks agree with its analytic distances, and the claims of
+"""World 1 (lib.studies.worlds): the dimpled world's attacks agree with its analytic distances, and the claims of
 notebook 05 see the dimple where it is deep and nothing on the flat side."""
 import numpy as np
 import pytest
 import torch
 
-from lib import stats, verdicts, worlds
-from lib.shards import AttackSettings
+from lib.inference import stats, verdicts
+from lib.studies import worlds
+from lib.experiments.shards import AttackSettings
 
 ALPHA_STEP, REFINE = 0.005, 12
 
@@ -87,12 +88,13 @@ def test_false_positive_rate_on_the_flat_side():
     assert dict(zip(edge["claim_id"], edge["supported"]))["3"] <= 2  # P(X >= 3 | 12, 0.05) = 2%
 
 
-# ---------------------------------------------------------------- worlds 2 and 3 (lib.worlds_trained)
+# ---------------------------------------------------------------- worlds 2 and 3 (lib.studies.worlds_trained)
 
 from torch import nn  # noqa: E402
 
-from lib import manifold, models  # noqa: E402
-from lib import worlds_trained as wt  # noqa: E402
+from lib.geometry import manifold  # noqa: E402
+from lib.learn import models
+from lib.studies import worlds_trained as wt  # noqa: E402
 
 
 def test_true_tangent_is_the_column_space_of_a_finite_difference_jacobian():
@@ -124,9 +126,9 @@ class LinearAE(nn.Module):
 
 def test_linear_autoencoder_finds_a_linear_world():
     """The optimal linear autoencoder of data on a linear manifold (Baldi & Hornik 1989: encoder and decoder span the
-    top-k principal subspace) has, through lib.manifold.tangent_basis, the true tangent space: overlap ~1; a random
+    top-k principal subspace) has, through lib.geometry.manifold.tangent_basis, the true tangent space: overlap ~1; a random
     subspace's overlap is about k/n."""
-    from lib import subspaces
+    from lib.geometry import subspaces
     m = worlds.linear_manifold(8, 1, seed=4)
     x = m.point(torch.randn(1000, 8, generator=torch.Generator().manual_seed(0)) * 0.5)
     V = subspaces.PCASubspace(x, 8).Q

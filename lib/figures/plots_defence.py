@@ -1,0 +1,93 @@
+"""Figures of notebook 07 (the Isometric-Autoencoder defence): one function per figure kind."""
+import matplotlib.pyplot as plt
+import numpy as np
+
+from lib.learn.iae import ISO_TARGET, ISO_TOLERANCE
+
+COLOURS = {"none": "tab:gray", "pca": "tab:green", "plain AE": "tab:blue", "I-AE": "tab:red"}
+
+
+def loss_terms(histories, title):
+    """The three I-AE terms per training step (log scale), one column per lambda: {lambda: history}."""
+    fig, axes = plt.subplots(1, len(histories), figsize=(4 * len(histories), 3), squeeze=False, sharey=True)
+    for ax, (lam, h) in zip(axes[0], histories.items()):
+        for name, label in (("recon", "reconstruction ||D(E(x)) − x||²"), ("iso", "L_iso"), ("piso", "L_piso")):
+            ax.plot(h[name], label=label)
+        ax.set_yscale("log")
+        ax.set_title(f"λ = {lam:g}")
+        ax.set_xlabel("training step (batch)")
+    axes[0][0].set_ylabel("loss term (per image)")
+    axes[0][-1].legend(fontsize=8)
+    fig.suptitle(title)
+    fig.tight_layout()
+    plt.show()
+
+
+def isometry_curve(histories, n_train, n_images):
+    """The isometry criterion (share of J_D's singular values within ±ISO_TOLERANCE of 1 at `n_images` test encodings)
+    against training epochs: one panel per data set, one line per λ ({data set: {λ: history}}); epoch 0 is the warm
+    start. The dashed line is the criterion's target."""
+    fig, axes = plt.subplots(1, max(len(histories), 1), figsize=(5 * max(len(histories), 1), 3.2), squeeze=False,
+                             sharey=True)
+    for ax, (name, by_lam) in zip(axes[0], histories.items()):
+        for lam, h in by_lam.items():
+            ax.plot(range(len(h.get("iso_share", []))), h.get("iso_share", []), "o-", label=f"λ = {lam:g}")
+        ax.axhline(ISO_TARGET, color="k", ls="--", lw=0.8)
+        ax.set_title(f"{name} ({n_train:,} training images)")
+        ax.set_xlabel("epoch (0: the warm start)")
+        ax.set_ylim(0, 1)
+        ax.legend(fontsize=8)
+    axes[0][0].set_ylabel(f"share of σ within ±{ISO_TOLERANCE:.0%} of 1")
+    fig.suptitle(f"Isometry criterion during training ({n_images} test encodings; target {ISO_TARGET:.0%})")
+    fig.tight_layout()
+    plt.show()
+
+
+def singular_values(values, title):
+    """Histograms of log10 singular values of J_D, one per model: {label: array}; an isometry sits at 0."""
+    fig, ax = plt.subplots(figsize=(6, 3.2))
+    bins = np.linspace(-1.5, 1.0, 60)
+    for label, v in values.items():
+        ax.hist(np.log10(np.asarray(v).ravel()), bins=bins, alpha=0.55, label=label, density=True)
+    ax.axvline(0, color="k", lw=0.8)
+    ax.set_xlabel("log10 singular value of J_D at test encodings (0: isometric)")
+    ax.set_ylabel("density")
+    ax.set_title(title)
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    plt.show()
+
+
+def robust_accuracy_vs_eps(table, title):
+    """Robust accuracy with Wilson 95% intervals against eps: one panel per attack, one line per defence."""
+    attacks = list(dict.fromkeys(table["attack"]))
+    fig, axes = plt.subplots(1, len(attacks), figsize=(5 * len(attacks), 3.4), squeeze=False, sharey=True)
+    for ax, attack in zip(axes[0], attacks):
+        for defence, r in table[table["attack"] == attack].groupby("defence", sort=False):
+            r = r.sort_values("eps")
+            c = COLOURS.get(defence)
+            ax.plot(r["eps"], r["robust accuracy"], "o-", color=c, label=defence)
+            ax.fill_between(r["eps"], r["CI low"], r["CI high"], color=c, alpha=0.15)
+        ax.set_title(f"{attack} PGD")
+        ax.set_xlabel("L2 budget ε ([0, 1] pixel scale)")
+        ax.set_ylim(-0.02, 1.02)
+    axes[0][0].set_ylabel("robust accuracy")
+    axes[0][-1].legend(fontsize=8)
+    fig.suptitle(title)
+    fig.tight_layout()
+    return fig
+
+
+def convergence(curves, title):
+    """Robust accuracy against the number of PGD iterations (all restarts in a row): {defence: (iters, acc)}."""
+    fig, ax = plt.subplots(figsize=(6, 3.2))
+    for defence, (iters, acc) in curves.items():
+        ax.plot(iters, acc, color=COLOURS.get(defence), label=defence)
+    ax.set_xscale("log")
+    ax.set_xlabel("PGD iterations (restarts one after another)")
+    ax.set_ylabel("robust accuracy")
+    ax.set_ylim(-0.02, 1.02)
+    ax.set_title(title)
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    plt.show()

@@ -1,0 +1,241 @@
+"""The report's verdicts: one typed row per claim, one rule, one judge.
+
+A notebook's claims each become a ``Row`` (``location_row`` builds the common kind from per-image values);
+``judge`` takes a notebook's rows as one Holm family and returns the verdict table. Every verdict of the
+report goes through ``verdict``; its vocabulary and rules are stated there and in ``RULES`` (shown on the
+pages beside the tables).
+
+Two tests per row. ``p`` tests "no effect" (effect = 0); ``p_margin`` tests the hypothesis whose rejection
+makes the row *supported*: for a difference, H0 "the effect is at most the margin" in the predicted direction;
+for an equivalence, H0 "the effect lies outside +-margin" (two one-sided tests). Each is Holm-adjusted over
+the family, so the family-wise rate of a false "supported" is at most alpha even where every effect sits
+exactly at its margin (an interval at 95% beside a Holm-adjusted p would not be).
+"""
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from typing import Callable
+
+import numpy as np
+import pandas as pd
+
+from lib.inference import power, stats
+
+VERDICTS = ("supported", "not supported", "negligible", "explained by dimension alone", "not testable",
+            "inconclusive")
+ROW_KINDS = ("difference", "equivalence")  # what a row claims: an effect beyond the margin, or within it
+SCALES = ("ratio", "difference", "points")  # effects on the log scale shown as ratios; differences; proportions
+
+RULES = (
+    ("supported", "the test against the margin is significant after Holm (difference: the effect lies beyond the "
+                  "margin on the predicted side; equivalence: within ±margin)"),
+    ("negligible", "not supported, the test of no effect significant after Holm, and the whole 95% interval inside "
+                   "the negligible band: real, too small to matter"),
+    ("not supported", "the 95% interval lies entirely on the wrong side of no effect; or, not significant, inside the "
+                      "band (a precise null) where the control is not a random subspace; equivalence: the interval "
+                      "lies entirely outside the band"),
+    ("explained by dimension alone", "a precise null (not significant, interval inside the band) against a random "
+                                     "subspace of the same dimension"),
+    ("not testable", "more than the allowed share of images is undecided (failed attacks whose bounds straddle no "
+                     "effect), or the control's attacks mostly fail at this budget"),
+    ("inconclusive", "anything else: too few images, an interval straddling the margin, or a check that says the "
+                     "verdict could change (failed attacks bounded as far as they may reach move an equivalence out of "
+                     "its margin; censoring differs between the compared splits; the longer attack lowers a defence's "
+                     "robust accuracy by more than half the margin)"),
+)
+
+
+def verdict(kind: str, p_holm: float, p_margin_holm: float, lo: float, hi: float, margin: float,
+            alpha: float = stats.ALPHA, predicted: str = "greater", null_verdict: str = "not supported",
+            testable: bool = True, robust_to_failures: bool = True) -> str:
+    """The verdict of one row (``RULES`` in words); first match wins.
+
+    p_holm: Holm-adjusted p of "no effect" (difference rows); p_margin_holm: Holm-adjusted p of the test
+    against the margin; [lo, hi]: the effect's 95% interval on the additive scale (log ratio or difference);
+    the negligible band is [-margin, margin].
+
+    | kind        | condition                                                     | verdict          |
+    |-------------|---------------------------------------------------------------|------------------|
+    | any         | ``testable`` is false                                         | not testable     |
+    | any         | no p or no interval                                           | inconclusive     |
+    | any         | not ``robust_to_failures`` (failures or an unconverged attack |                  |
+    |             | could change it)                                              | inconclusive     |
+    | any         | p_margin_holm < alpha                                         | supported        |
+    | difference  | interval entirely on the wrong side of 0                      | not supported    |
+    | difference  | interval inside the band, p_holm < alpha                      | negligible       |
+    | difference  | interval inside the band, p_holm >= alpha                     | ``null_verdict`` |
+    | equivalence | interval entirely outside the band                            | not supported    |
+    | any         | otherwise                                                     | inconclusive     |
+    """
+    stats.check_choice(kind, ROW_KINDS, "kind")
+    stats.check_choice(predicted, ("greater", "less"), "predicted")
+    stats.check_choice(null_verdict, VERDICTS, "null_verdict")
+    if not testable:
+        return "not testable"
+    if np.isnan(p_margin_holm) or np.isnan(lo) or np.isnan(hi) or (kind == "difference" and np.isnan(p_holm)):
+        return "inconclusive"
+    if not robust_to_failures:
+        return "inconclusive"
+    if p_margin_holm < alpha:
+        return "supported"
+    inside = -margin <= lo and hi <= margin
+    if kind == "difference":
+        s = 1 if predicted == "greater" else -1
+        if max(s * lo, s * hi) < 0:
+            return "not supported"
+        if inside:
+            return "negligible" if p_holm < alpha else null_verdict
+        return "inconclusive"
+    return "not supported" if (lo > margin or hi < -margin) else "inconclusive"
+
+
+@dataclass(frozen=True)
+class Row:
+    """One claim on one data set and split: what is claimed, the effect and its interval (additive scale), the
+    two tests, and what the rule needs. ``power_at(alpha)`` gives the stats.Power of the test against the
+    margin at a level (the judge asks at Holm's first-step level); ``notes`` holds display-only columns."""
+    claim_id: str
+    short: str
+    claim: str
+    dataset: str
+    split: str
+    kind: str
+    scale: str
+    margin: float
+    effect: float
+    ci_low: float
+    ci_high: float
+    p: float
+    p_margin: float
+    n: int
+    statistic: str
+    predicted: str = "greater"
+    ci_level: float = 0.95
+    clip: bool | None = None   # attack rows: whether x + delta was clipped to [0, 1]
+    n_censored: int = 0
+    n_undecided: int = 0
+    testable: bool = True
+    robust_to_failures: bool = True
+    null_verdict: str = "not supported"
+    discriminating: bool = False
+    notes: dict = field(default_factory=dict)
+    power_at: Callable | None = field(default=None, compare=False, repr=False)
+
+    def __post_init__(self):
+        stats.check_choice(self.kind, ROW_KINDS, "kind")
+        stats.check_choice(self.scale, SCALES, "scale")
+        stats.check_choice(self.predicted, ("greater", "less"), "predicted")
+        if self.margin < 0:
+            raise ValueError(f"{self.claim_id}: margin must be >= 0; got {self.margin}")
+
+
+COLUMNS = ["family", "claim_id", "short", "claim", "dataset", "split", "clip", "statistic", "effect_text", "effect",
+           "ci_low", "ci_high", "margin_text", "p", "p_holm", "p_margin", "p_margin_holm", "n", "n_censored",
+           "n_undecided", "power", "n_needed", "verdict", "discriminating"]
+
+
+def judge(rows: list[Row], family: str, alpha: float = stats.ALPHA) -> pd.DataFrame:
+    """The verdict table of one Holm family: Holm over the testable rows' p and, separately, p_margin; power of
+    each row's test against the margin at alpha / m (Holm's first step, so a lower bound of the power the
+    procedure has; m the family's testable rows) with the N it would need; ``verdict``; ratios shown as ratios."""
+    if not rows:
+        return pd.DataFrame(columns=COLUMNS)
+    t = pd.DataFrame([{k: v for k, v in asdict(r).items() if k not in ("notes", "power_at")} | r.notes for r in rows])
+    testable = t["testable"].astype(bool)
+    t["p_holm"] = stats.holm(t["p"].where(testable))
+    t["p_margin_holm"] = stats.holm(t["p_margin"].where(testable))
+    m = max(1, int((testable & t["p_margin"].notna()).sum()))
+    powers = [r.power_at(alpha / m) if r.power_at and r.testable else None for r in rows]
+    t["power"] = [p.power if p else np.nan for p in powers]
+    t["n_needed"] = [p.n_needed if p else np.nan for p in powers]
+    t["verdict"] = [verdict(r.kind, ph, pm, r.ci_low, r.ci_high, r.margin, alpha, r.predicted, r.null_verdict,
+                            r.testable, r.robust_to_failures)
+                    for r, ph, pm in zip(rows, t["p_holm"], t["p_margin_holm"])]
+    ratio = t["scale"] == "ratio"
+    for col in ("effect", "ci_low", "ci_high"):
+        t[col] = t[col].astype(float)
+        t.loc[ratio, col] = np.exp(t.loc[ratio, col])
+    t["effect_text"] = [effect_text(r) for r in t.to_dict("records")]
+    t["margin_text"] = [margin_text(r["scale"], r["margin"]) for r in t.to_dict("records")]
+    t["family"] = family
+    return t[COLUMNS + [c for c in t.columns if c not in COLUMNS]]
+
+
+def margin_text(scale: str, margin: float) -> str:
+    """The negligible band in the row's own units."""
+    if scale == "ratio":
+        return f"×/÷ {np.exp(margin):.3g}"
+    if scale == "points":
+        return f"± {100 * margin:.3g} points"
+    return f"± {margin:.3g}"
+
+
+def effect_text(r: dict) -> str:
+    """The effect with its interval, in the row's units (ratios as ratios, proportions as points)."""
+    lvl = f"{r['ci_level']:.0%} CI"
+    if r["scale"] == "ratio" and r["effect"] in (0.0, np.inf):  # the median is a censored (one-sided) value
+        bound = f" [{r['ci_low']:.3g}, {r['ci_high']:.3g}]" if pd.notna(r["ci_high"]) else ""
+        return f"{'→ 0' if r['effect'] == 0 else '→ ∞'}{bound} (most images censored: the median is a bound)"
+    fmt = {"ratio": lambda v: f"{v:.3g}×", "difference": lambda v: f"{v:+.3g}",
+           "points": lambda v: f"{100 * v:+.0f} points"}[r["scale"]]
+    if any(pd.isna(r[c]) for c in ("effect", "ci_low", "ci_high")):
+        return f"{'–' if pd.isna(r['effect']) else fmt(r['effect'])} (too few images for an interval)"
+    bounds = {"ratio": lambda v: f"{v:.3g}", "difference": lambda v: f"{v:+.3g}",
+              "points": lambda v: f"{100 * v:+.0f}"}[r["scale"]]
+    prefix = "Δ " if r["scale"] == "difference" else ""
+    return f"{prefix}{fmt(r['effect'])} [{bounds(r['ci_low'])}, {bounds(r['ci_high'])}] ({lvl})"
+
+
+# ---------------------------------------------------------------- the common row: a location on per-image values
+
+def location_test(low, high, predicted: str, margin: float, exact_test: str = "sign") -> dict:
+    """The statistics of a "difference" row on per-image values (intervals where censored; see lib.inference.stats):
+    one-sided tests toward ``predicted`` of no effect (p) and of the margin (p_margin), the median with a
+    distribution-free 95% CI, and the power of the margin test as a function of alpha.
+
+    exact_test "wilcoxon": the signed-rank test where every value is exact (more power); censored values
+    always take the exact sign test, which counts an image whose interval contains the null against the
+    claim (the worst case, so the test stays valid)."""
+    stats.check_choice(exact_test, ("sign", "wilcoxon"), "exact_test")
+    low, high = np.asarray(low, float), np.asarray(high, float)
+    keep = ~(np.isnan(low) | np.isnan(high))
+    low, high = low[keep], high[keep]
+    s = 1 if predicted == "greater" else -1
+    censored = bool(np.any(low < high))
+    med, lo, hi = stats.median_ci(low, 0.95, high)
+    undecided = int(((low <= 0) & (high >= 0) & (low < high)).sum())
+    if exact_test == "wilcoxon" and not censored:
+        w, p = stats.wilcoxon(low, predicted)
+        _, p_margin = stats.wilcoxon(low - s * margin, predicted)
+        statistic = f"Wilcoxon signed-rank W={w:.4g}, one-sided ({predicted})"
+        power_at = lambda a: power.power_signed_rank(low - s * margin, predicted, a)
+    else:
+        up, down, und, p = stats.sign_test(low, predicted, high)
+        p_margin = stats.sign_test(low, predicted, high, null=s * margin)[3]
+        statistic = (f"sign test, one-sided ({predicted}): {up} above, {down} below"
+                     + (f", {und} undecided (failed attacks; counted against the claim)" if und else ""))
+        power_at = lambda a: power.power_sign(low, high, s * margin, predicted, a)
+    return {"effect": med, "ci_low": lo, "ci_high": hi, "p": p, "p_margin": p_margin, "n": len(low),
+            "n_censored": int((low < high).sum()), "n_undecided": undecided, "statistic": statistic,
+            "predicted": predicted, "margin": margin, "kind": "difference", "power_at": power_at}
+
+
+def location_row(claim_id: str, short: str, claim: str, dataset: str, split: str, low, high=None, *,
+                 predicted: str = "greater", margin: float = float(np.log(1.1)), scale: str = "ratio",
+                 exact_test: str = "sign", max_undecided: float = 0.5, **more) -> Row:
+    """A "difference" Row from per-image values (``high`` for censored intervals). More than ``max_undecided``
+    of the images undecided makes it not testable: no test of their sign could then decide either way."""
+    high = low if high is None else high
+    fields = location_test(low, high, predicted, margin, exact_test)
+    testable = more.pop("testable", True) and fields["n_undecided"] <= max_undecided * max(1, fields["n"])
+    return Row(claim_id=claim_id, short=short, claim=claim, dataset=dataset, split=split, scale=scale,
+               testable=testable, **fields, **more)
+
+
+def rules_markdown(family: str, margins: str = "") -> str:
+    """The rule in words for a page that shows verdicts: the family, the margins, every verdict's condition."""
+    head = (f"**How these verdicts are reached.** Holm family *{family}*: every row's p-values are adjusted over "
+            f"this family only. {margins + ' ' if margins else ''}*p (margin, Holm)* tests the hypothesis whose "
+            "rejection makes a row *supported*; *power* is that test's at Holm's first-step level α/m (a lower "
+            "bound), at the observed effect.")
+    return head + "\n\n" + "\n".join(f"* **{v}**: {why};" for v, why in RULES)

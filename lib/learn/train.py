@@ -1,0 +1,326 @@
+"""Training the classifiers and autoencoders, cached by a hash of their full configuration.
+
+`classifier_config(dataset, **overrides)` / `autoencoder_config(...)` start from the paper's settings
+(Shamir et al. 2021 and its reproduction) and change only what a profile overrides; `get_classifier(cfg, data)` and
+`get_autoencoder(cfg, data)` return a trained model from the cache, training it on a miss.
+"""
+import time
+from dataclasses import asdict, dataclass, fields, replace
+
+import torch
+import torch.nn.functional as F
+
+from lib.infra import cache
+from lib.learn import models
+from lib.infra.artifacts import Artifact
+from lib.learn.data import DatasetUnavailable
+from lib.infra.runtime import per_dataset, progress
+
+
+@dataclass(frozen=True)
+class ClassifierConfig:
+    dataset: str
+    arch: str                  # mlp | convnet | resnet50 (pretrained, not trained here)
+    epochs: int
+    batch_size: int
+    lr: float
+    optimizer: str             # sgd | adam
+    weight_decay: float = 0.0
+    lr_milestones: tuple = ()  # epochs at which the learning rate is multiplied by lr_gamma
+    lr_gamma: float = 0.1
+    hflip: bool = False        # random horizontal flips (CIFAR-10)
+    seed: int = 0
+
+
+@dataclass(frozen=True)
+class AutoencoderConfig:
+    dataset: str
+    arch: str                  # conv (Gropp et al.) | vgg (VGG16-style, ImageNet)
+    latent_dim: int
+    epochs: int
+    batch_size: int
+    lr: float
+    plateau_factor: float = 0.0  # > 0: multiply the lr by it when the train loss has not improved ...
+    plateau_patience: int = 7    # ... for this many epochs (ImageNet: x0.8 after 7)
+    width: int = 32              # channels of the first conv layer (conv arch)
+    optimizer: str = "adam"
+    weight_decay: float = 0.0
+    seed: int = 0
+
+
+# The paper profile (Shamir et al. 2021; the reproduction where the paper is silent). Fashion-MNIST has no published setting: it reuses MNIST's.
+PAPER_CLASSIFIERS = {
+    "mnist": ClassifierConfig("mnist", "mlp", 40, 200, 0.01, "sgd", weight_decay=1e-4),
+    "fashion_mnist": ClassifierConfig("fashion_mnist", "mlp", 40, 200, 0.01, "sgd", weight_decay=1e-4),
+    "cifar10": ClassifierConfig("cifar10", "convnet", 150, 200, 1e-3, "adam", lr_milestones=(80, 120), hflip=True),
+    "imagenet": ClassifierConfig("imagenet", "resnet50", 0, 0, 0.0, "none"),
+}
+PAPER_AUTOENCODERS = {
+    "mnist": AutoencoderConfig("mnist", "conv", 16, 1000, 144, 1e-3),
+    "fashion_mnist": AutoencoderConfig("fashion_mnist", "conv", 16, 1000, 144, 1e-3),
+    "cifar10": AutoencoderConfig("cifar10", "conv", 128, 400, 32, 1e-3),
+    "imagenet": AutoencoderConfig("imagenet", "vgg", 512 * 7 * 7, 325, 32, 1e-4, plateau_factor=0.8, plateau_patience=7),
+}
+
+
+def _config(table, dataset, overrides):
+    if dataset not in table:
+        raise ValueError(f"dataset must be one of {', '.join(table)}; got {dataset!r}")
+    names = {f.name for f in fields(table[dataset])}
+    unknown = set(overrides) - names
+    if unknown:
+        raise ValueError(f"unknown setting(s) {sorted(unknown)}; allowed: {sorted(names - {'dataset'})}")
+    cfg = replace(table[dataset], **{k: v for k, v in overrides.items() if v is not None})
+    for name in ("epochs", "batch_size"):
+        if getattr(cfg, name) < (0 if cfg.epochs == 0 else 1):
+            raise ValueError(f"{name} must be positive, got {getattr(cfg, name)}")
+    if cfg.lr < 0:
+        raise ValueError(f"lr must be non-negative, got {cfg.lr}")
+    return cfg
+
+
+def classifier_config(dataset, **overrides):
+    """The paper's classifier setting for `dataset`, with the non-None `overrides` applied."""
+    return _config(PAPER_CLASSIFIERS, dataset, overrides)
+
+
+def autoencoder_config(dataset, **overrides):
+    """The paper's autoencoder setting for `dataset`, with the non-None `overrides` applied."""
+    return _config(PAPER_AUTOENCODERS, dataset, overrides)
+
+
+def build_classifier(cfg, num_classes=10):
+    if cfg.arch == "mlp":
+        return models.mnist_mlp(cfg.dataset, num_classes=num_classes)
+    if cfg.arch == "convnet":
+        return models.cifar_convnet(cfg.dataset, num_classes=num_classes)
+    if cfg.arch == "resnet50":
+        return models.imagenet_resnet50(pretrained=True)
+    raise ValueError(f"arch must be mlp, convnet or resnet50; got {cfg.arch!r}")
+
+
+def build_autoencoder(cfg, shape):
+    if cfg.arch == "conv":
+        return models.ConvAutoencoder(shape[0], shape[1], cfg.latent_dim, cfg.width)
+    if cfg.arch == "vgg":
+        if shape != (3, 224, 224):
+            raise ValueError(f"the vgg autoencoder takes 3x224x224 images, got {shape}")
+        return models.VGGAutoencoder(shape[0])
+    raise ValueError(f"arch must be conv or vgg; got {cfg.arch!r}")
+
+
+def make_optimizer(model, cfg):
+    """The optimizer and learning-rate schedule that `cfg` names (a schedule steps once per epoch)."""
+    if cfg.optimizer == "sgd":
+        opt = torch.optim.SGD(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+    elif cfg.optimizer == "adam":
+        opt = torch.optim.Adam(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+    else:
+        raise ValueError(f"optimizer must be sgd or adam; got {cfg.optimizer!r}")
+    if getattr(cfg, "lr_milestones", ()):
+        return opt, torch.optim.lr_scheduler.MultiStepLR(opt, list(cfg.lr_milestones), cfg.lr_gamma)
+    if getattr(cfg, "plateau_factor", 0.0) > 0:
+        return opt, torch.optim.lr_scheduler.ReduceLROnPlateau(opt, factor=cfg.plateau_factor,
+                                                                patience=cfg.plateau_patience)
+    return opt, None
+
+
+def fit(model, x, target, loss_fn, cfg, device, desc="train", on_epoch=None):
+    """Minibatch training on in-memory tensors with seeded batches (target=None: reconstruct x).
+
+    on_epoch(epoch, model): called after each epoch (1, 2, ...), e.g. to keep a copy of the weights.
+    Returns the model in eval mode and the mean training loss of each epoch.
+    """
+    g = torch.Generator().manual_seed(cfg.seed)
+    opt, sched = make_optimizer(model, cfg)
+    model.to(device).train()
+    history = []
+    for epoch in (bar := progress(range(1, cfg.epochs + 1), desc=desc, leave=False)):
+        perm, total = torch.randperm(len(x), generator=g), 0.0
+        for i in range(0, len(x), cfg.batch_size):
+            idx = perm[i:i + cfg.batch_size]
+            xb = x[idx].to(device)
+            if getattr(cfg, "hflip", False):
+                flip = (torch.rand(len(idx), generator=g) < 0.5).to(device)
+                xb = torch.where(flip.view(-1, 1, 1, 1), xb.flip(-1), xb)
+            loss = loss_fn(model(xb), xb if target is None else target[idx].to(device))
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+            total += loss.item() * len(idx)
+        history.append(total / len(x))
+        bar.set_postfix(loss=f"{history[-1]:.4g}")
+        if isinstance(sched, torch.optim.lr_scheduler.ReduceLROnPlateau):
+            sched.step(history[-1])
+        elif sched is not None:
+            sched.step()
+        if on_epoch is not None:
+            on_epoch(epoch, model)
+    return model.eval(), history
+
+
+@torch.no_grad()
+def accuracy(model, x, y, device, batch_size=1000):
+    """Share of images whose arg-max logit is the label (model in eval mode)."""
+    model.eval()
+    batches = progress(range(0, len(x), batch_size), desc="accuracy", unit="batch", leave=False)
+    hits = sum((model(x[i:i + batch_size].to(device)).argmax(1).cpu() == y[i:i + batch_size]).sum().item()
+               for i in batches)
+    return hits / len(x)
+
+
+@torch.no_grad()
+def reconstruction_mse(ae, x, device, batch_size=500):
+    """Mean squared error per pixel of D(E(x)) against x, in [0, 1] pixel scale."""
+    ae.eval()
+    batches = progress(range(0, len(x), batch_size), desc="reconstruction MSE", unit="batch", leave=False)
+    total = sum(F.mse_loss(ae(x[i:i + batch_size].to(device)), x[i:i + batch_size].to(device),
+                           reduction="sum").item() for i in batches)
+    return total / x.numel()
+
+
+# What defines a trained model (lib.infra.artifacts): its key hashes the configuration and the version.
+TRAINING_CODE = (models, ClassifierConfig, AutoencoderConfig, build_classifier, build_autoencoder, make_optimizer, fit)
+ARTIFACTS = {kind: Artifact(kind, 1, TRAINING_CODE) for kind in ("classifier", "autoencoder")}
+
+
+@dataclass
+class Trained:
+    model: torch.nn.Module
+    meta: dict     # config, training data, loss per epoch, seconds
+    cached: bool   # True when it came from the cache
+    key: str = ""  # its cache key: identifies the model in the keys of work done with it
+    train_data: object = None  # the Data it was trained on (its training images: a subset where one was asked for)
+
+    def summary(self):
+        return "loaded from the cache" if self.cached else f"trained in {self.meta['train_seconds']:.0f} s"
+
+
+def _cached_model(kind, cfg, data, make, train, device):
+    """The model `make()` with weights from the cache, or trained by `train(model)` and stored.
+
+    The key hashes the configuration, the exact training data and the artifact's version. Test figures are not
+    stored: callers measure them on the data they hold.
+    """
+    def build():
+        torch.manual_seed(cfg.seed)
+        t0 = time.time()
+        model, history = train(make())
+        meta = {"config": asdict(cfg), "data_source": data.describe(), "data_id": data.identity(),
+                "n_train": len(data.train_x), "train_seconds": time.time() - t0, "history": history}
+        return {k: v.cpu() for k, v in model.state_dict().items()}, meta
+
+    key = ARTIFACTS[kind].key({kind: asdict(cfg), "data": data.identity()})
+    entry, hit = cache.cached(kind, key, build)
+    model = make()
+    model.load_state_dict(entry["state_dict"])
+    return Trained(model.to(device).eval(), entry["meta"], hit, key, data)
+
+
+class ModelNotCached(FileNotFoundError):
+    """A model a distributed worker needs is not in the cache it reads (workers load models, never train)."""
+
+
+def config_from(kind, config):
+    """The ClassifierConfig / AutoencoderConfig (kind: classifier | autoencoder) of a stored config dict (the
+    asdict in Trained.meta["config"]; a stored tuple may come back as a list)."""
+    cls = {"classifier": ClassifierConfig, "autoencoder": AutoencoderConfig}[kind]
+    return cls(**{k: tuple(v) if isinstance(v, list) else v for k, v in config.items()})
+
+
+def load_trained(kind, key, config, shape, num_classes=10, device="cpu", root=None):
+    """The model stored under `key` (kind: classifier | autoencoder), rebuilt from `config` (the asdict of its
+    ClassifierConfig / AutoencoderConfig, as in Trained.meta["config"]) with the stored weights.
+
+    For work that runs away from the notebook (a dask worker): it reads the cache under `root` (default
+    cache_dir()) and never trains; a missing entry raises ModelNotCached saying what to run first.
+    The pretrained ResNet-50 is not a cache entry: torchvision's own cache holds its weights."""
+    cfg = config_from(kind, config)
+    if kind == "classifier" and cfg.arch == "resnet50":
+        return build_classifier(cfg).to(device).eval()
+    entry = cache.lookup(kind, key, root)
+    if entry is None:
+        raise ModelNotCached(
+            f"the {kind} {key} ({cfg.dataset}, {cfg.arch}) is not in the cache {cache.entry_path(kind, key, root).parent}: "
+            "train it first (notebooks 01 and 02) with the cache where the workers read it; a worker does not train")
+    model = build_classifier(cfg, num_classes) if kind == "classifier" else build_autoencoder(cfg, shape)
+    model.load_state_dict(entry["state_dict"])
+    return model.to(device).eval()
+
+
+def get_classifier(cfg, data, device="cpu"):
+    """A classifier trained with `cfg` on `data.train_x` (from the cache if there)."""
+    device = torch.device(device)
+    if cfg.arch == "resnet50":  # pretrained: not trained here; torchvision caches the weights itself
+        meta = {"config": asdict(cfg), "data_source": "ImageNet-1k (torchvision's IMAGENET1K_V2 weights)",
+                "n_train": 0, "train_seconds": 0.0, "history": []}
+        try:
+            model = build_classifier(cfg)
+        except (RuntimeError, OSError) as err:  # offline, with no copy in torch's hub cache
+            raise DatasetUnavailable(
+                "the ResNet-50 weights IMAGENET1K_V2 could not be loaded: run once online so that torchvision "
+                f"caches them under ~/.cache/torch/hub/checkpoints ({str(err).splitlines()[0][:160]})") from err
+        return Trained(model.to(device).eval(), meta, cached=True, key="resnet50-IMAGENET1K_V2", train_data=data)
+    train = lambda m: fit(m, data.train_x, data.train_y, F.cross_entropy, cfg, device, f"{cfg.dataset} classifier")
+    return _cached_model("classifier", cfg, data, lambda: build_classifier(cfg, data.num_classes), train, device)
+
+
+def get_autoencoder(cfg, data, device="cpu"):
+    """An autoencoder trained with `cfg` on `data.train_x` (from the cache if there)."""
+    device = torch.device(device)
+    train = lambda m: fit(m, data.train_x, None, F.mse_loss, cfg, device, f"{cfg.dataset} autoencoder")
+    return _cached_model("autoencoder", cfg, data, lambda: build_autoencoder(cfg, data.shape), train, device)
+
+
+def classifier_for(data, seed, device="cpu", epochs=None, train_subset=None):
+    """The classifier of the profile's shared settings (params `all`) for `data`: what notebook 01 trained.
+
+    epochs / train_subset: int, {dataset: int} or None (the paper's / all images).
+    """
+    cfg = classifier_config(data.name, epochs=per_dataset(epochs, data.name), seed=seed)
+    return get_classifier(cfg, data.subset(per_dataset(train_subset, data.name), None, seed), device)
+
+
+def autoencoder_for(data, seed, device="cpu", epochs=None, train_subset=None, latent_dim=None, width=None):
+    """The autoencoder of the profile's shared settings for `data`: what notebook 02 trained."""
+    cfg = autoencoder_config(data.name, epochs=per_dataset(epochs, data.name),
+                             latent_dim=per_dataset(latent_dim, data.name), width=width, seed=seed)
+    return get_autoencoder(cfg, data.subset(per_dataset(train_subset, data.name), None, seed), device)
+
+
+@dataclass(frozen=True)
+class ModelSettings:
+    """The settings that make the report's models what they are: set once per profile (the `all:` section of
+    notebooks/params/<profile>.yaml) and declared by every notebook that uses the models, so that each gets the
+    classifier notebook 01 trained and the autoencoder notebook 02 trained. A per-data-set value is an int,
+    {dataset: int}, or None (the paper's; for the training subsets: every image)."""
+
+    seed: int = 0
+    classifier_epochs: object = None
+    classifier_train_subset: object = None
+    ae_epochs: object = None
+    ae_train_subset: object = None
+    ae_latent_dim: object = None
+    ae_width: object = None  # channels of the first conv layer; None: 32
+
+    @classmethod
+    def of(cls, namespace):
+        """The settings a notebook declares, read from its namespace (``globals()``) by name; the rest default."""
+        return cls(**{f.name: namespace[f.name] for f in fields(cls) if f.name in namespace})
+
+    def classifier(self, data, device="cpu", seed=None):
+        """Notebook 01's classifier for `data` (seed: another seed's, for replication). Cached."""
+        return classifier_for(data, self.seed if seed is None else seed, device, self.classifier_epochs,
+                              self.classifier_train_subset)
+
+    def autoencoder(self, data, device="cpu", seed=None, epochs=None, latent_dim=None):
+        """Notebook 02's autoencoder for `data`; seed / epochs / latent_dim override the settings' (a replicate, a
+        shortened run, another k). Cached."""
+        return autoencoder_for(data, self.seed if seed is None else seed, device,
+                               self.ae_epochs if epochs is None else epochs, self.ae_train_subset,
+                               self.ae_latent_dim if latent_dim is None else latent_dim, self.ae_width)
+
+    def models(self, data, device="cpu"):
+        """(classifier, autoencoder) for `data`. Raises DatasetUnavailable (saying how to get it) when one cannot be
+        had, e.g. the ResNet-50 weights offline."""
+        return self.classifier(data, device), self.autoencoder(data, device)

@@ -1,0 +1,1 @@
+"""One module per question of the report: the claims of notebooks 03-05, curvature (06), the defence (07), known manifolds (08), replication (09), training (10). Imports every package above; nothing imports it but notebooks."""

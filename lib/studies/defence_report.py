@@ -1,0 +1,177 @@
+"""Notebook 07's attacks of the defended models beyond lib.studies.defence.attack_defences, and what it reports: its
+parameter checks, robust accuracy per data set (`robust_table`), the convergence check of the adaptive attack
+(`convergence`), the on- and off-manifold attacks of each defence (`manifold_attacks`), the verdict table
+(lib.studies.defence_claims' rows, judged), the answer in sentences, the headline figures and the caveats."""
+import numpy as np
+import pandas as pd
+
+from lib.geometry import subspaces
+from lib.inference import verdicts
+from lib.reporting import report
+from lib.studies import defence, defence_claims
+from lib.studies.defence_claims import FAMILY
+from lib.reporting.tables import lookup, stack
+
+RECORD_COLUMNS = ["defence", "attack", "eps", "image", "broken", "first_step", "dataset"]
+ROBUST_COLUMNS = ["defence", "attack", "eps", "robust accuracy", "dataset"]
+BASELINES = ("I-AE", "plain AE", "pca", "none")  # the defences, in the order the headline figures name them
+VERDICT_COLUMNS = ["family", "claim_id", "short", "claim", "dataset", "split", "statistic", "effect_text", "effect",
+                   "ci_low", "ci_high", "margin_text", "eps", "p", "p_holm", "p_margin", "p_margin_holm", "n", "power",
+                   "n_needed", "verdict"]  # the verdict table's columns in results/07_*.json
+
+
+def check_params(lambdas, recon_tolerance, eps_grid, finetune_threshold):
+    """ValueError unless recon_tolerance > 0, lambdas a non-empty list of values >= 0, finetune_threshold in [0, 1)
+    and eps_grid a non-empty list of budgets > 0."""
+    if not 0 < recon_tolerance or not lambdas or min(lambdas) < 0:
+        raise ValueError("recon_tolerance must be > 0 and lambdas a non-empty list of values >= 0")
+    if not 0 <= finetune_threshold < 1 or not eps_grid or min(eps_grid) <= 0:
+        raise ValueError("finetune_threshold must be in [0, 1) and eps_grid a non-empty list of budgets > 0")
+
+
+def robust_table(records, names):
+    """lib.studies.defence.robust_accuracy of the per-image records of each data set in `names`, stacked with a dataset column."""
+    return stack([defence.robust_accuracy(records[records["dataset"] == n]).assign(dataset=n) for n in names]
+                 or [pd.DataFrame(columns=ROBUST_COLUMNS)])
+
+
+def convergence(defended, robust, *, eps, steps, restarts, attack_steps, margin, seed):
+    """The adaptive attack at `eps` again, `steps` per restart and `restarts` restarts (seed + 1), on every defence of
+    `defended` ({data set: (defences, images, labels)}): its robust accuracy after each iteration, per-image records
+    ("adaptive (long)"), a row beside the main run's value (from `robust`, the main run of `attack_steps` steps), and
+    the defences whose longer run lowered robust accuracy by more than half the margin
+    (lib.studies.defence_claims.not_converged). Returns ({data set: {defence: (iterations, accuracy)}}, records, table,
+    {data set: unconverged defences})."""
+    curves, frames, rows, unconverged = {}, [], [], {}
+    for name, (defences, x, y) in defended.items():
+        curves[name], main_acc, long_acc = {}, {}, {}
+        for label, net in defences.items():
+            out = defence.pgd_budget(net, x, y, eps=eps, steps=steps, restarts=restarts, seed=seed + 1)
+            iters = np.arange(0, steps * restarts + 1)
+            curves[name][label] = (iters + 1, [(out.first_step > t).float().mean().item() for t in iters])
+            frames.append(pd.DataFrame({"defence": label, "attack": "adaptive (long)", "eps": float(eps),
+                                        "image": np.arange(len(x)), "broken": out.broken.cpu().numpy(), "dataset": name}))
+            main_acc[label] = lookup(robust, "robust accuracy", np.nan, dataset=name, defence=label, attack="adaptive",
+                                     eps=eps)
+            long_acc[label] = curves[name][label][1][-1]
+            rows.append({"dataset": name, "defence": label, f"main run ({attack_steps} steps)": main_acc[label],
+                         f"{steps} steps x {restarts} restarts": long_acc[label]})
+        unconverged[name] = defence_claims.not_converged(main_acc, long_acc, margin)
+    return curves, stack(frames, RECORD_COLUMNS), pd.DataFrame(rows), unconverged
+
+
+def unconverged_note(name, unconverged, margin):
+    """A warning in Markdown that the adaptive attack had not converged for these defences."""
+    return (f"> **{name}: the adaptive attack had not converged** for {', '.join(sorted(unconverged))}: "
+            f"the longer run lowers robust accuracy by more than half the margin ({100 * margin / 2:g} points), "
+            "so verdicts that involve them are inconclusive.")
+
+
+def manifold_attacks(defended, *, eps_grid, alpha, steps):
+    """Notebook 03's greedy PGD on every defence of `defended` ({data set: (defences, images, labels)}) with its
+    gradient confined to (on-manifold) or away from (off-manifold) the defence's own manifold: the I-AE's tangent space
+    for the I-AE, the plain autoencoder's for the plain AE and for no defence, the principal subspace for PCA (each
+    the projection of that defence); budget max(eps_grid). Returns (budget records at each eps of eps_grid, one summary
+    row per data set, defence and attack)."""
+    frames, rows = [], []
+    for name, (defences, x, y) in defended.items():
+        plain_tangent = subspaces.tangent_subspace(defences["plain AE"].project, x)
+        subs = {"none": plain_tangent, "plain AE": plain_tangent,
+                "I-AE": subspaces.tangent_subspace(defences["I-AE"].project, x),
+                "pca": subspaces.BasisSubspace(defences["pca"].project.Q, "pca")}
+        greedy = defence.subspace_attacks(defences, subs, x, y, eps=max(eps_grid), alpha=alpha, steps=steps)
+        frames.append(defence.records_at(greedy, eps_grid).assign(dataset=name))
+        for (label, attack), r in greedy.groupby(["defence", "attack"], sort=False):
+            norms = np.where(r["success"], r["norm"], np.inf)
+            rows.append({"dataset": name, "defence": label, "attack": attack,
+                         f"broken within ε = {max(eps_grid):g}": float(r["success"].mean()),
+                         "median ‖δ‖ (failures count as larger)": float(np.median(norms)),
+                         "median share of ‖δ‖² in its subspace": float(r["subspace_share"].median())})
+    return stack(frames, RECORD_COLUMNS), pd.DataFrame(rows)
+
+
+def verdict_table(spread, every_attack, verdict_eps, margin, unconverged):
+    """Notebook 07's verdicts (lib.studies.defence_claims, one Holm family): per data set of `spread` ({data set: {"plain AE",
+    "I-AE": per-image spread}}) the isometry rows 07a, 07b and the defence rows 07c, 07d on the per-image records of
+    every attack run (`every_attack`), defences in `unconverged[data set]` inconclusive."""
+    rows = []
+    for name, sp in spread.items():
+        rows += defence_claims.isometry_rows(name, sp["plain AE"], sp["I-AE"])
+        rows += defence_claims.defence_rows(name, every_attack[every_attack["dataset"] == name], verdict_eps, margin,
+                                            unconverged.get(name, set()))
+    return verdicts.judge(rows, FAMILY)
+
+
+def rules_markdown(margin):
+    """The verdict rule of notebook 07's family (lib.inference.verdicts) with its negligible bands."""
+    return verdicts.rules_markdown(FAMILY, f"Negligible band: ± {100 * margin:g} points of robust "
+                                           "accuracy; log 1.1 of isometry spread.")
+
+
+def answer(names, worst, manifold_robust, table, verdict_eps, eps_grid):
+    """A sentence per data set: robust accuracy of each defence under the worst case of every attack (ours and
+    AutoAttack; `worst`, a robust table of attack "worst case") at the last verdict budget with the verdict of 07d
+    (I-AE vs plain AE), and the I-AE's under on- and off-manifold PGD."""
+    def acc(name, d, attack, eps, t=worst):
+        return lookup(t, "robust accuracy", np.nan, dataset=name, defence=d, attack=attack, eps=eps)
+
+    out = []
+    for name in names:
+        e = verdict_eps[-1] if verdict_eps else eps_grid[-1]
+        v = lookup(table, dataset=name, claim_id="07d/plain AE", eps=e)
+        out.append(f"{name}: against every attack run (our PGD and AutoAttack, worst case per image) at ε = {e:g}, the "
+                   f"I-AE defence keeps {acc(name, 'I-AE', 'worst case', e):.0%} of the images robust, the plain AE "
+                   f"{acc(name, 'plain AE', 'worst case', e):.0%}, PCA {acc(name, 'pca', 'worst case', e):.0%}, no defence "
+                   f"{acc(name, 'none', 'worst case', e):.0%} (I-AE better than the plain AE: "
+                   f"{v['verdict'] if v is not None else 'not tested'}). Confined to the I-AE's manifold, PGD leaves "
+                   f"{acc(name, 'I-AE', 'on-manifold', e, manifold_robust):.0%} robust at ε = {e:g}; confined to its "
+                   f"normal space, {acc(name, 'I-AE', 'off-manifold', e, manifold_robust):.0%}.")
+    return out
+
+
+def headlines(names, worst, spread, verdict_eps):
+    """Robust accuracy of each defence under the worst case of every attack at the last verdict budget (`worst`, a
+    robust table of attack "worst case"; Wilson interval), and the median
+    spread mean|log σ| ({data set: {label: per-image spread}}) of the I-AE's and the plain autoencoder's decoders;
+    one placeholder without data sets."""
+    def where(name, label, e):
+        return dict(dataset=name, defence=label, attack="worst case", eps=e)
+
+    return ([report.headline(f"{name}: robust accuracy under every attack (PGD and AutoAttack, worst case) at ε = {e:g}, "
+                             f"{label} (Wilson 95% interval)",
+                             lookup(worst, "robust accuracy", np.nan, **where(name, label, e)), "%",
+                             ci=lookup(worst, ("CI low", "CI high"), **where(name, label, e)))
+             for name in names for e in verdict_eps[-1:] for label in BASELINES]
+            + [report.headline(f"{name}: median spread of J_D singular values mean|log σ|, {label}",
+                               float(np.median(spread[name][label]))) for name in names for label in ("I-AE", "plain AE")]
+            or [report.headline("no data set available", 0)])
+
+
+def caveats(iae_epochs, iae_train_subset, n_images):
+    """The caveats of scale the index repeats: how short the I-AE's training is, and that our PGD gives upper bounds."""
+    return [f"The I-AE is trained {iae_epochs} epochs on {iae_train_subset:,} images, warm-started from the plain "
+            "autoencoder, and robust accuracies come from our own PGD and AutoAttack (worst case per image) on "
+            f"{n_images} images per data set: upper bounds of what a stronger attack leaves."]
+
+
+def autoattack(defended, keys, *, l2_eps, linf_eps, square_eps, cfg):
+    """AutoAttack's standard suite (lib.boundary.autoattack, cfg: its iterations, targets and Square queries) on every defence
+    of `defended` ({data set: (defences, images, labels)}; `keys`: {data set: {defence: identity}}, for the cache):
+    in L2 at each budget of `l2_eps`, in L-inf at `linf_eps[data set]` where given, and Square alone (L2, the
+    black-box check) at `square_eps`. Defences run in the order given (the cheap ones first). Returns (per-image
+    suite records with norm and broken_by, budget records of attacks "AutoAttack" and "Square alone" in L2, the
+    table of robust accuracy after each attack of the suite)."""
+    from lib.boundary import autoattack as aa
+
+    suites, budget = [], []
+    for name, (defences, x, y) in defended.items():
+        runs = [("L2", l2_eps)] + ([("Linf", [linf_eps[name]])] if name in linf_eps else [])
+        for norm, eps in runs:
+            s = aa.suite_records(defences, keys[name], x, y, norm=norm, eps_list=eps, cfg=cfg, label=name)
+            suites.append(s.assign(dataset=name))
+        square = aa.suite_records(defences, keys[name], x, y, norm="L2", eps_list=[square_eps], cfg=cfg,
+                                  attacks=("Square",), label=f"{name} Square alone")
+        budget.append(aa.as_budget_records(square).assign(attack="Square alone", dataset=name))
+    suite = stack(suites, ["defence", "norm", "eps", "image", "broken_by", "dataset"])
+    budget.append(aa.as_budget_records(suite[suite["norm"] == "L2"]))
+    return suite, stack(budget, ["defence", "attack", "eps", "image", "broken", "dataset"]), aa.cumulative_table(suite)
