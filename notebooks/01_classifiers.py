@@ -47,7 +47,7 @@ from lib.learn import data, train
 from lib.reporting import report
 
 run = runtime.start("01_classifiers", profile, seed, device)
-settings = train.ModelSettings.of(globals())  # the models of notebooks 01 and 02 (params `all:`)
+model_settings = train.ModelSettings.of(globals())  # the models of notebooks 01 and 02 (params `all:`)
 found, missing = data.load_all(datasets, None, test_subset, seed)  # the training subset is the model's (train.classifier_for)
 for name, message in missing.items():
     runtime.show(f"> **{name}: data not available.** {runtime.escape(message)}")
@@ -59,7 +59,7 @@ for name, message in missing.items():
 trained = {}
 for name, d in found.items():
     try:
-        trained[name] = settings.classifier(d, run.device)
+        trained[name] = model_settings.classifier(d, run.device)
     except data.DatasetUnavailable as err:  # e.g. the ResNet-50 weights, offline
         missing[name] = str(err)
         runtime.show(f"> **{name}: model not available.** {runtime.escape(err)}")

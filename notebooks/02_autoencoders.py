@@ -52,7 +52,7 @@ from lib.learn import data, train
 from lib.reporting import report
 
 run = runtime.start("02_autoencoders", profile, seed, device)
-settings = train.ModelSettings.of(globals())  # the models of notebooks 01 and 02 (params `all:`)
+model_settings = train.ModelSettings.of(globals())  # the models of notebooks 01 and 02 (params `all:`)
 found, missing = data.load_all(datasets, None, test_subset, seed)  # the training subset is the model's (train.autoencoder_for)
 for name, message in missing.items():
     runtime.show(f"> **{name}: data not available.** {runtime.escape(message)}")
@@ -63,7 +63,7 @@ for name, message in missing.items():
 # %%
 trained = {}
 for name, d in found.items():
-    trained[name] = settings.autoencoder(d, run.device)
+    trained[name] = model_settings.autoencoder(d, run.device)
     print(f"{name}: {trained[name].summary()}")
 found.update({name: t.train_data for name, t in trained.items()})  # what each model was trained on
 

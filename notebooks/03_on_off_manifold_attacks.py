@@ -65,7 +65,7 @@ from lib.reporting import report, tables
 from lib.experiments import records as records_lib
 
 run = runtime.start("03_on_off_manifold_attacks", profile, seed, device)
-settings = train.ModelSettings.of(globals())  # the models of notebooks 01 and 02 (params `all:`)
+model_settings = train.ModelSettings.of(globals())  # the models of notebooks 01 and 02 (params `all:`)
 settings = experiment.settings_from(attack)
 where = distributed.scheduler_address(scheduler)  # None: the shards run in this process
 found, missing = data.load_all(datasets)
@@ -82,7 +82,7 @@ for name, message in missing.items():
 outcomes, frames, models, images, experiments = {}, [], {}, {}, []
 for name, d in found.items():
     try:
-        clf, ae = settings.models(d, run.device)  # notebooks 01 and 02's models
+        clf, ae = model_settings.models(d, run.device)  # notebooks 01 and 02's models
     except data.DatasetUnavailable as err:  # e.g. the ResNet-50 weights, offline
         missing[name] = str(err)
         runtime.show(f"> **{name}: model not available.** {runtime.escape(err)}")

@@ -74,7 +74,7 @@ from lib.reporting import report, tables
 from lib.experiments import records as records_lib
 
 run = runtime.start("04_random_subspace_control", profile, seed, device)
-settings = train.ModelSettings.of(globals())  # the models of notebooks 01 and 02 (params `all:`)
+model_settings = train.ModelSettings.of(globals())  # the models of notebooks 01 and 02 (params `all:`)
 settings = experiment.settings_from(attack)
 where = distributed.scheduler_address(scheduler)  # None: the shards run in this process
 found, missing = data.load_all(datasets)
@@ -90,7 +90,7 @@ for name, message in missing.items():
 frames, sweep_frames, ks, experiments = [], [], {}, []
 for name, d in found.items():
     try:
-        clf, ae = settings.models(d, run.device)  # notebooks 01 and 02's models
+        clf, ae = model_settings.models(d, run.device)  # notebooks 01 and 02's models
     except data.DatasetUnavailable as err:  # e.g. the ResNet-50 weights, offline
         missing[name] = str(err)
         runtime.show(f"> **{name}: model not available.** {runtime.escape(err)}")
@@ -117,7 +117,7 @@ for name, d in found.items():
                              for kind in controls for c in ("on", "off")]
         k2 = runtime.per_dataset(second_latent_dim, name)
         if k2:
-            ae2 = settings.autoencoder(d, run.device, latent_dim=k2)
+            ae2 = model_settings.autoencoder(d, run.device, latent_dim=k2)
             print(f"{name}: second autoencoder (k = {k2}) {ae2.summary()}")
             sweep_frames += [exp.run(c, experiment.tangent_spec(ae2)).records for c in ("on", "off")]
     print(f"{name}: done ({run.elapsed():.0f} s)")

@@ -81,7 +81,7 @@ from lib.studies import curvature_analysis as ca
 from lib.figures import plots_curvature as pc
 
 run = runtime.start("06_curvature", profile, seed, device)
-settings = train.ModelSettings.of(globals())  # the models of notebooks 01 and 02 (params `all:`)
+model_settings = train.ModelSettings.of(globals())  # the models of notebooks 01 and 02 (params `all:`)
 found, missing = data.load_all(datasets)
 for name, message in missing.items():
     runtime.show(f"> **{name}: data not available.** {runtime.escape(message)}")
@@ -100,7 +100,7 @@ for name in [n for n in found if found[n].n > 784]:  # conv nets: n = 3072 needs
 # %%
 models, frames, profiles, boundary = {}, [], {}, {}
 for name, d in found.items():
-    clf, ae = settings.models(d, run.device)
+    clf, ae = model_settings.models(d, run.device)
     m = models[name] = runs.nets_for(clf.model, ae.model, beta, fd_h or cv.default_h(d.n), d.test_x[:1000].to(run.device),
                                      keys=(clf.key, ae.key))  # the keys of its cached measurements
     print(f"{name}: classifier {clf.summary()}, autoencoder (k = {m.k}) {ae.summary()}; "

@@ -98,7 +98,7 @@ from lib.studies import checklist, defence
 from lib.studies import defence_report as dr, defence_setup as ds, iae_study
 
 run = runtime.start("07_isometric_autoencoder_defence", profile, seed, device)
-settings = train.ModelSettings.of(globals())  # the models of notebooks 01 and 02 (params `all:`)
+model_settings = train.ModelSettings.of(globals())  # the models of notebooks 01 and 02 (params `all:`)
 dr.check_params(lambdas, recon_tolerance, eps_grid, finetune_threshold)
 found, missing = data.load_all(datasets)
 for name, message in missing.items():
@@ -114,7 +114,7 @@ for name, why in ds.drop_unsupported(found, missing).items():
 # %%
 models, sweeps = {}, {}
 for name, d in found.items():
-    clf, ae = settings.models(d, run.device)
+    clf, ae = model_settings.models(d, run.device)
     s = sweeps[name] = iae_study.lambda_sweep(
         d, ae, lambdas, ae_subset=ae_train_subset, iae_subset=iae_train_subset, epochs=iae_epochs, batch_size=iae_batch_size,
         lr=iae_lr, softplus_beta=softplus_beta, tolerance=recon_tolerance, monitor=iae_monitor, seed=seed, device=run.device)

@@ -87,7 +87,7 @@ from lib.figures import plots_replication as pr
 from lib.studies import replication as rp
 
 run = runtime.start("09_replication", profile, seed, device)
-settings = train.ModelSettings.of(globals())  # the models of notebooks 01 and 02 (params `all:`)
+model_settings = train.ModelSettings.of(globals())  # the models of notebooks 01 and 02 (params `all:`)
 seeds = rp.seeds_of(seed, n_seeds)
 found, missing = data.load_all(datasets)
 for name, message in missing.items():
@@ -101,7 +101,7 @@ for name, message in missing.items():
 models = {}
 for name, d in found.items():
     try:
-        models[name] = rp.seed_models(d, seeds, settings, run.device, extra_ae_epochs)
+        models[name] = rp.seed_models(d, seeds, model_settings, run.device, extra_ae_epochs)
     except data.DatasetUnavailable as err:
         missing[name] = str(err)
         runtime.show(f"> **{name}: model not available.** {runtime.escape(err)}")

@@ -91,7 +91,7 @@ from lib.figures import plots_training as pt
 from lib.studies import training_claims as tc
 
 run = runtime.start("10_training_claims", profile, seed, device)
-settings = train.ModelSettings.of(globals())  # the models of notebooks 01 and 02 (params `all:`)
+model_settings = train.ModelSettings.of(globals())  # the models of notebooks 01 and 02 (params `all:`)
 if torch_threads:
     torch.set_num_threads(torch_threads)
 settings = experiment.settings_from(attack)
@@ -101,7 +101,7 @@ for name, message in missing.items():
 models = {}
 for name, d in found.items():
     try:
-        models[name] = settings.models(d, run.device)  # notebooks 01 and 02's
+        models[name] = model_settings.models(d, run.device)  # notebooks 01 and 02's
     except data.DatasetUnavailable as err:
         missing[name] = str(err)
         runtime.show(f"> **{name}: model not available.** {runtime.escape(err)}")
