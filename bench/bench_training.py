@@ -9,16 +9,16 @@ not depend on the values), at the quick profile's sizes:
   I-AE               the same autoencoder without BatchNorm, Softplus(100), reconstruction + L_iso + L_piso, batch 144
 FLOPs per step: torch.utils.flop_counter.FlopCounterMode over one step (matmuls and convolutions, forward and
 backward; the optimizer's element-wise work is not counted). The machine's rate: a 2048 x 2048 fp32 matmul
-(2 * 2048^3 FLOP), measured in the same run with the same threads. Each training row's ratio is the achieved
-GFLOP/s over that rate (the share of the machine's dense rate the step reaches: 1.00 would be matmul speed).
-Then per image, against the step as trained: `channels_last` (model and images) for the convolutional nets, and a
-batch 4x larger for each kind. These are measurements only: the report's models train as they always have (a
+(2 * 2048^3 FLOP) with the same threads, its calls alternating with the step's (median of each), so that a shared
+machine's changing load falls on both. Each training row's ratio is the achieved GFLOP/s over that rate (the share
+of the machine's dense rate the step reaches: 1.00 would be matmul speed). Then per image, against the step as
+trained (calls alternating likewise): `channels_last` (model and images) for the convolutional nets, and a batch 4x
+larger for each kind. These are measurements only: the report's models train as they always have (a
 changed batch changes the model).
 Run:  .venv/bin/python bench/bench_training.py [--threads N]
 """
 import argparse
 import statistics
-import time
 
 import torch
 import torch.nn.functional as F
@@ -26,9 +26,9 @@ from torch.utils.flop_counter import FlopCounterMode
 
 from lib.learn import iae, models
 from rows import row  # bench/: this folder is on sys.path when a benchmark runs
-from timing import repeats
+from timing import race, repeats
 
-REPEATS = repeats(3)  # timed steps after one warm-up step
+REPEATS = repeats(3)  # alternating rounds after one warm-up call
 MATMUL_N = 2048
 
 
@@ -37,24 +37,25 @@ def _sync(device):
         torch.cuda.synchronize()
 
 
-def step_time(step, device, n=REPEATS):
-    """Median wall seconds of `step()` over n calls after one warm-up call."""
-    step()
-    _sync(device)
-    times = []
-    for _ in range(n):
-        t0 = time.perf_counter()
-        step()
-        _sync(device)
-        times.append(time.perf_counter() - t0)
-    return statistics.median(times)
+def synced(fn, device):
+    """fn, then wait for the device: what a wall clock should time."""
+    return lambda: (fn(), _sync(device))
 
 
-def matmul_rate(device):
-    """GFLOP/s of a 2048 x 2048 fp32 matmul on `device` (median of REPEATS + 2 products)."""
+def matmul(device):
+    """A 2048 x 2048 fp32 matmul on `device` (2 * 2048^3 FLOP per call)."""
     g = torch.Generator().manual_seed(0)
     a, b = (torch.randn(MATMUL_N, MATMUL_N, generator=g).to(device) for _ in range(2))
-    return 2 * MATMUL_N ** 3 / step_time(lambda: a @ b, device, REPEATS + 2) / 1e9
+    return lambda: a @ b
+
+
+def alternating(fns, device, n):
+    """Median wall seconds of each of `fns` over n rounds of alternating calls, after one warm-up call of each: a
+    shared machine's load falls on all alike, so their ratio is steadier than either time."""
+    fns = [synced(fn, device) for fn in fns]
+    for fn in fns:
+        fn()
+    return race(fns, n)[1]
 
 
 class _NoModuleTracking:
@@ -139,27 +140,31 @@ KINDS = [  # (name, step factory, batch as trained, convolutional)
 def rows(devices):
     out = []
     for device in devices:
-        rate = matmul_rate(device)
-        out.append(row(f"dense rate: {MATMUL_N}x{MATMUL_N} fp32 matmul", device, 2 * MATMUL_N ** 3 / rate / 1e9, None,
-                       f"{rate:.1f} GFLOP/s", "-", "the machine's rate the training rows are measured against",
-                       gflops_per_s=rate))
+        mm, rates, kinds = matmul(device), [], []
         for name, make, batch, conv in KINDS:
             step = make(batch, device)
-            f, t = flops(step), step_time(step, device)
-            achieved = f / t / 1e9
-            out.append(row(f"train step: {name}, batch {batch}", device, t, f / (rate * 1e9),
-                           f"{f / 1e9:.2f} GFLOP/step, {achieved:.1f} GFLOP/s",
-                           f"the same FLOPs at the matmul rate ({rate:.0f} GFLOP/s)",
-                           f"ratio = share of the matmul rate: {achieved / rate:.0%}", flops=f, gflops_per_s=achieved,
-                           share_of_matmul=achieved / rate))
+            f = flops(step)
+            t_mm, t = alternating([mm, step], device, REPEATS)  # the matmul rate measured beside each step
+            rate, achieved = 2 * MATMUL_N ** 3 / t_mm / 1e9, f / t / 1e9
+            rates.append(rate)
+            kinds.append(row(f"train step: {name}, batch {batch}", device, t, f / (rate * 1e9),
+                             f"{f / 1e9:.2f} GFLOP/step, {achieved:.1f} GFLOP/s",
+                             f"the same FLOPs at the matmul rate measured beside it ({rate:.0f} GFLOP/s)",
+                             f"ratio = share of the matmul rate: {achieved / rate:.0%}", flops=f, gflops_per_s=achieved,
+                             matmul_gflops_per_s=rate, share_of_matmul=achieved / rate))
             variants = ([("channels_last", make(batch, device, channels_last=True), batch)] if conv else []) + \
                        [(f"batch {4 * batch}", make(4 * batch, device), 4 * batch)]
             for label, other, b in variants:
-                t_other = step_time(other, device, max(1, REPEATS - 1))
-                out.append(row(f"  per image: {name}, {label}", device, t_other / b, t / batch, label,
-                               f"batch {batch}, contiguous (as trained)",
-                               "ratio > 1: faster per image than as trained (not adopted: it changes the model)"
-                               if "batch" in label else "ratio > 1: faster per image than as trained"))
+                t_base, t_other = alternating([step, other], device, max(2, REPEATS - 1))
+                kinds.append(row(f"  per image: {name}, {label}", device, t_other / b, t_base / batch, label,
+                                 f"batch {batch}, contiguous (as trained)",
+                                 "ratio > 1: faster per image than as trained" + (
+                                     " (not adopted: a changed batch changes the model)" if "batch" in label else "")))
+        rate = statistics.median(rates)
+        out.append(row(f"dense rate: {MATMUL_N}x{MATMUL_N} fp32 matmul", device, 2 * MATMUL_N ** 3 / rate / 1e9, None,
+                       f"{rate:.1f} GFLOP/s", "-", "median of the rates measured beside each training step below",
+                       gflops_per_s=rate))
+        out += kinds
     return out
 
 
