@@ -129,8 +129,9 @@ if len(accuracy):
     display(accuracy.drop(columns=["set", "correct", "N"]).style.format(
         {"success rate": pct, "success CI low": pct, "success CI high": pct, "test accuracy": pct, "CI low": pct,
          "CI high": pct, "median norm": "{:.2f}", "attacked": "{:.0f}"}, na_rep="–").hide(axis="index"))
-    norms = {n: f"{d.train_x.flatten(1).norm(dim=1).median():.2f}" for n, d in found.items()}
-    runtime.show(f"Targeted PGD budget eps {pgd.eps:g}; median L2 norm of a training image: {norms}. "
+    norms = ", ".join(f"{n} {d.train_x.flatten(1).norm(dim=1).median():.2f}" for n, d in found.items())
+    runtime.show(f"Targeted PGD budget ε = {pgd.eps:g} ([0, 1] pixel scale); median L2 norm of a training image: {norms} "
+                 "(the budget is as large as an image: these perturbations are visible, unlike Ilyas et al.'s ε = 0.5). "
                  + ms.cost_note(accuracy) + f" Published beside ours (**another data set and network**, for orientation "
                  f"only): {published.ILYAS}: " + ", ".join(f"{k} {v:.1%}" for k, v in published.ILYAS_TEST_ACC.items()))
 for name in study:
