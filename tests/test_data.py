@@ -84,3 +84,42 @@ def test_imagenet_loads_a_user_image_folder(tmp_path):
 def test_unknown_dataset_names_the_allowed_values():
     with pytest.raises(ValueError, match="mnist, fashion_mnist, cifar10, imagenet"):
         data.load("svhn")
+
+
+def test_two_notebooks_preparing_fashion_mnist_at_once_both_get_whole_files(tmp_path, monkeypatch):
+    """`make -j2`: 01 and 02 copy Debian's files at the same moment. Both copies are held mid-write together (a
+    barrier in the copy), so a shared temporary name would make one rename the other's file away."""
+    import gzip
+    import shutil
+    import threading
+
+    debian = tmp_path / "debian"
+    debian.mkdir()
+    for i, n in enumerate(data.IDX):
+        with gzip.open(debian / f"{n}.gz", "wb") as f:
+            f.write(bytes([i]) * 1000)
+    monkeypatch.setattr(data, "DEBIAN_FASHION_MNIST", debian)
+    barrier, copy = threading.Barrier(2, timeout=10), shutil.copyfileobj
+
+    def held_copy(src, dst):
+        copy(src, dst)
+        barrier.wait()
+
+    monkeypatch.setattr(shutil, "copyfileobj", held_copy)
+    errors = []
+
+    def prepare():
+        try:
+            data.prepare_fashion_mnist(tmp_path / "data")
+        except Exception as err:  # noqa: BLE001 (collected for the assertion)
+            errors.append(err)
+
+    threads = [threading.Thread(target=prepare) for _ in range(2)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert not errors
+    raw = tmp_path / "data" / "FashionMNIST" / "raw"
+    assert sorted(p.name for p in raw.iterdir()) == sorted(data.IDX)  # no temporary file left behind
+    assert all((raw / n).read_bytes() == bytes([i]) * 1000 for i, n in enumerate(data.IDX))

@@ -11,7 +11,6 @@ Set DIMPLED_OFFLINE=1 to skip download attempts; DIMPLED_DATA moves the data fol
 """
 import gzip
 import hashlib
-import os
 import shutil
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -19,6 +18,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from lib.infra.files import atomic_write
 from lib.infra.runtime import per_dataset
 
 from lib.infra.sources import DEBIAN_FASHION_MNIST, IDX, IMAGENET_CLASSES, data_root, offline  # noqa: F401 (re-exported)
@@ -134,16 +134,17 @@ def _mnist(root):
 
 
 def prepare_fashion_mnist(root):
-    """Copy Debian's Fashion-MNIST files into torchvision's layout (root/FashionMNIST/raw), if needed."""
+    """Copy Debian's Fashion-MNIST files into torchvision's layout (root/FashionMNIST/raw), if needed.
+
+    Each file is written whole or not at all, through a temporary file of its own (lib.infra.files.atomic_write), so
+    two notebooks preparing it at once (`make -j2`) both end with complete files."""
     raw = Path(root) / "FashionMNIST" / "raw"
     names = IDX
     if all((raw / n).exists() for n in names) or not DEBIAN_FASHION_MNIST.is_dir():
         return False
-    raw.mkdir(parents=True, exist_ok=True)
     for n in names:
-        with gzip.open(DEBIAN_FASHION_MNIST / f"{n}.gz") as src, open(raw / f"{n}.part", "wb") as dst:
+        with gzip.open(DEBIAN_FASHION_MNIST / f"{n}.gz") as src, atomic_write(raw / n, "wb") as dst:
             shutil.copyfileobj(src, dst)
-        os.replace(raw / f"{n}.part", raw / n)
     return True
 
 
