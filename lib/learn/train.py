@@ -125,10 +125,12 @@ def make_optimizer(model, cfg):
     return opt, None
 
 
-def fit(model, x, target, loss_fn, cfg, device, desc="train", on_epoch=None):
+def fit(model, x, target, loss_fn, cfg, device, desc="train", on_epoch=None, perturb=None):
     """Minibatch training on in-memory tensors with seeded batches (target=None: reconstruct x).
 
     on_epoch(epoch, model): called after each epoch (1, 2, ...), e.g. to keep a copy of the weights.
+    perturb(model, xb, yb) -> xb: replaces each batch before the step, the model in eval mode meanwhile (adversarial
+    training: the batch's PGD examples, Madry et al. 2018).
     Returns the model in eval mode and the mean training loss of each epoch.
     """
     g = torch.Generator().manual_seed(cfg.seed)
@@ -143,7 +145,11 @@ def fit(model, x, target, loss_fn, cfg, device, desc="train", on_epoch=None):
             if getattr(cfg, "hflip", False):
                 flip = (torch.rand(len(idx), generator=g) < 0.5).to(device)
                 xb = torch.where(flip.view(-1, 1, 1, 1), xb.flip(-1), xb)
-            loss = loss_fn(model(xb), xb if target is None else target[idx].to(device))
+            yb = xb if target is None else target[idx].to(device)
+            if perturb is not None:
+                xb = perturb(model.eval(), xb, yb)
+                model.train()
+            loss = loss_fn(model(xb), yb)
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()

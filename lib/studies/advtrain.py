@@ -20,7 +20,6 @@ from lib.infra import cache
 from lib.learn import train
 from lib.studies import defence
 from lib.infra.artifacts import Artifact
-from lib.infra.runtime import progress
 
 
 @dataclass(frozen=True)
@@ -33,31 +32,20 @@ class AdvTrainConfig:
 
 
 def madry_fit(model, x, y, cfg, fit_cfg, device="cpu"):
-    """Train `model` on the PGD adversarial examples of (x, y) (module docstring); returns the loss per epoch."""
-    g = torch.Generator().manual_seed(cfg.seed)
-    opt, _ = train.make_optimizer(model, fit_cfg)
-    model.to(device)
-    history = []
-    for _ in (bar := progress(range(cfg.epochs), desc="adversarial training", leave=False)):
-        perm, total = torch.randperm(len(x), generator=g), 0.0
-        for i in range(0, len(x), fit_cfg.batch_size):
-            idx = perm[i:i + fit_cfg.batch_size]
-            xb, yb = x[idx].to(device), y[idx].to(device)
-            adv = defence.pgd_budget(model.eval(), xb, yb, eps=cfg.eps, steps=cfg.steps, loss="ce",
-                                     stop_when_broken=False, seed=cfg.seed).adv
-            loss = F.cross_entropy(model.train()(adv), yb)
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            opt.step()
-            total += loss.item() * len(idx)
-        history.append(total / len(x))
-        bar.set_postfix(loss=f"{history[-1]:.4g}")
+    """Train `model` on the PGD adversarial examples of (x, y) (module docstring): lib.learn.train.fit with each
+    batch replaced by its examples at cfg.eps; returns the loss per epoch."""
+    def attack(m, xb, yb):
+        return defence.pgd_budget(m, xb, yb, eps=cfg.eps, steps=cfg.steps, loss="ce", stop_when_broken=False,
+                                  seed=cfg.seed).adv
+
+    fit_cfg = replace(fit_cfg, epochs=cfg.epochs, seed=cfg.seed)
+    _, history = train.fit(model, x, y, F.cross_entropy, fit_cfg, device, "adversarial training", perturb=attack)
     return history
 
 
 # What defines an adversarially trained classifier (lib.infra.artifacts).
 ADVTRAINED = Artifact("advtrained", 1, (AdvTrainConfig, madry_fit, defence.pgd_budget, train.make_optimizer,
-                                        train.models))
+                                        train.models, train.fit))
 
 
 def adversarially_trained(clf, cfg, device="cpu"):
