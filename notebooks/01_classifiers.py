@@ -26,7 +26,7 @@
 # configuration and data: a second run loads them.
 
 # %% tags=["parameters"]
-from typing import Optional, Union
+from typing import Union
 
 profile: str = "quick"                   # smoke | quick | paper: which settings these are, for the record
 datasets: list[str] = ["mnist", "fashion_mnist"]  # any of mnist, fashion_mnist, cifar10, imagenet
@@ -34,8 +34,9 @@ test_subset: Union[int, dict[str, int], None] = None  # evaluate on this many ra
 seed: int = 0                            # seeds the subsets, the initialisation and the batch order
 device: str = "auto"                     # auto | cpu | cuda | cuda:N
 # The classifiers' settings: shared with every notebook that uses them (params/<profile>.yaml, `all`).
-classifier_epochs: Union[int, dict[str, int], None] = {"mnist": 200}  # epochs (or {dataset: epochs}); None: the paper's 40 (MNIST: 200 on the 4,000-image sample)
-classifier_train_subset: Union[int, dict[str, int], None] = None  # train on this many random images (or {dataset: n}); None: all
+model_settings: dict = {  # the models, shared by every notebook (params `all`, README "Profiles"); a key left out: the paper's
+    "classifier_epochs": {"mnist": 200}, "ae_epochs": {"mnist": 40, "fashion_mnist": 12},
+    "ae_train_subset": {"fashion_mnist": 12000}, "ae_width": 16}
 
 # %%
 import pandas as pd
@@ -47,10 +48,8 @@ from lib.learn import data, train
 from lib.reporting import report
 
 run = runtime.start("01_classifiers", profile, seed, device)
-model_settings = train.ModelSettings.of(globals())  # the models of notebooks 01 and 02 (params `all:`)
-found, missing = data.load_all(datasets, None, test_subset, seed)  # the training subset is the model's (train.classifier_for)
-for name, message in missing.items():
-    runtime.show(f"> **{name}: data not available.** {runtime.escape(message)}")
+model_settings = train.ModelSettings.of(seed, model_settings)  # the models of notebooks 01 and 02, typed
+found, missing = data.load_shown(datasets, None, test_subset, seed)  # the training subset is the model's (model_settings.classifier)
 
 # %% [markdown]
 # ## Training (or loading from the cache)

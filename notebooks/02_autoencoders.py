@@ -27,7 +27,7 @@
 # the paper's 1000: its reconstructions are rougher, and the table says so by showing the epochs.
 
 # %% tags=["parameters"]
-from typing import Optional, Union
+from typing import Union
 
 profile: str = "quick"                   # smoke | quick | paper: which settings these are, for the record
 datasets: list[str] = ["mnist", "fashion_mnist"]  # any of mnist, fashion_mnist, cifar10, imagenet
@@ -36,10 +36,9 @@ n_show: int = 8                          # images per reconstruction grid
 seed: int = 0                            # seeds the subsets, the initialisation and the batch order
 device: str = "auto"                     # auto | cpu | cuda | cuda:N
 # The autoencoders' settings: shared with every notebook that uses them (params/<profile>.yaml, `all`).
-ae_epochs: Union[int, dict[str, int], None] = {"mnist": 40, "fashion_mnist": 12}  # epochs (or {dataset: epochs}); None: the paper's
-ae_train_subset: Union[int, dict[str, int], None] = {"fashion_mnist": 12000}  # train on this many random images (or {dataset: n}); None: all
-ae_latent_dim: Union[int, dict[str, int], None] = None  # latent dimension k (or {dataset: k}); None: the paper's
-ae_width: Optional[int] = 16             # channels of the first conv layer; None: 32 (16: a third of the CPU time)
+model_settings: dict = {  # the models, shared by every notebook (params `all`, README "Profiles"); a key left out: the paper's
+    "classifier_epochs": {"mnist": 200}, "ae_epochs": {"mnist": 40, "fashion_mnist": 12},
+    "ae_train_subset": {"fashion_mnist": 12000}, "ae_width": 16}
 
 # %%
 import pandas as pd
@@ -52,10 +51,8 @@ from lib.learn import data, train
 from lib.reporting import report
 
 run = runtime.start("02_autoencoders", profile, seed, device)
-model_settings = train.ModelSettings.of(globals())  # the models of notebooks 01 and 02 (params `all:`)
-found, missing = data.load_all(datasets, None, test_subset, seed)  # the training subset is the model's (train.autoencoder_for)
-for name, message in missing.items():
-    runtime.show(f"> **{name}: data not available.** {runtime.escape(message)}")
+model_settings = train.ModelSettings.of(seed, model_settings)  # the models of notebooks 01 and 02, typed
+found, missing = data.load_shown(datasets, None, test_subset, seed)  # the training subset is the model's (model_settings.autoencoder)
 
 # %% [markdown]
 # ## Training (or loading from the cache)

@@ -27,7 +27,7 @@
 # subspace lengthens an attack by about √(n/k).
 
 # %% tags=["parameters"]
-from typing import Optional, Union
+from typing import Optional
 
 profile: str = "quick"                   # smoke | quick | paper: which settings these are, for the record
 datasets: list[str] = ["mnist", "fashion_mnist"]  # any of mnist, fashion_mnist, cifar10, imagenet (a 5 GB Gram matrix per image for its tangent space: a GPU job)
@@ -44,13 +44,9 @@ scheduler: Optional[str] = None          # dask scheduler address (tcp://host:87
 n_show: int = 6                          # images in the example figure
 seed: int = 0                            # seeds the image choice
 device: str = "auto"                     # auto | cpu | cuda | cuda:N
-# The models' settings: shared with notebooks 01 and 02 (params/<profile>.yaml, `all`), so these are their models.
-classifier_epochs: Union[int, dict[str, int], None] = {"mnist": 200}  # epochs (or {dataset: epochs}); None: the paper's 40 (MNIST: 200 on the 4,000-image sample)
-classifier_train_subset: Union[int, dict[str, int], None] = None  # train on this many random images (or {dataset: n}); None: all
-ae_epochs: Union[int, dict[str, int], None] = {"mnist": 40, "fashion_mnist": 12}  # epochs (or {dataset: epochs}); None: the paper's
-ae_train_subset: Union[int, dict[str, int], None] = {"fashion_mnist": 12000}  # train on this many random images (or {dataset: n}); None: all
-ae_latent_dim: Union[int, dict[str, int], None] = None  # latent dimension k (or {dataset: k}); None: the paper's
-ae_width: Optional[int] = 16             # channels of the first conv layer; None: 32 (16: a third of the CPU time)
+model_settings: dict = {  # the models, shared by every notebook (params `all`, README "Profiles"); a key left out: the paper's
+    "classifier_epochs": {"mnist": 200}, "ae_epochs": {"mnist": 40, "fashion_mnist": 12},
+    "ae_train_subset": {"fashion_mnist": 12000}, "ae_width": 16}
 
 # %%
 import numpy as np
@@ -65,12 +61,10 @@ from lib.reporting import report, tables
 from lib.experiments import records as records_lib
 
 run = runtime.start("03_on_off_manifold_attacks", profile, seed, device)
-model_settings = train.ModelSettings.of(globals())  # the models of notebooks 01 and 02 (params `all:`)
+model_settings = train.ModelSettings.of(seed, model_settings)  # the models of notebooks 01 and 02, typed
 settings = experiment.settings_from(attack)
 where = distributed.scheduler_address(scheduler)  # None: the shards run in this process
-found, missing = data.load_all(datasets)
-for name, message in missing.items():
-    runtime.show(f"> **{name}: data not available.** {runtime.escape(message)}")
+found, missing = data.load_shown(datasets)
 
 # %% [markdown]
 # ## The attacks

@@ -36,7 +36,7 @@
 # them), so a re-run with nothing changed reads them back in seconds.
 
 # %% tags=["parameters"]
-from typing import Optional, Union
+from typing import Optional
 
 profile: str = "quick"                   # smoke | quick | paper: which settings these are, for the record
 datasets: list[str] = ["mnist", "fashion_mnist"]  # MLP data sets (mnist, fashion_mnist); cifar10 / imagenet: not measured here
@@ -60,13 +60,9 @@ n_dynamics: int = 20                     # test images measured at every checkpo
 margin: float = 1.1                      # negligible band for ratios: [1/margin, margin]
 seed: int = 0                            # seeds the image choice, the random subspaces and the probe vectors
 device: str = "auto"                     # auto | cpu | cuda | cuda:N
-# The models' settings: shared with notebooks 01 and 02 (params/<profile>.yaml, `all`), so these are their models.
-classifier_epochs: Union[int, dict[str, int], None] = {"mnist": 200}  # epochs (or {dataset: epochs}); None: the paper's 40 (MNIST: 200 on the 4,000-image sample)
-classifier_train_subset: Union[int, dict[str, int], None] = None  # train on this many random images (or {dataset: n}); None: all
-ae_epochs: Union[int, dict[str, int], None] = {"mnist": 40, "fashion_mnist": 12}  # epochs (or {dataset: epochs}); None: the paper's
-ae_train_subset: Union[int, dict[str, int], None] = {"fashion_mnist": 12000}  # train on this many random images (or {dataset: n}); None: all
-ae_latent_dim: Union[int, dict[str, int], None] = None  # latent dimension k (or {dataset: k}); None: the paper's
-ae_width: Optional[int] = 16             # channels of the first conv layer; None: 32 (16: a third of the CPU time)
+model_settings: dict = {  # the models, shared by every notebook (params `all`, README "Profiles"); a key left out: the paper's
+    "classifier_epochs": {"mnist": 200}, "ae_epochs": {"mnist": 40, "fashion_mnist": 12},
+    "ae_train_subset": {"fashion_mnist": 12000}, "ae_width": 16}
 
 # %%
 import numpy as np
@@ -81,10 +77,8 @@ from lib.studies import curvature_analysis as ca
 from lib.figures import plots_curvature as pc
 
 run = runtime.start("06_curvature", profile, seed, device)
-model_settings = train.ModelSettings.of(globals())  # the models of notebooks 01 and 02 (params `all:`)
-found, missing = data.load_all(datasets)
-for name, message in missing.items():
-    runtime.show(f"> **{name}: data not available.** {runtime.escape(message)}")
+model_settings = train.ModelSettings.of(seed, model_settings)  # the models of notebooks 01 and 02, typed
+found, missing = data.load_shown(datasets)
 for name in [n for n in found if found[n].n > 784]:  # conv nets: n = 3072 needs Lanczos, not a full spectrum
     missing[name] = "not measured in this notebook: its full spectra are sized for n = 784 (the MLP data sets)"
     runtime.show(f"> **{name}: left out.** {runtime.escape(missing[name])}")
@@ -245,8 +239,8 @@ detection.style.hide(axis="index").format(precision=3)
 dynamics = {}
 for name in [n for n in dynamics_datasets if n in models]:
     d, m = found[name], models[name]
-    dynamics[name] = runs.dynamics(m, d, n_dynamics, beta, seed, run.device, classifier_epochs, classifier_train_subset,
-                                   dynamics_epochs)
+    dynamics[name] = runs.dynamics(m, d, n_dynamics, beta, seed, run.device, model_settings.classifier_epochs,
+                                   model_settings.classifier_train_subset, dynamics_epochs)
     pc.training_dynamics(dynamics[name], m.k, d.n, f"{name}: geometry over training (checkpoints of the quick classifier)")
     runtime.show(cr.dynamics_sentence(name, dynamics[name], margin))
 for name in [n for n in dynamics_datasets if n not in models]:

@@ -43,8 +43,6 @@
 # 03: greedy PGD whose gradient is confined to the defence's own manifold (*on*) or to its normal space (*off*).
 
 # %% tags=["parameters"]
-from typing import Optional, Union
-
 profile: str = "quick"                   # smoke | quick | paper: which settings these are, for the record
 datasets: list[str] = ["mnist", "fashion_mnist"]  # any of mnist, fashion_mnist (28x28 conv autoencoders)
 n_images: int = 100                      # correctly classified test images attacked per data set
@@ -77,13 +75,9 @@ manifold_alpha: float = 0.05             # step of the on/off-manifold PGD (note
 manifold_steps: int = 300                # its steps
 seed: int = 0                            # seeds image choice, sampling and attacks
 device: str = "auto"                     # auto | cpu | cuda | cuda:N
-# The models' settings: shared with notebooks 01 and 02 (params/<profile>.yaml, `all`), so these are their models.
-classifier_epochs: Union[int, dict[str, int], None] = {"mnist": 200}  # epochs (or {dataset: epochs}); None: the paper's 40 (MNIST: 200 on the 4,000-image sample)
-classifier_train_subset: Union[int, dict[str, int], None] = None  # train on this many random images (or {dataset: n}); None: all
-ae_epochs: Union[int, dict[str, int], None] = {"mnist": 40, "fashion_mnist": 12}  # epochs (or {dataset: epochs}); None: the paper's
-ae_train_subset: Union[int, dict[str, int], None] = {"fashion_mnist": 12000}  # train on this many random images (or {dataset: n}); None: all
-ae_latent_dim: Union[int, dict[str, int], None] = None  # latent dimension k (or {dataset: k}); None: the paper's
-ae_width: Optional[int] = 16             # channels of the first conv layer; None: 32 (16: a third of the CPU time)
+model_settings: dict = {  # the models, shared by every notebook (params `all`, README "Profiles"); a key left out: the paper's
+    "classifier_epochs": {"mnist": 200}, "ae_epochs": {"mnist": 40, "fashion_mnist": 12},
+    "ae_train_subset": {"fashion_mnist": 12000}, "ae_width": 16}
 
 # %%
 import pandas as pd
@@ -98,11 +92,9 @@ from lib.studies import checklist, defence
 from lib.studies import defence_report as dr, defence_setup as ds, iae_study
 
 run = runtime.start("07_isometric_autoencoder_defence", profile, seed, device)
-model_settings = train.ModelSettings.of(globals())  # the models of notebooks 01 and 02 (params `all:`)
+model_settings = train.ModelSettings.of(seed, model_settings)  # the models of notebooks 01 and 02, typed
 dr.check_params(lambdas, recon_tolerance, eps_grid, finetune_threshold)
-found, missing = data.load_all(datasets)
-for name, message in missing.items():
-    runtime.show(f"> **{name}: data not available.** {runtime.escape(message)}")
+found, missing = data.load_shown(datasets)
 for name, why in ds.drop_unsupported(found, missing).items():
     runtime.show(f"> **{name}: not run.** {runtime.escape(why)}")
 
@@ -116,7 +108,7 @@ models, sweeps = {}, {}
 for name, d in found.items():
     clf, ae = model_settings.models(d, run.device)
     s = sweeps[name] = iae_study.lambda_sweep(
-        d, ae, lambdas, ae_subset=ae_train_subset, iae_subset=iae_train_subset, epochs=iae_epochs, batch_size=iae_batch_size,
+        d, ae, lambdas, ae_subset=model_settings.ae_train_subset, iae_subset=iae_train_subset, epochs=iae_epochs, batch_size=iae_batch_size,
         lr=iae_lr, softplus_beta=softplus_beta, tolerance=recon_tolerance, monitor=iae_monitor, seed=seed, device=run.device)
     models[name] = {"clf": clf, "ae": ae, "iae": s.chosen, "k": ae.model.latent_dim}
     print(f"{name}: classifier {clf.summary()}, plain AE (k = {ae.model.latent_dim}) {ae.summary()}; "

@@ -36,7 +36,7 @@
 # 2023; Srinivas, Bordt & Lakkaraju 2023) predicts grows (Bordt et al.: 0.31 → 0.675 on a known manifold).
 
 # %% tags=["parameters"]
-from typing import Optional, Union
+from typing import Optional
 
 profile: str = "quick"                   # smoke | quick | paper: which settings these are, for the record
 datasets: list[str] = ["mnist"]          # quick: MNIST only (the offline 5,000-image sample); paper: add fashion_mnist
@@ -67,13 +67,9 @@ shard_size: int = 50                     # images per attack shard: one cache en
 seed: int = 0                            # seeds the subsets, targets, random subspaces and fresh classifiers
 device: str = "auto"                     # auto | cpu | cuda | cuda:N
 torch_threads: Optional[int] = 1         # torch CPU threads; None: torch's default (on a busy shared CPU, 1 is far steadier)
-# The models' settings: shared with notebooks 01 and 02 (params/<profile>.yaml, `all`), so these are their models.
-classifier_epochs: Union[int, dict[str, int], None] = {"mnist": 200}  # epochs (or {dataset: epochs}); None: the paper's 40 (MNIST: 200 on the 4,000-image sample)
-classifier_train_subset: Union[int, dict[str, int], None] = None  # train on this many random images (or {dataset: n}); None: all
-ae_epochs: Union[int, dict[str, int], None] = {"mnist": 40, "fashion_mnist": 12}  # epochs (or {dataset: epochs}); None: the paper's
-ae_train_subset: Union[int, dict[str, int], None] = {"fashion_mnist": 12000}  # train on this many random images (or {dataset: n}); None: all
-ae_latent_dim: Union[int, dict[str, int], None] = None  # latent dimension k (or {dataset: k}); None: the paper's
-ae_width: Optional[int] = 16             # channels of the first conv layer; None: 32 (16: a third of the CPU time)
+model_settings: dict = {  # the models, shared by every notebook (params `all`, README "Profiles"); a key left out: the paper's
+    "classifier_epochs": {"mnist": 200}, "ae_epochs": {"mnist": 40, "fashion_mnist": 12},
+    "ae_train_subset": {"fashion_mnist": 12000}, "ae_width": 16}
 
 # %%
 import pandas as pd
@@ -91,13 +87,11 @@ from lib.figures import plots_training as pt
 from lib.studies import training_claims as tc
 
 run = runtime.start("10_training_claims", profile, seed, device)
-model_settings = train.ModelSettings.of(globals())  # the models of notebooks 01 and 02 (params `all:`)
+model_settings = train.ModelSettings.of(seed, model_settings)  # the models of notebooks 01 and 02, typed
 if torch_threads:
     torch.set_num_threads(torch_threads)
 settings = experiment.settings_from(attack)
-found, missing = data.load_all(datasets)
-for name, message in missing.items():
-    runtime.show(f"> **{name}: data not available.** {runtime.escape(message)}")
+found, missing = data.load_shown(datasets)
 models = {}
 for name, d in found.items():
     try:

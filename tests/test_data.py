@@ -55,6 +55,10 @@ def test_load_all_collects_messages_and_rejects_unknown_names(offline_root, monk
     assert (len(found["mnist"].train_x), len(found["mnist"].test_x)) == (100, 50)
     with pytest.raises(ValueError, match="mnist, fashion_mnist, cifar10, imagenet"):
         data.load_all(["svhn"])
+    shown = []
+    monkeypatch.setattr(data, "show", shown.append)
+    found, missing = data.load_shown(["mnist", "cifar10"], train=100, test={"mnist": 50})
+    assert list(found) == ["mnist"] and shown == [f"> **cifar10: data not available.** {data.escape(missing['cifar10'])}"]
 
 
 def test_subset_is_seeded_and_noted(offline_root):

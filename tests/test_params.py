@@ -36,9 +36,9 @@ def test_every_profile_is_valid():
 
 
 def test_unknown_key_in_all_is_refused_before_any_kernel(param_dir, tmp_reports, no_kernel):
-    edit(param_dir / "smoke.yaml", "  ae_epochs: 1\n", "  ae_epochs: 1\n  ae_epoch: 2\n")
-    with pytest.raises(params.ParameterError, match=r"smoke\.yaml: all\.'ae_epoch' is not declared by any notebook "
-                                                    r"\(did you mean 'ae_epochs'\?\)"):
+    edit(param_dir / "smoke.yaml", "  seed: 0\n", "  seed: 0\n  n_image: 2\n")
+    with pytest.raises(params.ParameterError, match=r"smoke\.yaml: all\.'n_image' is not declared by any notebook "
+                                                    r"\(did you mean 'n_images'\?\)"):
         execute.execute(report.NOTEBOOKS / "01_classifiers.py", "smoke")
 
 
@@ -67,10 +67,15 @@ def test_key_of_another_notebook_and_unknown_section(param_dir):
 @pytest.mark.parametrize("old, new, message", [
     ("  n_images: 12\n", "  n_images: twelve\n", r"all\.n_images = 'twelve' is a str; expected int"),
     ("  n_images: 12\n", "  n_images: 12.5\n", r"n_images = 12\.5 is a float; expected int"),
-    ("  classifier_epochs: 1\n", "  classifier_epochs: [1]\n", r"all\.classifier_epochs = \[1\] is a list; expected Union"),
-    ("  ae_epochs: 1\n", "  ae_epochs: {mnist: one}\n", r"all\.ae_epochs = \{'mnist': 'one'\}"),
-    ("  classifier_epochs: 1\n", "  classifier_epochs: 0\n", r"all\.classifier_epochs = 0 must be >= 1"),
-    ("  classifier_epochs: 1\n", "  classifier_epochs: {mnist: -3}\n", r"classifier_epochs\.mnist = -3 must be >= 1"),
+    ("{classifier_epochs: 1,", "{classifier_epochs: [1],",
+     r"all\.model_settings\.classifier_epochs = \[1\] is a list; expected Union"),
+    ("ae_epochs: 1,", "ae_epochs: {mnist: one},", r"all\.model_settings\.ae_epochs = \{'mnist': 'one'\}"),
+    ("{classifier_epochs: 1,", "{classifier_epochs: 0,", r"all\.model_settings\.classifier_epochs = 0 must be >= 1"),
+    ("{classifier_epochs: 1,", "{classifier_epochs: {mnist: -3},",
+     r"model_settings\.classifier_epochs\.mnist = -3 must be >= 1"),
+    ("{classifier_epochs: 1,", "{classifier_epochs: {mnsit: 3},", r"model_settings\.classifier_epochs: 'mnsit' is not a data set"),
+    ("{classifier_epochs: 1,", "{classifier_epoch: 1,", r"all\.model_settings\.'classifier_epoch' is not a model setting "
+                                                        r"\(did you mean 'classifier_epochs'\?\)"),
     ('    "on": {eps: 20.0, alpha: 0.3, steps: 100}\n', '    "on": {eps: 20.0, alpha: 0.0, steps: 100}\n',
      r"attack\.on\.alpha = 0\.0 must be > 0"),
 ])

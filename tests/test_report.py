@@ -9,8 +9,8 @@ from lib.reporting import execute, index, params, report
 
 def test_parameters_merge_all_then_notebook():
     p = params.resolve("01_classifiers", "smoke")
-    assert p["profile"] == "smoke" and p["seed"] == 0 and p["test_subset"] == 200 and p["classifier_epochs"] == 1
-    assert "ae_epochs" not in p
+    assert p["profile"] == "smoke" and p["seed"] == 0 and p["test_subset"] == 200
+    assert p["model_settings"]["classifier_epochs"] == 1
 
 
 def test_unknown_profile_names_the_profiles():

@@ -1,3 +1,5 @@
+import dataclasses
+
 import pytest
 import torch
 
@@ -83,8 +85,15 @@ def test_missing_resnet_weights_are_reported_as_unavailable(monkeypatch):
         train.get_classifier(train.classifier_config("imagenet"), synthetic((3, 224, 224), 2, 2))
 
 
-def test_model_settings_read_what_a_notebook_declares_and_default_the_rest():
-    namespace = {"seed": 3, "ae_width": 16, "classifier_epochs": {"mnist": 7}, "n_images": 200, "device": "cpu"}
-    settings = train.ModelSettings.of(namespace)
+def test_model_settings_take_the_parameter_and_default_the_rest_to_the_papers():
+    settings = train.ModelSettings.of(3, {"ae_width": 16, "classifier_epochs": {"mnist": 7}})
     assert settings == train.ModelSettings(seed=3, ae_width=16, classifier_epochs={"mnist": 7})
-    assert settings.ae_epochs is None and not hasattr(settings, "n_images")
+    assert settings.ae_epochs is None
+    with pytest.raises(ValueError, match="ae_epoch not a model setting"):
+        train.ModelSettings.of(0, {"ae_epoch": 3})
+
+
+def test_the_parameter_checks_know_every_model_setting():
+    from lib.reporting import params
+
+    assert list(params.MODEL_FIELDS) == [f.name for f in dataclasses.fields(train.ModelSettings) if f.name != "seed"]

@@ -19,7 +19,7 @@ import numpy as np
 import torch
 
 from lib.infra.files import atomic_write
-from lib.infra.runtime import per_dataset
+from lib.infra.runtime import escape, per_dataset, show
 
 from lib.infra.sources import DEBIAN_FASHION_MNIST, IDX, IMAGENET_CLASSES, data_root, offline  # noqa: F401 (re-exported)
 
@@ -216,4 +216,12 @@ def load_all(names, train=None, test=None, seed=0):
             found[name] = load(name).subset(per_dataset(train, name), per_dataset(test, name), seed)
         except DatasetUnavailable as err:
             missing[name] = str(err)
+    return found, missing
+
+
+def load_shown(names, train=None, test=None, seed=0):
+    """load_all, with a notice on the page for each missing data set (how to get it): a notebook's first step."""
+    found, missing = load_all(names, train, test, seed)
+    for name, message in missing.items():
+        show(f"> **{name}: data not available.** {escape(message)}")
     return found, missing

@@ -234,6 +234,12 @@ def config_from(kind, config):
     return cls(**{k: tuple(v) if isinstance(v, list) else v for k, v in config.items()})
 
 
+def continued(clf, epochs, lr, seed):
+    """The ClassifierConfig that trains the classifier `clf` (a Trained) further: its own optimiser and batch size,
+    `epochs` more epochs at `lr`, no schedule (a fine-tune, adversarial training)."""
+    return replace(config_from("classifier", clf.meta["config"]), epochs=epochs, lr=lr, lr_milestones=(), seed=seed)
+
+
 def load_trained(kind, key, config, shape, num_classes=10, device="cpu", root=None):
     """The model stored under `key` (kind: classifier | autoencoder), rebuilt from `config` (the asdict of its
     ClassifierConfig / AutoencoderConfig, as in Trained.meta["config"]) with the stored weights.
@@ -310,9 +316,13 @@ class ModelSettings:
     ae_width: object = None  # channels of the first conv layer; None: 32
 
     @classmethod
-    def of(cls, namespace):
-        """The settings a notebook declares, read from its namespace (``globals()``) by name; the rest default."""
-        return cls(**{f.name: namespace[f.name] for f in fields(cls) if f.name in namespace})
+    def of(cls, seed, settings):
+        """The settings of a notebook's `model_settings` parameter (a dict; a key left out: the paper's) and seed."""
+        known = [f.name for f in fields(cls) if f.name != "seed"]
+        unknown = sorted(set(settings) - set(known))
+        if unknown:
+            raise ValueError(f"model_settings: {', '.join(unknown)} not a model setting; the settings are {', '.join(known)}")
+        return cls(seed=seed, **settings)
 
     def classifier(self, data, device="cpu", seed=None):
         """Notebook 01's classifier for `data` (seed: another seed's, for replication). Cached."""

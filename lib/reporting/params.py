@@ -163,7 +163,7 @@ def annotation_of(param):
 
 # name pattern -> (lowest allowed value, inclusive?): checked on every number under that key, nearest key first
 RANGES = [(r"^seed$", 0, True), (r"^n_show$", 0, True), (r"epochs$", 1, True), (r"^n_", 1, True),
-          (r"_subset$", 1, True), (r"^steps$", 1, True), (r"latent_dim$", 1, True), (r"^ae_width$", 1, True),
+          (r"_subset$", 1, True), (r"^steps$", 1, True), (r"latent_dim$", 1, True), (r"ae_width$", 1, True),
           (r"^k_sweep$", 1, True), (r"^shard_size$", 1, True), (r"^(eps|alpha)$", 0, False),
           (r"^(accuracy_margin|advtrain_eps_scale|advtrain_lr)$", 0, False), (r"^min_success$", 0, True)]
 
@@ -235,9 +235,31 @@ def _allowed_errors(name, value):
     return []
 
 
+# The fields of the `model_settings` parameter (lib.learn.train.ModelSettings without its seed), each with its type;
+# tests/test_params.py checks that they agree.
+MODEL_FIELDS = {"classifier_epochs": "Union[int, dict[str, int], None]",
+                "classifier_train_subset": "Union[int, dict[str, int], None]",
+                "ae_epochs": "Union[int, dict[str, int], None]", "ae_train_subset": "Union[int, dict[str, int], None]",
+                "ae_latent_dim": "Union[int, dict[str, int], None]", "ae_width": "Optional[int]"}
+
+
+def _model_settings_error(param, value):
+    """What is wrong in the `model_settings` dict: an unknown field, or a field's type, range or data sets."""
+    for key, v in value.items():
+        if key not in MODEL_FIELDS:
+            return f"{param.name}.{_unknown(str(key), list(MODEL_FIELDS), 'a model setting')}; the settings are " \
+                   f"{', '.join(MODEL_FIELDS)}"
+        problem = check_value(Param(f"{param.name}.{key}", None, MODEL_FIELDS[key], ""), v)
+        if problem:
+            return problem
+    return None
+
+
 def check_value(param, value):
     """None if `value` suits `param`, else what is wrong (without the file's name): its type, its range, or a name
     that is not one of the allowed values (data sets, splits, conditions, attack settings, controls)."""
+    if param.name == "model_settings" and isinstance(value, dict):
+        return _model_settings_error(param, value)
     expected = annotation_of(param)
     if not _matches(value, ast.parse(expected, mode="eval").body):
         return f"{param.name} = {value!r} is a {type(value).__name__}; expected {expected}"

@@ -45,7 +45,7 @@ def madry_fit(model, x, y, cfg, fit_cfg, device="cpu"):
 
 # What defines an adversarially trained classifier (lib.infra.artifacts).
 ADVTRAINED = Artifact("advtrained", 1, (AdvTrainConfig, madry_fit, defence.pgd_budget, train.make_optimizer,
-                                        train.models, train.fit))
+                                        train.models, train.fit, train.continued))
 
 
 def adversarially_trained(clf, cfg, device="cpu"):
@@ -53,8 +53,7 @@ def adversarially_trained(clf, cfg, device="cpu"):
     was trained on: a lib.learn.train.Trained (meta: the settings, loss per epoch, seconds), from the cache when there."""
     if not (cfg.eps > 0 and cfg.steps >= 1 and cfg.epochs >= 1 and cfg.lr > 0):
         raise ValueError(f"adversarial training needs eps > 0, steps >= 1, epochs >= 1, lr > 0; got {cfg}")
-    fit_cfg = replace(train.config_from("classifier", clf.meta["config"]), epochs=cfg.epochs, lr=cfg.lr,
-                      lr_milestones=(), seed=cfg.seed)
+    fit_cfg = train.continued(clf, cfg.epochs, cfg.lr, cfg.seed)
     data = clf.train_data
 
     def build():

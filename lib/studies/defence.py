@@ -11,7 +11,7 @@ trains the classifier further on P(x) of its own training images (cached like ev
 defended model is judged on what the projection does to attacks, not on a shifted input distribution.
 """
 import copy
-from dataclasses import asdict, dataclass, replace
+from dataclasses import asdict, dataclass
 
 import torch
 import torch.nn.functional as F
@@ -74,8 +74,7 @@ def finetune_on_projection(clf, project, projection_id, cfg, device="cpu"):
     Returns a lib.learn.train.Trained whose meta holds the loss per epoch; from the cache when there."""
     if cfg.epochs < 1 or not cfg.lr > 0:
         raise ValueError(f"fine-tuning needs epochs >= 1 and lr > 0; got {cfg.epochs}, {cfg.lr}")
-    fit_cfg = replace(train.config_from("classifier", clf.meta["config"]), epochs=cfg.epochs, lr=cfg.lr,
-                      lr_milestones=(), seed=cfg.seed)
+    fit_cfg = train.continued(clf, cfg.epochs, cfg.lr, cfg.seed)
     data = clf.train_data
 
     def build():
@@ -99,7 +98,7 @@ def finetune_on_projection(clf, project, projection_id, cfg, device="cpu"):
 
 
 # What defines a fine-tuned classifier (lib.infra.artifacts).
-FINETUNED = Artifact("finetuned", 1, (FinetuneConfig, finetune_on_projection, project_images, train.fit,
+FINETUNED = Artifact("finetuned", 1, (FinetuneConfig, finetune_on_projection, project_images, train.fit, train.continued,
                                       train.make_optimizer))
 
 
