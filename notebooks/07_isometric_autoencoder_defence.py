@@ -50,7 +50,8 @@ datasets: list[str] = ["mnist", "fashion_mnist"]  # any of mnist, fashion_mnist 
 n_images: int = 100                      # correctly classified test images attacked per data set
 lambdas: list[float] = [10.0, 30.0, 100.0]  # the lambda sweep (one weight for L_iso + L_piso)
 recon_tolerance: float = 0.25            # a lambda qualifies if its held-out reconstruction error is at most 1 + this times the plain AE's
-iae_epochs: int = 4                      # I-AE epochs (warm start from the plain AE of notebook 02)
+iae_epochs: int = 4                      # I-AE epochs
+iae_warm_start: bool = True              # start from the plain AE of notebook 02 (False: from random weights, as Gropp et al.)
 iae_train_subset: int = 1000             # I-AE training images (a random subset of the plain AE's)
 iae_batch_size: int = 144                # images per step (the plain AE's)
 iae_lr: float = 3e-4                     # Adam learning rate (1e-3 diverges without BatchNorm)
@@ -117,7 +118,8 @@ for name, d in found.items():
     clf, ae = model_settings.models(d, run.device)
     s = sweeps[name] = iae_study.lambda_sweep(
         d, ae, lambdas, ae_subset=ae_train_subset, iae_subset=iae_train_subset, epochs=iae_epochs, batch_size=iae_batch_size,
-        lr=iae_lr, softplus_beta=softplus_beta, tolerance=recon_tolerance, monitor=iae_monitor, seed=seed, device=run.device)
+        lr=iae_lr, softplus_beta=softplus_beta, tolerance=recon_tolerance, monitor=iae_monitor, seed=seed, device=run.device,
+        warm_start=iae_warm_start)
     models[name] = {"clf": clf, "ae": ae, "iae": s.chosen, "k": ae.model.latent_dim}
     print(f"{name}: classifier {clf.summary()}, plain AE (k = {ae.model.latent_dim}) {ae.summary()}; "
           + "; ".join(f"I-AE λ={v:g} {t.summary()}" for v, t in s.trained.items()))
@@ -131,7 +133,7 @@ sweep_table.style.format({"recon": "{:.2f}", "iso": "{:.4f}", "piso": "{:.4f}", 
 # %%
 for name, s in sweeps.items():
     plots_defence.loss_terms({lam: t.meta["history"] for lam, t in s.trained.items()},
-                             f"{name}: I-AE loss terms during training (warm start from the plain AE)")
+                             f"{name}: I-AE loss terms during training ({'warm start' if iae_warm_start else 'random start'})")
 
 # %% [markdown]
 # **The isometry criterion**, stated before training: the decoder is isometric when at least 90% of the singular
@@ -177,8 +179,9 @@ for name, m in models.items():
     runtime.show(s.message)
     x, y = ds.attacked_images(m["clf"].model, d, n_images, seed, run.device)
     defended[name] = (s.defences, x, y)
-    records.append(defence.attack_defences(s.defences, m["clf"].model, x, y, eps_grid, attack_steps, attack_restarts,
-                                           seed).assign(dataset=name))
+    records.append(dr.attack_records(s.defences, s.keys, m["clf"].model, x, y, eps_grid=eps_grid, steps=attack_steps,
+                                     restarts=attack_restarts, seed=seed).assign(dataset=name))
+keys = {name: s.keys for name, s in setups.items()}  # each defended model's identity: its results are cached under it
 records = tables.stack(records, dr.RECORD_COLUMNS)
 clean = pd.DataFrame([row for s in setups.values() for row in s.clean_rows])
 clean.style.format({"clean accuracy": "{:.1%}", "CI low": "{:.1%}", "CI high": "{:.1%}"}).hide(axis="index")
@@ -203,7 +206,7 @@ for name in models:
 
 # %%
 curves, long_records, convergence_table, unconverged = dr.convergence(
-    defended, robust, eps=convergence_eps, steps=convergence_steps, restarts=convergence_restarts,
+    defended, robust, keys=keys, eps=convergence_eps, steps=convergence_steps, restarts=convergence_restarts,
     attack_steps=attack_steps, margin=margin, seed=seed)
 for name in defended:
     plots_defence.convergence(curves[name], f"{name}: adaptive PGD at ε = {convergence_eps:g}")
@@ -222,7 +225,7 @@ convergence_table.style.format(precision=2).hide(axis="index")
 
 # %%
 suite, aa_records, aa_table = dr.autoattack(
-    defended, {name: s.keys for name, s in setups.items()}, l2_eps=verdict_eps, linf_eps=linf_eps,
+    defended, keys, l2_eps=verdict_eps, linf_eps=linf_eps,
     square_eps=max(verdict_eps), cfg=autoattack.SuiteConfig(aa_steps, aa_targets, square_queries, seed).check())
 tables.save_csv(suite, profile, "07_autoattack_records.csv")
 aa_table.style.format({c: "{:.0%}" for c in aa_table if c.startswith("after")}).hide(axis="index")
@@ -255,7 +258,7 @@ published.projection_defences().style.format(precision=2, na_rep="–").hide(axi
 # accuracy at each budget follows from the smallest perturbation found for each image.
 
 # %%
-manifold_records, manifold_table = dr.manifold_attacks(defended, eps_grid=eps_grid, alpha=manifold_alpha,
+manifold_records, manifold_table = dr.manifold_attacks(defended, keys=keys, eps_grid=eps_grid, alpha=manifold_alpha,
                                                        steps=manifold_steps)
 manifold_robust = dr.robust_table(manifold_records, defended)
 for name in defended:
@@ -296,7 +299,7 @@ report.write_results(
     headline=dr.headlines(models, worst, spread, verdict_eps),
     data_sources={name: d.describe() for name, d in found.items()}, unavailable=missing,
     answer=answer, answer_figure="07_answer.png" if models else None,
-    caveats=dr.caveats(iae_epochs, iae_train_subset, n_images) if models else [],
+    caveats=dr.caveats(iae_epochs, iae_train_subset, n_images, iae_warm_start) if models else [],
     lambda_choice={name: {"lambda": s.lam, "reason": s.why} for name, s in sweeps.items()},
     sweep=sweep_table.to_dict(orient="records"), geometry=geometry.to_dict(orient="records") if len(geometry) else [],
     clean=clean.to_dict(orient="records") if len(clean) else [], robust=robust.to_dict(orient="records"),
