@@ -88,7 +88,8 @@ def defences_for(name, d, clf, ae, iae, threshold, cfg, device):
     return Defended(defs, rows, finetuned, keys=defence_keys(clf, projections, tuned), message=
                     f"**{name}**: the largest clean-accuracy cost of a projection is {100 * drop[worst]:.1f} points "
                     f"({worst}), above {100 * threshold:g}: the projection defences below use "
-                    f"classifiers fine-tuned on P(x) ({cfg.epochs} epochs; "
+                    f"classifiers fine-tuned on P(x) ({cfg.epochs} epochs"
+                    + (f" on a random {cfg.train_subset:,} of its training images" if cfg.train_subset else "") + "; "
                     + ", ".join(f"{k}: {v}" for k, v in finetuned.items()) + ").")
 
 
