@@ -14,7 +14,8 @@ structure suggests. With u uniform on the unit sphere of R^k, ||J_D u||² = Σ �
 Var_i(σᵢ²) / (2 (k + 2)), so the spread of σ enters with a weight 1/36 of the mean's at k = 16. Hence the variants:
 `directions` > 1 (several orthonormal u per image: the same expected loss, less gradient noise), a larger λ, z at the
 data's own encodings (where the criterion is measured) and the metric loss E_u ||J_Dᵀ J_D u − u||² = Σ (σᵢ² − 1)² / k
-(one jvp and one vjp; not Gropp et al.'s, it weighs the spread like the mean).
+(one jvp and one vjp; not Gropp et al.'s, it weighs the spread like the mean). The warm-* settings start from the
+quick profile's plain autoencoder instead (as notebook 07's quick profile does; $DIMPLED_CACHE should hold it).
 
 Run (about 25 CPU minutes with the defaults, one thread):
     PYTHONPATH=. .venv/bin/python bench/bench_isometry.py [--settings gropp-l10 ...] [--epochs 40] [--minutes 5]
@@ -29,7 +30,7 @@ from pathlib import Path
 import torch
 from torch.func import jvp, vjp
 
-from lib.learn import data, iae
+from lib.learn import data, iae, train
 
 
 @dataclass(frozen=True)
@@ -41,6 +42,8 @@ class Setting:
     metric: bool = False       # L_iso replaced by E_u ||J^T J u - u||^2 (the metric loss)
     lr: float = 1e-3
     batch_size: int = 144
+    warm: bool = False         # start from the quick profile's plain autoencoder (BatchNorm folded, latent rescaled;
+                               # Softplus β = 1 keeps its function) instead of random weights
 
 
 SETTINGS = {
@@ -51,8 +54,11 @@ SETTINGS = {
     "gropp-l100-data": Setting(100.0, points="data"),
     "metric-l10": Setting(10.0, metric=True),
     "metric-l100": Setting(100.0, metric=True),
+    "warm-gropp-l100": Setting(100.0, beta=1.0, lr=3e-4, warm=True),
+    "warm-metric-l10": Setting(10.0, beta=1.0, lr=3e-4, warm=True, metric=True),
+    "warm-metric-l100": Setting(100.0, beta=1.0, lr=3e-4, warm=True, metric=True),
 }
-DEFAULT = ["gropp-l10", "gropp-l100", "gropp-l100-u4", "metric-l10"]
+DEFAULT = ["gropp-l10", "metric-l10", "warm-gropp-l100", "warm-metric-l100"]
 
 
 def unit_frames(batch, k, m, generator):
@@ -93,9 +99,21 @@ def measure(ae, monitor, held):
             "test_recon": float(recon)}
 
 
-def run(name, s, d, epochs, minutes, monitor, held, seed=0):
+def start(s, d, seed):
+    """The I-AE network of setting s: random weights, or the quick profile's plain MNIST autoencoder (notebook 02's,
+    from the cache; trained there if absent) with BatchNorm folded and the latent rescaled towards isometry."""
     torch.manual_seed(seed)
     ae = iae.isometric_autoencoder(d.shape, 16, 16, s.beta).eval()
+    if s.warm:
+        plain = train.autoencoder_for(d, seed, epochs=40, width=16).model
+        iae.fold_batchnorm(plain, ae)
+        g = torch.Generator().manual_seed(seed)
+        iae.rescale_latent(ae, iae.latent_scale(ae, d.train_x[torch.randperm(len(d.train_x), generator=g)[:256]], g))
+    return ae
+
+
+def run(name, s, d, epochs, minutes, monitor, held, seed=0):
+    ae = start(s, d, seed)
     opt = torch.optim.Adam(ae.parameters(), lr=s.lr)
     g = torch.Generator().manual_seed(seed)
     log, cpu, wall = [], 0.0, 0.0
@@ -129,31 +147,31 @@ def main():
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--settings", nargs="+", default=DEFAULT, choices=sorted(SETTINGS))
     ap.add_argument("--epochs", type=int, default=60, help="at most this many epochs per setting")
-    ap.add_argument("--minutes", type=float, default=6.0, help="stop a setting after this many CPU minutes")
+    ap.add_argument("--minutes", type=float, default=5.0, help="stop a setting after this many CPU minutes")
     ap.add_argument("--monitor", type=int, default=50, help="test images at whose encodings σ is measured")
     ap.add_argument("--train", type=int, default=None, help="train on the first this many training images (all: None)")
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--out", default="reports/bench_isometry.json")
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
+    torch.set_flush_denormal(True)  # Softplus(β = 100) of a negative input underflows to denormals: 3x slower steps
     d = data.load("mnist")
     if args.train:
         d = d.subset(args.train, None, 0)
     print(d.describe())
     monitor, held = d.test_x[:args.monitor], d.test_x[-500:]
-    results = {}
+    results, out = {}, Path(args.out)
+    out.parent.mkdir(parents=True, exist_ok=True)
     for name in args.settings:
         results[name] = {"setting": asdict(SETTINGS[name]), "log": run(name, SETTINGS[name], d, args.epochs, args.minutes,
                                                                        monitor, held)}
+        out.write_text(json.dumps({"data": d.describe(), "results": results,
+                                   "criterion": {"tolerance": iae.ISO_TOLERANCE, "target": iae.ISO_TARGET}}, indent=1))
     print(f"\n{'setting':16s} {'epochs':>6s} {'cpu s':>6s} {'test recon':>10s} {'share':>6s} {'best share':>10s}  σ 5-95%")
     for name, r in results.items():
         last, best = r["log"][-1], max(r["log"], key=lambda e: e["share"])
         print(f"{name:16s} {last['epoch']:6d} {last['cpu_s']:6.0f} {last['test_recon']:10.2f} {last['share']:6.2f} "
               f"{best['share']:6.2f} (ep {best['epoch']})  {last['sv5']:.2f}-{last['sv95']:.2f}")
-    out = Path(args.out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps({"data": d.describe(), "criterion": {"tolerance": iae.ISO_TOLERANCE, "target": iae.ISO_TARGET},
-                               "results": results}, indent=1))
     print(f"wrote {out}")
 
 

@@ -23,7 +23,8 @@
 # latent vector; J_D u by a forward-mode jvp) and L_piso = E (‖uᵀ J_E(x)‖ − 1)² (a reverse-mode vjp). The norms are of
 # whole vectors, not element-wise.
 #
-# **Training** starts from the plain autoencoder of notebook 02 (the same layers; warm start) with two changes that
+# **Training** starts from the plain autoencoder of notebook 02 (the same layers; warm start, `iae_warm_start`; the
+# paper profile trains from random weights with Softplus β = 100, as Gropp et al.) with two changes that
 # made it train: (1) BatchNorm is folded into the convolution before it (the same function): torch.func cannot
 # differentiate a train-mode BatchNorm, a network whose Jacobian terms see eval-mode and whose reconstruction sees
 # train-mode BatchNorm optimises two different functions, and with frozen BatchNorm Adam diverges even on the
