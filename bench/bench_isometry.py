@@ -17,7 +17,7 @@ data's own encodings (where the criterion is measured) and the metric loss E_u |
 (one jvp and one vjp; not Gropp et al.'s, it weighs the spread like the mean). The warm-* settings start from the
 quick profile's plain autoencoder instead (as notebook 07's quick profile does; $DIMPLED_CACHE should hold it).
 
-Run (about 25 CPU minutes with the defaults, one thread):
+Run (about 20 CPU minutes with the defaults, one thread):
     PYTHONPATH=. .venv/bin/python bench/bench_isometry.py [--settings gropp-l10 ...] [--epochs 40] [--minutes 5]
 Prints one line per epoch and a summary table; writes reports/bench_isometry.json (or --out).
 """

@@ -62,7 +62,7 @@ eps_grid: list[float] = [0.5, 1.0, 1.5, 2.0, 3.0, 6.0]  # L2 budgets, [0, 1] pix
 attack_steps: int = 50                   # PGD steps per budget
 attack_restarts: int = 1                 # adaptive PGD restarts (the first from x, the others from random points in the ball)
 convergence_eps: float = 1.5             # budget of the convergence check
-convergence_steps: int = 150             # steps per restart in the convergence check
+convergence_steps: int = 100             # steps per restart in the convergence check (2 x 100: 4 x the main run)
 convergence_restarts: int = 2            # restarts in the convergence check
 verdict_eps: list[float] = [1.0, 2.0]    # budgets at which the defences are compared in the verdict table
 margin: float = 0.05                     # negligible difference of robust accuracies (5 points)
@@ -77,7 +77,7 @@ finetune_epochs: int = 5                 # epochs of fine-tuning on P(x) (the cl
 finetune_lr: float = 0.01                # learning rate of the fine-tuning
 finetune_subset: Optional[int] = 12000   # fine-tune on a random this many of the classifier's training images (None: all)
 manifold_alpha: float = 0.05             # step of the on/off-manifold PGD (notebook 03's greedy attack), budget max(eps_grid)
-manifold_steps: int = 300                # its steps
+manifold_steps: int = 200               # its steps (200 x 0.05 = 10: past the budget, then along its sphere)
 seed: int = 0                            # seeds image choice, sampling and attacks
 device: str = "auto"                     # auto | cpu | cuda | cuda:N
 # The models' settings: shared with notebooks 01 and 02 (params/<profile>.yaml, `all`), so these are their models.
@@ -139,10 +139,32 @@ for name, s in sweeps.items():
 
 # %% [markdown]
 # **The isometry criterion**, stated before training: the decoder is isometric when at least 90% of the singular
-# values of J_D at test encodings lie within ±25% of 1. The curve below tracks it after every epoch (`iae_monitor`
-# test images). Why it can stop short: L_iso penalises ‖J_D u‖ for a *random* unit u, and ‖J_D u‖² = Σ σᵢ² uᵢ² is
-# an average over the k singular values, so with k = 16 the loss is small once the *mean* σ² is near 1, while single
-# singular values may stay far from 1; the loss alone then pushes the spread down slowly.
+# values σ of J_D at test encodings lie within ±25% of 1. The curves below track it after every epoch (`iae_monitor`
+# test images): the share within ±25% (top) and the 5-95% band of σ (bottom).
+#
+# **Why the I-AE loss stops short of it.** For u uniform on the unit sphere of the k-dimensional latent space,
+# ‖J_D u‖² = Σᵢ σᵢ² uᵢ² has mean mean(σ²) and variance 2 Var(σ²) / (k + 2), so
+# L_iso ≈ (√mean(σ²) − 1)² + Var(σ²) / (2 (k + 2) mean(σ²)): once the mean is right, the *spread* of the singular
+# values costs only 1/36 of its variance at k = 16, and drawing more u per image changes the noise of the gradient,
+# not this expectation. The reconstruction term pays for every bit of flattening, so the optimum keeps a spread.
+# Measured outside this page by `bench/bench_isometry.py` (MNIST, the 4,000 offline training images, k = 16, one
+# CPU thread, about 5 CPU minutes per setting; share within ±25% and σ 5-95% after the last epoch, held-out
+# reconstruction error beside the plain autoencoder's ≈ 9):
+#
+# | I-AE training | epochs | share | σ 5-95% | reconstruction |
+# |---|---|---|---|---|
+# | Gropp et al.'s recipe from random weights (Softplus β = 100, λ = 10, Adam 10⁻³) | 23 | 0.38 | 0.17-1.55 | 10.6 |
+# | warm start from the plain autoencoder (β = 1, λ = 100, Adam 3·10⁻⁴) | 25 | 0.48 | 0.42-1.48 | 8.5 |
+# | metric loss E‖J_Dᵀ J_D u − u‖² = mean (σᵢ² − 1)² in place of L_iso, from random weights, λ = 10 | 17 | 0.58 | 0.20-1.29 | 11.9 |
+# | the metric loss, warm start, λ = 100 | 18 | 0.71 | 0.47-1.17 | 12.1 |
+#
+# Gropp et al.'s loss converges (the warm-started run's share sat at 0.45-0.48 from epoch 4 to 25 while L_iso
+# settled near 0.01 and the reconstruction improved) below the criterion; the metric loss, which weighs the spread as
+# much as the mean, gets further, at a cost in reconstruction, and none reached 90% in the CPU time tried. **What this
+# page shows** (quick profile): the I-AE warm-started from the plain autoencoder and trained `iae_epochs` epochs on
+# `iae_train_subset` images: a regularised plain autoencoder whose decoder is closer to an isometry than the plain
+# one, not an isometric one, so the verdicts below are about that model. The paper profile trains Gropp et al.'s
+# recipe from random weights (Softplus β = 100, 100 epochs on every training image) and shows its curve.
 
 # %%
 plots_defence.isometry_curve({name: {lam: t.meta["history"] for lam, t in s.trained.items()} for name, s in sweeps.items()},

@@ -211,6 +211,7 @@ def train_iae(ae, x, cfg, device, desc="I-AE", monitor=None):
 
 
 def _epochs(ae, x, cfg, device, desc, g, opt, history, measure):
+    """train_iae's epochs: Adam steps on seeded batches, the terms recorded per step, `measure()` after each epoch."""
     for epoch in (bar := progress(range(cfg.epochs), desc=desc, leave=False)):
         perm = torch.randperm(len(x), generator=g)
         for i in range(0, len(x), cfg.batch_size):

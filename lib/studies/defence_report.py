@@ -233,7 +233,7 @@ def square_alone(defences, keys, x, y, l2_suite, eps, cfg, label=""):
         if len(s) == len(x):
             broken[s["image"][s["broken_by"] == "Square"].to_numpy()] = True
         if len(todo):
-            ids = torch.as_tensor(todo, device=x.device)
+            ids = torch.tensor(todo, device=x.device)
             r = aa.suite_records({d: net}, keys, x[ids], y[ids], norm="L2", eps_list=[eps], cfg=cfg,
                                  attacks=("Square",), label=f"{label} Square alone")
             broken[todo[r["broken_by"].to_numpy() != ""]] = True
