@@ -128,28 +128,31 @@ def test_data_sets_the_conv_iae_cannot_take_are_dropped_with_why():
     assert "28x28" in missing["cifar10"]
 
 
-def test_square_alone_runs_only_where_the_white_box_attacks_broke_and_keeps_the_suites_square(monkeypatch):
-    """On the images the white-box attacks left, the suite's Square run is Square alone: it is reused, and Square runs
-    again only on the images the white-box attacks broke; the records are Square alone on every image."""
+def test_square_alone_runs_only_where_the_transfer_check_needs_it(monkeypatch):
+    """On the images the white-box attacks left, the suite's Square run is Square alone: it is reused; Square runs again
+    only on the images the white-box attacks broke that the transfer attack broke too, and never for "none"."""
     from lib.boundary import autoattack as aa
 
     x, y = torch.rand(6, 1, 4, 4), torch.zeros(6, dtype=torch.long)
-    suite = pd.DataFrame({"defence": "d", "norm": "L2", "eps": 2.0, "image": np.arange(6),
-                          "broken_by": ["APGD-CE", "", "Square", "FAB-T", "", "APGD-T"]})
+    suite = pd.DataFrame({"defence": ["none"] * 6 + ["d"] * 6, "norm": "L2", "eps": 2.0, "image": list(range(6)) * 2,
+                          "broken_by": ["APGD-CE", "", "Square", "FAB-T", "", "APGD-T"] * 2})
+    transfer = pd.DataFrame({"defence": "d", "attack": "transfer", "eps": 2.0, "image": range(6),
+                             "broken": [True, True, False, True, False, True]})
     seen = []
 
     def fake(defences, keys, xs, ys, *, norm, eps_list, cfg, attacks, label=""):
-        seen.append((xs.clone(), attacks))
-        # Square alone breaks the first and the last image it is given
+        seen.append((list(defences), xs.clone(), attacks))
+        # Square alone breaks the first image it is given and no other
         return pd.DataFrame({"defence": "d", "norm": norm, "eps": eps_list[0], "image": np.arange(len(xs)),
-                             "broken_by": ["Square"] + [""] * (len(xs) - 2) + ["Square"]})
+                             "broken_by": ["Square"] + [""] * (len(xs) - 1)})
 
     monkeypatch.setattr(aa, "suite_records", fake)
-    out = dr.square_alone({"d": nn.Identity()}, {"d": "id"}, x, y, suite, 2.0, aa.SuiteConfig(1, 1, 1))
-    (xs, attacks), = seen
-    assert attacks == ("Square",) and torch.equal(xs, x[[0, 3, 5]])  # the white-box-broken images only
-    assert out["broken"].tolist() == [True, False, True, False, False, True]  # 0 and 5 here, 2 by the suite's Square
-    # a budget the suite did not run: Square on every image
-    seen.clear()
-    dr.square_alone({"d": nn.Identity()}, {"d": "id"}, x, y, suite, 1.0, aa.SuiteConfig(1, 1, 1))
-    assert torch.equal(seen[0][0], x)
+    nets = {"none": nn.Identity(), "d": nn.Identity()}
+    out = dr.square_alone(nets, {"none": "c", "d": "id"}, x, y, suite, 2.0, aa.SuiteConfig(1, 1, 1), transfer=transfer)
+    (names, xs, attacks), = seen
+    assert names == ["d"] and attacks == ("Square",) and torch.equal(xs, x[[0, 3, 5]])  # white-box and transfer broke
+    assert set(out["defence"]) == {"d"} and out["broken"].tolist() == [True, False, True, False, False, False]
+    seen.clear()  # no transfer records: every image the white-box attacks broke; a budget the suite lacks: every image
+    dr.square_alone(nets, {"none": "c", "d": "id"}, x, y, suite, 2.0, aa.SuiteConfig(1, 1, 1))
+    dr.square_alone(nets, {"none": "c", "d": "id"}, x, y, suite, 1.0, aa.SuiteConfig(1, 1, 1))
+    assert torch.equal(seen[0][1], x[[0, 3, 5]]) and torch.equal(seen[1][1], x)

@@ -192,11 +192,12 @@ def caveats(iae_epochs, iae_train_subset, n_images, warm_start=True):
             f"{n_images} images per data set: upper bounds of what a stronger attack leaves."]
 
 
-def autoattack(defended, keys, *, l2_eps, linf_eps, square_eps, cfg):
+def autoattack(defended, keys, *, l2_eps, linf_eps, square_eps, cfg, transfer=None):
     """AutoAttack's standard suite (lib.boundary.autoattack, cfg: its iterations, targets and Square queries) on every defence
     of `defended` ({data set: (defences, images, labels)}; `keys`: {data set: {defence: identity}}, for the cache):
     in L2 at each budget of `l2_eps`, in L-inf at `linf_eps[data set]` where given, and Square alone (L2, the
-    black-box check) at `square_eps` (`square_alone`). Defences run in the order given (the cheap ones first). Returns
+    black-box check) at `square_eps` where the checks need it (`square_alone`; `transfer`: budget records of the
+    transfer attack, with a dataset column). Defences run in the order given (the cheap ones first). Returns
     (per-image suite records with norm and broken_by, budget records of attacks "AutoAttack" and "Square alone" in L2,
     the table of robust accuracy after each attack of the suite)."""
     from lib.boundary import autoattack as aa
@@ -207,31 +208,41 @@ def autoattack(defended, keys, *, l2_eps, linf_eps, square_eps, cfg):
         for norm, eps in runs:
             s = aa.suite_records(defences, keys[name], x, y, norm=norm, eps_list=eps, cfg=cfg, label=name)
             suites.append(s.assign(dataset=name))
-        budget.append(square_alone(defences, keys[name], x, y, suites[-len(runs)], square_eps, cfg, name)
+        moved = None if transfer is None else transfer[(transfer["dataset"] == name) & (transfer["attack"] == "transfer")]
+        budget.append(square_alone(defences, keys[name], x, y, suites[-len(runs)], square_eps, cfg, name, moved)
                       .assign(attack="Square alone", dataset=name))
     suite = stack(suites, ["defence", "norm", "eps", "image", "broken_by", "dataset"])
     budget.append(aa.as_budget_records(suite[suite["norm"] == "L2"]))
     return suite, stack(budget, ["defence", "attack", "eps", "image", "broken", "dataset"]), aa.cumulative_table(suite)
 
 
-def square_alone(defences, keys, x, y, l2_suite, eps, cfg, label=""):
-    """Square Attack alone (L2, budget eps, cfg's queries) on every defence, as budget records (defence, eps, image,
-    broken). In the L2 suite `l2_suite` (per-image records of lib.boundary.autoattack.suite_records) Square already ran,
-    alone and with the same settings, on the images the white-box attacks left; so Square runs here only on the images
-    they broke, and the two runs together are Square alone on every image (the costly images, those Square cannot
-    break, take all its queries, and they are mostly the ones the suite already tried). Without `eps` in the suite:
+def square_alone(defences, keys, x, y, l2_suite, eps, cfg, label="", transfer=None):
+    """Square Attack alone (L2, budget eps, cfg's queries) where the black-box check needs it, as budget records
+    (defence, eps, image, broken). Check 3 (lib.studies.checklist) asks that Square alone leave no more images robust
+    than the transfer attack (beyond noise); that the white-box attacks leave no more than Square alone follows from
+    the suite's own Square run, which is Square alone on the images they left. So: no run for "none" (no transfer
+    check); for a projection defence, the suite's Square result on the images the white-box attacks left (`l2_suite`,
+    per-image suite records), and Square alone on the images they broke that the transfer attack broke too
+    (`transfer`: its budget records; None: every image they broke). Square's other breaks could only add to its count,
+    so the records give an upper bound of its robust accuracy: the check is conservative. Without `eps` in the suite:
     Square on every image."""
     from lib.boundary import autoattack as aa
 
     at = l2_suite[np.isclose(l2_suite["eps"].astype(float), eps)]
     frames = []
     for d, net in defences.items():
+        if d == "none":
+            continue
         s = at[at["defence"] == d].sort_values("image")
-        todo = (s["image"][~s["broken_by"].isin(["", "Square"])].to_numpy() if len(s) == len(x)
-                else np.arange(len(x)))
         broken = np.zeros(len(x), bool)
+        todo = np.arange(len(x))
         if len(s) == len(x):
+            white = ~s["broken_by"].isin(["", "Square"]).to_numpy()
             broken[s["image"][s["broken_by"] == "Square"].to_numpy()] = True
+            if transfer is not None:
+                t = transfer[(transfer["defence"] == d) & np.isclose(transfer["eps"].astype(float), eps)]
+                white &= np.isin(np.arange(len(x)), t["image"][t["broken"].astype(bool)].to_numpy())
+            todo = np.flatnonzero(white)
         if len(todo):
             ids = torch.tensor(todo, device=x.device)
             r = aa.suite_records({d: net}, keys, x[ids], y[ids], norm="L2", eps_list=[eps], cfg=cfg,
