@@ -43,6 +43,13 @@ def test_attack_order_white_box_below_square_below_transfer():
     assert checklist.attack_order(records, suite, 2.0)[0]["pass"]
     masked = suite.assign(broken_by=["APGD-CE"] * 20 + ["Square"] * 30 + [""] * 50)  # Square finds what gradients miss
     assert not checklist.attack_order(records, masked, 2.0)[0]["pass"]
+    weak = _records({("Square alone", 2.0): 0.9, ("transfer", 2.0): 0.7})  # black-box weaker than transfer beyond noise
+    assert not checklist.attack_order(weak, suite, 2.0)[0]["pass"]
+    # without a defence there is no transfer check and Square alone is not run: the suite's Square settles the rest
+    none = suite.assign(defence="none")
+    only_transfer = _records({("transfer", 2.0): 0.3}, defence="none")
+    assert checklist.attack_order(only_transfer, none, 2.0)[0]["pass"]
+    assert not checklist.attack_order(only_transfer, masked.assign(defence="none"), 2.0)[0]["pass"]
 
 
 def test_converged_and_pgd_vs_autoattack():

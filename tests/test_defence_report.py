@@ -66,7 +66,7 @@ def test_defences_for_applies_the_policy_to_every_projection(toy):
     assert tuned.clean_rows[:4] == kept.clean_rows and "fine-tuned on P(x) (1 epochs" in tuned.message
 
 
-def test_convergence_reads_the_main_run_from_the_robust_table_and_flags_a_drop_beyond_half_the_margin():
+def test_convergence_reads_the_main_run_from_the_robust_table_and_flags_a_drop_beyond_half_the_margin(tmp_cache):
     g = torch.Generator().manual_seed(0)
     clf = nn.Sequential(nn.Flatten(), nn.Linear(784, 10))
     with torch.no_grad():
@@ -75,8 +75,10 @@ def test_convergence_reads_the_main_run_from_the_robust_table_and_flags_a_drop_b
     y = clf(x).argmax(1)
     defended = {"toy": ({"none": defence.Projected(clf.eval())}, x, y)}
     robust = pd.DataFrame([{"dataset": "toy", "defence": "none", "attack": "adaptive", "eps": 0.5, "robust accuracy": 1.0}])
-    curves, records, table, unconverged = dr.convergence(defended, robust, eps=0.5, steps=10, restarts=2,
-                                                          attack_steps=5, margin=0.1, seed=0)
+    args = dict(keys={"toy": {"none": "toy-clf"}}, eps=0.5, steps=10, restarts=2, attack_steps=5, margin=0.1, seed=0)
+    curves, records, table, unconverged = dr.convergence(defended, robust, **args)
+    again = dr.convergence(defended, robust, **args)  # from the cache: the same curves and records
+    assert again[0]["toy"]["none"][1] == curves["toy"]["none"][1] and again[1].equals(records)
     iters, acc = curves["toy"]["none"]
     assert len(iters) == len(acc) == 21 and acc[0] == 1.0 and all(np.diff(acc) <= 0)
     assert len(records) == 12 and set(records["attack"]) == {"adaptive (long)"}
@@ -124,3 +126,33 @@ def test_data_sets_the_conv_iae_cannot_take_are_dropped_with_why():
     dropped = defence_setup.drop_unsupported(found, missing)
     assert list(found) == ["mnist"] and set(dropped) == set(missing) == {"cifar10"}
     assert "28x28" in missing["cifar10"]
+
+
+def test_square_alone_runs_only_where_the_transfer_check_needs_it(monkeypatch):
+    """On the images the white-box attacks left, the suite's Square run is Square alone: it is reused; Square runs again
+    only on the images the white-box attacks broke that the transfer attack broke too, and never for "none"."""
+    from lib.boundary import autoattack as aa
+
+    x, y = torch.rand(6, 1, 4, 4), torch.zeros(6, dtype=torch.long)
+    suite = pd.DataFrame({"defence": ["none"] * 6 + ["d"] * 6, "norm": "L2", "eps": 2.0, "image": list(range(6)) * 2,
+                          "broken_by": ["APGD-CE", "", "Square", "FAB-T", "", "APGD-T"] * 2})
+    transfer = pd.DataFrame({"defence": "d", "attack": "transfer", "eps": 2.0, "image": range(6),
+                             "broken": [True, True, False, True, False, True]})
+    seen = []
+
+    def fake(defences, keys, xs, ys, *, norm, eps_list, cfg, attacks, label=""):
+        seen.append((list(defences), xs.clone(), attacks))
+        # Square alone breaks the first image it is given and no other
+        return pd.DataFrame({"defence": "d", "norm": norm, "eps": eps_list[0], "image": np.arange(len(xs)),
+                             "broken_by": ["Square"] + [""] * (len(xs) - 1)})
+
+    monkeypatch.setattr(aa, "suite_records", fake)
+    nets = {"none": nn.Identity(), "d": nn.Identity()}
+    out = dr.square_alone(nets, {"none": "c", "d": "id"}, x, y, suite, 2.0, aa.SuiteConfig(1, 1, 1), transfer=transfer)
+    (names, xs, attacks), = seen
+    assert names == ["d"] and attacks == ("Square",) and torch.equal(xs, x[[0, 3, 5]])  # white-box and transfer broke
+    assert set(out["defence"]) == {"d"} and out["broken"].tolist() == [True, False, True, False, False, False]
+    seen.clear()  # no transfer records: every image the white-box attacks broke; a budget the suite lacks: every image
+    dr.square_alone(nets, {"none": "c", "d": "id"}, x, y, suite, 2.0, aa.SuiteConfig(1, 1, 1))
+    dr.square_alone(nets, {"none": "c", "d": "id"}, x, y, suite, 1.0, aa.SuiteConfig(1, 1, 1))
+    assert torch.equal(seen[0][1], x[[0, 3, 5]]) and torch.equal(seen[1][1], x)

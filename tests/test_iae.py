@@ -158,6 +158,7 @@ def test_isometric_share_and_its_record_during_training():
     a, ha = iae.train_iae(copy.deepcopy(start), x, cfg, "cpu", monitor=x[:5])
     b, hb = iae.train_iae(copy.deepcopy(start), x, cfg, "cpu")
     assert len(ha["iso_share"]) == 3 and all(0 <= v <= 1 for v in ha["iso_share"]) and hb["iso_share"] == []
+    assert len(ha["sv_q05"]) == len(ha["sv_q95"]) == 3 and all(0 < lo <= hi for lo, hi in zip(ha["sv_q05"], ha["sv_q95"]))
     for p, q in zip(a.state_dict().values(), b.state_dict().values()):
         assert torch.equal(p, q)
 

@@ -24,20 +24,30 @@ def loss_terms(histories, title):
 
 
 def isometry_curve(histories, n_train, n_images):
-    """The isometry criterion (share of J_D's singular values within ±ISO_TOLERANCE of 1 at `n_images` test encodings)
-    against training epochs: one panel per data set, one line per λ ({data set: {λ: history}}); epoch 0 is the warm
-    start. The dashed line is the criterion's target."""
-    fig, axes = plt.subplots(1, max(len(histories), 1), figsize=(5 * max(len(histories), 1), 3.2), squeeze=False,
-                             sharey=True)
-    for ax, (name, by_lam) in zip(axes[0], histories.items()):
-        for lam, h in by_lam.items():
-            ax.plot(range(len(h.get("iso_share", []))), h.get("iso_share", []), "o-", label=f"λ = {lam:g}")
-        ax.axhline(ISO_TARGET, color="k", ls="--", lw=0.8)
-        ax.set_title(f"{name} ({n_train:,} training images)")
-        ax.set_xlabel("epoch (0: the warm start)")
-        ax.set_ylim(0, 1)
-        ax.legend(fontsize=8)
+    """The isometry criterion against training epochs (top: the share of J_D's singular values within ±ISO_TOLERANCE
+    of 1 at `n_images` test encodings, the dashed line its target; bottom: the 5-95% band of those singular values,
+    log scale, the dashed lines the tolerance): one column per data set, one colour per λ ({data set: {λ: history}});
+    epoch 0 is the starting point (the warm start, or random weights)."""
+    cols = max(len(histories), 1)
+    fig, axes = plt.subplots(2, cols, figsize=(5 * cols, 5.6), squeeze=False, sharex="col")
+    for j, (name, by_lam) in enumerate(histories.items()):
+        top, bottom = axes[0][j], axes[1][j]
+        for i, (lam, h) in enumerate(by_lam.items()):
+            share, colour = h.get("iso_share", []), f"C{i}"
+            top.plot(range(len(share)), share, "o-", color=colour, label=f"λ = {lam:g}")
+            if h.get("sv_q05"):
+                epochs = range(len(h["sv_q05"]))
+                bottom.fill_between(epochs, h["sv_q05"], h["sv_q95"], color=colour, alpha=0.25, label=f"λ = {lam:g}")
+        top.axhline(ISO_TARGET, color="k", ls="--", lw=0.8)
+        for v in (1 - ISO_TOLERANCE, 1 + ISO_TOLERANCE):
+            bottom.axhline(v, color="k", ls="--", lw=0.8)
+        top.set_title(f"{name} ({n_train:,} training images)")
+        top.set_ylim(0, 1)
+        top.legend(fontsize=8)
+        bottom.set_yscale("log")
+        bottom.set_xlabel("epoch (0: the starting weights)")
     axes[0][0].set_ylabel(f"share of σ within ±{ISO_TOLERANCE:.0%} of 1")
+    axes[1][0].set_ylabel("σ, 5% to 95% quantile")
     fig.suptitle(f"Isometry criterion during training ({n_images} test encodings; target {ISO_TARGET:.0%})")
     fig.tight_layout()
     plt.show()

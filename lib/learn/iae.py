@@ -186,18 +186,32 @@ def train_iae(ae, x, cfg, device, desc="I-AE", monitor=None):
     monitor: None, or images (test images) at whose encodings the isometry criterion (`isometric_share` of the
     singular values of J_D) is measured before training and after every epoch (no randomness: the batches do not
     change). Returns the model in eval mode and the history: the three terms at every step (batch), the epoch at
-    which each step was taken, and "iso_share": the criterion after 0, 1, ... epochs (empty without monitor)."""
+    which each step was taken, and "iso_share": the criterion after 0, 1, ... epochs with "sv_q05", "sv_q95": the 5% and
+    95% quantiles of those singular values (empty without monitor)."""
     g = torch.Generator().manual_seed(cfg.seed)
     opt = torch.optim.Adam(ae.parameters(), lr=cfg.lr)
     ae.to(device).eval()  # BatchNorm frozen: see the module docstring
-    history = {"epoch": [], "recon": [], "iso": [], "piso": [], "iso_share": []}
+    history = {"epoch": [], "recon": [], "iso": [], "piso": [], "iso_share": [], "sv_q05": [], "sv_q95": []}
 
     def measure():
         if monitor is not None:
-            z = ae.encode(monitor.to(device)).detach()
-            history["iso_share"].append(isometric_share(decoder_singular_values(ae, z)))
+            sv = decoder_singular_values(ae, ae.encode(monitor.to(device)).detach())
+            q = torch.quantile(sv.flatten().double().cpu(), torch.tensor([0.05, 0.95], dtype=torch.float64))
+            history["iso_share"].append(isometric_share(sv))
+            history["sv_q05"].append(float(q[0]))
+            history["sv_q95"].append(float(q[1]))
 
     measure()
+    torch.set_flush_denormal(True)  # Softplus(β = 100) of negative inputs underflows to denormals: steps 1.4-3x slower
+    try:
+        _epochs(ae, x, cfg, device, desc, g, opt, history, measure)
+    finally:
+        torch.set_flush_denormal(False)
+    return ae.eval(), history
+
+
+def _epochs(ae, x, cfg, device, desc, g, opt, history, measure):
+    """train_iae's epochs: Adam steps on seeded batches, the terms recorded per step, `measure()` after each epoch."""
     for epoch in (bar := progress(range(cfg.epochs), desc=desc, leave=False)):
         perm = torch.randperm(len(x), generator=g)
         for i in range(0, len(x), cfg.batch_size):
@@ -214,12 +228,11 @@ def train_iae(ae, x, cfg, device, desc="I-AE", monitor=None):
                 history[name].append(float(t.item()))
         measure()
         bar.set_postfix({k: f"{history[k][-1]:.3g}" for k in ("recon", "iso", "piso", "iso_share") if history[k]})
-    return ae.eval(), history
 
 
 # What defines a trained I-AE (lib.infra.artifacts).
-IAE = Artifact("iae", 1, (models, IAEConfig, isometric_autoencoder, unit_latents, gaussian_latents, iso_loss, piso_loss,
-                          _jacobian_norms, latent_scale, rescale_latent, iae_terms, train_iae, isometric_share))
+IAE = Artifact("iae", 2, (models, IAEConfig, isometric_autoencoder, unit_latents, gaussian_latents, iso_loss, piso_loss,
+                          _jacobian_norms, latent_scale, rescale_latent, iae_terms, train_iae, _epochs, isometric_share))
 
 
 @dataclass

@@ -12,6 +12,7 @@ defended model is judged on what the projection does to attacks, not on a shifte
 """
 import copy
 from dataclasses import asdict, dataclass
+from typing import Optional
 
 import torch
 import torch.nn.functional as F
@@ -60,22 +61,24 @@ def project_images(project, images, device, batch_size=500):
 @dataclass(frozen=True)
 class FinetuneConfig:
     """Further training of a classifier on projected images: its own optimiser and batch size (lib.learn.train's
-    ClassifierConfig), these epochs and learning rate, no schedule."""
+    ClassifierConfig), these epochs and learning rate, no schedule; on a random `train_subset` of its training
+    images (seeded; None: all of them)."""
 
     epochs: int
     lr: float
     seed: int = 0
+    train_subset: Optional[int] = None
 
 
 def finetune_on_projection(clf, project, projection_id, cfg, device="cpu"):
     """A copy of the classifier `clf` (lib.learn.train.Trained) trained `cfg.epochs` more epochs on P(x) of the
-    images it was trained on (their labels unchanged); P is `project` (an autoencoder or a PCAProjection,
+    images it was trained on (`cfg.train_subset` of them; their labels unchanged); P is `project` (an autoencoder or a PCAProjection,
     used in eval mode and not trained), `projection_id` identifies it in the cache key (e.g. its cache key).
     Returns a lib.learn.train.Trained whose meta holds the loss per epoch; from the cache when there."""
     if cfg.epochs < 1 or not cfg.lr > 0:
         raise ValueError(f"fine-tuning needs epochs >= 1 and lr > 0; got {cfg.epochs}, {cfg.lr}")
     fit_cfg = train.continued(clf, cfg.epochs, cfg.lr, cfg.seed)
-    data = clf.train_data
+    data = clf.train_data.subset(cfg.train_subset, None, cfg.seed)
 
     def build():
         import time

@@ -4,9 +4,13 @@ parameter checks, robust accuracy per data set (`robust_table`), the convergence
 (lib.studies.defence_claims' rows, judged), the answer in sentences, the headline figures and the caveats."""
 import numpy as np
 import pandas as pd
+import torch
 
-from lib.geometry import subspaces
+from lib.boundary import attacks
+from lib.geometry import manifold, subspaces
 from lib.inference import verdicts
+from lib.infra import cache, memo
+from lib.infra.artifacts import Artifact
 from lib.reporting import report
 from lib.studies import defence, defence_claims
 from lib.studies.defence_claims import FAMILY
@@ -35,10 +39,27 @@ def robust_table(records, names):
                  or [pd.DataFrame(columns=ROBUST_COLUMNS)])
 
 
-def convergence(defended, robust, *, eps, steps, restarts, attack_steps, margin, seed):
+def _cached(section, keys, x, y, settings, build):
+    """build()'s value, cached (lib.infra.memo) under `section`, its `settings`, the identities of the defended models
+    (`keys`, {defence: identity}: their classifiers' and projections' cache keys), the attacked images and labels and
+    ATTACKS' version: a second run with the same parameters reads what the first computed."""
+    config = {"section": section, "models": keys, "images": cache.hash_tensor(x) + cache.hash_tensor(y),
+              "settings": settings}
+    return memo.cached_result(ATTACKS.kind, ATTACKS.key(config), build)[0]
+
+
+def attack_records(defences, keys, source, x, y, *, eps_grid, steps, restarts, seed):
+    """lib.studies.defence.attack_defences (transfer from the bare classifier `source` and adaptive PGD) on `defences`
+    ({defence: model}, identities `keys`), cached."""
+    settings = {"eps_grid": [float(e) for e in eps_grid], "steps": steps, "restarts": restarts, "seed": seed}
+    return _cached("attack_defences", keys, x, y, settings,
+                   lambda: defence.attack_defences(defences, source, x, y, eps_grid, steps, restarts, seed))
+
+
+def convergence(defended, robust, *, keys, eps, steps, restarts, attack_steps, margin, seed):
     """The adaptive attack at `eps` again, `steps` per restart and `restarts` restarts (seed + 1), on every defence of
     `defended` ({data set: (defences, images, labels)}): its robust accuracy after each iteration, per-image records
-    ("adaptive (long)"), a row beside the main run's value (from `robust`, the main run of `attack_steps` steps), and
+    ("adaptive (long)", each defence's run cached under its identity in `keys`), a row beside the main run's value (from `robust`, the main run of `attack_steps` steps), and
     the defences whose longer run lowered robust accuracy by more than half the margin
     (lib.studies.defence_claims.not_converged). Returns ({data set: {defence: (iterations, accuracy)}}, records, table,
     {data set: unconverged defences})."""
@@ -46,11 +67,15 @@ def convergence(defended, robust, *, eps, steps, restarts, attack_steps, margin,
     for name, (defences, x, y) in defended.items():
         curves[name], main_acc, long_acc = {}, {}, {}
         for label, net in defences.items():
-            out = defence.pgd_budget(net, x, y, eps=eps, steps=steps, restarts=restarts, seed=seed + 1)
+            def run(net=net):
+                out = defence.pgd_budget(net, x, y, eps=eps, steps=steps, restarts=restarts, seed=seed + 1)
+                return {"broken": out.broken.cpu(), "first_step": out.first_step.cpu()}
+            out = _cached("convergence", {label: keys[name][label]}, x, y,
+                          {"eps": float(eps), "steps": steps, "restarts": restarts, "seed": seed + 1}, run)
             iters = np.arange(0, steps * restarts + 1)
-            curves[name][label] = (iters + 1, [(out.first_step > t).float().mean().item() for t in iters])
+            curves[name][label] = (iters + 1, [(out["first_step"] > t).float().mean().item() for t in iters])
             frames.append(pd.DataFrame({"defence": label, "attack": "adaptive (long)", "eps": float(eps),
-                                        "image": np.arange(len(x)), "broken": out.broken.cpu().numpy(), "dataset": name}))
+                                        "image": np.arange(len(x)), "broken": out["broken"].numpy(), "dataset": name}))
             main_acc[label] = lookup(robust, "robust accuracy", np.nan, dataset=name, defence=label, attack="adaptive",
                                      eps=eps)
             long_acc[label] = curves[name][label][1][-1]
@@ -67,19 +92,17 @@ def unconverged_note(name, unconverged, margin):
             "so verdicts that involve them are inconclusive.")
 
 
-def manifold_attacks(defended, *, eps_grid, alpha, steps):
+def manifold_attacks(defended, *, keys, eps_grid, alpha, steps):
     """Notebook 03's greedy PGD on every defence of `defended` ({data set: (defences, images, labels)}) with its
     gradient confined to (on-manifold) or away from (off-manifold) the defence's own manifold: the I-AE's tangent space
     for the I-AE, the plain autoencoder's for the plain AE and for no defence, the principal subspace for PCA (each
-    the projection of that defence); budget max(eps_grid). Returns (budget records at each eps of eps_grid, one summary
+    the projection of that defence); budget max(eps_grid); cached per data set under the defences' identities
+    `keys[data set]`. Returns (budget records at each eps of eps_grid, one summary
     row per data set, defence and attack)."""
     frames, rows = [], []
     for name, (defences, x, y) in defended.items():
-        plain_tangent = subspaces.tangent_subspace(defences["plain AE"].project, x)
-        subs = {"none": plain_tangent, "plain AE": plain_tangent,
-                "I-AE": subspaces.tangent_subspace(defences["I-AE"].project, x),
-                "pca": subspaces.BasisSubspace(defences["pca"].project.Q, "pca")}
-        greedy = defence.subspace_attacks(defences, subs, x, y, eps=max(eps_grid), alpha=alpha, steps=steps)
+        greedy = _cached("manifold_attacks", keys[name], x, y, {"eps": float(max(eps_grid)), "alpha": alpha, "steps": steps},
+                         lambda: _greedy(defences, x, y, max(eps_grid), alpha, steps))
         frames.append(defence.records_at(greedy, eps_grid).assign(dataset=name))
         for (label, attack), r in greedy.groupby(["defence", "attack"], sort=False):
             norms = np.where(r["success"], r["norm"], np.inf)
@@ -88,6 +111,20 @@ def manifold_attacks(defended, *, eps_grid, alpha, steps):
                          "median ‖δ‖ (failures count as larger)": float(np.median(norms)),
                          "median share of ‖δ‖² in its subspace": float(r["subspace_share"].median())})
     return stack(frames, RECORD_COLUMNS), pd.DataFrame(rows)
+
+
+def _greedy(defences, x, y, eps, alpha, steps):
+    plain_tangent = subspaces.tangent_subspace(defences["plain AE"].project, x)
+    subs = {"none": plain_tangent, "plain AE": plain_tangent,
+            "I-AE": subspaces.tangent_subspace(defences["I-AE"].project, x),
+            "pca": subspaces.BasisSubspace(defences["pca"].project.Q, "pca")}
+    return defence.subspace_attacks(defences, subs, x, y, eps=eps, alpha=alpha, steps=steps)
+
+
+# What defines the attack results cached here (lib.infra.artifacts): the attacks, and the subspaces they are confined to.
+ATTACKS = Artifact("defence_attacks", 1, (defence.pgd_budget, defence.attack_defences, defence.misclassified,
+                                          defence.subspace_attacks, attacks.pgd_l2, subspaces.tangent_subspace,
+                                          manifold.tangent_basis, _greedy))
 
 
 def verdict_table(spread, every_attack, verdict_eps, margin, unconverged):
@@ -147,20 +184,22 @@ def headlines(names, worst, spread, verdict_eps):
             or [report.headline("no data set available", 0)])
 
 
-def caveats(iae_epochs, iae_train_subset, n_images):
+def caveats(iae_epochs, iae_train_subset, n_images, warm_start=True):
     """The caveats of scale the index repeats: how short the I-AE's training is, and that our PGD gives upper bounds."""
-    return [f"The I-AE is trained {iae_epochs} epochs on {iae_train_subset:,} images, warm-started from the plain "
-            "autoencoder, and robust accuracies come from our own PGD and AutoAttack (worst case per image) on "
+    start = "warm-started from the plain autoencoder" if warm_start else "from random weights"
+    return [f"The I-AE is trained {iae_epochs} epochs on {iae_train_subset:,} images, {start}, "
+            "and robust accuracies come from our own PGD and AutoAttack (worst case per image) on "
             f"{n_images} images per data set: upper bounds of what a stronger attack leaves."]
 
 
-def autoattack(defended, keys, *, l2_eps, linf_eps, square_eps, cfg):
+def autoattack(defended, keys, *, l2_eps, linf_eps, square_eps, cfg, transfer=None):
     """AutoAttack's standard suite (lib.boundary.autoattack, cfg: its iterations, targets and Square queries) on every defence
     of `defended` ({data set: (defences, images, labels)}; `keys`: {data set: {defence: identity}}, for the cache):
     in L2 at each budget of `l2_eps`, in L-inf at `linf_eps[data set]` where given, and Square alone (L2, the
-    black-box check) at `square_eps`. Defences run in the order given (the cheap ones first). Returns (per-image
-    suite records with norm and broken_by, budget records of attacks "AutoAttack" and "Square alone" in L2, the
-    table of robust accuracy after each attack of the suite)."""
+    black-box check) at `square_eps` where the checks need it (`square_alone`; `transfer`: budget records of the
+    transfer attack, with a dataset column). Defences run in the order given (the cheap ones first). Returns
+    (per-image suite records with norm and broken_by, budget records of attacks "AutoAttack" and "Square alone" in L2,
+    the table of robust accuracy after each attack of the suite)."""
     from lib.boundary import autoattack as aa
 
     suites, budget = [], []
@@ -169,9 +208,45 @@ def autoattack(defended, keys, *, l2_eps, linf_eps, square_eps, cfg):
         for norm, eps in runs:
             s = aa.suite_records(defences, keys[name], x, y, norm=norm, eps_list=eps, cfg=cfg, label=name)
             suites.append(s.assign(dataset=name))
-        square = aa.suite_records(defences, keys[name], x, y, norm="L2", eps_list=[square_eps], cfg=cfg,
-                                  attacks=("Square",), label=f"{name} Square alone")
-        budget.append(aa.as_budget_records(square).assign(attack="Square alone", dataset=name))
+        moved = None if transfer is None else transfer[(transfer["dataset"] == name) & (transfer["attack"] == "transfer")]
+        budget.append(square_alone(defences, keys[name], x, y, suites[-len(runs)], square_eps, cfg, name, moved)
+                      .assign(attack="Square alone", dataset=name))
     suite = stack(suites, ["defence", "norm", "eps", "image", "broken_by", "dataset"])
     budget.append(aa.as_budget_records(suite[suite["norm"] == "L2"]))
     return suite, stack(budget, ["defence", "attack", "eps", "image", "broken", "dataset"]), aa.cumulative_table(suite)
+
+
+def square_alone(defences, keys, x, y, l2_suite, eps, cfg, label="", transfer=None):
+    """Square Attack alone (L2, budget eps, cfg's queries) where the black-box check needs it, as budget records
+    (defence, eps, image, broken). Check 3 (lib.studies.checklist) asks that Square alone leave no more images robust
+    than the transfer attack (beyond noise); that the white-box attacks leave no more than Square alone follows from
+    the suite's own Square run, which is Square alone on the images they left. So: no run for "none" (no transfer
+    check); for a projection defence, the suite's Square result on the images the white-box attacks left (`l2_suite`,
+    per-image suite records), and Square alone on the images they broke that the transfer attack broke too
+    (`transfer`: its budget records; None: every image they broke). Square's other breaks could only add to its count,
+    so the records give an upper bound of its robust accuracy: the check is conservative. Without `eps` in the suite:
+    Square on every image."""
+    from lib.boundary import autoattack as aa
+
+    at = l2_suite[np.isclose(l2_suite["eps"].astype(float), eps)]
+    frames = []
+    for d, net in defences.items():
+        if d == "none":
+            continue
+        s = at[at["defence"] == d].sort_values("image")
+        broken = np.zeros(len(x), bool)
+        todo = np.arange(len(x))
+        if len(s) == len(x):
+            white = ~s["broken_by"].isin(["", "Square"]).to_numpy()
+            broken[s["image"][s["broken_by"] == "Square"].to_numpy()] = True
+            if transfer is not None:
+                t = transfer[(transfer["defence"] == d) & np.isclose(transfer["eps"].astype(float), eps)]
+                white &= np.isin(np.arange(len(x)), t["image"][t["broken"].astype(bool)].to_numpy())
+            todo = np.flatnonzero(white)
+        if len(todo):
+            ids = torch.tensor(todo, device=x.device)
+            r = aa.suite_records({d: net}, keys, x[ids], y[ids], norm="L2", eps_list=[eps], cfg=cfg,
+                                 attacks=("Square",), label=f"{label} Square alone")
+            broken[todo[r["broken_by"].to_numpy() != ""]] = True
+        frames.append(pd.DataFrame({"defence": d, "eps": float(eps), "image": np.arange(len(x)), "broken": broken}))
+    return stack(frames, ["defence", "eps", "image", "broken"])

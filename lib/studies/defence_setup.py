@@ -73,8 +73,9 @@ def defences_for(name, d, clf, ae, iae, threshold, cfg, device):
     `cfg`, cached) for every projection, and their clean accuracy."""
     projections = projections_for(d, ae, iae, ae.model.latent_dim, device)
     x, y = d.test_x.to(device), d.test_y.to(device)
-    defs = build_defences(clf.model, projections)
-    rows = {label: clean_row(name, label, "notebook 01", net, x, y) for label, net in defs.items()}
+    seen = {"none": x, **{label: defence.project_images(p.eval(), x, device) for label, (p, _) in projections.items()}}
+    defs = build_defences(clf.model, projections)  # clean accuracy: each classifier on P(x), projected once
+    rows = {label: clean_row(name, label, "notebook 01", clf.model, seen[label], y) for label in defs}
     tune, drop = needs_finetune({label: r["clean accuracy"] for label, r in rows.items()}, threshold)
     if not tune:
         return Defended(defs, list(rows.values()), keys=defence_keys(clf, projections),
@@ -83,12 +84,14 @@ def defences_for(name, d, clf, ae, iae, threshold, cfg, device):
     tuned = {label: defence.finetune_on_projection(clf, p, pid, cfg, device) for label, (p, pid) in projections.items()}
     defs = build_defences(clf.model, projections, tuned)
     finetuned = {label: t.summary() for label, t in tuned.items()}
-    rows = list(rows.values()) + [clean_row(name, label, "fine-tuned on P(x)", defs[label], x, y) for label in tuned]
+    rows = list(rows.values()) + [clean_row(name, label, "fine-tuned on P(x)", tuned[label].model, seen[label], y)
+                                  for label in tuned]
     worst = max(drop, key=drop.get)
     return Defended(defs, rows, finetuned, keys=defence_keys(clf, projections, tuned), message=
                     f"**{name}**: the largest clean-accuracy cost of a projection is {100 * drop[worst]:.1f} points "
                     f"({worst}), above {100 * threshold:g}: the projection defences below use "
-                    f"classifiers fine-tuned on P(x) ({cfg.epochs} epochs; "
+                    f"classifiers fine-tuned on P(x) ({cfg.epochs} epochs"
+                    + (f" on a random {cfg.train_subset:,} of its training images" if cfg.train_subset else "") + "; "
                     + ", ".join(f"{k}: {v}" for k, v in finetuned.items()) + ").")
 
 

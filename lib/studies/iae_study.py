@@ -44,8 +44,9 @@ class Sweep:
 
 
 def lambda_sweep(d, ae, lambdas, *, ae_subset, iae_subset, epochs, batch_size, lr, softplus_beta, tolerance, seed,
-                 device, monitor=0):
-    """I-AEs warm-started from the plain autoencoder `ae` (lib.learn.train.Trained) at each λ, trained on `iae_subset` of
+                 device, monitor=0, warm_start=True):
+    """I-AEs at each λ, warm-started from the plain autoencoder `ae` (lib.learn.train.Trained; warm_start=False: from
+    random weights, as Gropp et al. train, `ae` only the reference of the λ rule), trained on `iae_subset` of
     the `ae_subset` images the plain one saw (lib.learn.iae.get_iae, cached), measured on 500 held-out test images; λ chosen
     by lib.learn.iae.choose_lambda against the plain autoencoder's reconstruction error and `tolerance`. monitor > 0: the
     isometry criterion (lib.learn.iae.isometric_share) at that many test encodings after every epoch, in each history."""
@@ -56,8 +57,8 @@ def lambda_sweep(d, ae, lambdas, *, ae_subset, iae_subset, epochs, batch_size, l
     trained, terms = {}, {}
     for lam in lambdas:
         cfg = iae.IAEConfig(d.name, k, width_of(ae.model), lam, epochs, batch_size, lr, softplus_beta,
-                            warm_start=ae.key, seed=seed, monitor_images=monitor)
-        trained[lam] = iae.get_iae(cfg, sub, device, warm=ae)
+                            warm_start=ae.key if warm_start else "", seed=seed, monitor_images=monitor)
+        trained[lam] = iae.get_iae(cfg, sub, device, warm=ae if warm_start else None)
         terms[lam] = iae.held_out_terms(trained[lam].model, held, seed)
     lam, why = iae.choose_lambda(terms, plain["recon"], tolerance)
     return Sweep(plain, terms, trained, lam, why)
