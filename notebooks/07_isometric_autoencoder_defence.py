@@ -246,7 +246,7 @@ suite, aa_records, aa_table = dr.autoattack(
     defended, keys, transfer=records, l2_eps=verdict_eps, linf_eps=linf_eps,
     square_eps=max(verdict_eps), cfg=autoattack.SuiteConfig(aa_steps, aa_targets, square_queries, seed).check())
 tables.save_csv(suite, profile, "07_autoattack_records.csv")
-aa_table.style.format({c: "{:.0%}" for c in aa_table if c.startswith("after")}).hide(axis="index")
+aa_table.style.format({"eps": "{:g}", **{c: "{:.0%}" for c in aa_table if c.startswith("after")}}).hide(axis="index")
 
 # %% [markdown]
 # ## The evaluation checklist (Carlini et al. 2019)
