@@ -54,3 +54,5 @@ def test_two_artifacts_cannot_share_a_kind_and_versions_start_at_one(registry):
         artifacts.Artifact("one", 1, (g,))
     with pytest.raises(ValueError, match="version"):
         artifacts.Artifact("two", 0, (f,))
+    f_reloaded = _module('def f(x):\n    return 2 * x\n')  # a module imported again: other objects, the same code
+    assert artifacts.Artifact("one", 1, (f_reloaded,)).kind == "one"
