@@ -189,18 +189,9 @@ for name in models:
 # image that a defended model gets wrong without any attack counts as broken at every budget.
 
 # %%
-setups, defended, records = {}, {}, []
-for name, m in models.items():
-    d = found[name]
-    s = setups[name] = ds.defences_for(name, d, m["clf"], m["ae"], m["iae"], finetune_threshold,
-                                       defence.FinetuneConfig(finetune_epochs, finetune_lr, seed, finetune_subset), run.device)
-    runtime.show(s.message)
-    x, y = ds.attacked_images(m["clf"].model, d, n_images, seed, run.device)
-    defended[name] = (s.defences, x, y)
-    records.append(dr.attack_records(s.defences, s.keys, m["clf"].model, x, y, eps_grid=eps_grid, steps=attack_steps,
-                                     restarts=attack_restarts, seed=seed).assign(dataset=name))
-keys = {name: s.keys for name, s in setups.items()}  # each defended model's identity: its results are cached under it
-records = tables.stack(records, dr.RECORD_COLUMNS)
+setups, defended, keys, records = dr.defend_and_attack(  # keys: each defended model's identity, its results' cache key
+    models, found, finetune_threshold, defence.FinetuneConfig(finetune_epochs, finetune_lr, seed, finetune_subset),
+    n_images, eps_grid=eps_grid, steps=attack_steps, restarts=attack_restarts, seed=seed, device=run.device)
 clean = pd.DataFrame([row for s in setups.values() for row in s.clean_rows])
 clean.style.format({"clean accuracy": "{:.1%}", "CI low": "{:.1%}", "CI high": "{:.1%}"}).hide(axis="index")
 

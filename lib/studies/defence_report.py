@@ -11,8 +11,9 @@ from lib.geometry import manifold, subspaces
 from lib.inference import verdicts
 from lib.infra import cache, memo
 from lib.infra.artifacts import Artifact
+from lib.infra.runtime import show
 from lib.reporting import report
-from lib.studies import defence, defence_claims
+from lib.studies import defence, defence_claims, defence_setup
 from lib.studies.defence_claims import FAMILY
 from lib.reporting.tables import lookup, stack
 
@@ -46,6 +47,22 @@ def _cached(section, keys, x, y, settings, build):
     config = {"section": section, "models": keys, "images": cache.hash_tensor(x) + cache.hash_tensor(y),
               "settings": settings}
     return memo.cached_result(ATTACKS.kind, ATTACKS.key(config), build)[0]
+
+
+def defend_and_attack(models, found, threshold, finetune, n_images, *, eps_grid, steps, restarts, seed, device):
+    """Per data set: its defences (lib.studies.defence_setup.defences_for, whose message is shown), the test images
+    attacked, and the transfer and adaptive PGD records of attack_records. Returns (setups, {name: (defences, x, y)},
+    {name: the defended models' keys}, the records of every data set)."""
+    setups, defended, records = {}, {}, []
+    for name, m in models.items():
+        s = setups[name] = defence_setup.defences_for(name, found[name], m["clf"], m["ae"], m["iae"], threshold,
+                                                      finetune, device)
+        show(s.message)
+        x, y = defence_setup.attacked_images(m["clf"].model, found[name], n_images, seed, device)
+        defended[name] = (s.defences, x, y)
+        records.append(attack_records(s.defences, s.keys, m["clf"].model, x, y, eps_grid=eps_grid, steps=steps,
+                                      restarts=restarts, seed=seed).assign(dataset=name))
+    return setups, defended, {name: s.keys for name, s in setups.items()}, stack(records, RECORD_COLUMNS)
 
 
 def attack_records(defences, keys, source, x, y, *, eps_grid, steps, restarts, seed):
