@@ -26,17 +26,14 @@
 # configuration and data: a second run loads them.
 
 # %% tags=["parameters"]
-from typing import Union
+from typing import Optional, Union
 
 profile: str = "quick"                   # smoke | quick | paper: which settings these are, for the record
 datasets: list[str] = ["mnist", "fashion_mnist"]  # any of mnist, fashion_mnist, cifar10, imagenet
 test_subset: Union[int, dict[str, int], None] = None  # evaluate on this many random test images (or {dataset: n}); None: all
 seed: int = 0                            # seeds the subsets, the initialisation and the batch order
 device: str = "auto"                     # auto | cpu | cuda | cuda:N
-# The classifiers' settings: shared with every notebook that uses them (params/<profile>.yaml, `all`).
-model_settings: dict = {  # the models, shared by every notebook (params `all`, README "Profiles"); a key left out: the paper's
-    "classifier_epochs": {"mnist": 200}, "ae_epochs": {"mnist": 40, "fashion_mnist": 12},
-    "ae_train_subset": {"fashion_mnist": 12000}, "ae_width": 16}
+model_settings: Optional[dict] = None    # the models (README "Profiles"; a key left out: the paper's); None: the profile's
 
 # %%
 import pandas as pd
@@ -48,22 +45,15 @@ from lib.learn import data, train
 from lib.reporting import report
 
 run = runtime.start("01_classifiers", profile, seed, device)
-model_settings = train.ModelSettings.of(seed, model_settings)  # the models of notebooks 01 and 02, typed
+model_settings = train.ModelSettings.of(seed, run.shared("model_settings", model_settings))  # 01 and 02's models
 found, missing = data.load_shown(datasets, None, test_subset, seed)  # the training subset is the model's (model_settings.classifier)
 
 # %% [markdown]
 # ## Training (or loading from the cache)
 
 # %%
-trained = {}
-for name, d in found.items():
-    try:
-        trained[name] = model_settings.classifier(d, run.device)
-    except data.DatasetUnavailable as err:  # e.g. the ResNet-50 weights, offline
-        missing[name] = str(err)
-        runtime.show(f"> **{name}: model not available.** {runtime.escape(err)}")
-        continue
-    print(f"{name}: {trained[name].summary()}")
+trained = data.each_available(found, missing, lambda d: model_settings.classifier(d, run.device))
+print("\n".join(f"{name}: {t.summary()}" for name, t in trained.items()))
 found.update({name: t.train_data for name, t in trained.items()})  # what each model was trained on
 
 # %% [markdown]

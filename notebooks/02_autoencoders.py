@@ -27,7 +27,7 @@
 # the paper's 1000: its reconstructions are rougher, and the table says so by showing the epochs.
 
 # %% tags=["parameters"]
-from typing import Union
+from typing import Optional, Union
 
 profile: str = "quick"                   # smoke | quick | paper: which settings these are, for the record
 datasets: list[str] = ["mnist", "fashion_mnist"]  # any of mnist, fashion_mnist, cifar10, imagenet
@@ -35,10 +35,7 @@ test_subset: Union[int, dict[str, int], None] = None  # evaluate on this many ra
 n_show: int = 8                          # images per reconstruction grid
 seed: int = 0                            # seeds the subsets, the initialisation and the batch order
 device: str = "auto"                     # auto | cpu | cuda | cuda:N
-# The autoencoders' settings: shared with every notebook that uses them (params/<profile>.yaml, `all`).
-model_settings: dict = {  # the models, shared by every notebook (params `all`, README "Profiles"); a key left out: the paper's
-    "classifier_epochs": {"mnist": 200}, "ae_epochs": {"mnist": 40, "fashion_mnist": 12},
-    "ae_train_subset": {"fashion_mnist": 12000}, "ae_width": 16}
+model_settings: Optional[dict] = None    # the models (README "Profiles"; a key left out: the paper's); None: the profile's
 
 # %%
 import pandas as pd
@@ -51,7 +48,7 @@ from lib.learn import data, train
 from lib.reporting import report
 
 run = runtime.start("02_autoencoders", profile, seed, device)
-model_settings = train.ModelSettings.of(seed, model_settings)  # the models of notebooks 01 and 02, typed
+model_settings = train.ModelSettings.of(seed, run.shared("model_settings", model_settings))  # 01 and 02's models
 found, missing = data.load_shown(datasets, None, test_subset, seed)  # the training subset is the model's (model_settings.autoencoder)
 
 # %% [markdown]

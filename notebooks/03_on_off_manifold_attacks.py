@@ -23,6 +23,9 @@
 # DMM predicts: on ≫ off ≈ unconstrained. Each image stops at its first misclassification; the crossing
 # is refined by bisection on the last step, so the norm does not depend on the step length. Norms are in
 # [0, 1] pixel scale. Attacks that exhaust their budget are **failures**, counted, never dropped.
+# The paper's settings, halved from its [-1, 1] pixel scale, are budgets 1 / 5 / 5 (unconstrained / on / off), steps
+# 0.01 / 0.1 / 0.01 and 50 / 1,000 / 1,000 iterations; the profile's (`attack`, shown in the run's parameters) give the
+# unconstrained attack room to succeed.
 # Whether the gap says anything about the *manifold* is notebook 04's question: any k-dimensional
 # subspace lengthens an attack by about √(n/k).
 
@@ -33,20 +36,14 @@ profile: str = "quick"                   # smoke | quick | paper: which settings
 datasets: list[str] = ["mnist", "fashion_mnist"]  # any of mnist, fashion_mnist, cifar10, imagenet (a 5 GB Gram matrix per image for its tangent space: a GPU job)
 splits: list[str] = ["test", "train"]    # attack test images and training images
 n_images: int = 200                      # correctly classified images attacked per data set and split
-attack: dict[str, dict[str, float]] = {  # PGD per condition {eps, alpha, steps}, [0, 1] pixel scale (reproduction, halved
-    "unconstrained": {"eps": 10.0, "alpha": 0.02, "steps": 500},   # from [-1, 1]: eps 1 / 5 / 5, step 0.01 / 0.1 / 0.01,
-    "on": {"eps": 20.0, "alpha": 0.1, "steps": 1000},              # 50 / 1000 / 1000 iterations; ours give the
-    "off": {"eps": 10.0, "alpha": 0.02, "steps": 1000},            # unconstrained attack room to succeed)
-}
+attack: Optional[dict[str, dict[str, float]]] = None  # greedy PGD per condition {eps, alpha, steps}, [0, 1] pixel scale; None: the profile's
 no_clip: bool = True               # also run on/off without clipping to [0, 1] (test split), a sensitivity check
 shard_size: int = 50                     # images per shard: one cache entry each (a re-run computes only the missing ones)
 scheduler: Optional[str] = None          # dask scheduler address (tcp://host:8786) whose workers run the shards; None: $DIMPLED_SCHEDULER, else here
 n_show: int = 6                          # images in the example figure
 seed: int = 0                            # seeds the image choice
 device: str = "auto"                     # auto | cpu | cuda | cuda:N
-model_settings: dict = {  # the models, shared by every notebook (params `all`, README "Profiles"); a key left out: the paper's
-    "classifier_epochs": {"mnist": 200}, "ae_epochs": {"mnist": 40, "fashion_mnist": 12},
-    "ae_train_subset": {"fashion_mnist": 12000}, "ae_width": 16}
+model_settings: Optional[dict] = None    # the models (README "Profiles"; a key left out: the paper's); None: the profile's
 
 # %%
 import numpy as np
@@ -61,8 +58,8 @@ from lib.reporting import report, tables
 from lib.experiments import records as records_lib
 
 run = runtime.start("03_on_off_manifold_attacks", profile, seed, device)
-model_settings = train.ModelSettings.of(seed, model_settings)  # the models of notebooks 01 and 02, typed
-settings = experiment.settings_from(attack)
+model_settings = train.ModelSettings.of(seed, run.shared("model_settings", model_settings))  # 01 and 02's models
+settings = experiment.settings_from(run.shared("attack", attack))
 where = distributed.scheduler_address(scheduler)  # None: the shards run in this process
 found, missing = data.load_shown(datasets)
 
@@ -73,15 +70,10 @@ found, missing = data.load_shown(datasets)
 # (`scheduler`, or $DIMPLED_SCHEDULER) the shards run on its workers (README: running the attacks on a cluster).
 
 # %%
-outcomes, frames, models, images, experiments = {}, [], {}, {}, []
-for name, d in found.items():
-    try:
-        clf, ae = model_settings.models(d, run.device)  # notebooks 01 and 02's models
-    except data.DatasetUnavailable as err:  # e.g. the ResNet-50 weights, offline
-        missing[name] = str(err)
-        runtime.show(f"> **{name}: model not available.** {runtime.escape(err)}")
-        continue
-    models[name] = (clf, ae)
+outcomes, frames, images, experiments = {}, [], {}, []
+models = data.each_available(found, missing, lambda d: model_settings.models(d, run.device))  # 01 and 02's
+for name, (clf, ae) in models.items():
+    d = found[name]
     print(f"{name}: classifier {clf.summary()}, autoencoder (k = {ae.model.latent_dim}) {ae.summary()}")
     for split in splits:
         exp = experiment.AttackExperiment(clf, d, split, n_images, settings, seed=seed, device=run.device,

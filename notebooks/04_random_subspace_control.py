@@ -41,11 +41,7 @@ profile: str = "quick"                   # smoke | quick | paper: which settings
 datasets: list[str] = ["mnist", "fashion_mnist"]  # any of mnist, fashion_mnist, cifar10
 splits: list[str] = ["test", "train"]    # the same images as notebook 03
 n_images: int = 200                      # correctly classified images attacked per data set and split (as notebook 03)
-attack: dict[str, dict[str, float]] = {  # PGD per condition {eps, alpha, steps}, [0, 1] pixel scale: as notebook 03
-    "unconstrained": {"eps": 10.0, "alpha": 0.02, "steps": 500},
-    "on": {"eps": 20.0, "alpha": 0.1, "steps": 1000},
-    "off": {"eps": 10.0, "alpha": 0.02, "steps": 1000},
-}
+attack: Optional[dict[str, dict[str, float]]] = None  # greedy PGD per condition {eps, alpha, steps}, [0, 1] pixel scale; None: the profile's
 shard_size: int = 50                     # images per shard: one cache entry each (a re-run computes only the missing ones)
 scheduler: Optional[str] = None          # dask scheduler address (tcp://host:8786) whose workers run the shards; None: $DIMPLED_SCHEDULER, else here
 controls: list[str] = ["coordinate", "random", "pca"]  # random subspaces of the tangent space's dimension k
@@ -54,9 +50,7 @@ k_sweep: list[int] = [4, 16, 64, 256]    # further k for the controls (first spl
 second_latent_dim: dict[str, int] = {}  # {dataset: k}: an autoencoder of the same family retrained with this k (paper: 32)
 seed: int = 0                            # seeds the image choice and the random subspaces
 device: str = "auto"                     # auto | cpu | cuda | cuda:N
-model_settings: dict = {  # the models, shared by every notebook (params `all`, README "Profiles"); a key left out: the paper's
-    "classifier_epochs": {"mnist": 200}, "ae_epochs": {"mnist": 40, "fashion_mnist": 12},
-    "ae_train_subset": {"fashion_mnist": 12000}, "ae_width": 16}
+model_settings: Optional[dict] = None    # the models (README "Profiles"; a key left out: the paper's); None: the profile's
 
 # %%
 import pandas as pd
@@ -70,8 +64,8 @@ from lib.reporting import report, tables
 from lib.experiments import records as records_lib
 
 run = runtime.start("04_random_subspace_control", profile, seed, device)
-model_settings = train.ModelSettings.of(seed, model_settings)  # the models of notebooks 01 and 02, typed
-settings = experiment.settings_from(attack)
+model_settings = train.ModelSettings.of(seed, run.shared("model_settings", model_settings))  # 01 and 02's models
+settings = experiment.settings_from(run.shared("attack", attack))
 where = distributed.scheduler_address(scheduler)  # None: the shards run in this process
 found, missing = data.load_shown(datasets)
 
@@ -82,13 +76,8 @@ found, missing = data.load_shown(datasets)
 
 # %%
 frames, sweep_frames, ks, experiments = [], [], {}, []
-for name, d in found.items():
-    try:
-        clf, ae = model_settings.models(d, run.device)  # notebooks 01 and 02's models
-    except data.DatasetUnavailable as err:  # e.g. the ResNet-50 weights, offline
-        missing[name] = str(err)
-        runtime.show(f"> **{name}: model not available.** {runtime.escape(err)}")
-        continue
+for name, (clf, ae) in data.each_available(found, missing, lambda d: model_settings.models(d, run.device)).items():
+    d = found[name]
     k = ks[name] = ae.model.latent_dim
     pca_images = experiment.training_images(d, runtime.per_dataset(model_settings.ae_train_subset, name), seed)  # what the autoencoder saw
     specs = [experiment.tangent_spec(ae)] + [experiment.control_spec(c, k, seed, pca_images) for c in controls]

@@ -60,9 +60,7 @@ n_dynamics: int = 20                     # test images measured at every checkpo
 margin: float = 1.1                      # negligible band for ratios: [1/margin, margin]
 seed: int = 0                            # seeds the image choice, the random subspaces and the probe vectors
 device: str = "auto"                     # auto | cpu | cuda | cuda:N
-model_settings: dict = {  # the models, shared by every notebook (params `all`, README "Profiles"); a key left out: the paper's
-    "classifier_epochs": {"mnist": 200}, "ae_epochs": {"mnist": 40, "fashion_mnist": 12},
-    "ae_train_subset": {"fashion_mnist": 12000}, "ae_width": 16}
+model_settings: Optional[dict] = None    # the models (README "Profiles"; a key left out: the paper's); None: the profile's
 
 # %%
 import numpy as np
@@ -77,7 +75,7 @@ from lib.studies import curvature_analysis as ca
 from lib.figures import plots_curvature as pc
 
 run = runtime.start("06_curvature", profile, seed, device)
-model_settings = train.ModelSettings.of(seed, model_settings)  # the models of notebooks 01 and 02, typed
+model_settings = train.ModelSettings.of(seed, run.shared("model_settings", model_settings))  # 01 and 02's models
 found, missing = data.load_shown(datasets)
 for name in [n for n in found if found[n].n > 784]:  # conv nets: n = 3072 needs Lanczos, not a full spectrum
     missing[name] = "not measured in this notebook: its full spectra are sized for n = 784 (the MLP data sets)"

@@ -80,9 +80,7 @@ manifold_alpha: float = 0.05             # step of the on/off-manifold PGD (note
 manifold_steps: int = 200               # its steps (200 x 0.05 = 10: past the budget, then along its sphere)
 seed: int = 0                            # seeds image choice, sampling and attacks
 device: str = "auto"                     # auto | cpu | cuda | cuda:N
-model_settings: dict = {  # the models, shared by every notebook (params `all`, README "Profiles"); a key left out: the paper's
-    "classifier_epochs": {"mnist": 200}, "ae_epochs": {"mnist": 40, "fashion_mnist": 12},
-    "ae_train_subset": {"fashion_mnist": 12000}, "ae_width": 16}
+model_settings: Optional[dict] = None    # the models (README "Profiles"; a key left out: the paper's); None: the profile's
 
 # %%
 import pandas as pd
@@ -97,7 +95,7 @@ from lib.studies import checklist, defence
 from lib.studies import defence_report as dr, defence_setup as ds, iae_study
 
 run = runtime.start("07_isometric_autoencoder_defence", profile, seed, device)
-model_settings = train.ModelSettings.of(seed, model_settings)  # the models of notebooks 01 and 02, typed
+model_settings = train.ModelSettings.of(seed, run.shared("model_settings", model_settings))  # 01 and 02's models
 dr.check_params(lambdas, recon_tolerance, eps_grid, finetune_threshold)
 found, missing = data.load_shown(datasets)
 for name, why in ds.drop_unsupported(found, missing).items():

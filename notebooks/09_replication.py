@@ -48,11 +48,7 @@ profile: str = "quick"                   # smoke | quick | paper: which settings
 datasets: list[str] = ["mnist"]          # quick: MNIST only (training the extra models dominates); paper: every data set
 n_seeds: int = 3                         # model seeds seed, seed + 1, ...: the first is notebooks 01-02's pair (paper: 5)
 n_images: int = 100                      # test images every seed pair attacks (correctly classified by every seed's classifier)
-attack: dict[str, dict[str, float]] = {  # PGD per condition {eps, alpha, steps}, [0, 1] pixel scale: as notebook 03
-    "unconstrained": {"eps": 10.0, "alpha": 0.02, "steps": 500},
-    "on": {"eps": 20.0, "alpha": 0.1, "steps": 1000},
-    "off": {"eps": 10.0, "alpha": 0.02, "steps": 1000},
-}
+attack: Optional[dict[str, dict[str, float]]] = None  # greedy PGD per condition {eps, alpha, steps}, [0, 1] pixel scale; None: the profile's
 extra_ae_epochs: Union[int, dict[str, int], None] = {"mnist": 20}  # autoencoder epochs of the extra seeds (or {dataset: epochs}); None: as the first seed's
 vary_separately: bool = True             # also vary one network's seed with the other at the first seed (claims 3, 4, 5b)
 flat_boundary: bool = True               # claim 1b: each seed pair's tangent on/off attacks again without clipping
@@ -66,9 +62,7 @@ shard_size: int = 50                     # images per attack shard: one cache en
 scheduler: Optional[str] = None          # dask scheduler address whose workers run the shards; None: $DIMPLED_SCHEDULER, else here
 seed: int = 0                            # the first model seed; seeds the image choice and the random subspaces
 device: str = "auto"                     # auto | cpu | cuda | cuda:N
-model_settings: dict = {  # the models, shared by every notebook (params `all`, README "Profiles"); a key left out: the paper's
-    "classifier_epochs": {"mnist": 200}, "ae_epochs": {"mnist": 40, "fashion_mnist": 12},
-    "ae_train_subset": {"fashion_mnist": 12000}, "ae_width": 16}
+model_settings: Optional[dict] = None    # the models (README "Profiles"; a key left out: the paper's); None: the profile's
 
 # %%
 import pandas as pd
@@ -83,7 +77,7 @@ from lib.figures import plots_replication as pr
 from lib.studies import replication as rp
 
 run = runtime.start("09_replication", profile, seed, device)
-model_settings = train.ModelSettings.of(seed, model_settings)  # the models of notebooks 01 and 02, typed
+model_settings = train.ModelSettings.of(seed, run.shared("model_settings", model_settings))  # 01 and 02's models
 seeds = rp.seeds_of(seed, n_seeds)
 found, missing = data.load_shown(datasets)
 
@@ -92,13 +86,7 @@ found, missing = data.load_shown(datasets)
 # Cached like notebooks 01 and 02's (the first seed's pair *is* theirs). Test accuracy and reconstruction MSE per seed.
 
 # %%
-models = {}
-for name, d in found.items():
-    try:
-        models[name] = rp.seed_models(d, seeds, model_settings, run.device, extra_ae_epochs)
-    except data.DatasetUnavailable as err:
-        missing[name] = str(err)
-        runtime.show(f"> **{name}: model not available.** {runtime.escape(err)}")
+models = data.each_available(found, missing, lambda d: rp.seed_models(d, seeds, model_settings, run.device, extra_ae_epochs))
 shorter = ", ".join(f"{n}: {runtime.per_dataset(extra_ae_epochs, n)} of {m.autoencoders[seeds[0]].meta['config']['epochs']}"
                     for n, m in models.items() if runtime.per_dataset(extra_ae_epochs, n))
 if shorter:
@@ -113,7 +101,7 @@ summary.style.format({"test accuracy": "{:.2%}", "test MSE": "{:.4f}"}).hide(axi
 # clipping (claim 1b), in cached shards as in notebooks 03 and 04.
 
 # %%
-records, notes = rp.attack_all({n: found[n] for n in models}, models, n_images, experiment.settings_from(attack), seed=seed,
+records, notes = rp.attack_all({n: found[n] for n in models}, models, n_images, experiment.settings_from(run.shared("attack", attack)), seed=seed,
                                device=run.device, shard_size=shard_size, scheduler=distributed.scheduler_address(scheduler),
                                separately=vary_separately, flat_boundary=flat_boundary)
 for note in notes:

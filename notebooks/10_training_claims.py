@@ -58,18 +58,12 @@ alpha: float = 0.05                      # family-wise error rate: Holm over thi
 # the attacked test images and the attack settings: shared with notebooks 03 and 04 (params `all`), so that the
 # "before" attacks are theirs (cached)
 n_images: int = 200                      # correctly classified test images attacked before and after adversarial training
-attack: dict[str, dict[str, float]] = {  # greedy PGD per condition {eps, alpha, steps}, [0, 1] pixel scale: as notebook 03
-    "unconstrained": {"eps": 10.0, "alpha": 0.02, "steps": 500},
-    "on": {"eps": 20.0, "alpha": 0.1, "steps": 1000},
-    "off": {"eps": 10.0, "alpha": 0.02, "steps": 1000},
-}
+attack: Optional[dict[str, dict[str, float]]] = None  # greedy PGD per condition {eps, alpha, steps}, [0, 1] pixel scale; None: the profile's
 shard_size: int = 50                     # images per attack shard: one cache entry each
 seed: int = 0                            # seeds the subsets, targets, random subspaces and fresh classifiers
 device: str = "auto"                     # auto | cpu | cuda | cuda:N
 torch_threads: Optional[int] = 1         # torch CPU threads; None: torch's default (on a busy shared CPU, 1 is far steadier)
-model_settings: dict = {  # the models, shared by every notebook (params `all`, README "Profiles"); a key left out: the paper's
-    "classifier_epochs": {"mnist": 200}, "ae_epochs": {"mnist": 40, "fashion_mnist": 12},
-    "ae_train_subset": {"fashion_mnist": 12000}, "ae_width": 16}
+model_settings: Optional[dict] = None    # the models (README "Profiles"; a key left out: the paper's); None: the profile's
 
 # %%
 import pandas as pd
@@ -87,18 +81,12 @@ from lib.figures import plots_training as pt
 from lib.studies import training_claims as tc
 
 run = runtime.start("10_training_claims", profile, seed, device)
-model_settings = train.ModelSettings.of(seed, model_settings)  # the models of notebooks 01 and 02, typed
+model_settings = train.ModelSettings.of(seed, run.shared("model_settings", model_settings))  # 01 and 02's models
 if torch_threads:
     torch.set_num_threads(torch_threads)
-settings = experiment.settings_from(attack)
+settings = experiment.settings_from(run.shared("attack", attack))
 found, missing = data.load_shown(datasets)
-models = {}
-for name, d in found.items():
-    try:
-        models[name] = model_settings.models(d, run.device)  # notebooks 01 and 02's
-    except data.DatasetUnavailable as err:
-        missing[name] = str(err)
-        runtime.show(f"> **{name}: model not available.** {runtime.escape(err)}")
+models = data.each_available(found, missing, lambda d: model_settings.models(d, run.device))  # 01 and 02's
 
 # %% [markdown]
 # ## Mislabelled adversarial training

@@ -5,6 +5,7 @@ import subprocess
 import papermill
 import pytest
 
+from lib.infra import profiles
 from lib.reporting import execute, params, report
 
 
@@ -33,6 +34,29 @@ def edit(path, old, new):
 def test_every_profile_is_valid():
     for profile in params.profiles():
         params.check(profile)
+
+
+def test_a_parameter_left_none_takes_what_its_profile_would_inject():
+    """A notebook run on its own (JupyterLab) reads a None-default shared setting from its profile: the value a
+    `make report` run injects (the notebook's own section before `all`), for every profile and every such parameter."""
+    injected = 0
+    for profile in params.profiles():
+        for path in params.notebook_paths():
+            run_params = params.resolve(path.stem, profile)
+            for name, p in params.declared(path).items():
+                if p.default is None and name in ("model_settings", "attack"):
+                    value = profiles.shared(profile, name, None, path.stem)
+                    assert value is not None
+                    assert value == run_params[name], (profile, path.stem, name)
+                    injected += 1
+    assert injected >= 3 * 8  # model_settings in 8 notebooks, for each profile
+    assert profiles.shared("quick", "seed", 3) == 3  # a value given is kept
+    assert profiles.shared("smoke", "model_settings", None, "09_replication")["classifier_epochs"] == 20  # its section
+    assert profiles.shared("smoke", "model_settings", None, "03_on_off_manifold_attacks")["classifier_epochs"] == 1
+    with pytest.raises(ValueError, match="no_such_setting is None"):
+        profiles.shared("quick", "no_such_setting", None, "03_on_off_manifold_attacks")
+    with pytest.raises(ValueError, match="profile must be one of"):
+        profiles.shared("fast", "attack")
 
 
 def test_unknown_key_in_all_is_refused_before_any_kernel(param_dir, tmp_reports, no_kernel):

@@ -9,8 +9,10 @@ from dataclasses import dataclass, field
 import numpy as np
 import torch
 
+from lib.infra import profiles
+from lib.infra.profiles import PROFILES
+
 JOBS_ENV = "DIMPLED_JOBS"  # how many notebooks `make -jN report` runs at once (set by lib.reporting.pipeline for each kernel)
-PROFILES = ("smoke", "quick", "paper")
 
 
 def seed_everything(seed):
@@ -52,6 +54,10 @@ class Run:
 
     def elapsed(self):
         return time.time() - self.started
+
+    def shared(self, name, value):
+        """A shared setting's value: the notebook's, or where it is None the profile's (lib.infra.profiles)."""
+        return profiles.shared(self.profile, name, value, self.notebook)
 
 
 def cores() -> int:

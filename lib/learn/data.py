@@ -225,3 +225,16 @@ def load_shown(names, train=None, test=None, seed=0):
     for name, message in missing.items():
         show(f"> **{name}: data not available.** {escape(message)}")
     return found, missing
+
+
+def each_available(found, missing, build, what="model"):
+    """{name: build(data)} for the data sets of `found` whose `what` can be had. A DatasetUnavailable (e.g. the
+    ResNet-50 weights, offline) is a notice on the page and an entry of `missing`, never a crash."""
+    out = {}
+    for name, d in found.items():
+        try:
+            out[name] = build(d)
+        except DatasetUnavailable as err:
+            missing[name] = str(err)
+            show(f"> **{name}: {what} not available.** {escape(err)}")
+    return out

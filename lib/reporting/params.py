@@ -20,9 +20,11 @@ from pathlib import Path
 
 import yaml
 
+from lib.infra import profiles
+
 REPO = Path(__file__).resolve().parents[2]
 NOTEBOOKS = REPO / "notebooks"
-PARAMS = NOTEBOOKS / "params"
+PARAMS = profiles.PARAMS
 
 
 
