@@ -41,12 +41,11 @@ import pandas as pd
 from lib.figures import plots
 from lib.inference import published
 from lib.infra import runtime
-from lib.learn import data, train
+from lib.learn import data, session, train
 from lib.reporting import report
 
-run = runtime.start("01_classifiers", profile, seed, device)
-model_settings = train.ModelSettings.of(seed, run.shared("model_settings", model_settings))  # 01 and 02's models
-found, missing = data.load_shown(datasets, None, test_subset, seed)  # the training subset is the model's (model_settings.classifier)
+run, model_settings, found, missing = session.start("01_classifiers", profile, seed, device,
+                                                    datasets, model_settings, test_subset)
 
 # %% [markdown]
 # ## Training (or loading from the cache)

@@ -59,15 +59,14 @@ from lib.experiments import experiment
 from lib.figures import plots
 from lib.inference import stats
 from lib.infra import distributed, runtime
-from lib.learn import data, train
+from lib.learn import data, session
 from lib.reporting import report, tables
 from lib.experiments import records as records_lib
 
-run = runtime.start("04_random_subspace_control", profile, seed, device)
-model_settings = train.ModelSettings.of(seed, run.shared("model_settings", model_settings))  # 01 and 02's models
+run, model_settings, found, missing = session.start("04_random_subspace_control", profile, seed, device,
+                                                    datasets, model_settings)
 settings = experiment.settings_from(run.shared("attack", attack))
 where = distributed.scheduler_address(scheduler)  # None: the shards run in this process
-found, missing = data.load_shown(datasets)
 
 # %% [markdown]
 # ## The attacks

@@ -68,15 +68,13 @@ import pandas as pd
 
 from lib.boundary import curvature as cv
 from lib.infra import runtime
-from lib.learn import data, train
+from lib.learn import session
 from lib.reporting import report, tables
 from lib.studies import curvature_report as cr, curvature_runs as runs
 from lib.studies import curvature_analysis as ca
 from lib.figures import plots_curvature as pc
 
-run = runtime.start("06_curvature", profile, seed, device)
-model_settings = train.ModelSettings.of(seed, run.shared("model_settings", model_settings))  # 01 and 02's models
-found, missing = data.load_shown(datasets)
+run, model_settings, found, missing = session.start("06_curvature", profile, seed, device, datasets, model_settings)
 for name in [n for n in found if found[n].n > 784]:  # conv nets: n = 3072 needs Lanczos, not a full spectrum
     missing[name] = "not measured in this notebook: its full spectra are sized for n = 784 (the MLP data sets)"
     runtime.show(f"> **{name}: left out.** {runtime.escape(missing[name])}")

@@ -89,15 +89,14 @@ from lib.boundary import autoattack
 from lib.figures import plots_defence
 from lib.inference import published
 from lib.infra import runtime
-from lib.learn import data, train
+from lib.learn import session
 from lib.reporting import report, tables
 from lib.studies import checklist, defence
 from lib.studies import defence_report as dr, defence_setup as ds, iae_study
 
-run = runtime.start("07_isometric_autoencoder_defence", profile, seed, device)
-model_settings = train.ModelSettings.of(seed, run.shared("model_settings", model_settings))  # 01 and 02's models
+run, model_settings, found, missing = session.start("07_isometric_autoencoder_defence", profile, seed, device,
+                                                    datasets, model_settings)
 dr.check_params(lambdas, recon_tolerance, eps_grid, finetune_threshold)
-found, missing = data.load_shown(datasets)
 for name, why in ds.drop_unsupported(found, missing).items():
     runtime.show(f"> **{name}: not run.** {runtime.escape(why)}")
 

@@ -71,15 +71,13 @@ from IPython.display import display
 from lib.experiments import experiment
 from lib.inference import verdicts
 from lib.infra import distributed, runtime
-from lib.learn import data, train
+from lib.learn import data, session
 from lib.reporting import report
 from lib.figures import plots_replication as pr
 from lib.studies import replication as rp
 
-run = runtime.start("09_replication", profile, seed, device)
-model_settings = train.ModelSettings.of(seed, run.shared("model_settings", model_settings))  # 01 and 02's models
+run, model_settings, found, missing = session.start("09_replication", profile, seed, device, datasets, model_settings)
 seeds = rp.seeds_of(seed, n_seeds)
-found, missing = data.load_shown(datasets)
 
 # %% [markdown]
 # ## The models, one pair per seed

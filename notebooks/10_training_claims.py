@@ -73,19 +73,18 @@ from IPython.display import display
 from lib.experiments import experiment
 from lib.inference import published, verdicts
 from lib.infra import runtime
-from lib.learn import data, train
+from lib.learn import data, session
 from lib.reporting import report
 from lib.studies import advtrain
 from lib.studies import mislabeled_study as ms
 from lib.figures import plots_training as pt
 from lib.studies import training_claims as tc
 
-run = runtime.start("10_training_claims", profile, seed, device)
-model_settings = train.ModelSettings.of(seed, run.shared("model_settings", model_settings))  # 01 and 02's models
+run, model_settings, found, missing = session.start("10_training_claims", profile, seed, device,
+                                                    datasets, model_settings)
 if torch_threads:
     torch.set_num_threads(torch_threads)
 settings = experiment.settings_from(run.shared("attack", attack))
-found, missing = data.load_shown(datasets)
 models = data.each_available(found, missing, lambda d: model_settings.models(d, run.device))  # 01 and 02's
 
 # %% [markdown]

@@ -13,7 +13,6 @@ Results JSON: {"notebook", "title", "profile", "device", "wall_seconds", "data_s
 import json
 import math
 import os
-import sys
 from pathlib import Path
 
 from lib.infra.files import atomic_write

@@ -10,7 +10,7 @@ import numpy as np
 import pandas as pd
 import torch
 
-from lib.inference import stats, verdicts
+from lib.inference import verdicts
 from lib.boundary import curvature as cv
 from lib.geometry.manifold import tangent_basis
 

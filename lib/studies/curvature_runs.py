@@ -11,7 +11,6 @@ without keys (models made in a test) are measured without the cache."""
 from dataclasses import dataclass
 
 import numpy as np
-import pandas as pd
 import torch
 from torch import nn
 

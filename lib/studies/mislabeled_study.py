@@ -85,7 +85,7 @@ def run_study(clf, ae, data, relabellings, variants, settings, n_relabel, fresh_
         sets, y, targets = build_sets(clf, ae, data, relabellings, variants, settings, n_relabel, seed)
         tensors, meta = {}, {}
         for r in relabellings:
-            t, mine = targets[r], {}
+            t = targets[r]
             m = min(len(sets[r][v].source) for v in variants) if equal_size and variants else None
             common = set(range(len(y)))
             for v in variants:

@@ -24,7 +24,6 @@ from lib.experiments import experiment
 from lib.inference import pooling, verdicts
 from lib.learn import train
 from lib.studies import claims
-from lib.experiments import records as rec
 from lib.infra.runtime import per_dataset, progress
 
 FAMILY = "09 · replication (seeds pooled)"

@@ -28,7 +28,6 @@ from lib.experiments import experiment, shards
 from lib.geometry import subspaces
 from lib.inference import stats, verdicts
 from lib.studies import claims
-from lib.experiments import records as rec
 
 SHAPE = (1, 28, 28)
 N = 28 * 28
