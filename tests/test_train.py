@@ -3,7 +3,7 @@ import dataclasses
 import pytest
 import torch
 
-from lib.learn import data, train
+from lib.learn import data, session, train
 
 
 def synthetic(shape, n_train=64, n_test=32, classes=10, seed=0):
@@ -60,6 +60,38 @@ def test_training_is_deterministic_given_the_seed():
     assert torch.equal(*weights)
 
 
+def test_channels_last_training_is_the_same_computation(monkeypatch):
+    """A conv net trains in channels_last on a CPU: one SGD step must move every weight as the default layout does,
+    up to float32 rounding of the convolutions' sums (relative 1e-6 per sum of a few hundred terms; 1e-4 of the
+    largest move allows for it, while a permuted layout would differ by the moves themselves), and the model comes
+    back in the default layout."""
+    import torch.nn.functional as F
+    cfg = train.AutoencoderConfig("mnist", "conv", 4, 1, 16, 0.1, width=4, optimizer="sgd")
+    x = torch.rand(16, 1, 28, 28, generator=torch.Generator().manual_seed(0))
+    torch.manual_seed(0)
+    w0 = {k: v.clone() for k, v in _loaded(None).state_dict().items()}
+    moved = {}
+    for layout in ("channels_last", "default"):
+        if layout == "default":
+            monkeypatch.setattr(train, "is_convolutional", lambda m: False)
+        model, _ = train.fit(_loaded(w0), x, None, F.mse_loss, cfg, "cpu")
+        assert all(p.is_contiguous() for p in model.parameters())
+        moved[layout] = {k: model.state_dict()[k] - w0[k] for k in w0 if w0[k].is_floating_point()}
+    largest = max(d.abs().max() for d in moved["default"].values())
+    assert largest > 0
+    for k, d in moved["default"].items():
+        assert (moved["channels_last"][k] - d).abs().max() <= 1e-4 * largest, k
+
+
+def _loaded(state):
+    """The small conv autoencoder of the test, with `state` (None: its initialisation)."""
+    from lib.learn import models
+    model = models.ConvAutoencoder(1, 28, 4, 4)
+    if state is not None:
+        model.load_state_dict(state)
+    return model
+
+
 def test_cifar_paths_run_on_synthetic_tensors(tmp_cache):
     d = synthetic((3, 32, 32), n_train=16, n_test=8)
     clf = train.get_classifier(train.classifier_config("cifar10", epochs=1, batch_size=8), d)
@@ -86,14 +118,14 @@ def test_missing_resnet_weights_are_reported_as_unavailable(monkeypatch):
 
 
 def test_model_settings_take_the_parameter_and_default_the_rest_to_the_papers():
-    settings = train.ModelSettings.of(3, {"ae_width": 16, "classifier_epochs": {"mnist": 7}})
-    assert settings == train.ModelSettings(seed=3, ae_width=16, classifier_epochs={"mnist": 7})
+    settings = session.ModelSettings.of(3, {"ae_width": 16, "classifier_epochs": {"mnist": 7}})
+    assert settings == session.ModelSettings(seed=3, ae_width=16, classifier_epochs={"mnist": 7})
     assert settings.ae_epochs is None
     with pytest.raises(ValueError, match="ae_epoch not a model setting"):
-        train.ModelSettings.of(0, {"ae_epoch": 3})
+        session.ModelSettings.of(0, {"ae_epoch": 3})
 
 
 def test_the_parameter_checks_know_every_model_setting():
     from lib.reporting import params
 
-    assert list(params.MODEL_FIELDS) == [f.name for f in dataclasses.fields(train.ModelSettings) if f.name != "seed"]
+    assert list(params.MODEL_FIELDS) == [f.name for f in dataclasses.fields(session.ModelSettings) if f.name != "seed"]

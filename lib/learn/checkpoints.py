@@ -50,4 +50,4 @@ def classifier_checkpoints(data, seed, device="cpu", epochs=None, train_subset=N
 
 
 # What defines the checkpoints (lib.infra.artifacts): the classifier's training and the epochs kept.
-CHECKPOINTS = Artifact("checkpoints", 1, TRAINING_CODE + (classifier_checkpoints,))
+CHECKPOINTS = Artifact("checkpoints", 2, TRAINING_CODE + (classifier_checkpoints,))

@@ -34,7 +34,7 @@ from torch import nn
 from torch.func import jvp, vjp
 
 from lib.infra import cache
-from lib.learn import models
+from lib.learn import models, train
 from lib.infra.artifacts import Artifact
 from lib.geometry.manifold import decoder_jacobian, eval_mode
 from lib.infra.runtime import progress
@@ -57,6 +57,8 @@ class IAEConfig:
     grad_clip: float = 0.0        # > 0: clip the gradient norm to this
     seed: int = 0
     monitor_images: int = 0       # > 0: the isometry criterion at this many test encodings after every epoch
+    optimizer: str = "adam"       # lib.learn.train.make_optimizer
+    weight_decay: float = 0.0
 
 
 # The isometry criterion: the share of the singular values of J_D at test encodings within +-ISO_TOLERANCE of 1;
@@ -181,58 +183,50 @@ def iae_terms(ae, x, generator=None):
 
 
 def train_iae(ae, x, cfg, device, desc="I-AE", monitor=None):
-    """Adam on recon + lam (L_iso + L_piso) over the images x, seeded batches, BatchNorm in eval mode.
+    """Adam on recon + lam (L_iso + L_piso) over the images x: lib.learn.train.fit's loop with the I-AE's batch loss
+    (every term in eval mode: there is no BatchNorm, see the module docstring).
 
     monitor: None, or images (test images) at whose encodings the isometry criterion (`isometric_share` of the
     singular values of J_D) is measured before training and after every epoch (no randomness: the batches do not
     change). Returns the model in eval mode and the history: the three terms at every step (batch), the epoch at
     which each step was taken, and "iso_share": the criterion after 0, 1, ... epochs with "sv_q05", "sv_q95": the 5% and
     95% quantiles of those singular values (empty without monitor)."""
-    g = torch.Generator().manual_seed(cfg.seed)
-    opt = torch.optim.Adam(ae.parameters(), lr=cfg.lr)
-    ae.to(device).eval()  # BatchNorm frozen: see the module docstring
     history = {"epoch": [], "recon": [], "iso": [], "piso": [], "iso_share": [], "sv_q05": [], "sv_q95": []}
 
-    def measure():
+    def measure(epoch=0, model=ae):
         if monitor is not None:
-            sv = decoder_singular_values(ae, ae.encode(monitor.to(device)).detach())
+            sv = decoder_singular_values(model, model.encode(monitor.to(device)).detach())
             q = torch.quantile(sv.flatten().double().cpu(), torch.tensor([0.05, 0.95], dtype=torch.float64))
             history["iso_share"].append(isometric_share(sv))
             history["sv_q05"].append(float(q[0]))
             history["sv_q95"].append(float(q[1]))
 
+    def batch_loss(model, xb, generator):
+        terms = iae_terms(model, xb, generator)
+        history["epoch"].append(_epoch_of(history, x, cfg))
+        for name, t in zip(("recon", "iso", "piso"), terms):
+            history[name].append(float(t.item()))
+        return terms[0] + cfg.lam * (terms[1] + terms[2])
+
+    ae.to(device)
     measure()
     torch.set_flush_denormal(True)  # Softplus(β = 100) of negative inputs underflows to denormals: steps 1.4-3x slower
     try:
-        _epochs(ae, x, cfg, device, desc, g, opt, history, measure)
+        ae, _ = train.fit(ae, x, None, None, cfg, device, desc, on_epoch=measure, batch_loss=batch_loss)
     finally:
         torch.set_flush_denormal(False)
-    return ae.eval(), history
+    return ae, history
 
 
-def _epochs(ae, x, cfg, device, desc, g, opt, history, measure):
-    """train_iae's epochs: Adam steps on seeded batches, the terms recorded per step, `measure()` after each epoch."""
-    for epoch in (bar := progress(range(cfg.epochs), desc=desc, leave=False)):
-        perm = torch.randperm(len(x), generator=g)
-        for i in range(0, len(x), cfg.batch_size):
-            xb = x[perm[i:i + cfg.batch_size]].to(device)
-            terms = iae_terms(ae, xb, g)
-            loss = terms[0] + cfg.lam * (terms[1] + terms[2])
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            if cfg.grad_clip > 0:
-                torch.nn.utils.clip_grad_norm_(ae.parameters(), cfg.grad_clip)
-            opt.step()
-            history["epoch"].append(epoch)
-            for name, t in zip(("recon", "iso", "piso"), terms):
-                history[name].append(float(t.item()))
-        measure()
-        bar.set_postfix({k: f"{history[k][-1]:.3g}" for k in ("recon", "iso", "piso", "iso_share") if history[k]})
+def _epoch_of(history, x, cfg):
+    """The (0-based) epoch of the next step: steps so far over the steps per epoch."""
+    return len(history["epoch"]) // -(-len(x) // cfg.batch_size)
 
 
 # What defines a trained I-AE (lib.infra.artifacts).
-IAE = Artifact("iae", 2, (models, IAEConfig, isometric_autoencoder, unit_latents, gaussian_latents, iso_loss, piso_loss,
-                          _jacobian_norms, latent_scale, rescale_latent, iae_terms, train_iae, _epochs, isometric_share))
+IAE = Artifact("iae", 3, (models, IAEConfig, isometric_autoencoder, unit_latents, gaussian_latents, iso_loss, piso_loss,
+                          _jacobian_norms, latent_scale, rescale_latent, iae_terms, train_iae, _epoch_of, isometric_share,
+                          train.make_optimizer, train.fit))
 
 
 @dataclass

@@ -1,6 +1,51 @@
-"""How a notebook that uses the report's models opens: one call instead of the same three lines in each."""
+"""The report's models as the notebooks use them, and how a notebook that uses them opens (one call instead of the
+same three lines in each)."""
+from dataclasses import dataclass, fields
+
 from lib.infra import runtime
 from lib.learn import data, train
+
+
+@dataclass(frozen=True)
+class ModelSettings:
+    """The settings that make the report's models what they are: set once per profile (the `all:` section of
+    notebooks/params/<profile>.yaml) and declared by every notebook that uses the models, so that each gets the
+    classifier notebook 01 trained and the autoencoder notebook 02 trained. A per-data-set value is an int,
+    {dataset: int}, or None (the paper's; for the training subsets: every image)."""
+
+    seed: int = 0
+    classifier_epochs: object = None
+    classifier_train_subset: object = None
+    ae_epochs: object = None
+    ae_train_subset: object = None
+    ae_latent_dim: object = None
+    ae_width: object = None  # channels of the first conv layer; None: 32
+
+    @classmethod
+    def of(cls, seed, settings):
+        """The settings of a notebook's `model_settings` parameter (a dict; a key left out: the paper's) and seed."""
+        known = [f.name for f in fields(cls) if f.name != "seed"]
+        unknown = sorted(set(settings) - set(known))
+        if unknown:
+            raise ValueError(f"model_settings: {', '.join(unknown)} not a model setting; the settings are {', '.join(known)}")
+        return cls(seed=seed, **settings)
+
+    def classifier(self, data, device="cpu", seed=None):
+        """Notebook 01's classifier for `data` (seed: another seed's, for replication). Cached."""
+        return train.classifier_for(data, self.seed if seed is None else seed, device, self.classifier_epochs,
+                              self.classifier_train_subset)
+
+    def autoencoder(self, data, device="cpu", seed=None, epochs=None, latent_dim=None):
+        """Notebook 02's autoencoder for `data`; seed / epochs / latent_dim override the settings' (a replicate, a
+        shortened run, another k). Cached."""
+        return train.autoencoder_for(data, self.seed if seed is None else seed, device,
+                               self.ae_epochs if epochs is None else epochs, self.ae_train_subset,
+                               self.ae_latent_dim if latent_dim is None else latent_dim, self.ae_width)
+
+    def models(self, data, device="cpu"):
+        """(classifier, autoencoder) for `data`. Raises DatasetUnavailable (saying how to get it) when one cannot be
+        had, e.g. the ResNet-50 weights offline."""
+        return self.classifier(data, device), self.autoencoder(data, device)
 
 
 def start(notebook, profile, seed, device, datasets, model_settings=None, test_subset=None):
@@ -8,9 +53,9 @@ def start(notebook, profile, seed, device, datasets, model_settings=None, test_s
     `model_settings` is None: lib.infra.profiles), and the data sets loaded, each missing one shown with how to get it.
 
     test_subset: evaluate on this many random test images (int or {dataset: n}); None: every test image.
-    Returns (run, model_settings, found, missing): the Run, a lib.learn.train.ModelSettings, {name: Data} and
-    {name: why not available}."""
+    Returns (run, model_settings, found, missing): the Run, a ModelSettings, {name: Data} and {name: why not
+    available}."""
     run = runtime.start(notebook, profile, seed, device)
-    settings = train.ModelSettings.of(seed, run.shared("model_settings", model_settings))
+    settings = ModelSettings.of(seed, run.shared("model_settings", model_settings))
     found, missing = data.load_shown(datasets, None, test_subset, seed)
     return run, settings, found, missing

@@ -237,7 +237,7 @@ def _allowed_errors(name, value):
     return []
 
 
-# The fields of the `model_settings` parameter (lib.learn.train.ModelSettings without its seed), each with its type;
+# The fields of the `model_settings` parameter (lib.learn.session.ModelSettings without its seed), each with its type;
 # tests/test_params.py checks that they agree.
 MODEL_FIELDS = {"classifier_epochs": "Union[int, dict[str, int], None]",
                 "classifier_train_subset": "Union[int, dict[str, int], None]",

@@ -44,7 +44,7 @@ def madry_fit(model, x, y, cfg, fit_cfg, device="cpu"):
 
 
 # What defines an adversarially trained classifier (lib.infra.artifacts).
-ADVTRAINED = Artifact("advtrained", 1, (AdvTrainConfig, madry_fit, defence.pgd_budget, train.make_optimizer,
+ADVTRAINED = Artifact("advtrained", 2, (AdvTrainConfig, madry_fit, defence.pgd_budget, train.make_optimizer,
                                         train.models, train.fit, train.continued))
 
 

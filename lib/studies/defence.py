@@ -101,7 +101,7 @@ def finetune_on_projection(clf, project, projection_id, cfg, device="cpu"):
 
 
 # What defines a fine-tuned classifier (lib.infra.artifacts).
-FINETUNED = Artifact("finetuned", 1, (FinetuneConfig, finetune_on_projection, project_images, train.fit, train.continued,
+FINETUNED = Artifact("finetuned", 2, (FinetuneConfig, finetune_on_projection, project_images, train.fit, train.continued,
                                       train.make_optimizer))
 
 

@@ -164,5 +164,5 @@ def cost_note(table):
 
 
 # What defines the study's outcome (lib.infra.artifacts).
-STUDY = Artifact("training_claims", 1, (mislabeled, TargetedSettings, build_sets, _fresh, subspaces, train.fit,
+STUDY = Artifact("training_claims", 2, (mislabeled, TargetedSettings, build_sets, _fresh, subspaces, train.fit,
                                         train.models, run_study))

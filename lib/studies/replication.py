@@ -51,7 +51,7 @@ def seeds_of(seed: int, n_seeds: int) -> list[int]:
 
 
 def seed_models(d, seeds, settings, device="cpu", extra_ae_epochs=None) -> SeedModels:
-    """The classifier and autoencoder of the profile's shared settings (lib.learn.train.ModelSettings) for every seed
+    """The classifier and autoencoder of the profile's shared settings (lib.learn.session.ModelSettings) for every seed
     (cached; seeds[0] is the pair of notebooks 01 and 02). extra_ae_epochs (int, {dataset: int} or None): the autoencoder epochs of the
     other seeds, where a profile shortens them to fit its time (None: as seeds[0])."""
     clfs, aes, rows = {}, {}, []
