@@ -52,7 +52,7 @@ import pandas as pd
 from lib.experiments import experiment
 from lib.figures import plots
 from lib.inference import stats
-from lib.infra import distributed, runtime
+from lib.infra import runtime
 from lib.learn import data, session
 from lib.reporting import report, tables
 from lib.experiments import records as records_lib
@@ -60,7 +60,6 @@ from lib.experiments import records as records_lib
 run, model_settings, found, missing = session.start("03_on_off_manifold_attacks", profile, seed, device,
                                                     datasets, model_settings)
 settings = experiment.settings_from(run.shared("attack", attack))
-where = distributed.scheduler_address(scheduler)  # None: the shards run in this process
 
 # %% [markdown]
 # ## The attacks
@@ -76,7 +75,7 @@ for name, (clf, ae) in models.items():
     print(f"{name}: classifier {clf.summary()}, autoencoder (k = {ae.model.latent_dim}) {ae.summary()}")
     for split in splits:
         exp = experiment.AttackExperiment(clf, d, split, n_images, settings, seed=seed, device=run.device,
-                                          shard_size=shard_size, scheduler=where)
+                                          shard_size=shard_size, scheduler=scheduler)
         experiments.append(exp)
         if len(exp.ids) < n_images:
             runtime.show(f"> {name}/{split}: only {len(exp.ids)} correctly classified images, fewer than n_images={n_images}.")
@@ -86,7 +85,7 @@ for name, (clf, ae) in models.items():
         frames += [o.records for o in outcomes[name, split]]
         if no_clip and split == "test":
             exp_nc = experiment.AttackExperiment(clf, d, split, n_images, experiment.unclipped(settings), seed=seed,
-                                                 device=run.device, shard_size=shard_size, scheduler=where)
+                                                 device=run.device, shard_size=shard_size, scheduler=scheduler)
             experiments.append(exp_nc)
             outcomes[name, "test, no clip"] = [exp_nc.run(c) if c == "unconstrained" else exp_nc.run(c, tangent)
                                                for c in ("unconstrained", "on", "off")]

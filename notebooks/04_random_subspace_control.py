@@ -58,7 +58,7 @@ import pandas as pd
 from lib.experiments import experiment
 from lib.figures import plots
 from lib.inference import stats
-from lib.infra import distributed, runtime
+from lib.infra import runtime
 from lib.learn import data, session
 from lib.reporting import report, tables
 from lib.experiments import records as records_lib
@@ -66,7 +66,6 @@ from lib.experiments import records as records_lib
 run, model_settings, found, missing = session.start("04_random_subspace_control", profile, seed, device,
                                                     datasets, model_settings)
 settings = experiment.settings_from(run.shared("attack", attack))
-where = distributed.scheduler_address(scheduler)  # None: the shards run in this process
 
 # %% [markdown]
 # ## The attacks
@@ -82,13 +81,13 @@ for name, (clf, ae) in data.each_available(found, missing, lambda d: model_setti
     specs = [experiment.tangent_spec(ae)] + [experiment.control_spec(c, k, seed, pca_images) for c in controls]
     for split in splits:
         exp = experiment.AttackExperiment(clf, d, split, n_images, settings, seed=seed, device=run.device,
-                                          shard_size=shard_size, scheduler=where)
+                                          shard_size=shard_size, scheduler=scheduler)
         experiments.append(exp)
         frames.append(exp.run("unconstrained").records)
         frames += [exp.run(c, spec).records for spec in specs for c in ("on", "off")]
         if no_clip and split == splits[0]:  # every subspace again, x + delta free to leave [0, 1]
             exp_nc = experiment.AttackExperiment(clf, d, split, n_images, experiment.unclipped(settings), seed=seed,
-                                                 device=run.device, shard_size=shard_size, scheduler=where)
+                                                 device=run.device, shard_size=shard_size, scheduler=scheduler)
             experiments.append(exp_nc)
             frames.append(exp_nc.run("unconstrained").records)
             frames += [exp_nc.run(c, spec).records for spec in specs for c in ("on", "off")]

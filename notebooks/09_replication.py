@@ -70,7 +70,7 @@ from IPython.display import display
 
 from lib.experiments import experiment
 from lib.inference import verdicts
-from lib.infra import distributed, runtime
+from lib.infra import runtime
 from lib.learn import data, session
 from lib.reporting import report
 from lib.figures import plots_replication as pr
@@ -100,7 +100,7 @@ summary.style.format({"test accuracy": "{:.2%}", "test MSE": "{:.4f}"}).hide(axi
 
 # %%
 records, notes = rp.attack_all({n: found[n] for n in models}, models, n_images, experiment.settings_from(run.shared("attack", attack)), seed=seed,
-                               device=run.device, shard_size=shard_size, scheduler=distributed.scheduler_address(scheduler),
+                               device=run.device, shard_size=shard_size, scheduler=scheduler,
                                separately=vary_separately, flat_boundary=flat_boundary)
 for note in notes:
     runtime.show(f"> {note}")

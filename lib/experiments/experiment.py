@@ -157,8 +157,9 @@ class Outcome:
 class AttackExperiment:
     """A classifier and the N correctly classified images of one data set split that all conditions attack.
 
-    Each condition runs in shards of `shard_size` images, one cache entry each (lib.experiments.shards): in this process
-    (scheduler None) or on the workers of the dask.distributed scheduler at that address (lib.infra.distributed).
+    Each condition runs in shards of `shard_size` images, one cache entry each (lib.experiments.shards): on the workers
+    of the dask.distributed scheduler at the address `scheduler`, else $DIMPLED_SCHEDULER's, else (neither set) in
+    this process (lib.infra.distributed.scheduler_address).
     A re-run computes only the shards the cache lacks; the records do not depend on the shard size."""
 
     shard_function = staticmethod(shards.run_shard)  # runs one shard (a test swaps it to interrupt a run)
@@ -173,7 +174,8 @@ class AttackExperiment:
         if not (isinstance(shard_size, int) and shard_size >= 1):
             raise ValueError(f"shard_size must be a positive integer, got {shard_size!r}")
         self.classifier, self.data, self.split, self.settings = classifier, data, split, settings
-        self.seed, self.device, self.shard_size, self.scheduler = seed, torch.device(device), shard_size, scheduler
+        self.seed, self.device, self.shard_size = seed, torch.device(device), shard_size
+        self.scheduler = distributed.scheduler_address(scheduler)
         x, y = getattr(data, f"{split}_x"), getattr(data, f"{split}_y")
         # ids: the images to attack (indices into the split, e.g. another classifier's picks); None: pick_correct's
         self.ids = pick_correct(classifier.model, x, y, n_images, seed, self.device) if ids is None else \
