@@ -172,9 +172,9 @@ def test_allowed_values_are_the_ones_the_lib_accepts():
     from lib.experiments import experiment, shards
     from lib.learn import data
 
-    assert params.DATASETS == data.DATASETS and set(params.CONDITIONS) == set(experiment.CONDITIONS)
+    assert params.DATASETS is data.DATASETS and params.CONDITIONS is experiment.CONDITIONS  # one definition each
     assert params.ATTACK_KEYS == tuple(f.name for f in dataclasses.fields(shards.AttackSettings))
-    for control in params.CONTROLS:
+    for control in params.CONTROL_SUBSPACES:
         experiment.control_spec(control, 4, train_images=experiment.PCAImages("mnist", "x", None, 0, "y"))
     with pytest.raises(ValueError, match="split must be train or test"):
         experiment.AttackExperiment(None, None, "trian", 1, {})

@@ -7,7 +7,7 @@ import papermill
 import pytest
 
 from lib.infra import runtime
-from lib.reporting import execute, fingerprint, index, params, progress, report, state
+from lib.reporting import execute, fingerprint, params, progress, report, state
 
 
 class CellError(Exception):

@@ -117,7 +117,7 @@ def test_targets_are_never_the_true_label():
         ml.targets(y, "random", 10)
 
 
-@pytest.mark.parametrize("variant", ml.VARIANTS + ml.CONTROLS)
+@pytest.mark.parametrize("variant", ml.VARIANTS + ml.CONTROL_SETS)
 def test_a_relabelled_set_never_keeps_a_true_label(variant):
     """Every kept image carries its target t (never its y), comes from the image it names, and only successes are
     kept; the original control keeps y, the unperturbed one every image with t."""
@@ -149,7 +149,7 @@ def test_subspace_variants_need_a_subspace():
 
 
 def test_params_names_are_the_libs():
-    assert params.RELABELLINGS == ml.RELABELLINGS and params.VARIANTS == ml.VARIANTS
+    assert params.RELABELLINGS is ml.RELABELLINGS and params.VARIANTS is ml.VARIANTS  # one definition each
 
 
 # ---------------------------------------------------------------- the claim rows on constructed answers

@@ -29,7 +29,7 @@ import torch
 
 from lib.experiments import shards
 from lib.infra import cache, distributed, sources
-from lib.experiments.records import CONDITIONS  # noqa: F401  (the arms the verdicts read: one definition)
+from lib.infra.names import CONDITIONS
 from lib.infra.runtime import progress as progress_bar
 # the notebooks' names for what lib.experiments.shards defines
 from lib.experiments.shards import ATTACKS, AttackSettings, PCAImages, SubspaceSpec, input_gradient  # noqa: F401

@@ -24,9 +24,9 @@ import numpy as np
 import pandas as pd
 
 from lib.inference import stats
+from lib.infra.names import CONDITIONS, SUBSPACES
 
-CONDITIONS = ("unconstrained", "on", "off")
-SUBSPACES = ("none", "tangent", "coordinate", "random", "pca")
+SUBSPACES = ("none",) + SUBSPACES  # the subspace column of a record ("none": the unconstrained attack)
 KEYS = ["dataset", "split", "clip", "image_id"]
 ON_T, OFF_T, UNC = ("on", "tangent"), ("off", "tangent"), ("unconstrained", "none")
 

@@ -22,9 +22,10 @@ import hashlib
 import torch
 from torch.func import vjp
 
+from lib.infra.names import SUBSPACES
 from lib.geometry.manifold import eval_mode, gram_matrix, gram_solver, project_onto, project_onto_gram, tangent_basis
 
-KINDS = ("tangent", "coordinate", "random", "pca")
+KINDS = SUBSPACES  # the subspaces a basis can be built for
 
 
 def _check_k(k, n):

@@ -19,12 +19,12 @@ import numpy as np
 import torch
 
 from lib.infra.files import atomic_write
+from lib.infra.names import DATASETS
 from lib.infra.runtime import escape, per_dataset, show
 
 from lib.infra.sources import DEBIAN_FASHION_MNIST, IDX, IMAGENET_CLASSES, data_root, offline  # noqa: F401 (re-exported)
 
 REPO = Path(__file__).resolve().parents[2]
-DATASETS = ("mnist", "fashion_mnist", "cifar10", "imagenet")
 MNIST_FALLBACK_TEST_PER_CLASS = 100
 
 

@@ -21,6 +21,7 @@ from pathlib import Path
 import yaml
 
 from lib.infra import profiles
+from lib.infra.names import CONDITIONS, CONTROL_SUBSPACES, DATASETS, RELABELLINGS, SPLITS, VARIANTS
 
 REPO = Path(__file__).resolve().parents[2]
 NOTEBOOKS = REPO / "notebooks"
@@ -187,22 +188,16 @@ def _range_errors(value, path):
 
 
 # ---- allowed values ----------------------------------------------------------------------------------------------
-# The names the lib accepts (lib.learn.data.DATASETS, lib.experiments.experiment.CONDITIONS, lib.experiments.shards.AttackSettings, the control
-# subspaces of lib.experiments.experiment.control_spec), here without importing torch; tests/test_params.py checks they agree.
-DATASETS = ("mnist", "fashion_mnist", "cifar10", "imagenet")
-SPLITS = ("test", "train")
-CONDITIONS = ("unconstrained", "on", "off")
+# The names the lib accepts: one definition each in lib.infra.names (torch-free); the attack settings' keys mirror
+# lib.experiments.shards.AttackSettings' fields (tests/test_params.py checks they agree).
 ATTACK_KEYS = ("eps", "alpha", "steps", "loss", "clip", "refine_steps")
 PGD_KEYS = ("eps", "alpha", "steps")
-CONTROLS = ("coordinate", "random", "pca")
-RELABELLINGS = ("rand", "det")                       # lib.studies.mislabeled: D_rand, D_det
-VARIANTS = ("unconstrained", "on", "off", "random")  # lib.studies.mislabeled: where a targeted perturbation may go
 
 # parameter name pattern -> (what its values are called, allowed values, where they are: "items" of a list, "keys"
 # of a dict, "settings": a dict {condition: {setting: value}}, "pgd": a dict {setting: value})
 ALLOWED = [(r"^(datasets|dynamics_datasets)$", "a data set", DATASETS, "items"),
            (r"^splits$", "a split", SPLITS, "items"),
-           (r"^controls$", "a control subspace", CONTROLS, "items"),
+           (r"^controls$", "a control subspace", CONTROL_SUBSPACES, "items"),
            (r"(epochs|_subset|latent_dim|^linf_eps)$", "a data set", DATASETS, "keys"),
            (r"^attack$", "a condition", CONDITIONS, "settings"),
            (r"^relabellings$", "a relabelling", RELABELLINGS, "items"),

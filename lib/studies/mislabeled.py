@@ -17,11 +17,10 @@ import torch
 import torch.nn.functional as F
 
 from lib.boundary.attacks import l2_norm
+from lib.infra.names import RELABELLINGS, VARIANTS  # D_rand, D_det; where the perturbation may go
 from lib.infra.runtime import progress
 
-RELABELLINGS = ("rand", "det")                                  # D_rand, D_det
-VARIANTS = ("unconstrained", "on", "off", "random")             # where the perturbation may go
-CONTROLS = ("unperturbed", "original")                          # labels t without perturbation; the original data
+CONTROL_SETS = ("unperturbed", "original")                      # labels t without perturbation; the original data
 SUBSPACE_OF = {"unconstrained": None, "on": "tangent", "off": "tangent", "random": "random"}
 
 
@@ -126,13 +125,13 @@ class Relabelled:
 
 
 def relabel(model, x, y, variant, target=None, *, settings=None, subspace_for=None, batch_size=1000):
-    """The relabelled set of a variant (VARIANTS or CONTROLS) from images x with true labels y:
+    """The relabelled set of a variant (VARIANTS or CONTROL_SETS) from images x with true labels y:
     a VARIANT attacks toward ``target`` with ``settings`` (dict eps, alpha, steps) and keeps the successes labelled
     t; "unperturbed" labels every x with its t; "original" keeps x and y. ``subspace_for(x_batch, index_batch)``
     gives the subspace (lib.geometry.subspaces) of "on" / "off" / "random" (its .on / .off projects the gradient)."""
-    _check(variant, VARIANTS + CONTROLS, "variant")
+    _check(variant, VARIANTS + CONTROL_SETS, "variant")
     every = torch.arange(len(x))
-    if variant in CONTROLS:
+    if variant in CONTROL_SETS:
         label = y if variant == "original" else target
         return Relabelled(x, label.clone(), every, len(x), torch.zeros(len(x)))
     if SUBSPACE_OF[variant] and subspace_for is None:

@@ -57,7 +57,7 @@ def build_sets(clf, ae, data, relabellings, variants, settings, n_relabel, seed=
             got.append(replace(s, source=s.source + i))
     sets = {r: {v: mislabeled.concat(parts[r, v]) for v in variants} for r in relabellings}
     for r in relabellings:
-        for c in mislabeled.CONTROLS:
+        for c in mislabeled.CONTROL_SETS:
             sets[r][c] = mislabeled.relabel(clf.model, x, y, c, targets[r])
     return sets, y, targets
 

@@ -1,0 +1,10 @@
+"""The names the report's parameters and its code share, each defined once here (no torch: lib.reporting.params
+checks parameter values against them before any kernel starts)."""
+
+DATASETS = ("mnist", "fashion_mnist", "cifar10", "imagenet")
+SPLITS = ("test", "train")
+CONDITIONS = ("unconstrained", "on", "off")  # the greedy PGD attacks: plain; gradient projected onto / off a subspace
+CONTROL_SUBSPACES = ("coordinate", "random", "pca")  # random subspaces of the tangent space's dimension k (notebook 04)
+SUBSPACES = ("tangent",) + CONTROL_SUBSPACES         # every subspace an "on"/"off" attack may be projected onto
+RELABELLINGS = ("rand", "det")                       # notebook 10's relabelled sets: D_rand, D_det (Ilyas et al. 2019)
+VARIANTS = ("unconstrained", "on", "off", "random")  # notebook 10: where a targeted perturbation may go
