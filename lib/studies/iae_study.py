@@ -67,7 +67,8 @@ def lambda_sweep(d, ae, lambdas, *, ae_subset, iae_subset, epochs, batch_size, l
 
 def sweep_datasets(found, model_settings, lambdas, *, device, **sweep):
     """lambda_sweep on every data set of `found` ({name: Data}), from notebook 01's classifier and notebook 02's plain
-    autoencoder (`model_settings`, a lib.learn.train.ModelSettings; the plain autoencoder's training subset is its);
+    autoencoder (`model_settings`: the ModelSettings that lib.learn.session.start returns; the plain autoencoder's
+    training subset is its);
     `sweep`: lambda_sweep's other keyword settings. Prints each model's summary and shows each choice of λ with its
     reason. Returns ({name: {"clf", "ae", "iae" (the chosen I-AE), "k" (latent dimension)}}, {name: Sweep})."""
     models, sweeps = {}, {}
