@@ -106,27 +106,16 @@ for name, why in ds.drop_unsupported(found, missing).items():
 # training step show whether the training converged.
 
 # %%
-models, sweeps = {}, {}
-for name, d in found.items():
-    clf, ae = model_settings.models(d, run.device)
-    s = sweeps[name] = iae_study.lambda_sweep(
-        d, ae, lambdas, ae_subset=model_settings.ae_train_subset, iae_subset=iae_train_subset, epochs=iae_epochs,
-        batch_size=iae_batch_size, lr=iae_lr, softplus_beta=softplus_beta, tolerance=recon_tolerance, monitor=iae_monitor,
-        seed=seed, device=run.device, warm_start=iae_warm_start)
-    models[name] = {"clf": clf, "ae": ae, "iae": s.chosen, "k": ae.model.latent_dim}
-    print(f"{name}: classifier {clf.summary()}, plain AE (k = {ae.model.latent_dim}) {ae.summary()}; "
-          + "; ".join(f"I-AE λ={v:g} {t.summary()}" for v, t in s.trained.items()))
-
+models, sweeps = iae_study.sweep_datasets(  # models: {data set: {"clf", "ae", "iae" (the chosen λ's), "k"}}
+    found, model_settings, lambdas, iae_subset=iae_train_subset, epochs=iae_epochs, batch_size=iae_batch_size,
+    lr=iae_lr, softplus_beta=softplus_beta, tolerance=recon_tolerance, monitor=iae_monitor, seed=seed,
+    device=run.device, warm_start=iae_warm_start)
 sweep_table = iae_study.sweep_table(sweeps)
-for name, s in sweeps.items():
-    runtime.show(f"**{name}**: {s.why}.")
 sweep_table.style.format({"recon": "{:.2f}", "iso": "{:.4f}", "piso": "{:.4f}", "lambda": "{:g}", "train s": "{:.0f}"},
                          na_rep="–").hide(axis="index")
 
 # %%
-for name, s in sweeps.items():
-    plots_defence.loss_terms({lam: t.meta["history"] for lam, t in s.trained.items()},
-                             f"{name}: I-AE loss terms during training ({'warm start' if iae_warm_start else 'random start'})")
+plots_defence.loss_terms(iae_study.histories(sweeps), iae_warm_start)
 
 # %% [markdown]
 # **The isometry criterion**, stated before training: the decoder is isometric when at least 90% of the singular
@@ -158,8 +147,7 @@ for name, s in sweeps.items():
 # recipe from random weights (Softplus β = 100, 100 epochs on every training image) and shows its curve.
 
 # %%
-plots_defence.isometry_curve({name: {lam: t.meta["history"] for lam, t in s.trained.items()} for name, s in sweeps.items()},
-                             iae_train_subset, iae_monitor)
+plots_defence.isometry_curve(iae_study.histories(sweeps), iae_train_subset, iae_monitor)
 
 # %% [markdown]
 # ## Is it isometric?
@@ -175,9 +163,7 @@ geometry, sv_values, spread = iae_study.isometry_table(models, found, n_jacobian
 geometry.style.format(precision=3).hide(axis="index")
 
 # %%
-for name in models:
-    plots_defence.singular_values(sv_values[name],
-                                  f"{name}: singular values of the decoder's Jacobian (k = {models[name]['k']})")
+plots_defence.singular_values(sv_values, {name: m["k"] for name, m in models.items()})
 
 # %% [markdown]
 # ## The defence under attack
@@ -199,11 +185,8 @@ wide.style.format("{:.0%}")
 
 # %%
 results = tables.save_csv(records, profile, "07_records.csv").parent
-for name in models:
-    fig = plots_defence.robust_accuracy_vs_eps(robust[robust["dataset"] == name],
-                                               f"{name}: robust accuracy (n = {n_images}, Wilson 95% intervals)")
-    if name == next(iter(models)):
-        fig.savefig(results / "07_answer.png", dpi=90)
+plots_defence.robust_accuracy_by_dataset(robust, models, f"robust accuracy (n = {n_images}, Wilson 95% intervals)",
+                                         save=results / "07_answer.png")
 
 # %% [markdown]
 # ## Did the adaptive attack converge?
@@ -214,10 +197,8 @@ for name in models:
 curves, long_records, convergence_table, unconverged = dr.convergence(
     defended, robust, keys=keys, eps=convergence_eps, steps=convergence_steps, restarts=convergence_restarts,
     attack_steps=attack_steps, margin=margin, seed=seed)
-for name in defended:
-    plots_defence.convergence(curves[name], f"{name}: adaptive PGD at ε = {convergence_eps:g}")
-    if unconverged[name]:
-        runtime.show(dr.unconverged_note(name, unconverged[name], margin))
+plots_defence.convergence(curves, convergence_eps)
+dr.show_unconverged(unconverged, margin)
 convergence_table.style.format(precision=2).hide(axis="index")
 
 # %% [markdown]
@@ -270,9 +251,8 @@ published.projection_defences().style.format(precision=2, na_rep="–").hide(axi
 manifold_records, manifold_table = dr.manifold_attacks(defended, keys=keys, eps_grid=eps_grid, alpha=manifold_alpha,
                                                        steps=manifold_steps)
 manifold_robust = dr.robust_table(manifold_records, defended)
-for name in defended:
-    plots_defence.robust_accuracy_vs_eps(manifold_robust[manifold_robust["dataset"] == name],
-                                         f"{name}: attacks confined to each defence's manifold (n = {n_images})")
+plots_defence.robust_accuracy_by_dataset(manifold_robust, defended,
+                                         f"attacks confined to each defence's manifold (n = {n_images})")
 tables.save_csv(manifold_records, profile, "07_manifold_records.csv")
 manifold_table.style.format(precision=2, na_rep="–").hide(axis="index")
 
@@ -309,14 +289,9 @@ report.write_results(
     data_sources={name: d.describe() for name, d in found.items()}, unavailable=missing,
     answer=answer, answer_figure="07_answer.png" if models else None,
     caveats=dr.caveats(iae_epochs, iae_train_subset, n_images, iae_warm_start) if models else [],
-    lambda_choice={name: {"lambda": s.lam, "reason": s.why} for name, s in sweeps.items()},
-    sweep=sweep_table.to_dict(orient="records"), geometry=geometry.to_dict(orient="records") if len(geometry) else [],
-    clean=clean.to_dict(orient="records") if len(clean) else [], robust=robust.to_dict(orient="records"),
-    convergence=convergence_table.to_dict(orient="records"), autoattack=aa_table.to_dict(orient="records"),
-    checklist=checks.to_dict(orient="records"), worst_case=worst.to_dict(orient="records"),
-    records_csv=["07_records.csv", "07_manifold_records.csv", "07_autoattack_records.csv"],
-    finetuned={name: s.finetuned for name, s in setups.items() if s.finetuned}, manifold_attacks=manifold_table.to_dict(orient="records"),
-    manifold_robust=manifold_robust.to_dict(orient="records"),
-    verdicts=table[[c for c in dr.VERDICT_COLUMNS if c in table]].to_dict(orient="records") if len(table) else [],
-)
+    lambda_choice={name: {"lambda": s.lam, "reason": s.why} for name, s in sweeps.items()}, sweep=sweep_table,
+    geometry=geometry, clean=clean, robust=robust, convergence=convergence_table, autoattack=aa_table, checklist=checks,
+    worst_case=worst, records_csv=["07_records.csv", "07_manifold_records.csv", "07_autoattack_records.csv"],
+    finetuned={name: s.finetuned for name, s in setups.items() if s.finetuned}, manifold_attacks=manifold_table,
+    manifold_robust=manifold_robust, verdicts=table[[c for c in dr.VERDICT_COLUMNS if c in table]])
 print(f"wall time: {run.elapsed():.0f} s")

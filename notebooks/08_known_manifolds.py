@@ -62,17 +62,13 @@ margin: float = 1.1  # ratios within [1/margin, margin] are negligible (notebook
 alpha: float = 0.05  # family-wise error rate: Holm over every row of this notebook
 
 # %%
-import numpy as np
-import pandas as pd
-import torch
 from IPython.display import display
 
 from lib.figures import plots_worlds
-from lib.inference import stats, verdicts
+from lib.inference import verdicts
 from lib.infra import runtime
-from lib.learn import data, train
 from lib.reporting import report
-from lib.studies import worlds, worlds_trained
+from lib.studies import worlds, worlds_report, worlds_trained
 from lib.experiments.shards import AttackSettings
 
 run = runtime.start("08_known_manifolds", profile, seed, "cpu")
@@ -112,9 +108,7 @@ grads, w2_records, w2_summary = worlds_trained.melamed_sweep(
     progress=lambda it: runtime.progress(it, desc="world 2: settings", leave=False))
 display(w2_summary.style.format(precision=3).hide(axis="index"))
 fig = plots_worlds.melamed_sweep(grads, f"World 2: the input gradient in and off the data's subspace (k = {k})")
-trends = pd.DataFrame([worlds_trained.trend_test(grads, knob, col, pred) | {"measure": col, "predicted": pred}
-                       for knob in ("init scale", "weight decay")
-                       for col, pred in (("grad_off", "decreasing"), ("share", "increasing"))])
+trends = worlds_trained.trend_table(grads)
 runtime.show("**Trend tests** (Page's L test, images as blocks, settings in the knob's order; *grad_off*: the gradient "
              "off the subspace should fall, *share*: its energy share in the subspace should rise):")
 display(trends.style.format({"L": "{:.0f}", "p": "{:.2g}"}).hide(axis="index"))
@@ -128,22 +122,11 @@ w2_rows = worlds.world_rows(w2_records, margin)
 # about k/n). *Fraction*: ‖P g‖/‖g‖ of the classifier's input gradient, not squared, as Bordt et al. report it.
 
 # %%
-w3_rows, w3_images, w3_facts = [], pd.DataFrame(), {}
-try:
-    mnist = data.load("mnist")
-    G = train.autoencoder_for(mnist, seed, epochs=g_epochs, train_subset=g_train, latent_dim=k, width=g_width)
-    with torch.no_grad():
-        codes = torch.cat([G.model.encode(b) for b in mnist.train_x[: w3_train + 4 * world_images].split(500)])
-    w3_images, w3_records, w3_facts = worlds_trained.decoder_world_study(
-        G.model, codes, settings, k, world_images, w3_train, w3_clf_epochs, w3_ae_epochs, g_width, seed)
-    w3_rows = worlds.world_rows(w3_records, margin)
-    runtime.show(f"G: MNIST autoencoder ({mnist.describe()[:60]}…), {G.summary()}; world 3: {w3_facts}.")
-    fractions = pd.DataFrame({"mean": w3_images.mean(), "median": w3_images.median()}).T
-    fractions["k/n (overlap of random subspaces)"], fractions["√(k/n) (random fraction)"] = k / 784, np.sqrt(k / 784)
-    fractions["Bordt et al.: LeNet / random / adv. trained"] = "0.31 / 0.096 / 0.675 (k = 10, d = 1024)"
-    display(fractions.style.format(precision=3).set_caption("World 3, per test image"))
-except data.DatasetUnavailable as err:
-    runtime.show(f"> **World 3 skipped: MNIST is not available** ({err}); G is an MNIST autoencoder's decoder.")
+w3_rows, w3_images, w3_facts = worlds_trained.curved_world(
+    settings, k, world_images, g_epochs=g_epochs, g_train=g_train, g_width=g_width, n_train=w3_train,
+    clf_epochs=w3_clf_epochs, ae_epochs=w3_ae_epochs, margin=margin, seed=seed)
+if len(w3_images):
+    display(worlds_trained.fraction_table(w3_images, k).style.format(precision=3).set_caption("World 3, per test image"))
 
 # %% [markdown]
 # ## Every world's verdicts, one Holm family
@@ -151,12 +134,8 @@ except data.DatasetUnavailable as err:
 # steepness first (the power curve), then the other worlds' table.
 
 # %%
-rows = w1_rows + w2_rows + w3_rows
-table = verdicts.judge(rows, FAMILY, alpha)
-w1 = table[table["dataset"].str.startswith("world 1")]
-analytic = {cid: (lambda s, c=cid: float(np.exp(worlds.analytic_effects(s, k)[c]))) for cid in worlds.CURVE_CLAIMS}
-turning = worlds.turning_points(w1, worlds.CURVE_CLAIMS, margin, k)
-w1 = w1.assign(analytic=[np.exp(worlds.analytic_effects(s, k)[c]) for s, c in zip(w1["steepness"], w1["claim_id"])])
+table = verdicts.judge(w1_rows + w2_rows + w3_rows, FAMILY, alpha)
+w1, analytic, turning = worlds_report.power_curve(table, k, margin)  # analytic: {claim: effect as a function of s}
 fig = plots_worlds.power_curve(w1, analytic, dict(zip(turning["claim_id"], turning["s analytic"])), margin,
                                f"World 1: each discriminating claim's effect against the dimple's steepness (k = {k}, "
                                f"n = 784, {world_images} images per point)")
@@ -182,45 +161,17 @@ runtime.show(verdicts.rules_markdown(FAMILY, f"Negligible band: ratios within ×
 # (the least favourable null: the rule promises at most α there). Each world's rows are judged as their own Holm family.
 
 # %%
-flat_s, fp_seeds = stats.flat_boundary_median(k, 784), range(seed + 1000, seed + 1000 + fp_worlds)
-fp = [worlds.false_positives(flat_s, settings, fp_seeds, world_images, k, margin, alpha).assign(where="flat (effect 0)")]
-for cid in ("3", "4"):  # 1b carries no noise here (exact tangent arms): at its margin it is decided by rounding
-    s_edge = worlds.analytic_threshold(cid, margin, k)
-    edge = worlds.false_positives(s_edge, settings, fp_seeds, world_images, k, margin, alpha)
-    fp.append(edge[edge["claim_id"] == cid].assign(where=f"claim {cid}'s margin (least favourable null)"))
-fp = pd.concat(fp, ignore_index=True)
+fp = worlds_report.false_positives(settings, fp_worlds, world_images, k, margin, alpha, seed)
 display(fp.style.format({"steepness": "{:.2f}", "rate": "{:.0%}", "CI low": "{:.0%}", "CI high": "{:.0%}"})
         .hide(axis="index"))
 
 # %%
-headline = [report.headline(f"world 1 (synthetic): {t['claim']} — supported from steepness s =",
-                            t["s measured"] if np.isfinite(t["s measured"]) else "not within the sweep", "",
-                            f"analytic: s = {t['s analytic']:.2f} (effect = margin)") for t in turning.to_dict("records")]
-if len(w3_images):
-    headline.append(report.headline("world 3 (synthetic): median gradient fraction ‖P_T g‖/‖g‖ in the true tangent space",
-                                    w3_images["fraction: true tangent"].median(), "", "Bordt et al. 2023: 0.31 (LeNet), "
-                                    f"0.096 random; random here {w3_images['fraction: random'].median():.3f}"))
-    headline.append(report.headline("world 3 (synthetic): median overlap of a fresh autoencoder's tangent space with the "
-                                    "true one", w3_images["overlap (AE vs true)"].median(), "", f"random: k/n = {k / 784:.3f}"))
-found = [f"{t['claim']} from s = {t['s measured']:g} (analytic {t['s analytic']:.2f})" for t in turning.to_dict("records")
-         if np.isfinite(t["s measured"])]
-flat = fp[(fp["where"] == "flat (effect 0)") & fp["claim_id"].isin(worlds.CURVE_CLAIMS)]
-answer = [f"In a world built so that DMM holds (world 1: the boundary dimples around a known manifold, steepness s), "
-          f"the chain finds it where the effect clears the margin: {'; '.join(found) or 'no claim within the sweep'}. "
-          f"On the flat side the discriminating claims were falsely 'supported' {int(flat['supported'].sum())} times "
-          f"in {int(flat['worlds'].sum())} (claim, world) pairs."]
-if len(w3_images):
-    answer.append(f"In trained networks on exact manifolds no dimple appears: on a curved manifold of images (world 3) "
-                  f"the loss gradient's fraction in the true tangent space is {w3_images['fraction: true tangent'].median():.2f}"
-                  f" against {w3_images['fraction: random'].median():.2f} for a random subspace (Bordt et al. 2023: 0.31 "
-                  "against 0.096), the opposite of what DMM predicts.")
-keep = [c for c in table.columns if c not in ("power_at",)]
 report.write_results(
-    run, "08 · Can the method see DMM where it is true?", headline=headline, answer=answer,
+    run, "08 · Can the method see DMM where it is true?", headline=worlds_report.headlines(turning, w3_images, k),
+    answer=worlds_report.answer(turning, fp, w3_images),
     data_sources={"synthetic": "worlds generated from the seed (n = 784)"},
-    verdicts=table[keep].to_dict(orient="records"), turning_points=turning.to_dict(orient="records"),
-    false_positives=fp.to_dict(orient="records"), analytic_errors=w1_errors,
-    melamed=w2_summary.to_dict(orient="records"), melamed_trends=trends.to_dict(orient="records"),
+    verdicts=table.drop(columns="power_at", errors="ignore"), turning_points=turning, false_positives=fp,
+    analytic_errors=w1_errors, melamed=w2_summary, melamed_trends=trends,
     world3={"facts": w3_facts, "per_image_median": w3_images.median().to_dict(), "per_image_mean": w3_images.mean().to_dict()},
     settings={"k": k, "world_images": world_images, "steepness": steepness, "margin": margin, "alpha": alpha})
 print(f"wall time: {run.elapsed():.0f} s")

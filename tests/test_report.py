@@ -131,3 +131,11 @@ def test_index_answers_every_question_and_states_the_caveats(tmp_reports):
     assert "Caveats of scale" in page and "test error is 0.012" in page
     positions = [page.index(s) for s in ("The geometry says X.", "0.9x as curved", "Caveats of scale", "<h2>Verdicts")]
     assert positions == sorted(positions)
+
+
+def test_a_table_is_written_as_its_rows(tmp_path):
+    import pandas as pd
+
+    t = pd.DataFrame({"a": [1.0, float("nan")], "b": ["x", "y"]})
+    out = json.loads(report.write_json_atomic({"t": t, "empty": t.iloc[:0]}, tmp_path / "r.json").read_text())
+    assert out == {"t": [{"a": 1.0, "b": "x"}, {"a": None, "b": "y"}], "empty": []}

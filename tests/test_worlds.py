@@ -152,3 +152,19 @@ def test_melamed_trend_test_reads_the_knobs_order():
     assert wt.trend_test(g, "init scale")["p"] < 1e-3
     assert wt.trend_test(g, "weight decay")["p"] < 1e-3
     assert wt.trend_test(g, "init scale", predicted="increasing")["p"] > 0.5
+
+
+def test_world_3_without_mnist_is_a_notice_and_no_rows(monkeypatch):
+    from lib.learn import data
+    from lib.studies import worlds_trained as wt
+
+    def unavailable(name, root=None):
+        raise data.DatasetUnavailable(f"{name}: not here")
+
+    shown = []
+    monkeypatch.setattr(wt.data, "load", unavailable)
+    monkeypatch.setattr(wt, "show", shown.append)
+    rows, per_image, facts = wt.curved_world(settings(), g_epochs=1, g_train=10, g_width=4, n_train=10, clf_epochs=1,
+                                             ae_epochs=1, margin=1.1)
+    assert rows == [] and per_image.empty and facts == {}
+    assert len(shown) == 1 and "World 3 skipped" in shown[0] and "mnist: not here" in shown[0]

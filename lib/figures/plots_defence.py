@@ -7,7 +7,14 @@ from lib.learn.iae import ISO_TARGET, ISO_TOLERANCE
 COLOURS = {"none": "tab:gray", "pca": "tab:green", "plain AE": "tab:blue", "I-AE": "tab:red"}
 
 
-def loss_terms(histories, title):
+def loss_terms(by_dataset, warm_start=True):
+    """The three I-AE terms per training step, one figure per data set: {data set: {λ: history}}."""
+    start = "warm start" if warm_start else "random start"
+    for name, histories in by_dataset.items():
+        _loss_terms(histories, f"{name}: I-AE loss terms during training ({start})")
+
+
+def _loss_terms(histories, title):
     """The three I-AE terms per training step (log scale), one column per lambda: {lambda: history}."""
     fig, axes = plt.subplots(1, len(histories), figsize=(4 * len(histories), 3), squeeze=False, sharey=True)
     for ax, (lam, h) in zip(axes[0], histories.items()):
@@ -53,7 +60,13 @@ def isometry_curve(histories, n_train, n_images):
     plt.show()
 
 
-def singular_values(values, title):
+def singular_values(by_dataset, latent_dims):
+    """`_singular_values` per data set: {data set: {model: σ}}, {data set: latent dimension k}."""
+    for name, values in by_dataset.items():
+        _singular_values(values, f"{name}: singular values of the decoder's Jacobian (k = {latent_dims[name]})")
+
+
+def _singular_values(values, title):
     """Histograms of log10 singular values of J_D, one per model: {label: array}; an isometry sits at 0."""
     fig, ax = plt.subplots(figsize=(6, 3.2))
     bins = np.linspace(-1.5, 1.0, 60)
@@ -66,6 +79,15 @@ def singular_values(values, title):
     ax.legend(fontsize=8)
     fig.tight_layout()
     plt.show()
+
+
+def robust_accuracy_by_dataset(table, names, what, save=None):
+    """`robust_accuracy_vs_eps` per data set of `names` (rows of `table` with that dataset), titled "name: what";
+    the first data set's figure also saved to the path `save` (the report's answer figure)."""
+    for i, name in enumerate(names):
+        fig = robust_accuracy_vs_eps(table[table["dataset"] == name], f"{name}: {what}")
+        if save is not None and i == 0:
+            fig.savefig(save, dpi=90)
 
 
 def robust_accuracy_vs_eps(table, title):
@@ -88,7 +110,13 @@ def robust_accuracy_vs_eps(table, title):
     return fig
 
 
-def convergence(curves, title):
+def convergence(by_dataset, eps):
+    """`_convergence` per data set, of the adaptive PGD at budget eps: {data set: {defence: (iters, acc)}}."""
+    for name, curves in by_dataset.items():
+        _convergence(curves, f"{name}: adaptive PGD at ε = {eps:g}")
+
+
+def _convergence(curves, title):
     """Robust accuracy against the number of PGD iterations (all restarts in a row): {defence: (iters, acc)}."""
     fig, ax = plt.subplots(figsize=(6, 3.2))
     for defence, (iters, acc) in curves.items():

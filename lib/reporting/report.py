@@ -8,7 +8,8 @@ Each notebook writes results/<notebook>.json with `write_results`; the index (li
 and the executed notebooks' papermill metadata (wall time), nothing else.
 
 Results JSON: {"notebook", "title", "profile", "device", "wall_seconds", "data_sources": {dataset: text},
-"unavailable": {dataset: message}, "headline": [{"name", "value", "unit", "published"}], ...details}.
+"unavailable": {dataset: message}, "headline": [{"name", "value", "unit", "published"}], ...details}; a table among
+the details is written as its list of rows.
 """
 import json
 import math
@@ -31,7 +32,10 @@ def results_dir(profile):
 
 
 def _plain(obj):
-    """JSON-safe: NaN becomes null, infinities the strings "inf" / "-inf", numpy scalars plain numbers."""
+    """JSON-safe: a table (pandas DataFrame) becomes its list of rows, NaN null, infinities the strings "inf" / "-inf",
+    numpy scalars plain numbers."""
+    if hasattr(obj, "columns") and hasattr(obj, "to_dict"):
+        obj = obj.to_dict(orient="records")
     if isinstance(obj, dict):
         return {str(k): _plain(v) for k, v in obj.items()}
     if isinstance(obj, (list, tuple)):

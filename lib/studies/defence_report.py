@@ -102,11 +102,14 @@ def convergence(defended, robust, *, keys, eps, steps, restarts, attack_steps, m
     return curves, stack(frames, RECORD_COLUMNS), pd.DataFrame(rows), unconverged
 
 
-def unconverged_note(name, unconverged, margin):
-    """A warning in Markdown that the adaptive attack had not converged for these defences."""
-    return (f"> **{name}: the adaptive attack had not converged** for {', '.join(sorted(unconverged))}: "
-            f"the longer run lowers robust accuracy by more than half the margin ({100 * margin / 2:g} points), "
-            "so verdicts that involve them are inconclusive.")
+def show_unconverged(unconverged, margin):
+    """A warning on the page for each data set of `unconverged` ({data set: defences}) whose adaptive attack had not
+    converged for some defences."""
+    for name, labels in unconverged.items():
+        if labels:
+            show(f"> **{name}: the adaptive attack had not converged** for {', '.join(sorted(labels))}: "
+                 f"the longer run lowers robust accuracy by more than half the margin ({100 * margin / 2:g} points), "
+                 "so verdicts that involve them are inconclusive.")
 
 
 def manifold_attacks(defended, *, keys, eps_grid, alpha, steps):

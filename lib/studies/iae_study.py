@@ -1,6 +1,7 @@
 """Notebook 07's I-AE beside the plain autoencoder it starts from: the plain autoencoder as a BatchNorm-free I-AE
-(`plain_as_iae`), the λ sweep with the stated choice of λ (`lambda_sweep`, `sweep_table`), and how isometric each
-decoder is (`isometry`: singular values of J_D, re-encoding, the projection property). Training and the measures
+(`plain_as_iae`), the λ sweep with the stated choice of λ (`lambda_sweep`, per data set `sweep_datasets`,
+`sweep_table`), and how isometric each decoder is (`isometry`: singular values of J_D, re-encoding, the projection
+property). Training and the measures
 themselves are lib.learn.iae's."""
 from dataclasses import dataclass
 
@@ -62,6 +63,29 @@ def lambda_sweep(d, ae, lambdas, *, ae_subset, iae_subset, epochs, batch_size, l
         terms[lam] = iae.held_out_terms(trained[lam].model, held, seed)
     lam, why = iae.choose_lambda(terms, plain["recon"], tolerance)
     return Sweep(plain, terms, trained, lam, why)
+
+
+def sweep_datasets(found, model_settings, lambdas, *, device, **sweep):
+    """lambda_sweep on every data set of `found` ({name: Data}), from notebook 01's classifier and notebook 02's plain
+    autoencoder (`model_settings`: the ModelSettings that lib.learn.session.start returns; the plain autoencoder's
+    training subset is its);
+    `sweep`: lambda_sweep's other keyword settings. Prints each model's summary and shows each choice of λ with its
+    reason. Returns ({name: {"clf", "ae", "iae" (the chosen I-AE), "k" (latent dimension)}}, {name: Sweep})."""
+    models, sweeps = {}, {}
+    for name, d in found.items():
+        clf, ae = model_settings.models(d, device)
+        s = sweeps[name] = lambda_sweep(d, ae, lambdas, ae_subset=model_settings.ae_train_subset, device=device, **sweep)
+        models[name] = {"clf": clf, "ae": ae, "iae": s.chosen, "k": ae.model.latent_dim}
+        print(f"{name}: classifier {clf.summary()}, plain AE (k = {ae.model.latent_dim}) {ae.summary()}; "
+              + "; ".join(f"I-AE λ={v:g} {t.summary()}" for v, t in s.trained.items()))
+    for name, s in sweeps.items():
+        runtime.show(f"**{name}**: {s.why}.")
+    return models, sweeps
+
+
+def histories(sweeps):
+    """{data set: {λ: the I-AE's training history (lib.learn.iae: loss terms per step, isometry per epoch)}}."""
+    return {name: {lam: t.meta["history"] for lam, t in s.trained.items()} for name, s in sweeps.items()}
 
 
 def sweep_table(sweeps):
