@@ -77,7 +77,7 @@ finetune_epochs: int = 5                 # epochs of fine-tuning on P(x) (the cl
 finetune_lr: float = 0.01                # learning rate of the fine-tuning
 finetune_subset: Optional[int] = 12000   # fine-tune on a random this many of the classifier's training images (None: all)
 manifold_alpha: float = 0.05             # step of the on/off-manifold PGD (notebook 03's greedy attack), budget max(eps_grid)
-manifold_steps: int = 200               # its steps (200 x 0.05 = 10: past the budget, then along its sphere)
+manifold_steps: int = 200               # its steps (200 x 0.05 is 10: past the budget, then along its sphere)
 seed: int = 0                            # seeds image choice, sampling and attacks
 device: str = "auto"                     # auto | cpu | cuda | cuda:N
 model_settings: Optional[dict] = None    # the models (README "Profiles"; a key left out: the paper's); None: the profile's

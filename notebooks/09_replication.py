@@ -42,7 +42,7 @@
 # clipped attacks). Their tau² say where the between-seed variance comes from.
 
 # %% tags=["parameters"]
-from typing import Literal, Optional, Union
+from typing import Optional, Union
 
 profile: str = "quick"                   # smoke | quick | paper: which settings these are, for the record
 datasets: list[str] = ["mnist"]          # quick: MNIST only (training the extra models dominates); paper: every data set
@@ -52,7 +52,7 @@ attack: Optional[dict[str, dict[str, float]]] = None  # greedy PGD per condition
 extra_ae_epochs: Union[int, dict[str, int], None] = {"mnist": 20}  # autoencoder epochs of the extra seeds (or {dataset: epochs}); None: as the first seed's
 vary_separately: bool = True             # also vary one network's seed with the other at the first seed (claims 3, 4, 5b)
 flat_boundary: bool = True               # claim 1b: each seed pair's tangent on/off attacks again without clipping
-tau2_method: Literal["dl", "pm"] = "dl"  # between-seed variance: dl (DerSimonian-Laird) | pm (Paule-Mandel)
+tau2_method: str = "dl"                  # between-seed variance: dl (DerSimonian-Laird) | pm (Paule-Mandel)
 hksj: bool = False                       # Hartung-Knapp-Sidik-Jonkman t interval (seeds - 1 df) instead of the normal one
 margin: float = 1.1                      # ratios within [1/margin, margin] are negligible (as notebook 05)
 cosine_margin: float = 0.05              # class-cosine differences within ±cosine_margin are negligible

@@ -50,6 +50,17 @@ def test_a_data_set_becoming_available_reruns_the_notebooks_that_use_it(tmp_repo
     assert stale("smoke")["02_autoencoders"] == ["cifar10 no longer available"]
 
 
+def test_a_notebook_reading_data_without_a_datasets_parameter_reruns_when_it_changes(tmp_reports, data_dir):
+    """08 has no `datasets` parameter but reads MNIST (its third world's decoder): fingerprint.READS says so."""
+    record_all("smoke")
+    mnist = data_dir / "MNIST" / "raw"
+    mnist.mkdir(parents=True)
+    for f in fingerprint.sources.IDX:
+        (mnist / f).write_bytes(b"")
+    why = stale("smoke")
+    assert "08_known_manifolds" in why and why["08_known_manifolds"] == why["01_classifiers"]
+
+
 def test_only_the_notebooks_that_ask_for_a_data_set_rerun(tmp_reports, data_dir, monkeypatch):
     monkeypatch.setattr(fingerprint.sources, "DEBIAN_FASHION_MNIST", data_dir / "debian-fashion-mnist")
     record_all("smoke")

@@ -119,8 +119,9 @@ def test_yaml_syntax_error_names_the_file(param_dir):
 
 
 def test_typed_parameters_cells_are_read_alike_by_papermill(tmp_path):
-    """The parameters cells of 01-03 are typed and commented one per line; papermill sees the same names and types."""
-    for path in params.notebook_paths()[:3]:
+    """Every notebook's parameters cell is typed and commented one per line; papermill sees the same names and types
+    (a comment holding "=" once made papermill skip its parameter)."""
+    for path in params.notebook_paths():
         ours = params.declared(path)
         theirs = papermill.inspect_notebook(str(execute.to_ipynb(path, tmp_path / f"{path.stem}.ipynb")))
         assert list(ours) == list(theirs), path.stem
@@ -150,6 +151,8 @@ def test_unknown_profile_through_make_lists_the_profiles():
      r"04_random_subspace_control\.second_latent_dim: 'minst' is not a data set"),
     ("  k_sweep: [8, 64]\n", "  k_sweep: [8, 64]\n  controls: [random, gaussian]\n",
      r"controls = \['random', 'gaussian'\]: 'gaussian' is not a control subspace; allowed: coordinate, random, pca"),
+    ("09_replication:\n", "09_replication:\n  tau2_method: reml\n",
+     r"09_replication\.tau2_method: 'reml' is not a between-seed variance estimator; allowed: dl, pm"),
 ])
 def test_values_outside_their_domain_are_refused_before_any_kernel(param_dir, tmp_reports, no_kernel, old, new, message,
                                                                     capsys, monkeypatch):

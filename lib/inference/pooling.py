@@ -22,9 +22,10 @@ from statsmodels.stats.meta_analysis import combine_effects
 
 from lib.inference import power as power_lib
 from lib.inference import stats, verdicts
+from lib.infra.names import TAU2_METHODS
 
 Z975 = float(sps.norm.isf(0.025))
-METHODS = {"dl": "chi2", "pm": "iterated"}  # statsmodels' names: DerSimonian-Laird, Paule-Mandel
+METHODS = dict(zip(TAU2_METHODS, ("chi2", "iterated")))  # statsmodels' names of DerSimonian-Laird, Paule-Mandel
 METHOD_WORDS = {"dl": "DerSimonian-Laird", "pm": "Paule-Mandel"}
 
 

@@ -26,6 +26,8 @@ LIB = REPO / "lib"
 TEMPLATES = LIB / "reporting" / "templates"
 # Notebooks that read other notebooks' results: 05 judges the per-image records of 03 and 04.
 UPSTREAM = {"05_statistics": ("03_on_off_manifold_attacks", "04_random_subspace_control")}
+# Data sets a notebook reads without a `datasets` parameter: 08's third world is an MNIST autoencoder's decoder.
+READS = {"08_known_manifolds": ("mnist",)}
 
 
 def sha(data):
@@ -119,6 +121,12 @@ def data_part(datasets):
             **{name: sources.on_disk(name) for name in datasets}}
 
 
+def datasets_of(notebook, params):
+    """The data sets a notebook reads: its `datasets` parameter, then those it reads without one (READS)."""
+    named = list(params.get("datasets") or [])
+    return named + [d for d in READS.get(notebook, ()) if d not in named]
+
+
 def upstream_part(notebook, results):
     """The records files of the notebooks this one reads (results/<nn>_records.*), by content."""
     out = {}
@@ -141,7 +149,7 @@ def fingerprint(py_path, params, root):
              "templates": {_rel(t): sha(t.read_bytes()) for t in sorted(TEMPLATES.rglob("*")) if t.is_file()},
              "torch": torch, "python": python, "reports": where(root)}
     if any(m.name == "data.py" for m in modules):
-        parts["data"] = data_part(params.get("datasets") or [])
+        parts["data"] = data_part(datasets_of(py_path.stem, params))
     if py_path.stem in UPSTREAM:
         parts["upstream"] = upstream_part(py_path.stem, Path(root) / "results")
     return with_digest(parts)
@@ -168,7 +176,7 @@ def save(root, notebook, fp):
     from lib.reporting.report import write_json_atomic  # noqa: PLC0415 (report imports this module)
 
     if "data" in fp["parts"]:
-        fp = with_digest({**fp["parts"], "data": data_part(fp["parts"]["params"].get("datasets") or [])})
+        fp = with_digest({**fp["parts"], "data": data_part(datasets_of(notebook, fp["parts"]["params"]))})
     return write_json_atomic(fp, path_of(root, notebook))
 
 

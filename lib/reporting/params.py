@@ -21,7 +21,7 @@ from pathlib import Path
 import yaml
 
 from lib.infra import profiles
-from lib.infra.names import CONDITIONS, CONTROL_SUBSPACES, DATASETS, RELABELLINGS, SPLITS, VARIANTS
+from lib.infra.names import CONDITIONS, CONTROL_SUBSPACES, DATASETS, RELABELLINGS, SPLITS, TAU2_METHODS, VARIANTS
 
 REPO = Path(__file__).resolve().parents[2]
 NOTEBOOKS = REPO / "notebooks"
@@ -202,7 +202,8 @@ ALLOWED = [(r"^(datasets|dynamics_datasets)$", "a data set", DATASETS, "items"),
            (r"^attack$", "a condition", CONDITIONS, "settings"),
            (r"^relabellings$", "a relabelling", RELABELLINGS, "items"),
            (r"^variants$", "a perturbation variant", VARIANTS, "items"),
-           (r"(^|_)pgd$", "a PGD setting", PGD_KEYS, "pgd")]
+           (r"(^|_)pgd$", "a PGD setting", PGD_KEYS, "pgd"),
+           (r"^tau2_method$", "a between-seed variance estimator", TAU2_METHODS, "value")]
 
 
 def _not_allowed(where, name, what, allowed):
@@ -216,6 +217,8 @@ def _allowed_errors(name, value):
     for pattern, what, allowed, place in ALLOWED:
         if not re.search(pattern, name):
             continue
+        if place == "value" and not isinstance(value, (list, dict)):
+            return [_not_allowed(name, value, what, allowed)] if value not in allowed else []
         if place == "items" and isinstance(value, list):
             return [_not_allowed(f"{name} = {value!r}", v, what, allowed) for v in value if v not in allowed]
         if place in ("keys", "pgd") and isinstance(value, dict):
