@@ -179,7 +179,7 @@ def _kind_rows(kinds, mm, name, make, batch, conv, device):
     variants = ([("before: contiguous, Adam not fused", make(batch, device, before=True), batch)] if conv else []) + \
                [(f"batch {4 * batch}", make(4 * batch, device), 4 * batch)]
     for label, other, b in variants:
-        t_base, t_other = alternating([step, other], device, max(2, REPEATS - 1), per_round=(STEPS_IN_A_ROW,))
+        t_base, t_other = alternating([step, other], device, REPEATS + 2, per_round=(STEPS_IN_A_ROW,))
         before = label.startswith("before")
         kinds.append(row(f"  per image: {name}, {label}", device, t_base / batch if before else t_other / b,
                          t_other / b if before else t_base / batch, "as trained" if before else label,
