@@ -44,7 +44,7 @@ import torch
 from lib.figures import plots
 from lib.inference import published
 from lib.infra import runtime
-from lib.learn import session, train
+from lib.learn import data, session, train
 from lib.reporting import report
 
 run, model_settings, found, missing = session.start("02_autoencoders", profile, seed, device,
@@ -54,10 +54,8 @@ run, model_settings, found, missing = session.start("02_autoencoders", profile, 
 # ## Training (or loading from the cache)
 
 # %%
-trained = {}
-for name, d in found.items():
-    trained[name] = model_settings.autoencoder(d, run.device)
-    print(f"{name}: {trained[name].summary()}")
+trained = data.each_available(found, missing, lambda d: model_settings.autoencoder(d, run.device), "autoencoder")
+print("\n".join(f"{name}: {t.summary()}" for name, t in trained.items()))
 found.update({name: t.train_data for name, t in trained.items()})  # what each model was trained on
 
 # %% [markdown]

@@ -68,7 +68,7 @@ import pandas as pd
 
 from lib.boundary import curvature as cv
 from lib.infra import runtime
-from lib.learn import session
+from lib.learn import data, session
 from lib.reporting import report, tables
 from lib.studies import curvature_report as cr, curvature_runs as runs
 from lib.studies import curvature_analysis as ca
@@ -89,8 +89,8 @@ for name in [n for n in found if found[n].n > 784]:  # conv nets: n = 3072 needs
 
 # %%
 models, frames, profiles, boundary = {}, [], {}, {}
-for name, d in found.items():
-    clf, ae = model_settings.models(d, run.device)
+for name, (clf, ae) in data.each_available(found, missing, lambda d: model_settings.models(d, run.device)).items():
+    d = found[name]
     m = models[name] = runs.nets_for(clf.model, ae.model, beta, fd_h or cv.default_h(d.n), d.test_x[:1000].to(run.device),
                                      keys=(clf.key, ae.key))  # the keys of its cached measurements
     print(f"{name}: classifier {clf.summary()}, autoencoder (k = {m.k}) {ae.summary()}; "

@@ -113,6 +113,48 @@ def test_two_processes_that_miss_together_build_once(tmp_cache, tmp_path):
     assert sorted(p.name for p in (tmp_cache / "thing").iterdir()) == ["same.pt"]
 
 
+def test_a_miss_another_process_is_building_is_busy_only_when_not_waiting(tmp_cache):
+    """flock locks belong to open files: holding the entry's lock here stands in for another process building it."""
+    build, calls = build_counter()
+    with cache._locked(cache.entry_path("thing", "abc")):
+        with pytest.raises(cache.Busy), cache.not_waiting():
+            cache.cached("thing", "abc", build)
+        assert calls == []
+    assert cache.cached("thing", "abc", build)[1] is False and len(calls) == 1  # the lock is free: built, waited for nothing
+    with cache.not_waiting():
+        assert cache.cached("thing", "abc", build)[1] is True  # a hit needs no lock
+
+
+def test_a_build_once_started_waits_for_what_it_needs(tmp_cache):
+    """Inside not_waiting, a build that needs another entry being built waits for it rather than throw its work away."""
+    import threading
+
+    inner, _ = build_counter()
+    release = threading.Event()
+
+    held = threading.Event()
+
+    def holder():
+        with cache._locked(cache.entry_path("thing", "inner")):
+            held.set()
+            release.wait(5)
+            cache.save_atomic({"key": "inner", "state_dict": {}, "meta": {"by": "holder"}},
+                              cache.entry_path("thing", "inner"))
+
+    t = threading.Thread(target=holder)
+    t.start()
+    held.wait(5)
+    threading.Timer(0.3, release.set).start()
+
+    def outer():
+        return {}, {"inner": cache.cached("thing", "inner", inner)[0]["meta"]}
+
+    with cache.not_waiting():
+        entry, hit = cache.cached("thing", "outer", outer)
+    t.join()
+    assert not hit and entry["meta"]["inner"] == {"by": "holder"}
+
+
 @pytest.mark.parametrize("mask", [0o022, 0o077, 0o002])
 def test_written_files_get_the_mode_of_the_umask(tmp_cache, tmp_reports, mask):
     """Entries, results JSON and the index get 0666 minus the umask, as a plain open gives (mkstemp: 0600)."""

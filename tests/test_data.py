@@ -127,3 +127,41 @@ def test_two_notebooks_preparing_fashion_mnist_at_once_both_get_whole_files(tmp_
     raw = tmp_path / "data" / "FashionMNIST" / "raw"
     assert sorted(p.name for p in raw.iterdir()) == sorted(data.IDX)  # no temporary file left behind
     assert all((raw / n).read_bytes() == bytes([i]) * 1000 for i, n in enumerate(data.IDX))
+
+
+def test_each_available_takes_last_a_model_another_notebook_is_training(tmp_cache, capsys):
+    """With the first data set's model being built elsewhere (its lock held), the second is built first, the first
+    after the other builder is done, taken from the cache; the result keeps the data sets' order, and a data set
+    that is unavailable is recorded, not raised."""
+    import threading
+
+    from lib.infra import cache
+
+    order, held, release = [], threading.Event(), threading.Event()
+
+    def other_notebook():
+        with cache._locked(cache.entry_path("model", "a")):
+            held.set()
+            release.wait(5)
+            order.append("a done elsewhere")
+            cache.save_atomic({"key": "a", "state_dict": {}, "meta": {"by": "other"}}, cache.entry_path("model", "a"))
+
+    def build(name):
+        def make():
+            order.append(name)
+            release.set()  # the other notebook finishes while this one trains
+            return {}, {"by": "this"}
+        if name == "c":
+            raise data.DatasetUnavailable("c: no weights offline")
+        return cache.cached("model", name, make)[0]["meta"]["by"]
+
+    t = threading.Thread(target=other_notebook)
+    t.start()
+    held.wait(5)
+    missing = {}
+    out = data.each_available({"a": "a", "b": "b", "c": "c"}, missing, build)
+    t.join()
+    assert order == ["b", "a done elsewhere"]  # b trained meanwhile: not after waiting for a
+    assert out == {"a": "other", "b": "this"} and list(out) == ["a", "b"]
+    assert missing == {"c": "c: no weights offline"}
+    assert "a: another notebook is training its model now; taken last" in capsys.readouterr().out

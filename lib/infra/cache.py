@@ -8,8 +8,11 @@ place, so a reader never sees half an entry; an entry that does not load, or who
 differs, is reported, removed and rebuilt. A hit reads the entry and writes nothing (no lock file), so
 a complete cache on a read-only disk is usable; only a miss takes the per-key file lock, then looks
 again, so two notebooks that need the same model at the same time (`make -j2`) train it once. The lock file is
-removed by its holder, so only entries stay in the cache folder.
+removed by its holder, so only entries stay in the cache folder. Inside `not_waiting()` a miss whose lock another
+process holds raises Busy instead of waiting: a notebook that needs several models takes first those nobody is
+training (lib.learn.data.each_available), so that two notebooks train two models side by side.
 """
+import contextvars
 import fcntl
 import hashlib
 import json
@@ -88,6 +91,28 @@ def _lock_is(fd, lock_path):
         return False
 
 
+class Busy(RuntimeError):
+    """Another process is building this entry now (raised only inside `not_waiting()`)."""
+
+
+_WAIT = contextvars.ContextVar("wait_for_locks", default=True)  # False inside not_waiting() (this thread only)
+
+
+@contextmanager
+def _waiting(wait):
+    token = _WAIT.set(wait)
+    try:
+        yield
+    finally:
+        _WAIT.reset(token)
+
+
+def not_waiting():
+    """Inside: a miss whose entry another process is building raises Busy at once, instead of waiting for it (a
+    build, once started, waits for what it needs: its work is never thrown away)."""
+    return _waiting(False)
+
+
 @contextmanager
 def _locked(path):
     """Hold the exclusive lock of the entry at `path`: <key>.lock, removed again by its holder before it unlocks,
@@ -98,7 +123,10 @@ def _locked(path):
     while True:
         fd = os.open(lock_path, os.O_RDWR | os.O_CREAT, 0o666)
         try:
-            fcntl.flock(fd, fcntl.LOCK_EX)
+            fcntl.flock(fd, fcntl.LOCK_EX if _WAIT.get() else fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            os.close(fd)
+            raise Busy(f"{path.name}: another process is building it") from None
         except BaseException:
             os.close(fd)
             raise
@@ -136,7 +164,8 @@ def cached(kind, key, build, root=None):
         entry = load_entry(path, key)
         if entry is not None:
             return entry, True
-        state_dict, meta = build()
+        with _waiting(True):
+            state_dict, meta = build()
         entry = {"key": key, "state_dict": state_dict, "meta": meta}
         save_atomic(entry, path)
         return entry, False

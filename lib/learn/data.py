@@ -18,6 +18,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from lib.infra import cache
 from lib.infra.files import atomic_write
 from lib.infra.names import DATASETS
 from lib.infra.runtime import escape, per_dataset, show
@@ -228,13 +229,27 @@ def load_shown(names, train=None, test=None, seed=0):
 
 
 def each_available(found, missing, build, what="model"):
-    """{name: build(data)} for the data sets of `found` whose `what` can be had. A DatasetUnavailable (e.g. the
-    ResNet-50 weights, offline) is a notice on the page and an entry of `missing`, never a crash."""
-    out = {}
-    for name, d in found.items():
+    """{name: build(data)} for the data sets of `found` whose `what` can be had, in `found`'s order. A
+    DatasetUnavailable (e.g. the ResNet-50 weights, offline) is a notice on the page and an entry of `missing`, never
+    a crash. A data set whose model another notebook is training right now (`make -j2`) is taken last, so that
+    meanwhile this one trains the next (lib.infra.cache.not_waiting)."""
+    out, later = {}, []
+
+    def attempt(name):
         try:
-            out[name] = build(d)
+            out[name] = build(found[name])
         except DatasetUnavailable as err:
             missing[name] = str(err)
             show(f"> **{name}: {what} not available.** {escape(err)}")
-    return out
+
+    for name in found:
+        try:
+            with cache.not_waiting():
+                attempt(name)
+        except cache.Busy:
+            later.append(name)
+    if later and len(later) < len(found):
+        print(f"{', '.join(later)}: another notebook is training its {what} now; taken last")
+    for name in later:
+        attempt(name)
+    return {name: out[name] for name in found if name in out}
