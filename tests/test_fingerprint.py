@@ -20,6 +20,15 @@ def stale(profile):
     return {name: why for name, why in pipeline.plan(profile).items() if why}
 
 
+@pytest.fixture(autouse=True)
+def fresh_module_facts():
+    """Each module's text is parsed once per process (fingerprint._read): a test that fakes an edit by patching the
+    hash must not leave its facts to the next."""
+    fingerprint._read.cache_clear()
+    yield
+    fingerprint._read.cache_clear()
+
+
 @pytest.fixture
 def data_dir(tmp_path, monkeypatch):
     monkeypatch.setenv("DIMPLED_DATA", str(tmp_path / "data"))
@@ -81,6 +90,7 @@ def test_changed_lib_module_reruns_its_importers_and_says_which(tmp_reports, dat
         return "edited" if data == attacks else real(data)
 
     monkeypatch.setattr(fingerprint, "sha", edited)
+    fingerprint._read.cache_clear()  # forget the unedited hashes of this process
     why = stale("smoke")
     assert set(why) == {"03_on_off_manifold_attacks", "04_random_subspace_control", "05_statistics", "06_curvature",
                         "07_isometric_autoencoder_defence",  # 07 imports lib.studies.defence, which imports lib.boundary.attacks

@@ -10,9 +10,9 @@ import numpy as np
 import torch
 
 from lib.infra import profiles
+from lib.infra.names import JOBS_ENV
 from lib.infra.profiles import PROFILES
 
-JOBS_ENV = "DIMPLED_JOBS"  # how many notebooks `make -jN report` runs at once (set by lib.reporting.pipeline for each kernel)
 
 
 def seed_everything(seed):

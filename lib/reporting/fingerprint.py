@@ -11,6 +11,7 @@ The fingerprint of a successful run is saved beside its page, <notebook>.fingerp
 or was interrupted leaves none, so the next `make report` runs it again.
 """
 import ast
+import functools
 import hashlib
 import json
 import platform
@@ -95,6 +96,17 @@ def _dotted(path):
     return ".".join(rel.parts[:-1] if rel.name == "__init__" else rel.parts)
 
 
+@functools.lru_cache(maxsize=None)
+def _read(text, module):
+    """(the code's hash as the cache keys see it, the lib files it imports) of a module's text: parsed once per text
+    (ten notebooks share most modules; a warm `make report` would otherwise parse each one ten times)."""
+    return sha(normalised(text)), frozenset(imported_lib_modules(text, module=module))
+
+
+def _module_facts(f):
+    return _read(f.read_text(), _dotted(f) + (".__init__" if f.name == "__init__.py" else ""))
+
+
 def lib_closure(py_path):
     """The lib files a notebook depends on: what it imports, what those import, and so on."""
     todo = imported_lib_modules(Path(py_path).read_text()) | {LIB / "__init__.py"}
@@ -102,8 +114,7 @@ def lib_closure(py_path):
     while todo:
         f = todo.pop()
         seen.add(f)
-        dotted = _dotted(f) + (".__init__" if f.name == "__init__.py" else "")
-        todo |= imported_lib_modules(f.read_text(), module=dotted) - seen
+        todo |= _module_facts(f)[1] - seen
     return sorted(seen)
 
 
@@ -145,7 +156,7 @@ def fingerprint(py_path, params, root):
     torch, python = _versions()
     parts = {"source": sha(py_path.read_bytes()),
              "params": json.loads(json.dumps(params, sort_keys=True, default=str)),
-             "lib": {_rel(m): sha(normalised(m.read_text())) for m in modules},
+             "lib": {_rel(m): _module_facts(m)[0] for m in modules},
              "templates": {_rel(t): sha(t.read_bytes()) for t in sorted(TEMPLATES.rglob("*")) if t.is_file()},
              "torch": torch, "python": python, "reports": where(root)}
     if any(m.name == "data.py" for m in modules):

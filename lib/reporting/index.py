@@ -12,7 +12,7 @@ import json
 import time
 from pathlib import Path
 
-from lib.inference import verdicts
+from lib.inference import rules
 from lib.reporting import state
 from lib.infra.files import atomic_write
 from lib.reporting.report import NOTEBOOKS, format_value, reports_dir, results_dir
@@ -72,7 +72,7 @@ def verdict_table(profile):
 
 def rules_html():
     """How a verdict is reached, under the table: each notebook is its own Holm family (named in the table)."""
-    items = "".join(f"<li><b>{html.escape(v)}</b>: {html.escape(why)}</li>" for v, why in verdicts.RULES)
+    items = "".join(f"<li><b>{html.escape(v)}</b>: {html.escape(why)}</li>" for v, why in rules.RULES)
     return ("<p class=note>Each notebook's rows form one Holm family (column <i>family</i>); <i>p (margin, Holm)</i> "
             "tests the hypothesis whose rejection makes a row supported (beyond the negligible band on the predicted "
             "side, or within it for an equivalence); <i>power</i> is that test's at Holm's first-step level α/m, a "

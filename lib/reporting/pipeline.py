@@ -19,7 +19,8 @@ import sys
 import time
 from pathlib import Path
 
-from lib.infra import runtime, sources
+from lib.infra import sources
+from lib.infra.names import JOBS_ENV
 from lib.reporting import fingerprint, params, state
 from lib.reporting.execute import invalidate, restore
 from lib.reporting.index import build_index
@@ -60,11 +61,11 @@ def describe(name, why, most=4):
 
 
 def _spawn(path, profile, root, jobs=1):
-    """Run one notebook in its own process; its kernel takes 1/jobs of the cores (runtime.threads_for)."""
+    """Run one notebook in its own process; its kernel takes 1/jobs of the cores (lib.infra.runtime.threads_for)."""
     (root / f"{path.stem}.progress.log").write_text("")  # not the last run's cells
     log = open(root / f"{path.stem}.run.log", "w")
     cmd = [sys.executable, "-m", "lib.reporting", "run", str(path), "--profile", profile, "--quiet"]
-    env = {**os.environ, runtime.JOBS_ENV: str(jobs)}
+    env = {**os.environ, JOBS_ENV: str(jobs)}
     return subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, cwd=params.REPO, env=env), log
 
 
