@@ -94,8 +94,7 @@ def training_step(model, cfg, x, loss_of, device, before=False):
     """One optimizer step of `model` on the batch x as lib.learn.train.fit takes it: the layout fit gives a
     convolutional net on `device` and make_optimizer's optimizer; before=True: contiguous tensors and Adam without
     `fused` (the report's step before this benchmark's changes). loss_of(model, x) -> the loss."""
-    conv = train.is_convolutional(model) and torch.device(device).type == "cpu" and not before
-    layout = torch.channels_last if conv else torch.contiguous_format
+    layout = torch.contiguous_format if before else train.memory_format(model, device)
     model = model.to(device, memory_format=layout)
     x = x.to(device).contiguous(memory_format=layout)
     if before and cfg.optimizer == "adam":
@@ -111,8 +110,8 @@ def training_step(model, cfg, x, loss_of, device, before=False):
     return step
 
 
-def _images(batch, seed=0):
-    return torch.rand(batch, 1, 28, 28, generator=torch.Generator().manual_seed(seed))
+def _images(batch):
+    return torch.rand(batch, 1, 28, 28, generator=torch.Generator().manual_seed(0))
 
 
 def classifier_step(batch, device, before=False):

@@ -33,14 +33,14 @@ class ModelSettings:
     def classifier(self, data, device="cpu", seed=None):
         """Notebook 01's classifier for `data` (seed: another seed's, for replication). Cached."""
         return train.classifier_for(data, self.seed if seed is None else seed, device, self.classifier_epochs,
-                              self.classifier_train_subset)
+                                    self.classifier_train_subset)
 
     def autoencoder(self, data, device="cpu", seed=None, epochs=None, latent_dim=None):
         """Notebook 02's autoencoder for `data`; seed / epochs / latent_dim override the settings' (a replicate, a
         shortened run, another k). Cached."""
         return train.autoencoder_for(data, self.seed if seed is None else seed, device,
-                               self.ae_epochs if epochs is None else epochs, self.ae_train_subset,
-                               self.ae_latent_dim if latent_dim is None else latent_dim, self.ae_width)
+                                     self.ae_epochs if epochs is None else epochs, self.ae_train_subset,
+                                     self.ae_latent_dim if latent_dim is None else latent_dim, self.ae_width)
 
     def models(self, data, device="cpu"):
         """(classifier, autoencoder) for `data`. Raises DatasetUnavailable (saying how to get it) when one cannot be
