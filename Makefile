@@ -25,6 +25,8 @@ $(STAMP): pyproject.toml
 	$(PY) -m pip install --no-deps $(TORCHATTACKS)
 	$(PY) -m ipykernel install --sys-prefix --name python3
 	@test -d /usr/share/datasets/fashion-mnist || echo "NOTE: Debian's dataset-fashion-mnist is not installed: Fashion-MNIST needs it offline (sudo apt-get install dataset-fashion-mnist)."
+	@# The full MNIST's canonical files (MD5 checked), rebuilt from a hash-checked wheel where torchvision cannot download them.
+	$(PY) -m lib.infra.mnist_files
 	touch $@
 
 # Runs exactly the notebooks whose fingerprint changed (source, parameters, the lib code they import, the data

@@ -67,6 +67,7 @@ table = pd.DataFrame([{
     "data set": name,
     "data": found[name].describe(),
     "epochs": t.meta["config"]["epochs"],
+    "optimiser": f"{t.meta['config']['optimizer']}, lr {t.meta['config']['lr']:g}",
     "train images": len(found[name].train_x),
     "test images": len(found[name].test_x),
     "train accuracy": f"{acc[name]['train']:.2%}",
@@ -81,8 +82,18 @@ if curves:
     plots.training_curves(curves, "cross-entropy (mean over the epoch)", "Classifier training loss");
 
 # %% [markdown]
-# With the offline MNIST fallback (4,000 training images instead of 60,000) the test accuracy is
-# expected to fall a little short of the published 96-98%: the figure above is what this run measured.
+# The test accuracy after every epoch of the same training (measured on the first 2,000 test images, the weights
+# untouched), beside the published figures: how far the chosen number of epochs is from where the curve flattens.
+# Karner's reproduction trains MNIST's MLP with SGD at lr 0.01 for 40 epochs and reaches 96.35%, short of Shamir et
+# al.'s 98%; the quick profile keeps the architecture, the optimiser and the 40 epochs with lr 0.1 (the table's
+# "optimiser"), which reaches the paper's figure; the paper profile keeps lr 0.01.
+
+# %%
+monitored = {name: t.meta["test_history"] for name, t in trained.items() if t.meta.get("test_history")}
+if monitored:
+    plots.monitored_curves(monitored, f"test accuracy (first {train.MONITOR_IMAGES:,} images)",
+                           "Test accuracy after each epoch", published.marks(published.CLASSIFIER_TEST_ACC, monitored),
+                           percent=True);
 
 # %%
 report.write_results(

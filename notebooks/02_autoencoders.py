@@ -86,6 +86,17 @@ if curves:
     plots.training_curves(curves, "MSE per pixel (mean over the epoch)", "Autoencoder training loss", logy=True);
 
 # %% [markdown]
+# The test reconstruction error after every epoch of the same training (the first 2,000 test images), beside the
+# published test figures: where the curve is heading tells how many more epochs the published figure would take.
+
+# %%
+monitored = {name: t.meta["test_history"] for name, t in trained.items() if t.meta.get("test_history")}
+if monitored:
+    plots.monitored_curves(monitored, f"test MSE per pixel (first {train.MONITOR_IMAGES:,} images)",
+                           "Test reconstruction error after each epoch",
+                           published.marks(published.AUTOENCODER_MSE, monitored, "{:.5f}"), logy=True);
+
+# %% [markdown]
 # ## Originals and reconstructions (as the reproduction's appendix A)
 # The first images of a seeded random draw from each split; the number under each reconstruction is
 # its MSE per pixel.

@@ -236,7 +236,7 @@ dynamics = {}
 for name in [n for n in dynamics_datasets if n in models]:
     d, m = found[name], models[name]
     dynamics[name] = runs.dynamics(m, d, n_dynamics, beta, seed, run.device, model_settings.classifier_epochs,
-                                   model_settings.classifier_train_subset, dynamics_epochs)
+                                   model_settings.classifier_train_subset, dynamics_epochs, model_settings.classifier_lr)
     pc.training_dynamics(dynamics[name], m.k, d.n, f"{name}: geometry over training (checkpoints of the quick classifier)")
     runtime.show(cr.dynamics_sentence(name, dynamics[name], margin))
 for name in [n for n in dynamics_datasets if n not in models]:

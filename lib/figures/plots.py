@@ -19,6 +19,25 @@ def training_curves(histories, ylabel, title, logy=False):
     return fig
 
 
+def monitored_curves(curves, ylabel, title, marks=(), logy=False, percent=False):
+    """One line per model: a test figure measured after every epoch of its training (lib.learn.train's monitor),
+    with published figures as dashed horizontal lines, `marks` = [(label, value)]."""
+    fig, ax = plt.subplots(figsize=(6.4, 3.4))
+    for label, h in curves.items():
+        ax.plot(np.arange(1, len(h) + 1), h, marker="o" if len(h) < 30 else None, ms=3, label=label)
+    for (label, value), colour in zip(marks, ("0.3", "tab:red", "tab:purple", "tab:brown")):
+        ax.axhline(value, ls="--", lw=1, color=colour, label=label)
+    ax.set(xlabel="epoch", ylabel=ylabel, title=title)
+    if logy:
+        ax.set_yscale("log")
+    if percent:
+        ax.yaxis.set_major_formatter(plt.FuncFormatter(lambda v, _: f"{v:.0%}" if v < 0.995 else f"{v:.1%}"))
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    return fig
+
+
 def _show_image(ax, img):
     img = img.detach().cpu().clamp(0, 1)
     if img.shape[0] == 1:

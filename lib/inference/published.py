@@ -22,6 +22,18 @@ AUTOENCODER_MSE = {  # dataset -> {source: (train MSE, test MSE)}, None where no
 }
 
 
+def marks(table, datasets, fmt="{:.2%}"):
+    """[(label, value)] of the published test figures of `datasets` in `table` (a (train, test) pair: its test
+    figure), for a figure's reference lines: 'mnist, Shamir et al. 2021: 98.00%'."""
+    out = []
+    for name in datasets:
+        for src, v in table.get(name, {}).items():
+            v = v[1] if isinstance(v, tuple) else v
+            if v is not None:
+                out.append((f"{name}, {src}: {fmt.format(v)}", v))
+    return out
+
+
 def describe(table, dataset, fmt="{:.2%}"):
     """'98.00% (Shamir et al. 2021); 96.35% (reproduction)' or 'none published'."""
     def show(v):

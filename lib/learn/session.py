@@ -16,6 +16,7 @@ class ModelSettings:
     seed: int = 0
     classifier_epochs: object = None
     classifier_train_subset: object = None
+    classifier_lr: object = None  # a float or {dataset: float}; None: the paper's (MNIST's SGD: 0.01)
     ae_epochs: object = None
     ae_train_subset: object = None
     ae_latent_dim: object = None
@@ -33,7 +34,7 @@ class ModelSettings:
     def classifier(self, data, device="cpu", seed=None):
         """Notebook 01's classifier for `data` (seed: another seed's, for replication). Cached."""
         return train.classifier_for(data, self.seed if seed is None else seed, device, self.classifier_epochs,
-                                    self.classifier_train_subset)
+                                    self.classifier_train_subset, self.classifier_lr)
 
     def autoencoder(self, data, device="cpu", seed=None, epochs=None, latent_dim=None):
         """Notebook 02's autoencoder for `data`; seed / epochs / latent_dim override the settings' (a replicate, a

@@ -227,18 +227,30 @@ class Trained:
         return "loaded from the cache" if self.cached else f"trained in {self.meta['train_seconds']:.0f} s"
 
 
-def _cached_model(kind, cfg, data, make, train, device):
-    """The model `make()` with weights from the cache, or trained by `train(model)` and stored.
+MONITOR_IMAGES = 2000  # the first this many test images measure a model after every epoch of its training
 
-    The key hashes the configuration, the exact training data and the artifact's version. Test figures are not
-    stored: callers measure them on the data they hold.
+
+def _cached_model(kind, cfg, data, make, train, device, monitor):
+    """The model `make()` with weights from the cache, or trained by `train(model, on_epoch)` and stored.
+
+    The key hashes the configuration, the exact training data and the artifact's version. `monitor(model, x, y)` is
+    measured on the first MONITOR_IMAGES test images after every epoch (the model back in train mode after it; its
+    weights untouched) and kept as meta["test_history"]: the curve a profile's epochs are chosen from. The final test
+    figures are not stored: callers measure them on the data they hold.
     """
     def build():
         torch.manual_seed(cfg.seed)
-        t0 = time.time()
-        model, history = train(make())
+        t0, tests = time.time(), []
+        x, y = data.test_x[:MONITOR_IMAGES], data.test_y[:MONITOR_IMAGES]
+
+        def on_epoch(epoch, model):
+            tests.append(monitor(model, x, y))
+            model.train()
+
+        model, history = train(make(), on_epoch)
         meta = {"config": asdict(cfg), "data_source": data.describe(), "data_id": data.identity(),
-                "n_train": len(data.train_x), "train_seconds": time.time() - t0, "history": history}
+                "n_train": len(data.train_x), "train_seconds": time.time() - t0, "history": history,
+                "test_history": tests, "n_monitor": len(x)}
         return {k: v.cpu() for k, v in model.state_dict().items()}, meta
 
     key = ARTIFACTS[kind].key({kind: asdict(cfg), "data": data.identity()})
@@ -298,24 +310,31 @@ def get_classifier(cfg, data, device="cpu"):
                 "the ResNet-50 weights IMAGENET1K_V2 could not be loaded: run once online so that torchvision "
                 f"caches them under ~/.cache/torch/hub/checkpoints ({str(err).splitlines()[0][:160]})") from err
         return Trained(model.to(device).eval(), meta, cached=True, key="resnet50-IMAGENET1K_V2", train_data=data)
-    train = lambda m: fit(m, data.train_x, data.train_y, F.cross_entropy, cfg, device, f"{cfg.dataset} classifier")
-    return _cached_model("classifier", cfg, data, lambda: build_classifier(cfg, data.num_classes), train, device)
+    train = lambda m, on_epoch: fit(m, data.train_x, data.train_y, F.cross_entropy, cfg, device,
+                                    f"{cfg.dataset} classifier", on_epoch=on_epoch)
+    return _cached_model("classifier", cfg, data, lambda: build_classifier(cfg, data.num_classes), train, device,
+                         lambda m, x, y: accuracy(m, x, y, device))
 
 
 def get_autoencoder(cfg, data, device="cpu"):
     """An autoencoder trained with `cfg` on `data.train_x` (from the cache if there)."""
     device = torch.device(device)
-    train = lambda m: fit(m, data.train_x, None, F.mse_loss, cfg, device, f"{cfg.dataset} autoencoder")
-    return _cached_model("autoencoder", cfg, data, lambda: build_autoencoder(cfg, data.shape), train, device)
+    train = lambda m, on_epoch: fit(m, data.train_x, None, F.mse_loss, cfg, device, f"{cfg.dataset} autoencoder",
+                                    on_epoch=on_epoch)
+    return _cached_model("autoencoder", cfg, data, lambda: build_autoencoder(cfg, data.shape), train, device,
+                         lambda m, x, y: reconstruction_mse(m, x, device))
 
 
-def classifier_for(data, seed, device="cpu", epochs=None, train_subset=None):
-    """The classifier of the profile's shared settings (params `all`) for `data`: what notebook 01 trained.
+def classifier_setup(data, seed, epochs=None, train_subset=None, lr=None):
+    """(ClassifierConfig, training Data) of the profile's shared settings (params `all`) for `data`: what notebook 01
+    trains on what. epochs / train_subset / lr: a value, {dataset: value} or None (the paper's / all images)."""
+    cfg = classifier_config(data.name, epochs=per_dataset(epochs, data.name), lr=per_dataset(lr, data.name), seed=seed)
+    return cfg, data.subset(per_dataset(train_subset, data.name), None, seed)
 
-    epochs / train_subset: int, {dataset: int} or None (the paper's / all images).
-    """
-    cfg = classifier_config(data.name, epochs=per_dataset(epochs, data.name), seed=seed)
-    return get_classifier(cfg, data.subset(per_dataset(train_subset, data.name), None, seed), device)
+
+def classifier_for(data, seed, device="cpu", epochs=None, train_subset=None, lr=None):
+    """The classifier of the profile's shared settings for `data` (classifier_setup): what notebook 01 trained."""
+    return get_classifier(*classifier_setup(data, seed, epochs, train_subset, lr), device)
 
 
 def autoencoder_for(data, seed, device="cpu", epochs=None, train_subset=None, latent_dim=None, width=None):

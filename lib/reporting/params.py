@@ -168,7 +168,8 @@ def annotation_of(param):
 RANGES = [(r"^seed$", 0, True), (r"^n_show$", 0, True), (r"epochs$", 1, True), (r"^n_", 1, True),
           (r"_subset$", 1, True), (r"^steps$", 1, True), (r"latent_dim$", 1, True), (r"ae_width$", 1, True),
           (r"^k_sweep$", 1, True), (r"^shard_size$", 1, True), (r"^(eps|alpha)$", 0, False),
-          (r"^(accuracy_margin|advtrain_eps_scale|advtrain_lr)$", 0, False), (r"^min_success$", 0, True)]
+          (r"^(accuracy_margin|advtrain_eps_scale)$", 0, False),
+          (r"_lr$", 0, False), (r"^min_success$", 0, True)]
 
 
 def _range_errors(value, path):
@@ -198,7 +199,7 @@ PGD_KEYS = ("eps", "alpha", "steps")
 ALLOWED = [(r"^(datasets|dynamics_datasets)$", "a data set", DATASETS, "items"),
            (r"^splits$", "a split", SPLITS, "items"),
            (r"^controls$", "a control subspace", CONTROL_SUBSPACES, "items"),
-           (r"(epochs|_subset|latent_dim|^linf_eps)$", "a data set", DATASETS, "keys"),
+           (r"(epochs|_subset|latent_dim|classifier_lr|^linf_eps)$", "a data set", DATASETS, "keys"),
            (r"^attack$", "a condition", CONDITIONS, "settings"),
            (r"^relabellings$", "a relabelling", RELABELLINGS, "items"),
            (r"^variants$", "a perturbation variant", VARIANTS, "items"),
@@ -239,6 +240,7 @@ def _allowed_errors(name, value):
 # tests/test_params.py checks that they agree.
 MODEL_FIELDS = {"classifier_epochs": "Union[int, dict[str, int], None]",
                 "classifier_train_subset": "Union[int, dict[str, int], None]",
+                "classifier_lr": "Union[float, dict[str, float], None]",
                 "ae_epochs": "Union[int, dict[str, int], None]", "ae_train_subset": "Union[int, dict[str, int], None]",
                 "ae_latent_dim": "Union[int, dict[str, int], None]", "ae_width": "Optional[int]"}
 

@@ -8,6 +8,7 @@ more epochs at ``lr``); the result is cached like every model (lib.infra.cache, 
 import copy
 import time
 from dataclasses import asdict, dataclass, replace
+from typing import Optional
 
 import numpy as np
 import pandas as pd
@@ -29,6 +30,7 @@ class AdvTrainConfig:
     epochs: int     # epochs of fine-tuning
     lr: float       # learning rate (the base classifier's optimiser)
     seed: int = 0
+    train_subset: Optional[int] = None  # fine-tune on a seeded random this many of the classifier's training images
 
 
 def madry_fit(model, x, y, cfg, fit_cfg, device="cpu"):
@@ -44,7 +46,7 @@ def madry_fit(model, x, y, cfg, fit_cfg, device="cpu"):
 
 
 # What defines an adversarially trained classifier (lib.infra.artifacts).
-ADVTRAINED = Artifact("advtrained", 2, (AdvTrainConfig, madry_fit, defence.pgd_budget, train.make_optimizer,
+ADVTRAINED = Artifact("advtrained", 3, (AdvTrainConfig, madry_fit, defence.pgd_budget, train.make_optimizer,
                                         train.models, train.fit, train.continued))
 
 
@@ -54,7 +56,7 @@ def adversarially_trained(clf, cfg, device="cpu"):
     if not (cfg.eps > 0 and cfg.steps >= 1 and cfg.epochs >= 1 and cfg.lr > 0):
         raise ValueError(f"adversarial training needs eps > 0, steps >= 1, epochs >= 1, lr > 0; got {cfg}")
     fit_cfg = train.continued(clf, cfg.epochs, cfg.lr, cfg.seed)
-    data = clf.train_data
+    data = clf.train_data.subset(cfg.train_subset, None, cfg.seed)
 
     def build():
         torch.manual_seed(cfg.seed)
@@ -124,15 +126,16 @@ def before_after(models, ae, data, n_images, settings, k, seed=0, device="cpu", 
 
 
 def fine_tune(clf, data, settings, n_images, scale, steps, epochs, lr, robust_steps, seed=0, device="cpu",
-              shard_size=50):
-    """Notebook 10's adversarial training of `clf` on `data` at eps = scale x budget_rule's median: (the tuned
-    lib.learn.train.Trained, {"eps", "median", "ci"}, accuracies' rows (clean and robust, before and after, on every test
-    image), a sentence on the rule)."""
+              shard_size=50, train_subset=None):
+    """Notebook 10's adversarial training of `clf` on `data` (on `train_subset` of its training images; None: all) at
+    eps = scale x budget_rule's median: (the tuned lib.learn.train.Trained, {"eps", "median", "ci"}, accuracies' rows
+    (clean and robust, before and after, on every test image), a sentence on the rule)."""
     med, ci, _ = budget_rule(clf, data, n_images, settings, seed, device, shard_size)
-    cfg = AdvTrainConfig(scale * med, steps, epochs, lr, seed)
+    cfg = AdvTrainConfig(scale * med, steps, epochs, lr, seed, train_subset)
     tuned = adversarially_trained(clf, cfg, device)
     rows = [{"dataset": data.name, **row} for row in accuracies({"before": clf.model, "after": tuned.model},
                                                                  data.test_x, data.test_y, cfg.eps, robust_steps, device)]
     text = (f"{data.name}: median minimal norm {med:.3f} [{ci[0]:.3f}, {ci[1]:.3f}] (95% CI) x {scale:g} → training eps "
-            f"{cfg.eps:.3f}; adversarial training {tuned.summary()}.")
+            f"{cfg.eps:.3f}; adversarial training on {len(tuned.train_data.train_x):,} training images, "
+            f"{tuned.summary()}.")
     return tuned, {"eps": cfg.eps, "median": med, "ci": ci}, rows, text

@@ -190,18 +190,18 @@ def _detection(name, nets, d, n_images, draws, pgd, seed, device):
     return rows, roc
 
 
-def dynamics(nets, d, n_images, beta, seed, device, epochs, train_subset, at):
-    """The classifier retrained with checkpoints at the epochs `at` (lib.learn.checkpoints; `epochs`, `train_subset` as for
-    lib.learn.train.classifier_for), measured at each on `n_images` test images (seed + 4) by
+def dynamics(nets, d, n_images, beta, seed, device, epochs, train_subset, at, lr=None):
+    """The classifier retrained with checkpoints at the epochs `at` (lib.learn.checkpoints; `epochs`, `train_subset`,
+    `lr` as for lib.learn.train.classifier_for), measured at each on `n_images` test images (seed + 4) by
     lib.studies.curvature_analysis.training_dynamics, with the accuracy on 1,000 test images. One row per epoch."""
     settings = {"n_images": n_images, "beta": beta, "seed": seed, "epochs": epochs, "train_subset": train_subset,
-                "at": list(at)}
+                "lr": lr, "at": list(at)}
     return _cached("dynamics", nets, d, settings, lambda: _dynamics(nets, d, n_images, beta, seed, device, epochs,
-                                                                     train_subset, at))
+                                                                     train_subset, at, lr))
 
 
-def _dynamics(nets, d, n_images, beta, seed, device, epochs, train_subset, at):
-    cps = checkpoints.classifier_checkpoints(d, seed, device, epochs, train_subset, at)
+def _dynamics(nets, d, n_images, beta, seed, device, epochs, train_subset, at, lr):
+    cps = checkpoints.classifier_checkpoints(d, seed, device, epochs, train_subset, at, lr)
     ids = experiment.pick_correct(nets.relu, d.test_x, d.test_y, n_images, seed + 4, device)
     return ca.training_dynamics(cps, nets.ae, d.test_x[ids].to(device), d.test_y[ids].to(device), beta,
                                 seed, d.test_x[:1000].to(device), d.test_y[:1000].to(device))
