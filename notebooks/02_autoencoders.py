@@ -97,6 +97,15 @@ if monitored:
                            published.marks(published.AUTOENCODER_MSE, monitored, "{:.5f}"), logy=True);
 
 # %% [markdown]
+# How far is each curve from the reproduction's test figure? A rough answer: the curve extrapolated as a power law in
+# the epochs (fitted from epoch 2 on), with the time it would take at the speed it was trained.
+
+# %%
+reach = {name: train.reach_note(t, published.AUTOENCODER_MSE.get(name, {}).get(published.REPRO, (None, None))[1],
+                                "the reproduction's") for name, t in trained.items()}
+runtime.show("\n".join(f"- **{name}**:{text}" for name, text in reach.items() if text) or "No published test figure to compare with.")
+
+# %% [markdown]
 # ## Originals and reconstructions (as the reproduction's appendix A)
 # The first images of a seeded random draw from each split; the number under each reconstruction is
 # its MSE per pixel.
@@ -121,8 +130,9 @@ report.write_results(
     data_sources={name: d.describe() for name, d in found.items()},
     unavailable=missing,
     caveats=[f"{name}: the autoencoder's test reconstruction error is {mse[name]['test']:.2g} "
-             f"({t.meta['config']['epochs']} epochs; published: {mse_published(name)}), so its tangent space is an "
-             "estimate of the data manifold, not the manifold itself." for name, t in trained.items()],
+             f"({t.meta['config']['epochs']} epochs on {len(found[name].train_x):,} images; published: "
+             f"{mse_published(name)}), so its tangent space is an estimate of the data manifold, not the manifold "
+             f"itself.{reach.get(name, '')}" for name, t in trained.items()],
     autoencoders={name: {**mse[name], "n_train": len(found[name].train_x), "n_test": len(found[name].test_x),
                          "train_seconds": t.meta["train_seconds"], "config": t.meta["config"]}
                   for name, t in trained.items()},

@@ -169,7 +169,8 @@ display(fp.style.format({"steepness": "{:.2f}", "rate": "{:.0%}", "CI low": "{:.
 report.write_results(
     run, "08 · Can the method see DMM where it is true?", headline=worlds_report.headlines(turning, w3_images, k),
     answer=worlds_report.answer(turning, fp, w3_images),
-    data_sources={"synthetic": "worlds generated from the seed (n = 784)"},
+    data_sources={"synthetic": "worlds generated from the seed (n = 784)",
+                  **({"mnist": f"world 3's G: {w3_facts['mnist_source']}"} if "mnist_source" in w3_facts else {})},
     verdicts=table.drop(columns="power_at", errors="ignore"), turning_points=turning, false_positives=fp,
     analytic_errors=w1_errors, melamed=w2_summary, melamed_trends=trends,
     world3={"facts": w3_facts, "per_image_median": w3_images.median().to_dict(), "per_image_mean": w3_images.mean().to_dict()},

@@ -129,3 +129,13 @@ def test_the_parameter_checks_know_every_model_setting():
     from lib.reporting import params
 
     assert list(params.MODEL_FIELDS) == [f.name for f in dataclasses.fields(session.ModelSettings) if f.name != "seed"]
+
+
+def test_epochs_to_reach_recovers_a_power_law_and_refuses_a_flat_curve():
+    """On an exact power law v = 0.02 e^-0.5 the fitted extrapolation hits the analytic epoch (0.02/0.007)^2; a curve
+    that does not fall gives None; one already below the target gives its last epoch."""
+    curve = [0.02 * e ** -0.5 for e in range(1, 6)]
+    assert abs(train.epochs_to_reach(curve, 0.007) - (0.02 / 0.007) ** 2) < 1e-6 * (0.02 / 0.007) ** 2
+    assert train.epochs_to_reach([0.01, 0.011, 0.012], 0.007) is None
+    assert train.epochs_to_reach([0.01], 0.007) is None
+    assert train.epochs_to_reach([0.01, 0.006], 0.007) == 2.0

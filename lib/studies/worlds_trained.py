@@ -202,7 +202,8 @@ def curved_world(settings, k=16, n_images=50, *, g_epochs, g_train, g_width, n_t
     first conv width g_width, `g_epochs` epochs on `g_train` images), the codes its encodings of the first
     n_train + 4 n_images MNIST training images; then decoder_world_study (settings: {condition: AttackSettings}) and
     the verdict rows of its records (lib.studies.worlds.world_rows, negligible band `margin`), G shown on the page.
-    Without MNIST: a notice on the page, no rows, an empty table, no facts. Returns (rows, per-image table, facts)."""
+    Without MNIST: a notice on the page, no rows, an empty table, no facts. Returns (rows, per-image table, facts;
+    facts["mnist_source"]: the MNIST it used, in words)."""
     try:
         mnist = data.load("mnist")
     except data.DatasetUnavailable as err:
@@ -215,7 +216,7 @@ def curved_world(settings, k=16, n_images=50, *, g_epochs, g_train, g_width, n_t
                                                     ae_epochs, g_width, seed)
     rows = worlds.world_rows(records, margin)
     show(f"G: MNIST autoencoder ({mnist.describe()[:60]}…), {G.summary()}; world 3: {facts}.")
-    return rows, per_image, facts
+    return rows, per_image, {**facts, "mnist_source": mnist.describe()}
 
 
 def fraction_table(per_image, k=16, n=worlds.N):
