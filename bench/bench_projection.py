@@ -75,7 +75,7 @@ def autoencoder(case, weights, train_seconds):
     if weights == "trained":
         checkpoint = f"/tmp/dimpled_vgg_ae_{case}.pt"
         if os.path.exists(checkpoint):
-            ae.load_state_dict(torch.load(checkpoint))
+            ae.load_state_dict(torch.load(checkpoint, weights_only=True))
         else:
             ae, losses = train_briefly(ae, train_seconds)
             torch.save(ae.state_dict(), checkpoint)

@@ -75,3 +75,25 @@ def test_what_cannot_be_stored_safely_is_refused():
         memo.pack(Foreign(1), {})
     with pytest.raises(TypeError, match="cannot store a set"):
         memo.pack({1, 2}, {})
+
+
+@pytest.mark.parametrize("named", ["os:system", "lib.infra.runtime:show", "lib.infra.memo:RefusedEntry",
+                                   "lib.learn.train:np", "lib..os:system"])
+def test_a_planted_entry_naming_anything_but_a_lib_dataclass_is_refused_and_rebuilt(tmp_cache, tmp_path, named):
+    """A shared cache holds an entry, under the right key, whose packed value names a function to call (`os.system`
+    with a shell command, a lib function, a lib class that is no dataclass, a module lib imports, a bad module path).
+    Reading it must call nothing: the marker file is never created, the entry is reported and rebuilt."""
+    marker = tmp_path / "ran"
+    planted = {"__memo__": "dataclass", "class": named, "fields": {"command": f"touch {marker}"}}
+    cache.save_atomic({"key": "k", "state_dict": {}, "meta": {"value": planted}}, cache.entry_path("results", "k"))
+    with pytest.warns(UserWarning, match=r"results.*refused .*not a dataclass of lib|cannot be imported"):
+        value, hit = memo.cached_result("results", "k", lambda: {"rebuilt": 1})
+    assert not marker.exists() and (value, hit) == ({"rebuilt": 1}, False)
+    assert memo.cached_result("results", "k", lambda: None) == ({"rebuilt": 1}, True)  # the rebuilt entry is read
+
+
+def test_a_planted_lib_dataclass_with_foreign_fields_is_refused(tmp_cache):
+    planted = {"__memo__": "dataclass", "class": "lib.boundary.curvature:BoundaryPoints", "fields": {"evil": 1}}
+    cache.save_atomic({"key": "k", "state_dict": {}, "meta": {"value": planted}}, cache.entry_path("results", "k"))
+    with pytest.warns(UserWarning, match="fields it does not have"):
+        assert memo.cached_result("results", "k", lambda: 7) == (7, False)

@@ -71,6 +71,15 @@ def load_entry(path, key):
         return None
 
 
+def discard(kind, key, why, root=None):
+    """Remove the entry for `key` (one that must not be read), saying so in one line: '<path>: <why>; rebuilding'."""
+    path = entry_path(kind, key, root)
+    message = f"cache entry {path}: {why}; rebuilding it"
+    warnings.warn(message)
+    notify(message)
+    path.unlink(missing_ok=True)
+
+
 def _load_quietly(path, key):
     """The entry if it is whole and stored under `key`, else None; reports and removes nothing (the locked
     path does that, so that a damaged entry is handled once, by the writer)."""

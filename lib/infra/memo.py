@@ -6,7 +6,9 @@ metadata only (`torch.load(weights_only=True)` reads it), so the value is packed
 numeric table column goes to the state_dict under a numbered name, and the structure around them (dicts with any
 keys, lists, tuples, strings, numbers, the text columns of a table, the fields of a dataclass) to the metadata.
 Unpacking gives back the same types, dtypes, shapes and values, bit for bit.
-Dataclasses are rebuilt by their module and class name, so only classes of this package (lib.*) are accepted.
+Dataclasses are rebuilt by their module and class name, so only classes of this package (lib.*) are accepted, and
+the same rule is checked again on reading: an entry naming anything else (a function, a class of another package: a
+planted entry in a shared cache) is refused before anything it names is called, reported and rebuilt.
 """
 import dataclasses
 import importlib
@@ -44,7 +46,7 @@ def pack(value, tensors):
                 "index": None if default_index else pack(value.index.to_numpy(), tensors), "rows": len(value)}
     if dataclasses.is_dataclass(value) and not isinstance(value, type):
         cls = type(value)
-        if not cls.__module__.startswith("lib."):
+        if not _ours(cls):
             raise TypeError(f"only dataclasses of lib.* are stored, got {cls.__module__}.{cls.__qualname__}")
         return {_TAG: "dataclass", "class": f"{cls.__module__}:{cls.__qualname__}",
                 "fields": {f.name: pack(getattr(value, f.name), tensors) for f in dataclasses.fields(value)}}
@@ -56,6 +58,29 @@ def pack(value, tensors):
     if value is None or isinstance(value, (bool, int, float, str)):
         return value
     raise TypeError(f"cannot store a {type(value).__name__} in a results cache entry")
+
+
+class RefusedEntry(ValueError):
+    """A stored value that `pack` could not have written (it names a class outside lib.*, or no dataclass)."""
+
+
+def _ours(cls):
+    return isinstance(cls, type) and dataclasses.is_dataclass(cls) and cls.__module__.startswith("lib.")
+
+
+def _dataclass_named(name):
+    """The class a packed dataclass names, if `pack` could have stored it: a dataclass defined in a lib.* module.
+    Checked before anything is called: only a lib module is imported, and the class must be one of its dataclasses."""
+    module, _, qualname = str(name).partition(":")
+    if not (module.startswith("lib.") and qualname.isidentifier()):
+        raise RefusedEntry(f"names {name!r}, not a dataclass of lib.*")
+    try:
+        cls = getattr(importlib.import_module(module), qualname, None)
+    except ImportError as err:
+        raise RefusedEntry(f"names {name!r}, whose module cannot be imported") from err
+    if not _ours(cls) or cls.__qualname__ != qualname:
+        raise RefusedEntry(f"names {name!r}, not a dataclass of lib.*")
+    return cls
 
 
 def _column(series, tensors):
@@ -87,14 +112,16 @@ def unpack(meta, tensors):
                              index=None if meta["index"] is None else unpack(meta["index"], tensors))
         return frame if len(frame.columns) else pd.DataFrame(index=pd.RangeIndex(meta["rows"]))
     if tag == "dataclass":
-        module, name = meta["class"].split(":")
-        cls = getattr(importlib.import_module(module), name)
+        cls = _dataclass_named(meta["class"])
+        names = {f.name for f in dataclasses.fields(cls)}
+        if set(meta["fields"]) - names:
+            raise RefusedEntry(f"gives {meta['class']} fields it does not have: {sorted(set(meta['fields']) - names)}")
         return cls(**{k: unpack(v, tensors) for k, v in meta["fields"].items()})
     if tag == "dict":
         return {unpack(k, tensors): unpack(v, tensors) for k, v in meta["items"]}
     if tag == "tuple":
         return tuple(unpack(v, tensors) for v in meta["items"])
-    raise ValueError(f"unknown packed value {tag!r}")
+    raise RefusedEntry(f"holds an unknown packed value {tag!r}")
 
 
 def _uncolumn(col, tensors):
@@ -110,4 +137,9 @@ def cached_result(kind, key, build):
         meta = pack(build(), tensors)
         return tensors, {"value": meta}
     entry, hit = cache.cached(kind, key, store)
-    return unpack(entry["meta"]["value"], entry["state_dict"]), hit
+    try:
+        return unpack(entry["meta"]["value"], entry["state_dict"]), hit
+    except RefusedEntry as err:  # not written by pack: never read it; report, remove, rebuild
+        cache.discard(kind, key, f"refused ({err})")
+        entry, hit = cache.cached(kind, key, store)
+        return unpack(entry["meta"]["value"], entry["state_dict"]), hit
