@@ -85,9 +85,14 @@ def test_damaged_entry_is_reported_to_the_progress_log(tmp_cache, tmp_path, monk
     build, _ = build_counter()
     cache.cached("thing", "abc", build)
     (tmp_cache / "thing" / "abc.pt").write_bytes(b"garbage")
-    with pytest.warns(UserWarning, match="damaged"):
+    with pytest.warns(UserWarning, match="damaged") as caught:
         cache.cached("thing", "abc", build)
-    assert "[warning] cache entry" in log.read_text()
+    path = tmp_cache / "thing" / "abc.pt"
+    assert [str(w.message) for w in caught] == [f"cache entry {path} is damaged; rebuilding it"]  # one line, no detail
+    lines = log.read_text().splitlines()
+    assert f"[warning] cache entry {path} is damaged; rebuilding it" in lines
+    detail = [line for line in lines if line.startswith("[detail] ")]
+    assert len(detail) == 1 and str(path) in detail[0]  # the reader's error, for the log alone
 
 
 def test_no_lock_file_stays_beside_the_entries(tmp_cache):

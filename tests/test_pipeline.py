@@ -84,11 +84,13 @@ def test_progress_shows_cells_bars_and_warnings(tmp_path):
     live.add("03", log)
     live.poll()
     with open(log, "a") as f:
-        f.write("\n\n[warning] cache entry x.pt is damaged; rebuilding it\n[cell 3/9]\n")
+        f.write("\n\n[warning] cache entry x.pt is damaged; rebuilding it\n[detail] x.pt: BadZipFile: ...\n"
+                "[cell 3/9]\n")
     live.poll()
     lines = out.getvalue().splitlines()
     assert lines[0].startswith("03 cell 2/9 0s | train: 20%|## | 2/10")
     assert "03: warning: cache entry x.pt is damaged; rebuilding it" in lines and lines[-1].startswith("03 cell 3/9")
+    assert not any("BadZipFile" in line for line in lines)  # the detail stays in the log
 
 
 def test_lab_settings_make_jupytext_the_default_viewer(tmp_path):

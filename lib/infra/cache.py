@@ -64,9 +64,9 @@ def load_entry(path, key):
             raise ValueError("stored key or layout does not match")
         return entry
     except Exception as err:  # a truncated or foreign file: never load it half-written
-        message = f"cache entry {path} is damaged ({type(err).__name__}: {err}); rebuilding it"
+        message = f"cache entry {path} is damaged; rebuilding it"  # one line; the reader's error in the log alone
         warnings.warn(message)
-        notify(message)
+        notify(message, f"{path}: {type(err).__name__}: {err}")
         path.unlink(missing_ok=True)
         return None
 

@@ -135,10 +135,11 @@ def progress(*args, **kwargs):
     return tqdm(*args, **kwargs)
 
 
-def notify(message):
+def notify(message, detail=None):
     """A line for the terminal of `make report` (which shows the progress log's `[warning]` lines as they come);
-    nothing elsewhere (the notebook shows its own warnings)."""
+    nothing elsewhere (the notebook shows its own warnings). `detail`: more for the progress log alone
+    (reports/<profile>/<notebook>.progress.log), on one line of its own that the terminal does not show."""
     path = os.environ.get("DIMPLED_PROGRESS")
     if path:
         with open(path, "a") as f:
-            f.write(f"\n[warning] {message}\n")
+            f.write(f"\n[warning] {message}\n" + (f"[detail] {' '.join(str(detail).split())}\n" if detail else ""))

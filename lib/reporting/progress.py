@@ -45,6 +45,8 @@ class Watch:
             elif last.startswith("[warning]"):
                 if line is not self.partial:  # whole lines only
                     warnings.append(last[len("[warning]"):].strip())
+            elif last.startswith("[detail]"):  # for the log's reader, not the terminal
+                continue
             elif last:
                 self.bar = last
         return warnings
