@@ -64,6 +64,23 @@ def test_interrupted_notebook_is_marked_interrupted(fake_papermill, tmp_reports)
     assert "interrupted" in (tmp_reports / "smoke" / "index.html").read_text()
 
 
+def test_a_kept_run_whose_cause_was_undone_reads_ok_again(fake_papermill, tmp_reports, monkeypatch):
+    """A run stopped before computing (Ctrl-C) put the last good run back ("last good run shown: ...") and left a failed
+    page; once the edit that made it stale is undone, `make` finds it up to date: the mark and the page must go."""
+    from lib.reporting import pipeline
+
+    root, name = tmp_reports / "smoke", "02_autoencoders"
+    execute.execute(report.NOTEBOOKS / f"{name}.py", "smoke")
+    execute.invalidate(root, name)
+    (root / f"{name}.failed.html").write_text("traceback")
+    assert execute.restore(root, name, "not started: stopped by Ctrl-C (the last good run is kept)")
+    assert "last good run shown" in state.status(root, name)[1]
+    monkeypatch.setattr(pipeline, "plan", lambda profile: {n.stem: [] for n in params.notebook_paths()})
+    assert pipeline.make("smoke", 1) == 0
+    assert state.status(root, name) == ("ok", "") and not (root / f"{name}.failed.html").exists()
+    assert "last good run shown" not in (root / "index.html").read_text()
+
+
 def test_run_prints_one_line_not_a_traceback(fake_papermill, tmp_reports, capsys):
     from lib.reporting import pipeline
 

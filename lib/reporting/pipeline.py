@@ -78,8 +78,10 @@ def make(profile, jobs=1, out=None):
     """Bring reports/<profile> up to date; returns the exit status (0: every notebook ok)."""
     out = out or sys.stderr
     started = time.time()
-    todo = {n: why for n, why in plan(profile).items() if why}
-    root = reports_dir(profile)
+    planned, root = plan(profile), reports_dir(profile)
+    for name in [n for n, why in planned.items() if not why]:
+        state.settle(root, name)
+    todo = {n: why for n, why in planned.items() if why}
     if not todo:
         index = build_index(profile)
         print(f"Up to date: nothing changed since the last run ({time.time() - started:.1f} s).\nReport: {index}",

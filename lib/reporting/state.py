@@ -25,6 +25,15 @@ def clear(root, notebook):
     path_of(root, notebook).unlink(missing_ok=True)
 
 
+def settle(root, notebook):
+    """For a notebook whose fingerprint matches its last good run again (nothing to run): the page shown is current,
+    so a "kept" mark (a later run stopped before computing, then its cause was undone) and that run's failed page go."""
+    s = read(root, notebook)
+    if s and s["state"] == "kept":
+        clear(root, notebook)
+        (Path(root) / f"{notebook}.failed.html").unlink(missing_ok=True)
+
+
 def read(root, notebook):
     try:
         return json.loads(path_of(root, notebook).read_text())
