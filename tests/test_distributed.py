@@ -68,25 +68,36 @@ def records(exp, conditions):
 # How far two runs of the same attack may differ when only the batching differs. A matrix product's rounding
 # depends on how many images are multiplied at once (in a shard, and among the running images of one PGD
 # batch), and on the processor's kernel: float32 rounds each product's sum by up to about sqrt(n) * eps
-# (n = 784 terms, a random walk of roundings), and the PGD steps compound it at most linearly. Anything a bug
-# would change (an image's order, its subspace, a failed attack) moves these values by orders more.
+# (n = 784 terms, a random walk of roundings), and the PGD steps compound it linearly while the path does not
+# branch. A greedy attack's path can branch (a step that crosses the boundary in one rounding and not in the other),
+# and a branch amplifies that difference: measured here with ATEN_CPU_CAPABILITY=default, one image of 42 moved
+# its refined norm by 1.7e-4 relative, twice the linear bound. So the typical image (the median over images) must
+# stay within ROUNDING, and every image within VERDICT_NEUTRAL: 1e-3 relative is 1% of the narrowest margin the
+# verdicts use (ln 1.1 = 0.095 on the log-norm scale), so no verdict can move by it. Anything a bug would change (an
+# image's order, its subspace, a failed attack) moves these values by orders more, and integers and booleans (the
+# success of each attack, the image ids) must agree exactly.
 EPS32 = torch.finfo(torch.float32).eps
 STEPS = max(s.steps for s in SETTINGS.values())
 ROUNDING = STEPS * np.sqrt(784) * EPS32          # 8.3e-5
+VERDICT_NEUTRAL = 1e-3
 BOUNDED = ("subspace_share", "grad_share", "class_cosine")  # in [-1, 1]: compared absolutely
 
 
 def same_records(got, expected):
-    """Equal records: integer and boolean columns exactly; the bounded float columns (cosines, shares)
-    within ROUNDING absolutely (a cosine near 0 has no relative precision), the others (norms, residuals)
-    within ROUNDING relatively."""
+    """Equal records: integer and boolean columns exactly; each float column's median difference within ROUNDING
+    and its largest within VERDICT_NEUTRAL (comment above), absolutely for the bounded columns (cosines, shares: a
+    cosine near 0 has no relative precision), relatively for the others (norms, residuals)."""
     floats = got.select_dtypes("floating").columns
     pd.testing.assert_frame_equal(got.drop(columns=floats), expected.drop(columns=floats), check_exact=True)
     assert list(floats) == list(expected.select_dtypes("floating").columns)
     for col in floats:
-        bounded = col in BOUNDED
-        np.testing.assert_allclose(got[col].to_numpy(), expected[col].to_numpy(), equal_nan=True, err_msg=col,
-                                   rtol=0 if bounded else ROUNDING, atol=ROUNDING if bounded else 0)
+        a, b = got[col].to_numpy(float), expected[col].to_numpy(float)
+        assert np.array_equal(np.isnan(a), np.isnan(b)), col
+        a, b = a[~np.isnan(a)], b[~np.isnan(b)]
+        diff = np.abs(a - b) if col in BOUNDED else np.abs(a - b) / np.maximum(np.abs(b), np.finfo(float).tiny)
+        if len(diff):
+            assert np.median(diff) <= ROUNDING and diff.max() <= VERDICT_NEUTRAL, \
+                f"{col}: median difference {np.median(diff):.2g}, largest {diff.max():.2g}"
 
 
 def make(setup, **kwargs):
@@ -104,9 +115,9 @@ def test_records_do_not_depend_on_the_shard_size(setup, cache_dir):
     assert sharded.shard_counts == {"cached": 0, "computed": 3 * len(conditions)}  # 3 + 3 + 1 images: its own entries
     same_records(got, expected)
     assert len(got) == N_IMAGES * len(conditions) and got["success"].any()
-    for condition, spec in conditions:  # the perturbations too, to float32 rounding (pixels lie in [0, 1])
-        torch.testing.assert_close(sharded.run(condition, spec).delta, whole.run(condition, spec).delta,
-                                   rtol=0, atol=ROUNDING)
+    for condition, spec in conditions:  # the perturbations too (pixels lie in [0, 1]), with the same two bounds
+        diff = (sharded.run(condition, spec).delta - whole.run(condition, spec).delta).abs().flatten(1).amax(1)
+        assert diff.median() <= ROUNDING and diff.max() <= VERDICT_NEUTRAL, (condition, diff.tolist())
 
 
 def test_an_interrupted_run_computes_only_the_missing_shards(setup, cache_dir):
