@@ -100,6 +100,10 @@ def test_key_of_another_notebook_and_unknown_section(param_dir):
     ("{classifier_epochs: 1,", "{classifier_epochs: {mnsit: 3},", r"model_settings\.classifier_epochs: 'mnsit' is not a data set"),
     ("{classifier_epochs: 1,", "{classifier_epoch: 1,", r"all\.model_settings\.'classifier_epoch' is not a model setting "
                                                         r"\(did you mean 'classifier_epochs'\?\)"),
+    ("{classifier_epochs: 1,", "{classifier_epochs: 1, classifier_lr: {mnist: 0.0},",
+     r"all\.model_settings\.classifier_lr\.mnist = 0\.0 must be > 0"),
+    ("{classifier_epochs: 1,", "{classifier_epochs: 1, classifier_lr: {mnist: fast},",
+     r"all\.model_settings\.classifier_lr = \{'mnist': 'fast'\} is a dict; expected Union\[float"),
     ('    "on": {eps: 20.0, alpha: 0.3, steps: 100}\n', '    "on": {eps: 20.0, alpha: 0.0, steps: 100}\n',
      r"attack\.on\.alpha = 0\.0 must be > 0"),
 ])

@@ -125,12 +125,6 @@ def test_model_settings_take_the_parameter_and_default_the_rest_to_the_papers():
         session.ModelSettings.of(0, {"ae_epoch": 3})
 
 
-def test_the_parameter_checks_know_every_model_setting():
-    from lib.reporting import params
-
-    assert list(params.MODEL_FIELDS) == [f.name for f in dataclasses.fields(session.ModelSettings) if f.name != "seed"]
-
-
 def test_epochs_to_reach_recovers_a_power_law_and_refuses_a_flat_curve():
     """On an exact power law v = 0.02 e^-0.5 the fitted extrapolation hits the analytic epoch (0.02/0.007)^2; a curve
     that does not fall gives None; one already below the target gives its last epoch."""

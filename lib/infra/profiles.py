@@ -14,6 +14,13 @@ PROFILES = ("smoke", "quick", "paper")
 PARAMS = Path(__file__).resolve().parents[2] / "notebooks" / "params"
 
 
+def section(table, notebook, declared=None):
+    """The settings a profile's `table` gives `notebook`: the `all` section's (those it declares, where `declared` is
+    given), overridden by its own section's. The one merge, for `make report` (lib.reporting.params) and a lab run."""
+    common = {k: v for k, v in (table.get("all") or {}).items() if declared is None or k in declared}
+    return {**common, **(table.get(notebook) or {})}
+
+
 def shared(profile, name, value=None, notebook=None):
     """`value`, or where it is None what the profile gives `name` for `notebook`: its own section's value, else the
     shared one (the `all` section), as a `make report` run would inject it."""
@@ -22,8 +29,7 @@ def shared(profile, name, value=None, notebook=None):
     if profile not in PROFILES:
         raise ValueError(f"profile must be one of {', '.join(PROFILES)}; got {profile!r}")
     path = PARAMS / f"{profile}.yaml"
-    table = yaml.safe_load(path.read_text()) or {}
-    section = {**(table.get("all") or {}), **(table.get(notebook) or {})}
-    if name not in section:
+    given = section(yaml.safe_load(path.read_text()) or {}, notebook)
+    if name not in given:
         raise ValueError(f"{name} is None and {path.name} gives it no value (neither `all` nor {notebook}): give one")
-    return section[name]
+    return given[name]

@@ -1,35 +1,14 @@
 """The report's models as the notebooks use them, and how a notebook that uses them opens (one call instead of the
 same three lines in each)."""
-from dataclasses import dataclass, fields
-
 from lib.infra import runtime
+from lib.infra.model_settings import ModelSettingsFields
 from lib.learn import data, train
 
 
-@dataclass(frozen=True)
-class ModelSettings:
-    """The settings that make the report's models what they are: set once per profile (the `all:` section of
-    notebooks/params/<profile>.yaml) and declared by every notebook that uses the models, so that each gets the
-    classifier notebook 01 trained and the autoencoder notebook 02 trained. A per-data-set value is an int,
-    {dataset: int}, or None (the paper's; for the training subsets: every image)."""
-
-    seed: int = 0
-    classifier_epochs: object = None
-    classifier_train_subset: object = None
-    classifier_lr: object = None  # a float or {dataset: float}; None: the paper's (MNIST's SGD: 0.01)
-    ae_epochs: object = None
-    ae_train_subset: object = None
-    ae_latent_dim: object = None
-    ae_width: object = None  # channels of the first conv layer; None: 32
-
-    @classmethod
-    def of(cls, seed, settings):
-        """The settings of a notebook's `model_settings` parameter (a dict; a key left out: the paper's) and seed."""
-        known = [f.name for f in fields(cls) if f.name != "seed"]
-        unknown = sorted(set(settings) - set(known))
-        if unknown:
-            raise ValueError(f"model_settings: {', '.join(unknown)} not a model setting; the settings are {', '.join(known)}")
-        return cls(seed=seed, **settings)
+class ModelSettings(ModelSettingsFields):
+    """The settings that make the report's models what they are (lib.infra.model_settings: the fields, typed and
+    commented), declared by every notebook that uses the models, so that each gets the classifier notebook 01 trained
+    and the autoencoder notebook 02 trained."""
 
     def classifier(self, data, device="cpu", seed=None):
         """Notebook 01's classifier for `data` (seed: another seed's, for replication). Cached."""

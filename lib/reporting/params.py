@@ -20,12 +20,13 @@ from pathlib import Path
 
 import yaml
 
-from lib.infra import profiles
+from lib.infra import model_settings, profiles
+from lib.infra.profiles import section
 from lib.infra.names import CONDITIONS, CONTROL_SUBSPACES, DATASETS, RELABELLINGS, SPLITS, TAU2_METHODS, VARIANTS
 
 REPO = Path(__file__).resolve().parents[2]
 NOTEBOOKS = REPO / "notebooks"
-PARAMS = profiles.PARAMS
+PARAMS = profiles.PARAMS  # (the module; `profiles()` below lists the profile files)
 
 
 
@@ -236,13 +237,8 @@ def _allowed_errors(name, value):
     return []
 
 
-# The fields of the `model_settings` parameter (lib.learn.session.ModelSettings without its seed), each with its type;
-# tests/test_params.py checks that they agree.
-MODEL_FIELDS = {"classifier_epochs": "Union[int, dict[str, int], None]",
-                "classifier_train_subset": "Union[int, dict[str, int], None]",
-                "classifier_lr": "Union[float, dict[str, float], None]",
-                "ae_epochs": "Union[int, dict[str, int], None]", "ae_train_subset": "Union[int, dict[str, int], None]",
-                "ae_latent_dim": "Union[int, dict[str, int], None]", "ae_width": "Optional[int]"}
+# The fields of the `model_settings` parameter, each with its type: read from their one definition.
+MODEL_FIELDS = model_settings.field_types()
 
 
 def _model_settings_error(param, value):
@@ -309,8 +305,7 @@ def resolve(notebook, profile, declared_params=None, extra=None):
     it declares, then its own section, then `extra` (each checked), and the profile's name."""
     table, where = load_profile(profile)
     decl = declared_params if declared_params is not None else declared(NOTEBOOKS / f"{notebook}.py")
-    shared = {k: v for k, v in table.get("all", {}).items() if decl is None or k in decl}
-    params = {**shared, **table.get(notebook, {})}
+    params = section(table, notebook, decl)
     for key, value in (extra or {}).items():
         if key not in decl:
             raise ParameterError(f"{notebook}: unknown parameter {_unknown(key, list(decl), 'declared')}; "
