@@ -33,7 +33,7 @@ datasets: list[str] = ["mnist", "fashion_mnist"]  # any of mnist, fashion_mnist,
 test_subset: Union[int, dict[str, int], None] = None  # evaluate on this many random test images (or {dataset: n}); None: all
 seed: int = 0                            # seeds the subsets, the initialisation and the batch order
 device: str = "auto"                     # auto | cpu | cuda | cuda:N
-model_settings: Optional[dict] = None    # the models (README "Profiles"; a key left out: the paper's); None: the profile's
+model_settings: Optional[dict] = None    # the models (docs/running.md, "Profiles"; a key left out: the paper's); None: the profile's
 
 # %%
 import pandas as pd

@@ -35,7 +35,7 @@ test_subset: Union[int, dict[str, int], None] = None  # evaluate on this many ra
 n_show: int = 8                          # images per reconstruction grid
 seed: int = 0                            # seeds the subsets, the initialisation and the batch order
 device: str = "auto"                     # auto | cpu | cuda | cuda:N
-model_settings: Optional[dict] = None    # the models (README "Profiles"; a key left out: the paper's); None: the profile's
+model_settings: Optional[dict] = None    # the models (docs/running.md, "Profiles"; a key left out: the paper's); None: the profile's
 
 # %%
 import pandas as pd

@@ -43,7 +43,7 @@ scheduler: Optional[str] = None          # dask scheduler address (tcp://host:87
 n_show: int = 6                          # images in the example figure
 seed: int = 0                            # seeds the image choice
 device: str = "auto"                     # auto | cpu | cuda | cuda:N
-model_settings: Optional[dict] = None    # the models (README "Profiles"; a key left out: the paper's); None: the profile's
+model_settings: Optional[dict] = None    # the models (docs/running.md, "Profiles"; a key left out: the paper's); None: the profile's
 
 # %%
 import numpy as np
@@ -65,7 +65,7 @@ settings = experiment.settings_from(run.shared("attack", attack))
 # ## The attacks
 # Models come from the cache (notebooks 01 and 02); attacks are cached too, in shards of `shard_size` images, each
 # by a hash of everything it depends on: an interrupted run resumes with the shards it lacks. With a dask scheduler
-# (`scheduler`, or $DIMPLED_SCHEDULER) the shards run on its workers (README: running the attacks on a cluster).
+# (`scheduler`, or $DIMPLED_SCHEDULER) the shards run on its workers (docs/running.md: running the attacks on a cluster).
 
 # %%
 outcomes, frames, images, experiments = {}, [], {}, []

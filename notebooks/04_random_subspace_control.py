@@ -50,7 +50,7 @@ k_sweep: list[int] = [4, 16, 64, 256]    # further k for the controls (first spl
 second_latent_dim: dict[str, int] = {}  # {dataset: k}: an autoencoder of the same family retrained with this k (paper: 32)
 seed: int = 0                            # seeds the image choice and the random subspaces
 device: str = "auto"                     # auto | cpu | cuda | cuda:N
-model_settings: Optional[dict] = None    # the models (README "Profiles"; a key left out: the paper's); None: the profile's
+model_settings: Optional[dict] = None    # the models (docs/running.md, "Profiles"; a key left out: the paper's); None: the profile's
 
 # %%
 import pandas as pd

@@ -60,7 +60,7 @@ n_dynamics: int = 20                     # test images measured at every checkpo
 margin: float = 1.1                      # negligible band for ratios: [1/margin, margin]
 seed: int = 0                            # seeds the image choice, the random subspaces and the probe vectors
 device: str = "auto"                     # auto | cpu | cuda | cuda:N
-model_settings: Optional[dict] = None    # the models (README "Profiles"; a key left out: the paper's); None: the profile's
+model_settings: Optional[dict] = None    # the models (docs/running.md, "Profiles"; a key left out: the paper's); None: the profile's
 
 # %%
 import numpy as np

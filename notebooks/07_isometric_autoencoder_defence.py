@@ -80,7 +80,7 @@ manifold_alpha: float = 0.05             # step of the on/off-manifold PGD (note
 manifold_steps: int = 200               # its steps (200 x 0.05 is 10: past the budget, then along its sphere)
 seed: int = 0                            # seeds image choice, sampling and attacks
 device: str = "auto"                     # auto | cpu | cuda | cuda:N
-model_settings: Optional[dict] = None    # the models (README "Profiles"; a key left out: the paper's); None: the profile's
+model_settings: Optional[dict] = None    # the models (docs/running.md, "Profiles"; a key left out: the paper's); None: the profile's
 
 # %%
 import pandas as pd

@@ -62,7 +62,7 @@ shard_size: int = 50                     # images per attack shard: one cache en
 scheduler: Optional[str] = None          # dask scheduler address whose workers run the shards; None: $DIMPLED_SCHEDULER, else here
 seed: int = 0                            # the first model seed; seeds the image choice and the random subspaces
 device: str = "auto"                     # auto | cpu | cuda | cuda:N
-model_settings: Optional[dict] = None    # the models (README "Profiles"; a key left out: the paper's); None: the profile's
+model_settings: Optional[dict] = None    # the models (docs/running.md, "Profiles"; a key left out: the paper's); None: the profile's
 
 # %%
 import pandas as pd

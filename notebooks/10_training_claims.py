@@ -64,7 +64,7 @@ shard_size: int = 50                     # images per attack shard: one cache en
 seed: int = 0                            # seeds the subsets, targets, random subspaces and fresh classifiers
 device: str = "auto"                     # auto | cpu | cuda | cuda:N
 torch_threads: Optional[int] = 1         # torch CPU threads; None: torch's default (on a busy shared CPU, 1 is far steadier)
-model_settings: Optional[dict] = None    # the models (README "Profiles"; a key left out: the paper's); None: the profile's
+model_settings: Optional[dict] = None    # the models (docs/running.md, "Profiles"; a key left out: the paper's); None: the profile's
 
 # %%
 import pandas as pd

@@ -1,5 +1,5 @@
 """lib's packages are layers: a module imports only from its own package or from packages below it, and no two
-modules import each other, directly or through others. The README's layer drawing is this table."""
+modules import each other, directly or through others. The layer drawing of docs/architecture.md is this table."""
 import ast
 from pathlib import Path
 
