@@ -99,9 +99,7 @@ def test_finetuning_on_the_projection_recovers_clean_accuracy(tmp_path, monkeypa
     x = (means[y] + 0.3 * torch.randn(400, 1, 28, 28, generator=g)).clamp(0, 1)
     d = Data("toy", x[:300], y[:300], x[300:], y[300:], classes=list("abcd"), source="synthetic")
     cfg = train.ClassifierConfig("mnist", "mlp", 3, 50, 0.05, "sgd")
-    clf = train._cached_model("classifier", cfg, d, lambda: train.build_classifier(cfg, 4),
-                              lambda m: train.fit(m, d.train_x, d.train_y, torch.nn.functional.cross_entropy, cfg, "cpu"),
-                              "cpu")
+    clf = train.get_classifier(cfg, d)
     # a map the classifier has never seen (images inverted): a stand-in for a projection that shifts the inputs
     class Invert(nn.Module):
         def __init__(self):

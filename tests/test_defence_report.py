@@ -41,8 +41,7 @@ def toy(tmp_cache):
     x = (means[y] + 0.3 * torch.randn(400, 1, 28, 28, generator=g)).clamp(0, 1)
     d = Data("toy", x[:300], y[:300], x[300:], y[300:], classes=list("abcd"), source="synthetic")
     cfg = train.ClassifierConfig("mnist", "mlp", 2, 50, 0.05, "sgd")
-    clf = train._cached_model("classifier", cfg, d, lambda: train.build_classifier(cfg, 4),
-                              lambda m: train.fit(m, d.train_x, d.train_y, nn.functional.cross_entropy, cfg, "cpu"), "cpu")
+    clf = train.get_classifier(cfg, d)
     torch.manual_seed(0)
     ae = SimpleNamespace(model=models.ConvAutoencoder(1, 28, 4, 4).eval(), key="random-ae")
     return d, clf, ae
