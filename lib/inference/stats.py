@@ -4,7 +4,7 @@ Values are per-image effects on an additive scale (log norm ratios, or differenc
 A per-image value may be an interval [low, high] instead of a number: a *censored* comparison (an
 attack that failed within its budget only bounds its norm from below, so a ratio involving it is only
 bounded). The sign test and the median's order-statistic interval use such intervals exactly and
-conservatively; the Wilcoxon test, t-based tests and power take exact values only. NaN means missing.
+conservatively; t-based tests take exact values only. NaN means missing.
 
 Nothing here knows about records, arms or claims: see lib/experiments/records.py and lib/studies/claims.py.
 """
@@ -34,20 +34,6 @@ def values(x) -> np.ndarray:
 
 
 # ---------------------------------------------------------------- location: tests and intervals
-
-def wilcoxon(x, alternative: str = "two-sided") -> tuple[float, float]:
-    """Wilcoxon signed-rank test of H0: x symmetric about 0 (scipy; zeros dropped, as Wilcoxon proposed).
-    Exact values only. Returns (W, p); fewer than 3 non-zero values: (nan, nan)."""
-    check_choice(alternative, ALTERNATIVES, "alternative")
-    x = values(x)
-    if not np.isfinite(x).all():
-        raise ValueError("wilcoxon takes exact (finite) values; censored ones go to sign_test")
-    x = x[x != 0]
-    if len(x) < 3:
-        return np.nan, np.nan
-    res = sps.wilcoxon(x, alternative=alternative, zero_method="wilcox")
-    return float(res.statistic), float(res.pvalue)
-
 
 def bounds(x, high=None) -> tuple[np.ndarray, np.ndarray]:
     """(low, high) arrays of per-image intervals; plain values are intervals of width 0. Rows where either
