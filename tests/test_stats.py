@@ -185,3 +185,22 @@ def test_mann_whitney_equivalence():
     assert st.mann_whitney_equivalence(x + 0.6, y, 0.3) > 0.5  # shifted beyond the margin: not
     with pytest.raises(ValueError, match="margin"):
         st.mann_whitney_equivalence(x, y, 0)
+
+
+def test_few_discordant_pairs_take_mcnemars_exact_mid_p_and_hold_alpha():
+    """n = 100 pairs, 6% discordant, no difference: the test of no difference is McNemar's exact mid-p and is
+    significant at most alpha of the time (Tango's normal score test: about 1.3x alpha here)."""
+    rng = np.random.default_rng(2)
+    sims = 4000
+    cells = rng.multinomial(100, [0.03, 0.03, 0.94], size=sims)
+    hits = []
+    for n10, n01, n11 in cells:
+        a = np.r_[np.ones(n10, bool), np.zeros(n01, bool), np.ones(n11, bool)]
+        b = np.r_[np.zeros(n10, bool), np.ones(n01, bool), np.ones(n11, bool)]
+        _, p, name = st.paired_proportion_test(a, b)
+        hits.append(p < 0.05)
+    assert name == "McNemar exact mid-p"
+    assert np.mean(hits) <= 0.05 + 2.33 * np.sqrt(0.05 * 0.95 / sims)
+    # worked example: 7 of 8 discordant pairs favour a: P(X > 7) + P(X = 7) / 2 for X ~ Binom(8, 1/2)
+    a, b = np.r_[np.ones(7, bool), False, np.ones(10, bool)], np.r_[np.zeros(7, bool), True, np.ones(10, bool)]
+    assert st.paired_proportion_test(a, b)[1] == pytest.approx((1 + 8 / 2) / 256)
