@@ -5,7 +5,7 @@ Seeds measured on the same test images (notebook 09) are not independent studies
 network tends to be easy for the next, so the seeds' medians share sampling error. ``pool_shared_images`` pools them
 with that correlation measured by a bootstrap over images that keeps each image's values across seeds together;
 ``pool`` (a meta-analysis of independent estimates) is for seeds measured on different images. Either way the test
-uses Hartung-Knapp-Sidik-Jonkman's t with k - 1 df by default: with few seeds DerSimonian-Laird's z is too narrow
+uses a t reference (HKSJ's t with k - 1 df for the meta-analysis, by default): with few seeds DerSimonian-Laird's z is too narrow
 (IntHout, Ioannidis & Borm 2014, BMC Med Res Methodol 14:25). Three seeds say little about the between-seed variance
 tau^2: an estimate of 0 is what a positive tau^2 often gives, so tau^2 is shown with its upper confidence bound.
 
@@ -85,8 +85,9 @@ def pool_shared_images(values, alpha: float = 0.05, n_boot: int = 2000, seed: in
     rho = mean off-diagonal / mean diagonal). With S^2 the seeds' sample variance of their medians (its expectation
     tau^2 + v - c, v and c Sigma's mean diagonal and off-diagonal), the pooled mean's variance
     tau^2 / k + v / k + (k - 1) c / k is estimated without bias by S^2 / k + c, and never below 1' Sigma 1 / k^2 (what
-    the images alone give, as Knapp-Hartung's truncation); the test and interval use t with k - 1 df (HKSJ's
-    reference). tau^2 = max(0, S^2 - (v - c)), and its one-sided (1 - alpha) upper bound from
+    the images alone give, as Knapp-Hartung's truncation); the test and interval use t with Satterthwaite's df,
+    (k - 1) var^2 / (S^2 / k)^2: k - 1 (HKSJ's reference) where the seeds' spread is all of it, more where the images'
+    covariance, known from many images, is most of it. tau^2 = max(0, S^2 - (v - c)), and its one-sided (1 - alpha) upper bound from
     S^2 (k - 1) / (tau^2 + v - c) ~ chi^2_(k-1)."""
     x = np.asarray(values, float)
     n, k = x.shape
@@ -103,13 +104,16 @@ def pool_shared_images(values, alpha: float = 0.05, n_boot: int = 2000, seed: in
     sigma = np.cov(boot, rowvar=False)
     v, c = float(np.mean(np.diag(sigma))), float((sigma.sum() - np.trace(sigma)) / (k * (k - 1)))
     s2 = float(np.var(y, ddof=1))
-    se = float(np.sqrt(max(s2 / k + c, sigma.sum() / k ** 2)))
+    var = max(s2 / k + c, sigma.sum() / k ** 2)
+    se = float(np.sqrt(var))
     mu = float(np.mean(y))
-    dist = sps.t(k - 1)
+    # Satterthwaite's df: only the spread term S^2 / k is estimated from k - 1 df (the bootstrap's c from many images)
+    df = float(min(1e6, (k - 1) * var ** 2 / (s2 / k) ** 2)) if s2 > 0 else 1e6
+    dist = sps.t(df)
     crit = float(dist.isf(alpha / 2))
     tau2_upper = max(0.0, s2 * (k - 1) / float(sps.chi2.ppf(alpha, k - 1)) - (v - c))
     return {"effect": mu, "se": se, "ci_low": mu - crit * se, "ci_high": mu + crit * se, "tau2": max(0.0, s2 - (v - c)),
-            "tau2_upper": tau2_upper, "rho": c / v if v > 0 else np.nan, "k": k, "n_images": n, "dist": dist,
+            "tau2_upper": tau2_upper, "rho": c / v if v > 0 else np.nan, "k": k, "n_images": n, "dist": dist, "df": df,
             "method": "shared images", "hksj": True, "i2": np.nan, "q": np.nan, "q_p": np.nan}
 
 
@@ -196,7 +200,7 @@ def pooled_row(seed_rows: list[verdicts.Row], label: str, method: str = "dl", hk
         statistic = (f"mean of {p['k']} seeds' medians on the same {p['n_images']} images; standard error from the "
                      f"seeds' spread plus their shared-image covariance (bootstrap over images, each image's values "
                      f"across seeds kept together; the seeds' medians correlate, rho={p['rho']:.2f}); t test with "
-                     f"{p['k'] - 1} df, one-sided ({first.predicted}); tau²={p['tau2']:.3g} (upper "
+                     f"{p['df']:.3g} df (Satterthwaite), one-sided ({first.predicted}); tau²={p['tau2']:.3g} (upper "
                      f"{1 - alpha:.0%} bound {p['tau2_upper']:.3g}: {p['k']} seeds cannot rule out a between-seed "
                      f"variance that large)" + left_words)
     else:
