@@ -158,9 +158,17 @@ if len(table):
 # Every claim, data set, split and clipping setting; one Holm family. *effect*: the median per-image ratio (claim 2:
 # the geometric-mean ratio of images where both attacks succeeded, 90% interval; claim 6: the Hodges-Lehmann ratio of
 # train over test on/off ratios) or the median difference of cosines (Δ). *undecided*: images whose interval contains
-# the null value (counted against the claim). *power*: of the test that decides "supported" (the sign or signed-rank
-# test against the margin, claim 2's TOST, claim 6's two one-sided Mann-Whitney tests) at the observed effect and
-# Holm's first-step level α/m, and the images it would need for 80%; blank where no N would find the claim.
+# the null value (counted against the claim). *power*: of the test that decides "supported" (the sign test of the
+# median against the margin, claim 2's TOST, claim 6's two one-sided Mann-Whitney tests) at the row's N and Holm's
+# first-step level α/m, where the effect is the one DMM predicts (claims 3 and 4: the effect at twice notebook 08's
+# turning steepness, ×2.2 and ×0.23; other rows: twice the margin), not at the observed effect; and the images it
+# would need for 80%. **Unit**: the image; every row conditions on one trained classifier and autoencoder per data
+# set (notebook 09 replicates claims 3, 4 and 5b over seeds). Effect, interval and test are about one parameter, the
+# median: per-image values are skewed, and Wilcoxon's signed-rank test (about the pseudo-median) beside a median
+# called a median at the margin supported far more often than α. Failed attacks that would make a row supported if
+# they went the claim's way make it *inconclusive*, not refuted. *Contradicted*: the effect points the other way;
+# *precise null*: the whole interval inside the band. Across the six notebooks' families behind the index's answer the
+# chance of at least one false "supported" row is up to 1 − 0.95⁶ ≈ 26%; this table's deciding rows are one family.
 
 # %%
 if len(table):

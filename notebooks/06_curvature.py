@@ -143,8 +143,8 @@ for name in models:
 # * **flatter along the manifold**: RMS curvature in the tangent space < in the random subspace;
 # * **normal off the manifold**: ‖P_tangent n‖ < ‖P_random n‖.
 #
-# Test: one-sided Wilcoxon signed-rank tests on the per-image log ratios (under "the tangent space is like a random
-# subspace" the two arms are exchangeable, so the log ratio is symmetric about 0), of no effect and of the margin
+# Test: one-sided sign tests of the median per-image log ratio (the parameter the table shows; the unit is the image,
+# on one trained network), of no effect and of the margin
 # (ratio beyond 1/`margin`); the median ratio with a distribution-free 95% interval; p-values Holm-corrected over
 # this notebook's rows (its own family); the report's verdict rule, stated below the table.
 

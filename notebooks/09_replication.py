@@ -27,15 +27,26 @@
 #   better of random and PCA, a choice that could differ between seeds; the random control stays the same);
 # * **1b** · the tangent on/off ratio against a flat boundary's (without clipping).
 #
-# **Pooling.** Each seed gives the claim's median per-image effect with its distribution-free 95% interval; the
-# interval's half-width over 1.96 serves as the median's standard error (a normal approximation; order-statistic
-# intervals cover at least 95%, so it errs on the large side). The seeds are pooled by a random-effects
-# meta-analysis (statsmodels' `combine_effects`; DerSimonian & Laird 1986, or Paule & Mandel 1982): the pooled
-# interval carries the variance *between* models, tau². The pooled row is judged by the report's one rule (one Holm
-# family for this table): p tests no effect and p (margin) the margin, one-sided in DMM's direction, by z (or, with
-# `hksj`, the Hartung-Knapp-Sidik-Jonkman t with seeds − 1 df: with three seeds the z interval is optimistic). One
-# check of replication is added: a claim the rule calls *supported* although its seeds' effects lie on both sides
-# of no effect is *inconclusive* instead: another network could reverse it.
+# **Pooling.** Each seed gives the claim's median per-image effect. The seeds are **not independent studies**: every
+# seed is measured on the same images, and an image that is easy for one network tends to be easy for the next, so
+# the seeds' medians share sampling error (their correlation, *rho*, is in the table). A meta-analysis that takes
+# them as independent gives an interval too narrow. So the pooled effect is the mean of the seeds' medians, and its
+# standard error adds to the seeds' observed spread (which estimates the between-seed variance tau² plus the images'
+# part that the seeds do not share) the images' covariance across seeds, measured by a bootstrap over images that
+# keeps each image's values across the seeds together (`lib.inference.pooling.pool_shared_images`). The test and the
+# interval use t with seeds − 1 df, the Hartung-Knapp-Sidik-Jonkman reference: with three seeds DerSimonian-Laird's z
+# is too narrow (IntHout, Ioannidis & Borm 2014, BMC Med Res Methodol 14:25). The pooled row is judged by the
+# report's one rule (one Holm family for this table): p tests no effect and p (margin) the margin, one-sided in DMM's
+# direction. One check of replication is added: a claim the rule calls *supported* although its seeds' effects lie
+# on both sides of no effect is *inconclusive* instead: another network could reverse it.
+#
+# **Units.** Each seed's row has the image as its unit and conditions on one trained pair of networks; the pooled
+# row's unit is the trained pair (seed), its N the seeds. This notebook replicates claims 3, 4 and 5b (5b, not 05's
+# deciding claim 5, whose control may change between seeds) and 1b; notebooks 05-07 and 10 judge one network each.
+#
+# **What three seeds can tell about tau².** Little: tau² is estimated from seeds − 1 degrees of freedom, and an
+# estimate of 0 is common where the true tau² is positive. The tables show each tau² with its upper 95% bound: the
+# largest between-seed variance these seeds cannot rule out.
 #
 # **Which network carries the variance?** Two more series vary one network only: the classifier's seed with the
 # autoencoder at seed 0, and the autoencoder's seed with the classifier at seed 0 (claims 3, 4 and 5b, from the same
@@ -52,8 +63,8 @@ attack: Optional[dict[str, dict[str, float]]] = None  # greedy PGD per condition
 extra_ae_epochs: Union[int, dict[str, int], None] = {"mnist": 4}  # autoencoder epochs of the extra seeds (or {dataset: epochs}); None: as the first seed's
 vary_separately: bool = True             # also vary one network's seed with the other at the first seed (claims 3, 4, 5b)
 flat_boundary: bool = True               # claim 1b: each seed pair's tangent on/off attacks again without clipping
-tau2_method: str = "dl"                  # between-seed variance: dl (DerSimonian-Laird) | pm (Paule-Mandel)
-hksj: bool = False                       # Hartung-Knapp-Sidik-Jonkman t interval (seeds - 1 df) instead of the normal one
+tau2_method: str = "dl"                  # tau² estimator where seeds used different images: dl (DerSimonian-Laird) | pm (Paule-Mandel)
+hksj: bool = True                        # HKSJ t (seeds - 1 df); False: DerSimonian-Laird's z (seeds on different images only)
 margin: float = 1.1                      # ratios within [1/margin, margin] are negligible (as notebook 05)
 cosine_margin: float = 0.05              # class-cosine differences within ±cosine_margin are negligible
 max_failure_rate: float = 0.5            # a seed's row with more undecided images (or control "on" failures) is not testable
@@ -125,18 +136,19 @@ if len(per_seed):
 
 # %% [markdown]
 # ## The claims pooled over the seeds
-# The random-effects mean of the seeds' medians with its 95% interval, tau² (between-seed variance, on the log scale
-# for ratios), I², and how many seed pairs' own verdicts agree with the pooled one. Forest plots: each seed pair's
+# The mean of the seeds' medians with its 95% interval (images shared across seeds accounted for), tau² (between-seed
+# variance, on the log scale for ratios) with its upper 95% bound, the seeds' correlation rho, and how many seed pairs'
+# own verdicts agree with the pooled one. Unit: the trained pair of networks (N = seeds). Forest plots: each seed pair's
 # median and interval (coloured by its own verdict) and the pooled mean (diamond).
 
 # %%
 pooled, one_network, groups = rp.pooled_tables(by_pair, seed, tau2_method, hksj, alpha, vary_separately)
 pooled = rp.with_agreement(pooled, per_seed) if len(pooled) else pooled
-cols = ["dataset", "short", "effect_text", "tau2", "i2", "statistic", "p_holm", "p_margin_holm", "n", "power",
+cols = ["dataset", "short", "effect_text", "tau2", "tau2_upper", "rho", "statistic", "p_holm", "p_margin_holm", "n", "power",
         "n_needed", "agreeing_seeds", "seed_verdicts", "verdict"]
 if len(pooled):
     display(pooled[cols].rename(columns={"n": "seeds", "n_needed": "seeds for 80%"}).style.format(
-        {"tau2": "{:.3g}", "i2": "{:.0%}", "p_holm": "{:.2g}", "p_margin_holm": "{:.2g}", "power": "{:.2f}",
+        {"tau2": "{:.3g}", "tau2_upper": "{:.3g}", "rho": "{:.2f}", "p_holm": "{:.2g}", "p_margin_holm": "{:.2g}", "power": "{:.2f}",
          "seeds for 80%": "{:.0f}"}, na_rep="–").hide(axis="index"))
     runtime.show(verdicts.rules_markdown(rp.FAMILY, f"Negligible bands: ratios within ×/÷ {margin:g}, cosine differences "
                                                     f"within ±{cosine_margin:g}; p and intervals from the pooled random-effects mean."))
@@ -151,7 +163,8 @@ for name in models:
 # %% [markdown]
 # ## Which network carries the between-seed variance?
 # tau² of each claim with only the classifier's seed varied (autoencoder at the first seed) and with only the
-# autoencoder's seed varied (classifier at the first seed), beside the seed pairs' tau².
+# autoencoder's seed varied (classifier at the first seed), beside the seed pairs' tau², each with its upper 95% bound:
+# with this few seeds the estimates rarely say which network carries the variance, or that there is none.
 
 # %%
 source = rp.variance_source(one_network, pooled)
@@ -169,7 +182,7 @@ if answer and shorter:
 for sentence in answer:
     runtime.show(sentence)
 keep = ["family", "claim_id", "short", "claim", "dataset", "split", "clip", "statistic", "effect_text", "effect", "ci_low",
-        "ci_high", "margin_text", "p", "p_holm", "p_margin", "p_margin_holm", "n", "power", "n_needed", "tau2", "i2",
+        "ci_high", "margin_text", "p", "p_holm", "p_margin", "p_margin_holm", "n", "power", "n_needed", "tau2", "tau2_upper", "rho", "i2",
         "seeds", "seed_effects", "seed_se", "q_p", "on_predicted_side", "agreeing_seeds", "seed_verdicts", "series", "verdict", "discriminating"]
 headline = [report.headline(f"{r['dataset']}: {r['short']} — {r['verdict']} ({r['agreeing_seeds']} seeds agree)", r["effect"],
                             "" if r["scale"] == "difference" else "x", ci=(r["ci_low"], r["ci_high"]),

@@ -167,7 +167,9 @@ if len(records):
 # One Holm family. Margins, stated before the numbers: accuracies within ±`accuracy_margin` (5 points) are the same;
 # norm and fraction ratios within ×/÷ `margin` (1.1) are negligible. A and B-D use paired tests over the test images
 # (the same images for every fresh classifier); E and F are per-image location tests (sign test with failed attacks
-# as intervals; Wilcoxon). Discriminating: D (tangent space against the dimension alone), E and F.
+# as intervals; the median with the sign test). Discriminating: D (tangent space against the dimension alone), E and
+# F. **Unit**: the image, conditioning on one trained classifier per training set: seed-to-seed variance is not in
+# these intervals (rows A-D are not replicated over seeds here; notebook 09 replicates 05's claims 3, 4 and 5b).
 
 # %%
 rows = []

@@ -141,8 +141,8 @@ def test_on_off_false_positive_rate_when_on_and_off_are_alike():
     (lambda r: claims.claim_gap(r, WHERE, "random"), dict(gap=1.5), "supported"),
     (lambda r: claims.claim_gradient_share(r, WHERE), dict(share_factor=0.5), "supported"),
     (lambda r: claims.claim_class_cosine(r, WHERE, ("on", "random")), dict(cos_shift=0.15), "supported"),
-    (lambda r: claims.claim_gradient_share(r, WHERE), dict(share_factor=4.0), "not supported"),
-    (lambda r: claims.claim_gap(r, WHERE, "random"), dict(gap=0.5), "not supported"),
+    (lambda r: claims.claim_gradient_share(r, WHERE), dict(share_factor=4.0), "contradicted"),
+    (lambda r: claims.claim_gap(r, WHERE, "random"), dict(gap=0.5), "contradicted"),
     (lambda r: claims.claim_gap(r, WHERE, "random"), dict(), "explained by dimension alone"),
     (lambda r: claims.claim_gradient_share(r, WHERE), dict(), "explained by dimension alone"),
 ])
@@ -161,7 +161,7 @@ def test_significant_but_inside_the_margin_is_negligible_not_supported():
     assert v("difference", 1e-9, 0.9, np.log(1.02), np.log(1.08), np.log(1.1)) == "negligible"
     assert v("difference", 1e-9, 1e-4, np.log(1.12), np.log(1.3), np.log(1.1)) == "supported"
     assert v("difference", 1e-9, 0.2, np.log(1.05), np.log(1.3), np.log(1.1)) == "inconclusive"
-    assert v("difference", 0.4, 1.0, np.log(0.5), np.log(0.8), np.log(1.1)) == "not supported"
+    assert v("difference", 0.4, 1.0, np.log(0.5), np.log(0.8), np.log(1.1)) == "contradicted"
     assert v("difference", 0.4, 1.0, np.log(0.95), np.log(1.05), np.log(1.1),
              null_verdict="explained by dimension alone") == "explained by dimension alone"
     assert v("difference", 0.001, 0.001, np.log(0.5), np.log(0.8), np.log(1.1), predicted="less") == "supported"
@@ -336,7 +336,7 @@ def test_a_dimpled_world_is_found_despite_failed_attacks(fail, control_fail, fou
     for cid in found_claims:
         found = np.mean([(t.loc[t["claim_id"] == cid, "verdict"] == "supported").all() for t in tables])
         assert found >= 0.8, f"claim {cid}: supported in {found:.0%} of the tables"
-    refuted = ("not supported", claims.DIMENSION, "negligible")
+    refuted = ("contradicted", "precise null", claims.DIMENSION, "negligible")
     assert not any(t.loc[t["discriminating"], "verdict"].isin(refuted).any() for t in tables)
     if fail > 0.5:
         assert all((t.loc[t["claim_id"] == "5", "verdict"] == "not testable").all() for t in tables)
@@ -358,11 +358,80 @@ def test_claim_6_with_failures_that_could_change_it_is_not_supported():
     assert all(_verdict(r) != "supported" for r in rows)
 
 
-def test_power_is_the_power_of_the_rule():
-    """The table's power is that of the test the verdict applies (the margin test at Holm's first-step level):
-    simulated tables at the same effect find "supported" about as often as it says."""
-    make = lambda rng: world(rng, n=300, gap=1.25, eps_on=np.exp(3.5))
-    tables = _tables(make, 40, seed=7)
-    rows = pd.concat([t[(t["claim_id"] == "3")] for t in tables])
-    found = np.mean(rows["verdict"] == "supported")
-    assert abs(rows["power"].median() - found) < 0.2, (rows["power"].median(), found)
+# ---------------------------------------------------------------- skewed per-image values, the median at the margin
+
+def skewed(rng, n, median, scale, toward=1.0):
+    """Per-image values with median ``median`` and a long tail toward ``toward`` (+1 or -1): a gamma(1.5) shape, as
+    the report's per-image log share ratios and cosine differences have (a few images far out on one side). Their
+    pseudo-median (what Wilcoxon's signed-rank test is about) lies beyond the median on the tail's side."""
+    g = rng.gamma(1.5, 1.0, n)
+    return median + toward * scale * (g - sps.gamma(1.5).median())
+
+
+def skewed_share_world(rng, n, median):
+    """The flat-boundary world with the tangent space's gradient share = the random subspace's x exp(d), d skewed
+    with its median at ``median`` and its tail on the side claim 4 predicts (less)."""
+    r = world(rng, n=n)
+    on_t = (r["condition"] == "on") & (r["subspace"] == "tangent")
+    on_r = (r["condition"] == "on") & (r["subspace"] == "random")
+    r.loc[on_t, "grad_share"] = r.loc[on_r, "grad_share"].to_numpy() * np.exp(skewed(rng, n, median, 0.8, -1.0))
+    return r
+
+
+def skewed_cosine_world(rng, n, median):
+    """The flat-boundary world with the tangent space's class cosine = the random subspace's + d, d skewed with its
+    median at ``median`` and its tail on the side claim 5b predicts (greater)."""
+    r = world(rng, n=n)
+    on_t = (r["condition"] == "on") & (r["subspace"] == "tangent")
+    on_r = (r["condition"] == "on") & (r["subspace"] == "random")
+    r.loc[on_t, "class_cosine"] = r.loc[on_r, "class_cosine"].to_numpy() + skewed(rng, n, median, 0.05)
+    return r
+
+
+@pytest.mark.parametrize("name, make, claim", [
+    ("4 gradient share", lambda rng, n, m: skewed_share_world(rng, n, -m * np.log(1.1)),
+     lambda r: claims.claim_gradient_share(r, WHERE)),
+    ("5b class cosine", lambda rng, n, m: skewed_cosine_world(rng, n, m * 0.05),
+     lambda r: claims.claim_class_cosine(r, WHERE, ("on", "random"))),
+])
+def test_skewed_values_with_the_median_at_the_margin_are_supported_at_most_alpha(name, make, claim):
+    """The row shows the median: with skewed per-image values whose median sits exactly at the margin, its test
+    against the margin is significant at most alpha of the time (the signed-rank test, which is about the
+    pseudo-median, was: 62% here at N = 200); and at three times the margin the claim is found."""
+    rng = np.random.default_rng(11)
+    at_margin = [claim(make(rng, 200, 1.0)) for _ in range(SIMS)]
+    rate = np.mean([r.p_margin < 0.05 for r in at_margin])
+    assert rate <= FPR_MAX, f"{name}: the median at the margin is 'supported' in {rate:.1%}"
+    beyond = [claim(make(rng, 200, 3.0)) for _ in range(10)]
+    assert np.mean([_verdict(r) == "supported" for r in beyond]) >= 0.8
+    assert all(np.isfinite(r.ci_low) and r.ci_low <= r.effect <= r.ci_high for r in at_margin[:5])
+
+
+def test_power_is_at_the_effect_dmm_predicts_and_is_the_power_of_the_rule():
+    """The table's power is that of the margin test at the row's N where the median is the effect DMM predicts
+    (``dmm_effect``), the values' shape kept: new data sets drawn with their median there find the row supported
+    about as often (binomial error of 400 data sets plus the normal error of one power estimate's share)."""
+    rng = np.random.default_rng(8)
+    target, n = np.log(1.1) + 0.12, 150
+    x = skewed(rng, n, 0.3, 0.25)  # observed at another effect: the power must not depend on it
+    row = verdicts.location_row("3", "3 gap", "a claim", "sim", "test", x, dmm_effect=target)
+    predicted = row.power_at(0.05).power
+    found = np.mean([verdicts.location_row("3", "3", "c", "sim", "test", skewed(rng, n, target, 0.25)).p_margin < 0.05
+                     for _ in range(400)])
+    # the power rests on one sample's share q of values beyond the margin: its 99% range, then the simulation's
+    q = np.mean(x - np.median(x) + target > np.log(1.1))
+    c = sps.binom.isf(0.05, n, 0.5) + 1
+    at = lambda share: sps.binom.sf(c - 1, n, np.clip(share, 0, 1))
+    half_q, half_found = 2.58 * np.sqrt(q * (1 - q) / n), 2.58 * np.sqrt(found * (1 - found) / 400)
+    assert at(q - half_q) - half_found <= found <= at(q + half_q) + half_found, (predicted, found)
+    assert predicted == pytest.approx(at(q))
+    assert row.dmm_effect == target and verdicts.location_row("3", "3", "c", "s", "t", x).dmm_effect == 2 * np.log(1.1)
+
+
+def test_claim_5_with_censored_tangent_attacks_is_inconclusive_not_refuted():
+    """30% of the tangent space's on-manifold attacks fail (no cosine: bounded by [-1, 1]) and the true effect is three
+    times the margin, at N = 200: where the failed attacks could decide the row, it is not refuted (the old rule said
+    "not supported" in most of these tables): supported, or inconclusive."""
+    tables = _tables(lambda rng: dimpled(rng, 200, 0.3, 0.1), 10)
+    v = pd.concat([t.loc[t["claim_id"] == "5", "verdict"] for t in tables])
+    assert v.isin(["supported", "inconclusive"]).all(), v.value_counts()

@@ -206,8 +206,8 @@ def ratio_vs_k(table, n, title):
     return fig
 
 
-VERDICT_COLOURS = {"supported": "#2a9d3a", "not supported": "#c0392b", "negligible": "#7a5cb8",
-                   "explained by dimension alone": "#e69500", "not testable": "#4a90c2", "inconclusive": "#888888"}
+VERDICT_COLOURS = {"supported": "#2a9d3a", "contradicted": "#c0392b", "precise null": "#8e2c6b",
+                   "negligible": "#7a5cb8", "explained by dimension alone": "#e69500", "not testable": "#4a90c2", "inconclusive": "#888888"}
 
 
 def on_off_answer(summaries, title):

@@ -1,6 +1,14 @@
 """Random-effects pooling of one claim's effect across independently trained models (training seeds), and the
 pooled claim as a lib.inference.verdicts.Row, judged by the report's one rule.
 
+Seeds measured on the same test images (notebook 09) are not independent studies: an image that is easy for one
+network tends to be easy for the next, so the seeds' medians share sampling error. ``pool_shared_images`` pools them
+with that correlation measured by a bootstrap over images that keeps each image's values across seeds together;
+``pool`` (a meta-analysis of independent estimates) is for seeds measured on different images. Either way the test
+uses a t reference (HKSJ's t with k - 1 df for the meta-analysis, by default): with few seeds DerSimonian-Laird's z is too narrow
+(IntHout, Ioannidis & Borm 2014, BMC Med Res Methodol 14:25). Three seeds say little about the between-seed variance
+tau^2: an estimate of 0 is what a positive tau^2 often gives, so tau^2 is shown with its upper confidence bound.
+
 Each seed gives an effect y_s (a median per-image log ratio or difference of cosines) with a standard error s_s.
 The pooled mean follows the random-effects model y_s ~ N(mu, s_s^2 + tau^2) (DerSimonian & Laird 1986; Paule &
 Mandel 1982 as the iterated alternative), fitted by statsmodels.stats.meta_analysis.combine_effects: tau^2 is the
@@ -36,7 +44,7 @@ def se_from_ci(lo: float, hi: float, level: float = 0.95) -> float:
     return float((hi - lo) / (2 * sps.norm.isf((1 - level) / 2)))
 
 
-def pool(effects, ses, method: str = "dl", hksj: bool = False, alpha: float = 0.05) -> dict:
+def pool(effects, ses, method: str = "dl", hksj: bool = True, alpha: float = 0.05) -> dict:
     """Random-effects pooled mean of ``effects`` with standard errors ``ses`` (two or more): effect, se, its
     (1 - alpha) interval, tau^2, I^2, Cochran's Q with its p, k, and the reference distribution of the tests
     (normal; with ``hksj`` the Hartung-Knapp-Sidik-Jonkman scale and t with k - 1 df)."""
@@ -65,6 +73,66 @@ def pool(effects, ses, method: str = "dl", hksj: bool = False, alpha: float = 0.
             "i2": i2, "q": q, "q_p": q_p, "k": len(y), "dist": dist, "method": method, "hksj": hksj}
 
 
+def seed_medians(values) -> np.ndarray:
+    """Each column's (seed's) median of ``values`` (images x seeds; rows are images, in one order for every seed)."""
+    return np.median(np.asarray(values, float), axis=0)
+
+
+def pool_shared_images(values, alpha: float = 0.05, n_boot: int = 2000, seed: int = 0) -> dict:
+    """The mean over seeds of each seed's median, where every seed is measured on the same images (``values``: images
+    x seeds, exact values or one-sided bounds at +-inf). The images' sampling covariance of the seeds' medians,
+    Sigma, comes from a bootstrap over images that keeps each image's row together (the seeds' medians correlate,
+    rho = mean off-diagonal / mean diagonal). With S^2 the seeds' sample variance of their medians (its expectation
+    tau^2 + v - c, v and c Sigma's mean diagonal and off-diagonal), the pooled mean's variance
+    tau^2 / k + v / k + (k - 1) c / k is estimated without bias by S^2 / k + c, and never below 1' Sigma 1 / k^2 (what
+    the images alone give, as Knapp-Hartung's truncation); the test and interval use t with Satterthwaite's df,
+    (k - 1) var^2 / (S^2 / k)^2: k - 1 (HKSJ's reference) where the seeds' spread is all of it, more where the images'
+    covariance, known from many images, is most of it. tau^2 = max(0, S^2 - (v - c)), and its one-sided (1 - alpha) upper bound from
+    S^2 (k - 1) / (tau^2 + v - c) ~ chi^2_(k-1)."""
+    x = np.asarray(values, float)
+    n, k = x.shape
+    if k < 2 or n < 2:
+        raise ValueError(f"pooling needs two or more seeds and images; got {k} seeds, {n} images")
+    y = seed_medians(x)
+    boot = np.empty((n_boot, k))
+    rng = np.random.default_rng(seed)
+    for start in range(0, n_boot, 200):  # chunks: B x n x k values at once
+        idx = rng.integers(0, n, (min(200, n_boot - start), n))
+        boot[start:start + len(idx)] = np.median(x[idx], axis=1)
+    if not (np.all(np.isfinite(y)) and np.all(np.isfinite(boot))):
+        raise ValueError("a seed's median (or a bootstrap draw of it) is not finite: most of its values are bounds")
+    sigma = np.cov(boot, rowvar=False)
+    v, c = float(np.mean(np.diag(sigma))), float((sigma.sum() - np.trace(sigma)) / (k * (k - 1)))
+    s2 = float(np.var(y, ddof=1))
+    var = max(s2 / k + c, sigma.sum() / k ** 2)
+    se = float(np.sqrt(var))
+    mu = float(np.mean(y))
+    # Satterthwaite's df: only the spread term S^2 / k is estimated from k - 1 df (the bootstrap's c from many images)
+    df = float(min(1e6, (k - 1) * var ** 2 / (s2 / k) ** 2)) if s2 > 0 else 1e6
+    dist = sps.t(df)
+    crit = float(dist.isf(alpha / 2))
+    tau2_upper = max(0.0, s2 * (k - 1) / float(sps.chi2.ppf(alpha, k - 1)) - (v - c))
+    return {"effect": mu, "se": se, "ci_low": mu - crit * se, "ci_high": mu + crit * se, "tau2": max(0.0, s2 - (v - c)),
+            "tau2_upper": tau2_upper, "rho": c / v if v > 0 else np.nan, "k": k, "n_images": n, "dist": dist, "df": df,
+            "method": "shared images", "hksj": True, "i2": np.nan, "q": np.nan, "q_p": np.nan}
+
+
+def shared_values(seed_rows: list[verdicts.Row]):
+    """The images x seeds matrix of the seeds' per-image point values (lib.inference.verdicts.Row.per_image: an exact
+    value as it is, a one-sided bound at its open end), on the images every seed measured; None where a row has no
+    per-image values or an image's interval is open on both sides."""
+    if any(r.per_image is None for r in seed_rows):
+        return None
+    cols = []
+    for r in seed_rows:
+        low, high = r.per_image
+        point = np.where(low == high, low, np.where(np.isfinite(low), np.inf, np.where(np.isfinite(high), -np.inf,
+                                                                                           np.nan)))
+        cols.append(pd.Series(point, index=low.index))
+    m = pd.concat(cols, axis=1, join="inner").dropna()
+    return m.to_numpy(float) if len(m) >= 2 else None
+
+
 def pooled_tests(p: dict, predicted: str, margin: float) -> tuple[float, float]:
     """One-sided p of the pooled test of no effect toward ``predicted``, and of the test against the margin
     (H0: the effect lies at most ``margin`` beyond 0 on the predicted side)."""
@@ -73,11 +141,12 @@ def pooled_tests(p: dict, predicted: str, margin: float) -> tuple[float, float]:
             float(p["dist"].sf((s * p["effect"] - margin) / p["se"])))
 
 
-def _power(p: dict, predicted: str, margin: float):
-    """Power of the test against the margin at level a, at the pooled effect, and the seeds it would need for 80%
-    (the standard error shrinking as 1 / sqrt(seeds), between-seed variance included)."""
+def _power(p: dict, predicted: str, margin: float, effect: float):
+    """Power of the test against the margin at level a where the pooled effect is ``effect`` (what DMM predicts), the
+    pooled standard error as measured, and the seeds it would need for 80% (the standard error shrinking as
+    1 / sqrt(seeds), between-seed variance included); normal approximation."""
     s = 1 if predicted == "greater" else -1
-    delta = (s * p["effect"] - margin) / p["se"]
+    delta = (s * effect - margin) / p["se"]
 
     def at(a):
         z_a = float(sps.norm.isf(a))
@@ -87,12 +156,17 @@ def _power(p: dict, predicted: str, margin: float):
     return at
 
 
-def pooled_row(seed_rows: list[verdicts.Row], label: str, method: str = "dl", hksj: bool = False,
+def pooled_row(seed_rows: list[verdicts.Row], label: str, method: str = "dl", hksj: bool = True,
                alpha: float = 0.05) -> verdicts.Row:
     """The claim of ``seed_rows`` (one claim, one data set, one Row per seed) pooled over the seeds: a "difference"
-    Row with the pooled effect and interval, p and p_margin from the pooled z (or t) tests, n = the seeds pooled.
-    Seeds that are not testable or have no finite interval are left out; with fewer than two left, the row is
-    not testable. ``notes`` carry tau^2, I^2, the seeds' effects and how many lie on the predicted side."""
+    Row with the pooled effect and interval, p and p_margin from the pooled one-sided tests, n = the seeds pooled.
+
+    Where every seed's row carries its per-image values (the same images for every seed), ``pool_shared_images``
+    pools them with the images' correlation across seeds; otherwise ``pool``, a meta-analysis that takes the seeds
+    as independent (``method`` the tau^2 estimator; ``hksj`` the HKSJ t test, else DerSimonian-Laird's z). Seeds
+    that are not testable or have no finite interval are left out; with fewer than two left, the row is not
+    testable. ``notes`` carry tau^2 (with its upper bound where known), the seeds' correlation, the seeds' effects
+    and how many lie on the predicted side."""
     first = seed_rows[0]
     if any((r.claim_id, r.dataset, r.scale, r.predicted) != (first.claim_id, first.dataset, first.scale,
                                                               first.predicted) for r in seed_rows):
@@ -108,22 +182,39 @@ def pooled_row(seed_rows: list[verdicts.Row], label: str, method: str = "dl", hk
     base = dict(claim_id=first.claim_id, short=f"{first.short} · {len(seed_rows)} seeds pooled", claim=first.claim,
                 dataset=first.dataset, split=first.split, kind="difference", scale=first.scale, margin=first.margin,
                 predicted=first.predicted, clip=first.clip, null_verdict=first.null_verdict,
-                discriminating=first.discriminating)
+                discriminating=first.discriminating, dmm_effect=first.dmm_effect)
+    untestable = dict(effect=np.nan, ci_low=np.nan, ci_high=np.nan, p=np.nan, p_margin=np.nan, testable=False)
     if len(use) < 2:
-        return verdicts.Row(**base, effect=np.nan, ci_low=np.nan, ci_high=np.nan, p=np.nan, p_margin=np.nan,
-                            n=len(use), statistic=f"fewer than two seeds with a finite interval ({len(use)})",
-                            testable=False, notes={**notes, "tau2": np.nan, "i2": np.nan})
-    p = pool([seed_rows[i].effect for i in use], [ses[i] for i in use], method, hksj, alpha)
-    p_none, p_margin = pooled_tests(p, first.predicted, first.margin)
+        return verdicts.Row(**base, **untestable, n=len(use),
+                            statistic=f"fewer than two seeds with a finite interval ({len(use)})",
+                            notes={**notes, "tau2": np.nan, "i2": np.nan})
+    shared = shared_values([seed_rows[i] for i in use])
     left = len(seed_rows) - len(use)
-    statistic = (f"random-effects meta-analysis of {p['k']} seeds' medians ({METHOD_WORDS[method]}; "
-                 f"{'HKSJ t' if hksj else 'z'} test, one-sided ({first.predicted})), tau²={p['tau2']:.3g}, "
-                 f"I²={p['i2']:.0%}, Q={p['q']:.3g} (p={p['q_p']:.2g})"
-                 + (f"; {left} seed(s) without a finite interval left out" if left else ""))
+    left_words = f"; {left} seed(s) without a finite interval left out" if left else ""
+    if shared is not None:
+        try:
+            p = pool_shared_images(shared, alpha)
+        except ValueError as err:
+            return verdicts.Row(**base, **untestable, n=len(use), statistic=f"not pooled: {err}",
+                                notes={**notes, "tau2": np.nan, "i2": np.nan})
+        statistic = (f"mean of {p['k']} seeds' medians on the same {p['n_images']} images; standard error from the "
+                     f"seeds' spread plus their shared-image covariance (bootstrap over images, each image's values "
+                     f"across seeds kept together; the seeds' medians correlate, rho={p['rho']:.2f}); t test with "
+                     f"{p['df']:.3g} df (Satterthwaite), one-sided ({first.predicted}); tau²={p['tau2']:.3g} (upper "
+                     f"{1 - alpha:.0%} bound {p['tau2_upper']:.3g}: {p['k']} seeds cannot rule out a between-seed "
+                     f"variance that large)" + left_words)
+    else:
+        p = pool([seed_rows[i].effect for i in use], [ses[i] for i in use], method, hksj, alpha)
+        statistic = (f"random-effects meta-analysis of {p['k']} seeds' medians taken as independent "
+                     f"({METHOD_WORDS[method]}; {'HKSJ t' if hksj else 'z'} test, one-sided ({first.predicted})), "
+                     f"tau²={p['tau2']:.3g}, I²={p['i2']:.0%}, Q={p['q']:.3g} (p={p['q_p']:.2g})" + left_words)
+    p_none, p_margin = pooled_tests(p, first.predicted, first.margin)
+    effect = first.dmm_effect if np.isfinite(first.dmm_effect) else 2 * s * first.margin
     return verdicts.Row(**base, effect=p["effect"], ci_low=p["ci_low"], ci_high=p["ci_high"], ci_level=1 - alpha,
                         p=p_none, p_margin=p_margin, n=p["k"], statistic=statistic,
-                        notes={**notes, "tau2": p["tau2"], "i2": p["i2"], "q_p": p["q_p"], "se": p["se"]},
-                        power_at=_power(p, first.predicted, first.margin))
+                        notes={**notes, "tau2": p["tau2"], "tau2_upper": p.get("tau2_upper", np.nan),
+                               "rho": p.get("rho", np.nan), "i2": p["i2"], "q_p": p["q_p"], "se": p["se"]},
+                        power_at=_power(p, first.predicted, first.margin, effect))
 
 
 def judge(rows: list[verdicts.Row], family: str, alpha: float = stats.ALPHA) -> pd.DataFrame:

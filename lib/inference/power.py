@@ -1,7 +1,7 @@
 """The power of the tests the verdicts apply (lib.inference.verdicts asks each row's at Holm's first-step level), and the
 number of images a reader would need for a target power. Each function answers for one test of lib.inference.stats at an
 observed effect: analytically where the test's distribution is known (sign test), by a standard approximation
-(Noether's for the signed-rank test, normal ones for two one-sided tests), or by simulation (Tango's score test)."""
+(normal ones for two one-sided tests), or by simulation (Tango's score test)."""
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -77,24 +77,6 @@ def power_sign(low, high=None, null: float = 0.0, alternative: str = "greater", 
     if q <= 0.5:
         return Power(q, n, at(n), np.nan)
     return _power(at, n, q, target)
-
-
-def power_signed_rank(x, alternative: str = "greater", alpha: float = stats.ALPHA, target: float = 0.8) -> Power:
-    """Power of the one-sided Wilcoxon signed-rank test of H0: x symmetric about 0, by Noether's (1987)
-    approximation at the observed p' = P(x_i + x_j > 0) (i < j): power = Phi(sqrt(3N) (p' - 1/2) - z_(1-alpha)).
-    d reports p'. An effect on the wrong side: power at N, no N needed (NaN)."""
-    stats.check_choice(alternative, ("greater", "less"), "alternative")
-    x = stats.values(x)
-    x = x[np.isfinite(x)] * (1 if alternative == "greater" else -1)
-    if len(x) < 3:
-        return Power(np.nan, len(x), np.nan, np.nan)
-    i, j = np.triu_indices(len(x), 1)
-    walsh = x[i] + x[j]
-    p1 = float(np.mean(walsh > 0) + 0.5 * np.mean(walsh == 0))
-    at = lambda m: float(sps.norm.cdf(np.sqrt(3 * m) * (p1 - 0.5) - sps.norm.isf(alpha)))
-    if p1 <= 0.5:
-        return Power(p1, len(x), at(len(x)), np.nan)
-    return _power(at, len(x), p1, target, n_min=3)
 
 
 def power_equivalence_two_sample(x, y, margin: float, alpha: float = stats.ALPHA, target: float = 0.8) -> Power:

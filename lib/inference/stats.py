@@ -4,7 +4,7 @@ Values are per-image effects on an additive scale (log norm ratios, or differenc
 A per-image value may be an interval [low, high] instead of a number: a *censored* comparison (an
 attack that failed within its budget only bounds its norm from below, so a ratio involving it is only
 bounded). The sign test and the median's order-statistic interval use such intervals exactly and
-conservatively; the Wilcoxon test, t-based tests and power take exact values only. NaN means missing.
+conservatively; t-based tests take exact values only. NaN means missing.
 
 Nothing here knows about records, arms or claims: see lib/experiments/records.py and lib/studies/claims.py.
 """
@@ -34,20 +34,6 @@ def values(x) -> np.ndarray:
 
 
 # ---------------------------------------------------------------- location: tests and intervals
-
-def wilcoxon(x, alternative: str = "two-sided") -> tuple[float, float]:
-    """Wilcoxon signed-rank test of H0: x symmetric about 0 (scipy; zeros dropped, as Wilcoxon proposed).
-    Exact values only. Returns (W, p); fewer than 3 non-zero values: (nan, nan)."""
-    check_choice(alternative, ALTERNATIVES, "alternative")
-    x = values(x)
-    if not np.isfinite(x).all():
-        raise ValueError("wilcoxon takes exact (finite) values; censored ones go to sign_test")
-    x = x[x != 0]
-    if len(x) < 3:
-        return np.nan, np.nan
-    res = sps.wilcoxon(x, alternative=alternative, zero_method="wilcox")
-    return float(res.statistic), float(res.pvalue)
-
 
 def bounds(x, high=None) -> tuple[np.ndarray, np.ndarray]:
     """(low, high) arrays of per-image intervals; plain values are intervals of width 0. Rows where either
@@ -225,6 +211,25 @@ def paired_proportion_score_test(ok_a, ok_b, margin: float = 0.0) -> tuple[float
         return np.nan, np.nan
     z = tango_z(np.array([(a & ~b).sum()]), np.array([(~a & b).sum()]), n, margin)[0]
     return float(z), float(sps.norm.sf(z))  # no discordant pair at margin 0: Z = -inf, p = 1
+
+
+FEW_DISCORDANT = 25  # below this many discordant pairs the test of no difference is McNemar's exact mid-p
+
+
+def paired_proportion_test(ok_a, ok_b, margin: float = 0.0) -> tuple[float, float, str]:
+    """One-sided test of H0: mean(ok_a) - mean(ok_b) <= margin for paired booleans: (statistic, p, its name). At
+    margin 0 with fewer than FEW_DISCORDANT discordant pairs, McNemar's exact test as a mid-p (the binomial test of
+    n10 among the n10 + n01 discordant pairs, half the probability of the observed count: Tango's normal score test
+    runs at about 1.3x alpha there); otherwise Tango's score test (paired_proportion_score_test)."""
+    a, b = np.asarray(ok_a, bool), np.asarray(ok_b, bool)
+    n10, n01 = int((a & ~b).sum()), int((~a & b).sum())
+    if margin == 0 and n10 + n01 < FEW_DISCORDANT:
+        if n10 + n01 == 0:
+            return float(n10), 1.0, "McNemar exact mid-p"
+        d = sps.binom(n10 + n01, 0.5)
+        return float(n10), float(d.sf(n10) + 0.5 * d.pmf(n10)), "McNemar exact mid-p"
+    z, p = paired_proportion_score_test(a, b, margin)
+    return z, p, "Tango score test"
 
 
 def tango_z(n10, n01, n, margin):

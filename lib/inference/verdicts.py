@@ -13,7 +13,7 @@ exactly at its margin (an interval at 95% beside a Holm-adjusted p would not be)
 """
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field, fields
 from typing import Callable
 
 import numpy as np
@@ -28,7 +28,7 @@ SCALES = ("ratio", "difference", "points")  # effects on the log scale shown as 
 
 
 def verdict(kind: str, p_holm: float, p_margin_holm: float, lo: float, hi: float, margin: float,
-            alpha: float = stats.ALPHA, predicted: str = "greater", null_verdict: str = "not supported",
+            alpha: float = stats.ALPHA, predicted: str = "greater", null_verdict: str = "precise null",
             testable: bool = True, robust_to_failures: bool = True) -> str:
     """The verdict of one row (``RULES`` in words); first match wins.
 
@@ -41,12 +41,13 @@ def verdict(kind: str, p_holm: float, p_margin_holm: float, lo: float, hi: float
     | any         | ``testable`` is false                                         | not testable     |
     | any         | no p or no interval                                           | inconclusive     |
     | any         | not ``robust_to_failures`` (failures or an unconverged attack |                  |
-    |             | could change it)                                              | inconclusive     |
+    |             | could change it; judge: undecided images counted for the      |                  |
+    |             | claim would make it supported)                                | inconclusive     |
     | any         | p_margin_holm < alpha                                         | supported        |
-    | difference  | interval entirely on the wrong side of 0                      | not supported    |
+    | difference  | interval entirely on the wrong side of 0                      | contradicted     |
     | difference  | interval inside the band, p_holm < alpha                      | negligible       |
     | difference  | interval inside the band, p_holm >= alpha                     | ``null_verdict`` |
-    | equivalence | interval entirely outside the band                            | not supported    |
+    | equivalence | interval entirely outside the band                            | contradicted     |
     | any         | otherwise                                                     | inconclusive     |
     """
     stats.check_choice(kind, ROW_KINDS, "kind")
@@ -64,11 +65,11 @@ def verdict(kind: str, p_holm: float, p_margin_holm: float, lo: float, hi: float
     if kind == "difference":
         s = 1 if predicted == "greater" else -1
         if max(s * lo, s * hi) < 0:
-            return "not supported"
+            return "contradicted"
         if inside:
             return "negligible" if p_holm < alpha else null_verdict
         return "inconclusive"
-    return "not supported" if (lo > margin or hi < -margin) else "inconclusive"
+    return "contradicted" if (lo > margin or hi < -margin) else "inconclusive"
 
 
 @dataclass(frozen=True)
@@ -98,10 +99,13 @@ class Row:
     n_undecided: int = 0
     testable: bool = True
     robust_to_failures: bool = True
-    null_verdict: str = "not supported"
+    null_verdict: str = "precise null"
     discriminating: bool = False
+    p_margin_best: float = float("nan")  # p_margin with undecided images counted for the claim (the best case)
+    dmm_effect: float = float("nan")     # the effect (additive scale) at which ``power_at`` gives the power
     notes: dict = field(default_factory=dict)
     power_at: Callable | None = field(default=None, compare=False, repr=False)
+    per_image: tuple | None = field(default=None, compare=False, repr=False)  # (low, high) Series, images as index
 
     def __post_init__(self):
         stats.check_choice(self.kind, ROW_KINDS, "kind")
@@ -122,17 +126,21 @@ def judge(rows: list[Row], family: str, alpha: float = stats.ALPHA) -> pd.DataFr
     procedure has; m the family's testable rows) with the N it would need; ``verdict``; ratios shown as ratios."""
     if not rows:
         return pd.DataFrame(columns=COLUMNS)
-    t = pd.DataFrame([{k: v for k, v in asdict(r).items() if k not in ("notes", "power_at")} | r.notes for r in rows])
+    skip = ("notes", "power_at", "per_image")
+    t = pd.DataFrame([{f.name: getattr(r, f.name) for f in fields(r) if f.name not in skip} | r.notes for r in rows])
     testable = t["testable"].astype(bool)
     t["p_holm"] = stats.holm(t["p"].where(testable))
     t["p_margin_holm"] = stats.holm(t["p_margin"].where(testable))
+    # the best case (undecided images for the claim) adjusted as the family's worst case is: at the same step
+    best = t["p_margin_best"].where(testable & t["p_margin_best"].notna(), t["p_margin"].where(testable))
+    t["p_margin_best_holm"] = stats.holm(best)
     m = max(1, int((testable & t["p_margin"].notna()).sum()))
     powers = [r.power_at(alpha / m) if r.power_at and r.testable else None for r in rows]
     t["power"] = [p.power if p else np.nan for p in powers]
     t["n_needed"] = [p.n_needed if p else np.nan for p in powers]
     t["verdict"] = [verdict(r.kind, ph, pm, r.ci_low, r.ci_high, r.margin, alpha, r.predicted, r.null_verdict,
-                            r.testable, r.robust_to_failures)
-                    for r, ph, pm in zip(rows, t["p_holm"], t["p_margin_holm"])]
+                            r.testable, r.robust_to_failures and not (pm >= alpha and pb < alpha))
+                    for r, ph, pm, pb in zip(rows, t["p_holm"], t["p_margin_holm"], t["p_margin_best_holm"])]
     ratio = t["scale"] == "ratio"
     for col in ("effect", "ci_low", "ci_high"):
         t[col] = t[col].astype(float)
@@ -170,48 +178,56 @@ def effect_text(r: dict) -> str:
 
 # ---------------------------------------------------------------- the common row: a location on per-image values
 
-def location_test(low, high, predicted: str, margin: float, exact_test: str = "sign") -> dict:
-    """The statistics of a "difference" row on per-image values (intervals where censored; see lib.inference.stats):
-    one-sided tests toward ``predicted`` of no effect (p) and of the margin (p_margin), the median with a
-    distribution-free 95% CI, and the power of the margin test as a function of alpha.
+def location_test(low, high, predicted: str, margin: float, dmm_effect: float | None = None) -> dict:
+    """The statistics of a "difference" row on per-image values (intervals where censored; see lib.inference.stats),
+    all about one parameter, the median: one-sided exact sign tests toward ``predicted`` of no effect (p) and of the
+    margin (p_margin), the median with its distribution-free 95% interval (order statistics), and the power of the
+    margin test as a function of alpha.
 
-    exact_test "wilcoxon": the signed-rank test where every value is exact (more power); censored values
-    always take the exact sign test, which counts an image whose interval contains the null against the
-    claim (the worst case, so the test stays valid)."""
-    stats.check_choice(exact_test, ("sign", "wilcoxon"), "exact_test")
+    Why the sign test and not Wilcoxon's signed-rank test: the signed-rank test is about the pseudo-median (the
+    median of the pairwise means), which differs from the median wherever the per-image values are skewed (they are:
+    log ratios of shares and of norms have long tails), so a median shown at the margin beside a signed-rank p was
+    called supported far more often than alpha (tests/test_stats.py simulates it).
+
+    An undecided image (censored, its interval contains the null) counts against the claim, the worst case, so the
+    test stays valid; ``p_margin_best`` counts it for the claim (the best case): where the two disagree the failed
+    attacks decide the row (lib.inference.verdicts.judge then says inconclusive).
+
+    Power: of the margin test at this N, where the median per-image effect is ``dmm_effect`` (what DMM predicts, on
+    the additive scale with its sign; None: twice the margin on the predicted side), the values' observed shape kept
+    (shifted so that their median sits there)."""
     low, high = np.asarray(low, float), np.asarray(high, float)
     keep = ~(np.isnan(low) | np.isnan(high))
     low, high = low[keep], high[keep]
     s = 1 if predicted == "greater" else -1
-    censored = bool(np.any(low < high))
     med, lo, hi = stats.median_ci(low, 0.95, high)
     undecided = int(((low <= 0) & (high >= 0) & (low < high)).sum())
-    if exact_test == "wilcoxon" and not censored:
-        w, p = stats.wilcoxon(low, predicted)
-        _, p_margin = stats.wilcoxon(low - s * margin, predicted)
-        statistic = f"Wilcoxon signed-rank W={w:.4g}, one-sided ({predicted})"
-        power_at = lambda a: power.power_signed_rank(low - s * margin, predicted, a)
-    else:
-        up, down, und, p = stats.sign_test(low, predicted, high)
-        p_margin = stats.sign_test(low, predicted, high, null=s * margin)[3]
-        statistic = (f"sign test, one-sided ({predicted}): {up} above, {down} below"
-                     + (f", {und} undecided (failed attacks; counted against the claim)" if und else ""))
-        power_at = lambda a: power.power_sign(low, high, s * margin, predicted, a)
-    return {"effect": med, "ci_low": lo, "ci_high": hi, "p": p, "p_margin": p_margin, "n": len(low),
-            "n_censored": int((low < high).sum()), "n_undecided": undecided, "statistic": statistic,
-            "predicted": predicted, "margin": margin, "kind": "difference", "power_at": power_at}
+    up, down, und, p = stats.sign_test(low, predicted, high)
+    p_margin = stats.sign_test(low, predicted, high, null=s * margin)[3]
+    p_margin_best = stats.sign_test(high if s > 0 else low, predicted, null=s * margin)[3]
+    statistic = (f"sign test of the median, one-sided ({predicted}): {up} above, {down} below"
+                 + (f", {und} undecided (failed attacks; counted against the claim)" if und else ""))
+    target = 2 * s * margin if dmm_effect is None else float(dmm_effect)
+    shift = target - med if np.isfinite(med) else np.nan
+    power_at = lambda a: power.power_sign(low + shift, high + shift, s * margin, predicted, a)
+    return {"effect": med, "ci_low": lo, "ci_high": hi, "p": p, "p_margin": p_margin, "p_margin_best": p_margin_best,
+            "n": len(low), "n_censored": int((low < high).sum()), "n_undecided": undecided, "statistic": statistic,
+            "predicted": predicted, "margin": margin, "kind": "difference", "power_at": power_at,
+            "dmm_effect": target}
 
 
 def location_row(claim_id: str, short: str, claim: str, dataset: str, split: str, low, high=None, *,
                  predicted: str = "greater", margin: float = float(np.log(1.1)), scale: str = "ratio",
-                 exact_test: str = "sign", max_undecided: float = 0.5, **more) -> Row:
-    """A "difference" Row from per-image values (``high`` for censored intervals). More than ``max_undecided``
-    of the images undecided makes it not testable: no test of their sign could then decide either way."""
+                 dmm_effect: float | None = None, max_undecided: float = 0.5, **more) -> Row:
+    """A "difference" Row from per-image values (``high`` for censored intervals; pandas Series indexed by image keep
+    their values on the row, ``per_image``, for pooling over networks that share the images). More than
+    ``max_undecided`` of the images undecided makes it not testable: no test of their sign could then decide."""
     high = low if high is None else high
-    fields = location_test(low, high, predicted, margin, exact_test)
+    per_image = (low, high) if isinstance(low, pd.Series) and isinstance(high, pd.Series) else None
+    fields = location_test(low, high, predicted, margin, dmm_effect)
     testable = more.pop("testable", True) and fields["n_undecided"] <= max_undecided * max(1, fields["n"])
     return Row(claim_id=claim_id, short=short, claim=claim, dataset=dataset, split=split, scale=scale,
-               testable=testable, **fields, **more)
+               testable=testable, per_image=per_image, **fields, **more)
 
 
 def rules_markdown(family: str, margins: str = "") -> str:
@@ -219,5 +235,6 @@ def rules_markdown(family: str, margins: str = "") -> str:
     head = (f"**How these verdicts are reached.** Holm family *{family}*: every row's p-values are adjusted over "
             f"this family only. {margins + ' ' if margins else ''}*p (margin, Holm)* tests the hypothesis whose "
             "rejection makes a row *supported*; *power* is that test's at Holm's first-step level α/m (a lower "
-            "bound), at the observed effect.")
+            "bound) at the row's N, where the effect is the one DMM predicts (*dmm effect*; where the page states "
+            "none, twice the margin), not at the observed effect.")
     return head + "\n\n" + "\n".join(f"* **{v}**: {why};" for v, why in RULES)

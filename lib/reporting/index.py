@@ -30,7 +30,8 @@ table{border-collapse:collapse;width:100%} .scroll{overflow-x:auto;max-width:100
 td,th{border:1px solid #ccc;padding:6px;vertical-align:top;text-align:left;overflow-wrap:break-word}
 ul{margin:0;padding-left:1.2em} img.answer{max-width:100%;height:auto;display:block;margin:1em 0}
 .answer p{font-size:1em;margin:0.5em 0} .note{color:#555;font-style:italic}
-.v-supported{background:#eef8ee} .v-not-supported{background:#fbeeee} .v-explained-by-dimension-alone{background:#fff6e0}
+.v-supported{background:#eef8ee} .v-contradicted{background:#fbeeee} .v-precise-null{background:#f7eef4}
+.v-explained-by-dimension-alone{background:#fff6e0}
 .v-negligible{background:#f1ecf8} .v-not-testable{background:#eaf3fa} .v-inconclusive{background:#f4f4f4}
 .pub{color:#777} .na{color:#a33} .failed,.interrupted{color:#c00;font-weight:bold} .ok{color:#070}
 .running,.queued,.stale{color:#a60;font-weight:bold}"""
@@ -76,7 +77,9 @@ def rules_html():
     return ("<p class=note>Each notebook's rows form one Holm family (column <i>family</i>); <i>p (margin, Holm)</i> "
             "tests the hypothesis whose rejection makes a row supported (beyond the negligible band on the predicted "
             "side, or within it for an equivalence); <i>power</i> is that test's at Holm's first-step level α/m, a "
-            "lower bound.</p><ul class=note>" + items + "</ul>")
+            "lower bound, at the row's N where the effect is the one DMM predicts (not the observed one). Each family "
+            "holds its false-supported rate at 5%; across the six families behind the answer the chance of at least "
+            "one false supported row is up to 1 − 0.95⁶ ≈ 26% (the deciding rows of 05 are one family).</p><ul class=note>" + items + "</ul>")
 
 
 def _figure(results, name):

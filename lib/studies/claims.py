@@ -55,6 +55,21 @@ CLAIMS = {  # id: (short label, the claim in words)
 DISCRIMINATING = ("3", "4", "5")
 
 
+def dmm_effect(cid: str, margin: float, k: int | None = None, n: int | None = None) -> float | None:
+    """The effect (additive scale) DMM predicts for claims 3 and 4, at which the table shows each row's power: the
+    effect at twice the turning steepness of notebook 08's world 1 (gradient g = U w + s v; the turning point s_t is
+    where the claim's effect sits at the margin). Claim 3's effect is s / R (R the random subspace's on/off ratio), so
+    twice s_t gives twice the margin; claim 4's is 1 / ((1 + s^2) m) (m the random share's median), so 1 + s_t^2 =
+    margin / m and twice s_t gives 1 / (m (1 + 4 (margin / m - 1))). ``margin``: the log of the ratio margin. Other
+    claims have no such mapping: None (lib.inference.verdicts then takes twice the margin)."""
+    if cid in ("3", "3c", "3pca"):
+        return float(np.log(2 * np.exp(margin)))
+    if cid == "4":
+        m = stats.random_share_median(k, n)
+        return float(-np.log(m * (1 + 4 * (np.exp(margin) / m - 1))))
+    return None
+
+
 def _row(cid, where, low, high=None, control=None, **kw) -> verdicts.Row:
     short, text = CLAIMS[cid]
     return verdicts.location_row(cid, short, text.format(control=CONTROL_WORDS.get(control, control)),
@@ -119,32 +134,34 @@ def claim_gap(r, where, control="random", margin=np.log(1.1), max_failure_rate=0
     leak = {s: float(rec.arm(r, ("on", s))["subspace_share"].median()) for s in ("tangent", control)}
     cid = {"random": "3", "coordinate": "3c", "pca": "3pca"}[control]
     return _row(cid, where, e.low, e.high, control, margin=margin, max_undecided=max_failure_rate,
+                dmm_effect=dmm_effect(cid, margin),
                 testable=rates[control] <= max_failure_rate,
-                null_verdict="not supported" if control == "pca" else DIMENSION,
+                null_verdict="precise null" if control == "pca" else DIMENSION,
                 notes={"control": control, "failures": _failures(e),
                        "on_failure_rate": ", ".join(f"{s} {v:.0%}" for s, v in rates.items()),
                        "leakage": ", ".join(f"{s} {v:.2f}" for s, v in leak.items())})
 
 
 def claim_gradient_share(r, where, margin=np.log(1.1), control="random") -> verdicts.Row:
-    """4: log(share in the tangent space / share in a random subspace of the same k) < 0, per image (Wilcoxon).
+    """4: log(share in the tangent space / share in a random subspace of the same k) < 0, per image (sign test of the
+    median).
     Beside it, the median of each tangent share's Beta CDF (0.5 for a random subspace)."""
     e = rec.share_log_ratio(r, "tangent", control)
     k, n = rec.dimensions(r, "tangent")
     u = stats.random_share_cdf(rec.arm(r, rec.ON_T)["grad_share"].astype(float), k, n)
-    row = _row("4", where, e.low, e.high, margin=margin, predicted="less", exact_test="wilcoxon",
+    row = _row("4", where, e.low, e.high, margin=margin, predicted="less", dmm_effect=dmm_effect("4", margin, k, n),
                null_verdict=DIMENSION)
     return replace(row, statistic=row.statistic + f"; median Beta CDF of the tangent share {np.median(u):.2f} "
                                                    "(random subspace: 0.5)")
 
 
 def claim_class_cosine(r, where, versus=rec.OFF_T, margin=0.05, cid=None) -> verdicts.Row:
-    """5a/5b/5c: cosine(delta, mu_target - mu_true) on the manifold minus in ``versus``, > 0 (Wilcoxon where
-    every attack succeeded; else the sign test, a failed attack's cosine bounded by [-1, 1])."""
+    """5a/5b/5c: cosine(delta, mu_target - mu_true) on the manifold minus in ``versus``, > 0 (the sign test of the
+    median; a failed attack's cosine is bounded by [-1, 1], so it may leave an image undecided)."""
     cid = cid or {rec.OFF_T: "5a", ("on", "random"): "5b", ("on", "pca"): "5c"}[tuple(versus)]
     e = rec.difference(r, rec.ON_T, versus)
-    return _row(cid, where, e.low, e.high, versus[1], margin=margin, scale="difference", exact_test="wilcoxon",
-                null_verdict=DIMENSION if versus[1] == "random" else "not supported",
+    return _row(cid, where, e.low, e.high, versus[1], margin=margin, scale="difference",
+                null_verdict=DIMENSION if versus[1] == "random" else "precise null",
                 notes={"control": versus[1], "failures": _failures(e)})
 
 
@@ -169,7 +186,7 @@ def claim_train_test(rd, where, margin=np.log(1.1), alpha=stats.ALPHA) -> verdic
     """6: the tangent on/off log ratio has the same distribution for training and test images, within the
     margin: two one-sided Mann-Whitney tests of the shift (different images; exact values); effect: the
     Hodges-Lehmann shift train - test with its Moses CI. Failures could change the verdict where the share of
-    censored images differs between the splits (Fisher's exact test significant): then not supported."""
+    censored images differs between the splits (Fisher's exact test significant): then inconclusive."""
     e = {s: rec.log_ratio(rd[rd["split"] == s], rec.ON_T, rec.OFF_T) for s in ("train", "test")}
     x, y = e["train"].complete, e["test"].complete
     u, p = stats.mann_whitney(x, y)
@@ -294,11 +311,13 @@ def answer(table: pd.DataFrame, records: pd.DataFrame, split: str = "test") -> l
 def _reading(v: str) -> str:
     """A verdict in a sentence: what it means for DMM's prediction."""
     return {"supported": "supported (beyond the margin, after Holm)",
-            "not supported": "not supported (the effect points the other way, or is a precise null)",
+            "contradicted": "contradicted (the effect points the other way: its whole interval lies on the wrong side)",
+            "precise null": "a precise null (not significant, the whole interval inside the negligible band)",
             "negligible": "negligible (real, but inside the margin)",
             DIMENSION: "explained by dimension alone (a precise null against a random subspace)",
             "not testable": "not testable at this budget",
-            "inconclusive": "inconclusive (the interval straddles the margin)"}.get(v, v)
+            "inconclusive": "inconclusive (the interval straddles the margin, or failed attacks could decide it)"
+            }.get(v, v)
 
 
 def _ratio(s: dict) -> str:

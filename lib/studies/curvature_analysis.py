@@ -152,7 +152,7 @@ MEASURES = {"06a": ("tangent_rms", "random_rms"), "06b": ("tangent_normal_share"
 
 
 def paired_log_ratio_row(claim_id, dataset, split, a, b, predicted, margin=np.log(1.1)):
-    """One "difference" Row (lib.inference.verdicts) on per-image log(a / b), exact values: one-sided Wilcoxon signed-rank
+    """One "difference" Row (lib.inference.verdicts) on per-image log(a / b), exact values: one-sided sign
     tests toward ``predicted`` of no effect and of the margin, the median with a distribution-free 95% interval.
     A precise null against a random subspace of the same k is "explained by dimension alone"."""
     a, b = np.asarray(a, float), np.asarray(b, float)
@@ -161,7 +161,7 @@ def paired_log_ratio_row(claim_id, dataset, split, a, b, predicted, margin=np.lo
     left_out = int((~usable).sum())
     short, text = CLAIMS[claim_id]
     row = verdicts.location_row(claim_id, short, text, dataset, split, d, predicted=predicted, margin=margin,
-                                exact_test="wilcoxon", null_verdict="explained by dimension alone")
+                                null_verdict="explained by dimension alone")
     if left_out:
         row = replace(row, statistic=row.statistic + f"; {left_out} images with a zero value left out")
     return row

@@ -159,7 +159,7 @@ def per_seed_table(rows_by_pair):
     return pd.concat(tables, ignore_index=True) if tables else pd.DataFrame()
 
 
-def pooled_tables(rows_by_pair, seed0, method="dl", hksj=False, alpha=0.05, separately=True):
+def pooled_tables(rows_by_pair, seed0, method="dl", hksj=True, alpha=0.05, separately=True):
     """(pooled table of the seed pairs, FAMILY; table of the one-network series, FAMILY_ONE; groups) with groups
     {(dataset, claim_id, series): [(clf_seed, ae_seed, Row)]}, the seed rows each pooled row pools."""
     groups = {}
@@ -190,8 +190,9 @@ def with_agreement(pooled, per_seed):
 
 
 def variance_source(one_network: pd.DataFrame, pooled: pd.DataFrame | None = None) -> pd.DataFrame:
-    """Per data set and claim: tau^2 with the classifier seed varied and with the autoencoder seed varied, which is
-    larger ("neither" where both are 0), and (from ``pooled``) tau^2 with both varied together."""
+    """Per data set and claim: tau^2 with the classifier seed varied and with the autoencoder seed varied, with
+    their upper confidence bounds, which estimate is larger ("neither" where both are 0: a few seeds cannot tell
+    which network carries the variance, nor that there is none), and (from ``pooled``) tau^2 with both varied."""
     rows = []
     for (name, cid), t in one_network.groupby(["dataset", "claim_id"]) if len(one_network) else []:
         tau = {s: float(t.loc[t["series"] == SERIES[s], "tau2"].iloc[0]) for s in ("classifier", "autoencoder")
@@ -199,9 +200,13 @@ def variance_source(one_network: pd.DataFrame, pooled: pd.DataFrame | None = Non
         if len(tau) < 2:
             continue
         larger = "neither" if max(tau.values()) == 0 else max(tau, key=tau.get)
+        upper = {s: float(t.loc[t["series"] == SERIES[s], "tau2_upper"].iloc[0]) if "tau2_upper" in t else np.nan
+                 for s in ("classifier", "autoencoder")}
         rows.append({"dataset": name, "claim_id": cid, "short": t["short"].iloc[0].split(" · ")[0],
                      "tau² (classifier varied)": tau["classifier"], "tau² (autoencoder varied)": tau["autoencoder"],
-                     "carries the variance": larger})
+                     "tau² upper bound (classifier)": upper["classifier"],
+                     "tau² upper bound (autoencoder)": upper["autoencoder"], "seeds": int(t["n"].max()) if "n" in t else np.nan,
+                     "larger estimate": larger})
         both = pooled[(pooled["dataset"] == name) & (pooled["claim_id"] == cid)] if pooled is not None else []
         if len(both):
             rows[-1]["tau² (both varied)"] = float(both["tau2"].iloc[0])
@@ -244,14 +249,20 @@ def answer(pooled: pd.DataFrame, source: pd.DataFrame) -> list[str]:
     out = []
     for _, r in pooled.iterrows():
         name = claims.DATASET_NAMES.get(r["dataset"], r["dataset"])
-        out.append(f"{name}, claim {r['short'].split(' · ')[0]} over {r['seeds']} seed pairs: pooled "
-                   f"{r['effect_text'].split(' (')[0]}, tau² = {r['tau2']:.3g}; {r['verdict']} "
+        upper = r.get("tau2_upper", np.nan)
+        bound = f" (up to {upper:.3g} not ruled out by {r['seeds']} seeds)" if pd.notna(upper) else ""
+        out.append(f"{name}, claim {r['short'].split(' · ')[0]} over {r['seeds']} seed pairs on the same images: pooled "
+                   f"{r['effect_text'].split(' (')[0]}, tau² = {r['tau2']:.3g}{bound}; {r['verdict']} "
                    f"({r['agreeing_seeds']} seeds' own verdicts agree: {r['seed_verdicts']}).")
     for _, s in source.iterrows():
         name = claims.DATASET_NAMES.get(s["dataset"], s["dataset"])
-        who = {"classifier": "the classifier carries most of it", "autoencoder": "the autoencoder (the manifold "
-               "estimate) carries most of it", "neither": "neither network's seed alone adds variance beyond the "
-               "images' (tau² = 0)"}[s["carries the variance"]]
+        bounds = (f"; upper {1 - 0.05:.0%} bounds {s['tau² upper bound (classifier)']:.3g} and "
+                  f"{s['tau² upper bound (autoencoder)']:.3g}" if pd.notna(s["tau² upper bound (classifier)"]) else "")
+        who = {"classifier": "the classifier's estimate is the larger", "autoencoder": "the autoencoder's (the "
+               "manifold estimate's) is the larger", "neither": "neither estimate is above 0"}[s["larger estimate"]]
+        who += (f"{bounds}. With {s['seeds']} seeds an estimate says little: a tau² of 0 is often estimated where "
+                "the true one is positive, so this shows neither that the seeds add no variance nor which network "
+                "carries it")
         both = (f" (both varied together: {s['tau² (both varied)']:.3g})"
                 if pd.notna(s.get("tau² (both varied)", np.nan)) else "")
         out.append(f"{name}, claim {s['short']}: between-seed variance tau² = {s['tau² (classifier varied)']:.3g} with "
