@@ -23,7 +23,7 @@ from scipy import stats as sps  # noqa: E402
 
 from lib.experiments import records as rec  # noqa: E402
 from lib.inference import pooling, stats  # noqa: E402
-from lib.studies import claims  # noqa: E402
+from lib.studies.manifold import claims  # noqa: E402
 
 
 def rate(hits) -> str:

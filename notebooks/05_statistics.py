@@ -79,7 +79,7 @@ from lib.figures import plots
 from lib.inference import verdicts
 from lib.infra import runtime
 from lib.reporting import report
-from lib.studies import claims
+from lib.studies.manifold import claims
 from lib.experiments import records as rec
 
 run = runtime.start("05_statistics", profile, 0, "cpu")

@@ -70,8 +70,9 @@ from lib.boundary import curvature as cv
 from lib.infra import runtime
 from lib.learn import data, session
 from lib.reporting import report, tables
-from lib.studies import curvature_report as cr, curvature_runs as runs
-from lib.studies import curvature_analysis as ca
+from lib.studies.curvature import curvature_report
+from lib.studies.curvature import curvature_runs
+from lib.studies.curvature import curvature_analysis
 from lib.figures import plots_curvature as pc
 
 run, model_settings, found, missing = session.start("06_curvature", profile, seed, device, datasets, model_settings)
@@ -91,11 +92,11 @@ for name in [n for n in found if found[n].n > 784]:  # conv nets: n = 3072 needs
 models, frames, profiles, boundary = {}, [], {}, {}
 for name, (clf, ae) in data.each_available(found, missing, lambda d: model_settings.models(d, run.device)).items():
     d = found[name]
-    m = models[name] = runs.nets_for(clf.model, ae.model, beta, fd_h or cv.default_h(d.n), d.test_x[:1000].to(run.device),
+    m = models[name] = curvature_runs.nets_for(clf.model, ae.model, beta, fd_h or cv.default_h(d.n), d.test_x[:1000].to(run.device),
                                      keys=(clf.key, ae.key))  # the keys of its cached measurements
     print(f"{name}: classifier {clf.summary()}, autoencoder (k = {m.k}) {ae.summary()}; "
           f"softplus twin (beta={beta}) agrees with the MLP on {m.agree:.1%} of 1,000 test labels; h = {m.h:.4f}")
-    f, profiles[name], boundary[name] = runs.boundary_spectra(name, m, d, splits, n_points, seed, run.device)
+    f, profiles[name], boundary[name] = curvature_runs.boundary_spectra(name, m, d, splits, n_points, seed, run.device)
     frames += f
 records = tables.stack(frames)
 if len(records):
@@ -113,7 +114,7 @@ for name in models:
                           f"{name}: principal curvatures at DeepFool boundary points, sorted per image and averaged")
 
 # %%
-summary = cr.summary_table(records)
+summary = curvature_report.summary_table(records)
 summary.style.format({"median_distance": "{:.3f}", "mean_curvature": "{:+.5f}", "min_curvature": "{:+.3f}",
                       "max_curvature": "{:+.3f}", "share_negative_mean": "{:.0%}"}).hide(axis="index").set_caption(
     "softplus twin. median_distance: DeepFool ‖r‖; mean / min / max: over images, of each image's mean, most negative and "
@@ -128,7 +129,7 @@ summary.style.format({"median_distance": "{:.3f}", "mean_curvature": "{:+.5f}", 
 
 # %%
 scales = pd.DataFrame([row for name, m in models.items()
-                       for row in runs.scale_sweep(name, m, found[name], n_scale, h_sweep, beta_sweep, seed, run.device)])
+                       for row in curvature_runs.scale_sweep(name, m, found[name], n_scale, h_sweep, beta_sweep, seed, run.device)])
 for name in models:
     pc.scale_dependence(scales[scales["dataset"] == name], f"{name}: curvature against the scale")
 
@@ -149,15 +150,15 @@ for name in models:
 # this notebook's rows (its own family); the report's verdict rule, stated below the table.
 
 # %%
-smooth = records[records["method"] == runs.TWIN] if len(records) else records
+smooth = records[records["method"] == curvature_runs.TWIN] if len(records) else records
 if len(smooth):
     pc.tangent_vs_random(smooth, "softplus twin: tangent space (red) vs a random subspace of the same k (grey), per image")
 
 # %%
-verdicts, check_table = ca.verdict_tables(records, np.log(margin))
-runtime.show(ca.verdicts.rules_markdown(ca.FAMILY))
+verdicts, check_table = curvature_analysis.verdict_tables(records, np.log(margin))
+runtime.show(curvature_analysis.verdicts.rules_markdown(curvature_analysis.FAMILY))
 cols = ["short", "dataset", "split", "statistic", "effect_text", "margin_text", "p_margin_holm", "n", "power", "verdict"]
-answer = ca.answer(verdicts)
+answer = curvature_analysis.answer(verdicts)
 for sentence in answer:
     runtime.show(f"**{sentence}**")
 verdicts[cols].style.hide(axis="index").format({"p_margin_holm": "{:.3g}", "power": "{:.2f}"}, na_rep="–") if len(verdicts) else verdicts
@@ -183,14 +184,14 @@ check_table[cols].style.hide(axis="index").format({"p_margin_holm": "{:.3g}", "p
 # %%
 share_rows, noise_tables = [], []
 for name, m in models.items():
-    rows, noise = runs.shared_directions(name, m, found[name], boundary[name].get("test"), points=shared_points,
+    rows, noise = curvature_runs.shared_directions(name, m, found[name], boundary[name].get("test"), points=shared_points,
                                          per_point=shared_per_point, dim=shared_dim, n_points=n_points,
                                          noise_norms=noise_norms, seed=seed, device=run.device)
     share_rows += rows
     noise_tables.append(noise)
 shares = pd.DataFrame(share_rows)
 for name in shares["dataset"].unique() if len(shares) else []:
-    runtime.show(cr.shares_sentence(shares, name))
+    runtime.show(curvature_report.shares_sentence(shares, name))
 shares.style.hide(axis="index").format(precision=3)
 
 # %%
@@ -211,12 +212,12 @@ if noise_tables:
 # %%
 roc, det_rows = {}, []
 for name, m in models.items():
-    rows, curves = runs.detection(name, m, found[name], n_detect, detect_draws, pgd, seed, run.device)
+    rows, curves = curvature_runs.detection(name, m, found[name], n_detect, detect_draws, pgd, seed, run.device)
     det_rows += rows
     roc.update(curves)
 detection = pd.DataFrame(det_rows)
 for r in detection.to_dict("records"):
-    runtime.show(cr.detection_sentence(r))
+    runtime.show(curvature_report.detection_sentence(r))
 if roc:
     pc.roc_curves(roc, "curvature-based detection (twin)")
 detection.style.hide(axis="index").format(precision=3)
@@ -235,10 +236,10 @@ detection.style.hide(axis="index").format(precision=3)
 dynamics = {}
 for name in [n for n in dynamics_datasets if n in models]:
     d, m = found[name], models[name]
-    dynamics[name] = runs.dynamics(m, d, n_dynamics, beta, seed, run.device, model_settings.classifier_epochs,
+    dynamics[name] = curvature_runs.dynamics(m, d, n_dynamics, beta, seed, run.device, model_settings.classifier_epochs,
                                    model_settings.classifier_train_subset, dynamics_epochs, model_settings.classifier_lr)
     pc.training_dynamics(dynamics[name], m.k, d.n, f"{name}: geometry over training (checkpoints of the quick classifier)")
-    runtime.show(cr.dynamics_sentence(name, dynamics[name], margin))
+    runtime.show(curvature_report.dynamics_sentence(name, dynamics[name], margin))
 for name in [n for n in dynamics_datasets if n not in models]:
     runtime.show(f"> **{name}: training dynamics not measured** (its data or models are not available here).")
 dynamics_table = tables.stack(t.assign(dataset=n) for n, t in dynamics.items())
@@ -255,7 +256,7 @@ dynamics_table.style.hide(axis="index").format(precision=4)
 
 # %%
 report.write_results(
-    run, "06 · Decision-boundary curvature", headline=cr.headlines(models, splits[0], summary, verdicts, shares, detection),
+    run, "06 · Decision-boundary curvature", headline=curvature_report.headlines(models, splits[0], summary, verdicts, shares, detection),
     answer=answer, data_sources={name: d.describe() for name, d in found.items()}, unavailable=missing,
     verdicts=verdicts[["family", "claim_id", "short"] + cols + ["effect", "ci_low", "ci_high", "p", "p_holm", "p_margin"]].to_dict(orient="records") if len(verdicts) else [],
     checks=check_table[cols].to_dict(orient="records") if len(check_table) else [],

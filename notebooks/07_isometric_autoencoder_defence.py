@@ -91,13 +91,16 @@ from lib.inference import published
 from lib.infra import runtime
 from lib.learn import session
 from lib.reporting import report, tables
-from lib.studies import checklist, defence
-from lib.studies import defence_report as dr, defence_setup as ds, iae_study
+from lib.studies.defence import checklist
+from lib.studies.defence import defence
+from lib.studies.defence import defence_report
+from lib.studies.defence import defence_setup
+from lib.studies.defence import iae_study
 
 run, model_settings, found, missing = session.start("07_isometric_autoencoder_defence", profile, seed, device,
                                                     datasets, model_settings)
-dr.check_params(lambdas, recon_tolerance, eps_grid, finetune_threshold)
-for name, why in ds.drop_unsupported(found, missing).items():
+defence_report.check_params(lambdas, recon_tolerance, eps_grid, finetune_threshold)
+for name, why in defence_setup.drop_unsupported(found, missing).items():
     runtime.show(f"> **{name}: not run.** {runtime.escape(why)}")
 
 # %% [markdown]
@@ -172,14 +175,14 @@ plots_defence.singular_values(sv_values, {name: m["k"] for name, m in models.ite
 # image that a defended model gets wrong without any attack counts as broken at every budget.
 
 # %%
-setups, defended, keys, records = dr.defend_and_attack(  # keys: each defended model's identity, its results' cache key
+setups, defended, keys, records = defence_report.defend_and_attack(  # keys: each defended model's identity, its results' cache key
     models, found, finetune_threshold, defence.FinetuneConfig(finetune_epochs, finetune_lr, seed, finetune_subset),
     n_images, eps_grid=eps_grid, steps=attack_steps, restarts=attack_restarts, seed=seed, device=run.device)
 clean = pd.DataFrame([row for s in setups.values() for row in s.clean_rows])
 clean.style.format({"clean accuracy": "{:.1%}", "CI low": "{:.1%}", "CI high": "{:.1%}"}).hide(axis="index")
 
 # %%
-robust = dr.robust_table(records, models)
+robust = defence_report.robust_table(records, models)
 wide = robust.pivot_table(index=["dataset", "attack", "defence"], columns="eps", values="robust accuracy", sort=False)
 wide.style.format("{:.0%}")
 
@@ -194,11 +197,11 @@ plots_defence.robust_accuracy_by_dataset(robust, models, f"robust accuracy (n = 
 # value of the main run. A curve that is still falling means the main run overstates robustness.
 
 # %%
-curves, long_records, convergence_table, unconverged = dr.convergence(
+curves, long_records, convergence_table, unconverged = defence_report.convergence(
     defended, robust, keys=keys, eps=convergence_eps, steps=convergence_steps, restarts=convergence_restarts,
     attack_steps=attack_steps, margin=margin, seed=seed)
 plots_defence.convergence(curves, convergence_eps)
-dr.show_unconverged(unconverged, margin)
+defence_report.show_unconverged(unconverged, margin)
 convergence_table.style.format(precision=2).hide(axis="index")
 
 # %% [markdown]
@@ -211,7 +214,7 @@ convergence_table.style.format(precision=2).hide(axis="index")
 # the ball, misclassified). The verdicts below count an image robust only if neither our attacks nor AutoAttack broke it.
 
 # %%
-suite, aa_records, aa_table = dr.autoattack(
+suite, aa_records, aa_table = defence_report.autoattack(
     defended, keys, transfer=records, l2_eps=verdict_eps, linf_eps=linf_eps,
     square_eps=max(verdict_eps), cfg=autoattack.SuiteConfig(aa_steps, aa_targets, square_queries, seed).check())
 tables.save_csv(suite, profile, "07_autoattack_records.csv")
@@ -248,9 +251,9 @@ published.projection_defences().style.format(precision=2, na_rep="–").hide(axi
 # accuracy at each budget follows from the smallest perturbation found for each image.
 
 # %%
-manifold_records, manifold_table = dr.manifold_attacks(defended, keys=keys, eps_grid=eps_grid, alpha=manifold_alpha,
+manifold_records, manifold_table = defence_report.manifold_attacks(defended, keys=keys, eps_grid=eps_grid, alpha=manifold_alpha,
                                                        steps=manifold_steps)
-manifold_robust = dr.robust_table(manifold_records, defended)
+manifold_robust = defence_report.robust_table(manifold_records, defended)
 plots_defence.robust_accuracy_by_dataset(manifold_robust, defended,
                                          f"attacks confined to each defence's manifold (n = {n_images})")
 tables.save_csv(manifold_records, profile, "07_manifold_records.csv")
@@ -268,9 +271,9 @@ manifold_table.style.format(precision=2, na_rep="–").hide(axis="index")
 
 # %%
 every = tables.stack([records, manifold_records, long_records, aa_records])
-worst = dr.robust_table(checklist.worst(every), models)
-table = dr.verdict_table(spread, every, verdict_eps, margin, unconverged)
-runtime.show(dr.rules_markdown(margin))
+worst = defence_report.robust_table(checklist.worst(every), models)
+table = defence_report.verdict_table(spread, every, verdict_eps, margin, unconverged)
+runtime.show(defence_report.rules_markdown(margin))
 table[["short", "dataset", "claim", "effect_text", "margin_text", "p_margin_holm", "n", "power", "verdict"]].style.format(
     {"p_margin_holm": "{:.3g}", "power": "{:.2f}"}, na_rep="–").hide(axis="index")
 
@@ -278,20 +281,20 @@ table[["short", "dataset", "claim", "effect_text", "margin_text", "p_margin_holm
 # ## The answer
 
 # %%
-answer = dr.answer(models, worst, manifold_robust, table, verdict_eps, eps_grid)
+answer = defence_report.answer(models, worst, manifold_robust, table, verdict_eps, eps_grid)
 for s in answer:
     runtime.show(f"**{s}**")
 
 # %%
 report.write_results(
     run, "07 · The Isometric-Autoencoder defence",
-    headline=dr.headlines(models, worst, spread, verdict_eps),
+    headline=defence_report.headlines(models, worst, spread, verdict_eps),
     data_sources={name: d.describe() for name, d in found.items()}, unavailable=missing,
     answer=answer, answer_figure="07_answer.png" if models else None,
-    caveats=dr.caveats(iae_epochs, iae_train_subset, n_images, iae_warm_start) if models else [],
+    caveats=defence_report.caveats(iae_epochs, iae_train_subset, n_images, iae_warm_start) if models else [],
     lambda_choice={name: {"lambda": s.lam, "reason": s.why} for name, s in sweeps.items()}, sweep=sweep_table,
     geometry=geometry, clean=clean, robust=robust, convergence=convergence_table, autoattack=aa_table, checklist=checks,
     worst_case=worst, records_csv=["07_records.csv", "07_manifold_records.csv", "07_autoattack_records.csv"],
     finetuned={name: s.finetuned for name, s in setups.items() if s.finetuned}, manifold_attacks=manifold_table,
-    manifold_robust=manifold_robust, verdicts=table[[c for c in dr.VERDICT_COLUMNS if c in table]])
+    manifold_robust=manifold_robust, verdicts=table[[c for c in defence_report.VERDICT_COLUMNS if c in table]])
 print(f"wall time: {run.elapsed():.0f} s")

@@ -17,7 +17,7 @@
 # seeded, n = 784 pixels so that k/n is MNIST's) whose manifold and tangent space, and in world 1 the decision boundary
 # too, are known exactly, run through the same chain as notebooks 03–05: greedy L2 PGD with the gradient projected on
 # or off a subspace (`lib.boundary.attacks.pgd_l2` via `lib.experiments.shards.attack_images`), a random orthonormal subspace of the same k
-# as the control (`lib.geometry.subspaces`), per-image records of the same columns, the claims of notebook 05 (`lib.studies.claims`,
+# as the control (`lib.geometry.subspaces`), per-image records of the same columns, the claims of notebook 05 (`lib.studies.manifold.claims`,
 # unchanged) and the report's one verdict rule (`lib.inference.verdicts.judge`).
 #
 # * **World 1, a dimpled world** (DMM true by construction): data on a k-dimensional affine subspace x = c + U z inside
@@ -68,7 +68,9 @@ from lib.figures import plots_worlds
 from lib.inference import verdicts
 from lib.infra import runtime
 from lib.reporting import report
-from lib.studies import worlds, worlds_report, worlds_trained
+from lib.studies.worlds import worlds
+from lib.studies.worlds import worlds_report
+from lib.studies.worlds import worlds_trained
 from lib.experiments.shards import AttackSettings
 
 run = runtime.start("08_known_manifolds", profile, seed, "cpu")

@@ -85,17 +85,17 @@ from lib.infra import runtime
 from lib.learn import data, session
 from lib.reporting import report
 from lib.figures import plots_replication as pr
-from lib.studies import replication as rp
+from lib.studies.manifold import replication
 
 run, model_settings, found, missing = session.start("09_replication", profile, seed, device, datasets, model_settings)
-seeds = rp.seeds_of(seed, n_seeds)
+seeds = replication.seeds_of(seed, n_seeds)
 
 # %% [markdown]
 # ## The models, one pair per seed
 # Cached like notebooks 01 and 02's (the first seed's pair *is* theirs). Test accuracy and reconstruction MSE per seed.
 
 # %%
-models = data.each_available(found, missing, lambda d: rp.seed_models(d, seeds, model_settings, run.device, extra_ae_epochs))
+models = data.each_available(found, missing, lambda d: replication.seed_models(d, seeds, model_settings, run.device, extra_ae_epochs))
 shorter = ", ".join(f"{n}: {runtime.per_dataset(extra_ae_epochs, n)} of {m.autoencoders[seeds[0]].meta['config']['epochs']}"
                     for n, m in models.items() if runtime.per_dataset(extra_ae_epochs, n))
 if shorter:
@@ -110,7 +110,7 @@ summary.style.format({"test accuracy": "{:.2%}", "test MSE": "{:.4f}"}).hide(axi
 # clipping (claim 1b), in cached shards as in notebooks 03 and 04.
 
 # %%
-records, notes = rp.attack_all({n: found[n] for n in models}, models, n_images, experiment.settings_from(run.shared("attack", attack)), seed=seed,
+records, notes = replication.attack_all({n: found[n] for n in models}, models, n_images, experiment.settings_from(run.shared("attack", attack)), seed=seed,
                                device=run.device, shard_size=shard_size, scheduler=scheduler,
                                separately=vary_separately, flat_boundary=flat_boundary)
 for note in notes:
@@ -128,8 +128,8 @@ if len(records):
 # differ from 05's, which judges a larger family on other images).
 
 # %%
-by_pair = rp.seed_rows(records, margin, cosine_margin, max_failure_rate) if len(records) else {}
-per_seed = rp.per_seed_table(by_pair)
+by_pair = replication.seed_rows(records, margin, cosine_margin, max_failure_rate) if len(records) else {}
+per_seed = replication.per_seed_table(by_pair)
 cols = ["dataset", "clf_seed", "short", "effect_text", "p_holm", "p_margin_holm", "n", "verdict"]
 if len(per_seed):
     display(per_seed[cols].style.format({"p_holm": "{:.2g}", "p_margin_holm": "{:.2g}"}).hide(axis="index"))
@@ -142,19 +142,19 @@ if len(per_seed):
 # median and interval (coloured by its own verdict) and the pooled mean (diamond).
 
 # %%
-pooled, one_network, groups = rp.pooled_tables(by_pair, seed, tau2_method, hksj, alpha, vary_separately)
-pooled = rp.with_agreement(pooled, per_seed) if len(pooled) else pooled
+pooled, one_network, groups = replication.pooled_tables(by_pair, seed, tau2_method, hksj, alpha, vary_separately)
+pooled = replication.with_agreement(pooled, per_seed) if len(pooled) else pooled
 cols = ["dataset", "short", "effect_text", "tau2", "tau2_upper", "rho", "statistic", "p_holm", "p_margin_holm", "n", "power",
         "n_needed", "agreeing_seeds", "seed_verdicts", "verdict"]
 if len(pooled):
     display(pooled[cols].rename(columns={"n": "seeds", "n_needed": "seeds for 80%"}).style.format(
         {"tau2": "{:.3g}", "tau2_upper": "{:.3g}", "rho": "{:.2f}", "p_holm": "{:.2g}", "p_margin_holm": "{:.2g}", "power": "{:.2f}",
          "seeds for 80%": "{:.0f}"}, na_rep="–").hide(axis="index"))
-    runtime.show(verdicts.rules_markdown(rp.FAMILY, f"Negligible bands: ratios within ×/÷ {margin:g}, cosine differences "
+    runtime.show(verdicts.rules_markdown(replication.FAMILY, f"Negligible bands: ratios within ×/÷ {margin:g}, cosine differences "
                                                     f"within ±{cosine_margin:g}; p and intervals from the pooled random-effects mean."))
 forests = {}
 for name in models:
-    panels = rp.forest_panels(groups, pooled, name, per_seed=per_seed, margin=margin, cosine_margin=cosine_margin)
+    panels = replication.forest_panels(groups, pooled, name, per_seed=per_seed, margin=margin, cosine_margin=cosine_margin)
     if panels:
         fig = pr.forest(panels, f"{name}: each seed pair's median and the random-effects pooled mean")
         forests[name] = f"09_forest_{name}.png"
@@ -167,15 +167,15 @@ for name in models:
 # with this few seeds the estimates rarely say which network carries the variance, or that there is none.
 
 # %%
-source = rp.variance_source(one_network, pooled)
+source = replication.variance_source(one_network, pooled)
 if len(source):
     display(source.style.format({c: "{:.3g}" for c in source.columns if c.startswith("tau")}).hide(axis="index"))
     for name in forests:
-        pr.forest(rp.forest_panels(groups, pd.concat([pooled, one_network]), name, ("both", "classifier", "autoencoder"),
+        pr.forest(replication.forest_panels(groups, pd.concat([pooled, one_network]), name, ("both", "classifier", "autoencoder"),
                                    per_seed, margin, cosine_margin), f"{name}: one network's seed varied at a time")
 
 # %%
-answer = rp.answer(pooled, source) if len(pooled) else []
+answer = replication.answer(pooled, source) if len(pooled) else []
 if answer and shorter:
     answer.append(f"In this profile the extra seeds' autoencoders trained fewer epochs than the first seed's ({shorter}): "
                   "an autoencoder's seed and its training length vary together.")

@@ -76,10 +76,10 @@ from lib.inference import published, verdicts
 from lib.infra import runtime
 from lib.learn import data, session
 from lib.reporting import report
-from lib.studies import advtrain
-from lib.studies import mislabeled_study as ms
+from lib.studies.training import advtrain
+from lib.studies.training import mislabeled_study
 from lib.figures import plots_training as pt
-from lib.studies import training_claims as tc
+from lib.studies.training import training_claims
 
 run, model_settings, found, missing = session.start("10_training_claims", profile, seed, device,
                                                     datasets, model_settings)
@@ -99,12 +99,12 @@ models = data.each_available(found, missing, lambda d: model_settings.models(d, 
 # correctly, which favours *on*, against DMM's prediction.
 
 # %%
-pgd = ms.TargetedSettings(**relabel_pgd)
+pgd = mislabeled_study.TargetedSettings(**relabel_pgd)
 study, acc_tables = {}, []
 for name, (clf, ae) in models.items():
-    study[name] = ms.run_study(clf, ae, found[name], relabellings, variants, pgd, n_relabel, fresh_epochs, equal_size,
+    study[name] = mislabeled_study.run_study(clf, ae, found[name], relabellings, variants, pgd, n_relabel, fresh_epochs, equal_size,
                                seed, run.device)
-    acc_tables.append(ms.accuracy_table(study[name], name))
+    acc_tables.append(mislabeled_study.accuracy_table(study[name], name))
 accuracy = pd.concat(acc_tables, ignore_index=True) if acc_tables else pd.DataFrame()
 pct = "{:.1%}"
 if len(accuracy):
@@ -114,7 +114,7 @@ if len(accuracy):
     norms = ", ".join(f"{n} {d.train_x.flatten(1).norm(dim=1).median():.2f}" for n, d in found.items())
     runtime.show(f"Targeted PGD budget ε = {pgd.eps:g} ([0, 1] pixel scale); median L2 norm of a training image: {norms} "
                  "(the budget is as large as an image: these perturbations are visible, unlike Ilyas et al.'s ε = 0.5). "
-                 + ms.cost_note(accuracy) + f" Published beside ours (**another data set and network**, for orientation "
+                 + mislabeled_study.cost_note(accuracy) + f" Published beside ours (**another data set and network**, for orientation "
                  f"only): {published.ILYAS}: " + ", ".join(f"{k} {v:.1%}" for k, v in published.ILYAS_TEST_ACC.items()))
 for name in study:
     pt.study_figures(accuracy, study[name], found[name].classes, name)
@@ -153,9 +153,9 @@ for name, (clf, ae) in models.items():
     runtime.show(f"{name}: {recs['image_id'].nunique()} test images ({dropped} left out: wrong after adversarial "
                  "training). " + experiment.projection_check(recs))
     frames.append(recs)
-    pt.before_after(*tc.growth_pairs(recs), tc.fractions(recs), f"{name}: adversarial training, per test image")
+    pt.before_after(*training_claims.growth_pairs(recs), training_claims.fractions(recs), f"{name}: adversarial training, per test image")
 records = pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
-geometry = tc.geometry_table(records)
+geometry = training_claims.geometry_table(records)
 if len(records):
     report.results_dir(profile).mkdir(parents=True, exist_ok=True)
     records.to_csv(report.results_dir(profile) / "10_records.csv", index=False)
@@ -174,26 +174,26 @@ if len(records):
 # %%
 rows = []
 for name in study:
-    rows += tc.mislabeled_rows(ms.correctness(study[name]), name, accuracy_margin, min_success,
-                               ms.success_rates(study[name]))
+    rows += training_claims.mislabeled_rows(mislabeled_study.correctness(study[name]), name, accuracy_margin, min_success,
+                               mislabeled_study.success_rates(study[name]))
 for name, recs in records.groupby("dataset") if len(records) else ():
-    rows += [tc.depth_row(recs, name, margin), tc.alignment_row(recs, name, margin)]
-table = tc.judge(rows, alpha)
+    rows += [training_claims.depth_row(recs, name, margin), training_claims.alignment_row(recs, name, margin)]
+table = training_claims.judge(rows, alpha)
 cols = ["dataset", "split", "short", "statistic", "effect_text", "margin_text", "p_holm", "p_margin_holm", "n", "power",
         "verdict"]
 if len(table):
     display(table[cols].style.format({"p_holm": "{:.2g}", "p_margin_holm": "{:.2g}", "power": "{:.2f}"}, na_rep="–")
             .hide(axis="index"))
-    runtime.show(verdicts.rules_markdown(tc.FAMILY, f"Negligible bands: accuracies ±{100 * accuracy_margin:g} points, "
+    runtime.show(verdicts.rules_markdown(training_claims.FAMILY, f"Negligible bands: accuracies ±{100 * accuracy_margin:g} points, "
                                                     f"ratios ×/÷ {margin:g}."))
 
 # %%
-answer = tc.answer(table, accuracy, geometry)
+answer = training_claims.answer(table, accuracy, geometry)
 for sentence in answer:
     runtime.show(sentence)
 report.write_results(
     run, "10 · DMM's claims about training",
-    headline=tc.headlines(accuracy, table, published.ILYAS_TEST_ACC, published.ILYAS),
+    headline=training_claims.headlines(accuracy, table, published.ILYAS_TEST_ACC, published.ILYAS),
     data_sources={name: d.describe() for name, d in found.items()}, unavailable=missing, answer=answer,
     verdicts=table[[c for c in verdicts.COLUMNS if c in table]].to_dict(orient="records") if len(table) else [],
     accuracies=accuracy.to_dict(orient="records"), robustness=robustness.to_dict(orient="records"),

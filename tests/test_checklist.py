@@ -1,10 +1,10 @@
-"""lib.studies.checklist: each check of Carlini et al. 2019 passes on records built to satisfy it and fails on records built
+"""lib.studies.defence.checklist: each check of Carlini et al. 2019 passes on records built to satisfy it and fails on records built
 to violate it beyond the binomial noise bound."""
 import numpy as np
 import pandas as pd
 import pytest
 
-from lib.studies import checklist
+from lib.studies.defence import checklist
 
 
 def _records(acc_by_attack_eps, n=100, dataset="toy", defence="d"):

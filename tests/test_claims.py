@@ -14,7 +14,7 @@ from scipy import stats as sps
 
 from lib.experiments import records
 from lib.inference import stats, verdicts
-from lib.studies import claims
+from lib.studies.manifold import claims
 
 K, N_PIX = 16, 784
 SIMS, N_IMG = 200, 1000

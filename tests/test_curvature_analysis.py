@@ -1,11 +1,11 @@
-"""lib.studies.curvature_analysis: the statistics and constructions of notebook 06, each checked against an independent answer."""
+"""lib.studies.curvature.curvature_analysis: the statistics and constructions of notebook 06, each checked against an independent answer."""
 import numpy as np
 import pytest
 import torch
 from torch import nn
 
 from lib.boundary import curvature as cv
-from lib.studies import curvature_analysis as ca
+from lib.studies.curvature import curvature_analysis
 from lib.inference import stats, verdicts
 import pandas as pd
 
@@ -33,7 +33,7 @@ def test_tangent_vs_random_test_holds_its_level_when_both_arms_are_random():
         op = _FixedOperator((A + A.transpose(1, 2)) / 2 * torch.rand(B, 1, 1, generator=g, dtype=torch.float64))
         a = cv.subspace_curvature(op, cv.random_bases(B, n, k, g, torch.float64))["rms"]
         b = cv.subspace_curvature(op, cv.random_bases(B, n, k, g, torch.float64))["rms"]
-        row = ca.paired_log_ratio_row("06a", "d", "s", a.numpy(), b.numpy(), "less")
+        row = curvature_analysis.paired_log_ratio_row("06a", "d", "s", a.numpy(), b.numpy(), "less")
         rejections += row.p < 0.05
     assert rejections / studies <= 0.10
 
@@ -48,7 +48,7 @@ def test_tangent_vs_random_test_finds_a_flatter_subspace():
     flat = torch.linalg.qr(flat).Q
     a = cv.subspace_curvature(op, flat)["rms"].numpy()
     b = cv.subspace_curvature(op, cv.random_bases(B, n, k, g, torch.float64))["rms"].numpy()
-    table = verdicts.judge([ca.paired_log_ratio_row("06a", "d", "s", a, b, "less")], ca.FAMILY)
+    table = verdicts.judge([curvature_analysis.paired_log_ratio_row("06a", "d", "s", a, b, "less")], curvature_analysis.FAMILY)
     assert table["verdict"].iloc[0] == "supported" and table["p_margin_holm"].iloc[0] < 1e-4
 
 
@@ -63,9 +63,9 @@ def test_verdict_tables_holm_correct_within_each_family():
                                       "tangent_rms": rng.lognormal(0, 0.3, 40), "random_rms": rng.lognormal(0, 0.3, 40),
                                       "tangent_normal_share": rng.lognormal(-1, 0.3, 40),
                                       "random_normal_share": rng.lognormal(0, 0.3, 40)}))
-    main, check = ca.verdict_tables(pd.concat(rows))
-    assert len(main) == len(check) == 4 and (main["family"] == ca.FAMILY).all()
-    assert (check["family"] == ca.FAMILY_CHECKS).all()
+    main, check = curvature_analysis.verdict_tables(pd.concat(rows))
+    assert len(main) == len(check) == 4 and (main["family"] == curvature_analysis.FAMILY).all()
+    assert (check["family"] == curvature_analysis.FAMILY_CHECKS).all()
     np.testing.assert_allclose(main["p_margin_holm"], stats.holm(main["p_margin"]))
     assert set(main.loc[main["claim_id"] == "06b", "verdict"]) == {"supported"}  # share 1/e of random's
     assert "supported" not in set(main.loc[main["claim_id"] == "06a", "verdict"])
@@ -77,11 +77,11 @@ def test_auc_matches_sklearn_and_the_interval_covers_it():
     rng = np.random.default_rng(0)
     neg, pos = rng.normal(0, 1, 50), rng.normal(0.8, 1, 40)
     pos[:5] = neg[:5]  # ties count one half
-    a = ca.auc(neg, pos)
+    a = curvature_analysis.auc(neg, pos)
     assert a == pytest.approx(roc_auc_score(np.r_[np.zeros(50), np.ones(40)], np.r_[neg, pos]))
-    est, lo, hi = ca.auc_ci(neg, pos, n_boot=500)
+    est, lo, hi = curvature_analysis.auc_ci(neg, pos, n_boot=500)
     assert lo < est < hi and est == a
-    fpr, tpr = ca.roc_curve(neg, pos)
+    fpr, tpr = curvature_analysis.roc_curve(neg, pos)
     assert np.trapezoid(tpr, fpr) == pytest.approx(a)
 
 
@@ -95,13 +95,13 @@ def test_shared_subspace_recovers_directions_every_point_shares():
         U = torch.block_diag(torch.eye(2), rest)  # axes 0, 1 first, the rest rotated at random
         kappa.append(torch.cat([torch.tensor([5.0, -4.0]), 0.1 * torch.rand(n - 2, generator=g)]))
         dirs.append(U)
-    S = ca.shared_subspace(torch.stack(kappa), torch.stack(dirs), per_point=2, dim=2)
+    S = curvature_analysis.shared_subspace(torch.stack(kappa), torch.stack(dirs), per_point=2, dim=2)
     P = S @ S.T
     torch.testing.assert_close(P[:2, :2], torch.eye(2), atol=1e-5, rtol=0)
     assert P[2:, 2:].abs().max() < 1e-5
     v = torch.zeros(3, n)
     v[0, 0], v[1, 5], v[2, :2] = 1, 1, 1
-    np.testing.assert_allclose(ca.share_in(S, v), [1, 0, 1], atol=1e-5)
+    np.testing.assert_allclose(curvature_analysis.share_in(S, v), [1, 0, 1], atol=1e-5)
 
 
 def test_noise_in_the_normal_direction_flips_a_linear_classifier_and_orthogonal_noise_never_does():
@@ -114,7 +114,7 @@ def test_noise_in_the_normal_direction_flips_a_linear_classifier_and_orthogonal_
     x = torch.full((8, 1, 1, n), 0.0)
     x[..., 0] = -0.5
     S = torch.eye(n)[:, :1]
-    t = ca.noise_misclassification(lin, x, S, [0.1, 1.0], draws=20)
+    t = curvature_analysis.noise_misclassification(lin, x, S, [0.1, 1.0], draws=20)
     rate = {(r.norm, r.subspace): r.rate for r in t.itertuples()}
     assert rate[0.1, "S"] == 0 and rate[0.1, "S-perp"] == 0 and rate[1.0, "S-perp"] == 0
     assert 0.3 < rate[1.0, "S"] < 0.7  # a random sign along e_0: half the draws cross
@@ -131,7 +131,7 @@ def test_detection_scores_match_the_trace_of_the_shape_operator():
 
     x = torch.zeros(2, 1, 1, n, dtype=torch.float64)
     x[:, 0, 0, 0] = 1.0
-    rho, s, k = ca.detection_scores(Ball().double(), x, T=4000, seed=0)
+    rho, s, k = curvature_analysis.detection_scores(Ball().double(), x, T=4000, seed=0)
     assert (k == 0).all() and np.isinf(s[:, 0]).all()
     # F_1 = f_1 - f_0 = ||x||^2 - r^2: ||grad|| = 2 ||x|| = 2, H = 2I: G = P / ||x|| -> tr/n = (n-1)/n / 1
     np.testing.assert_allclose(s[:, 1], (n - 1) / n, rtol=0.05)

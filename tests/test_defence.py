@@ -1,11 +1,11 @@
-"""lib.studies.defence: the fixed-budget PGD against lib.boundary.attacks.pgd_l2, the projections, and the strength of the
+"""lib.studies.defence.defence: the fixed-budget PGD against lib.boundary.attacks.pgd_l2, the projections, and the strength of the
 adaptive attack (robust accuracy 0 at a large budget)."""
 import pytest
 import torch
 from torch import nn
 
-from lib.studies import defence_claims
-from lib.studies import defence
+from lib.studies.defence import defence_claims
+from lib.studies.defence import defence
 from lib.boundary.attacks import pgd_l2
 
 

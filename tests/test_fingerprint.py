@@ -93,10 +93,10 @@ def test_changed_lib_module_reruns_its_importers_and_says_which(tmp_reports, dat
     fingerprint._read.cache_clear()  # forget the unedited hashes of this process
     why = stale("smoke")
     assert set(why) == {"03_on_off_manifold_attacks", "04_random_subspace_control", "05_statistics", "06_curvature",
-                        "07_isometric_autoencoder_defence",  # 07 imports lib.studies.defence, which imports lib.boundary.attacks
+                        "07_isometric_autoencoder_defence",  # 07 imports lib.studies.defence.defence, which imports lib.boundary.attacks
                         "08_known_manifolds",  # 08 attacks its worlds with lib.experiments.shards, which imports lib.boundary.attacks
                         "09_replication",  # 09 imports lib.experiments.experiment, which imports lib.experiments.shards -> lib.boundary.attacks
-                        "10_training_claims"}  # 10 imports lib.studies.mislabeled and lib.experiments.experiment, which import lib.boundary.attacks
+                        "10_training_claims"}  # 10 imports lib.studies.training.mislabeled and lib.experiments.experiment, which import lib.boundary.attacks
     assert why["03_on_off_manifold_attacks"] == ["lib/boundary/attacks.py changed"]
 
 

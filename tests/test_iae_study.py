@@ -1,11 +1,11 @@
-"""lib.studies.iae_study: the plain autoencoder as an I-AE network keeps its function and its latent scale, and the isometry
+"""lib.studies.defence.iae_study: the plain autoencoder as an I-AE network keeps its function and its latent scale, and the isometry
 measures see the same network the same way."""
 import numpy as np
 import pytest
 import torch
 
 from lib.learn import iae, models
-from lib.studies import iae_study
+from lib.studies.defence import iae_study
 
 
 def _plain(seed=0):

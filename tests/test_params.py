@@ -32,7 +32,7 @@ def edit(path, old, new):
 
 
 def test_every_profile_is_valid():
-    for profile in params.profiles():
+    for profile in params.profile_names():
         params.check(profile)
 
 
@@ -40,7 +40,7 @@ def test_a_parameter_left_none_takes_what_its_profile_would_inject():
     """A notebook run on its own (JupyterLab) reads a None-default shared setting from its profile: the value a
     `make report` run injects (the notebook's own section before `all`), for every profile and every such parameter."""
     injected = 0
-    for profile in params.profiles():
+    for profile in params.profile_names():
         for path in params.notebook_paths():
             run_params = params.resolve(path.stem, profile)
             for name, p in params.declared(path).items():

@@ -1,4 +1,4 @@
-"""Notebook 09's pooling across seeds (lib.inference.pooling) and its bookkeeping (lib.studies.replication)."""
+"""Notebook 09's pooling across seeds (lib.inference.pooling) and its bookkeeping (lib.studies.manifold.replication)."""
 import numpy as np
 import pandas as pd
 import pytest
@@ -7,7 +7,7 @@ from scipy import stats as sps
 
 from lib.inference import pooling, verdicts
 from lib.reporting import params
-from lib.studies import replication
+from lib.studies.manifold import replication
 
 M = float(np.log(1.1))
 
@@ -61,7 +61,7 @@ def test_se_from_ci():
 
 
 def seed_row(effect, half_width, claim_id="3", predicted="greater"):
-    """A seed's row as lib.studies.claims would give it: a median with a 95% interval on the log scale."""
+    """A seed's row as lib.studies.manifold.claims would give it: a median with a 95% interval on the log scale."""
     return verdicts.Row(claim_id, f"{claim_id} claim", "a claim", "mnist", "test", kind="difference", scale="ratio",
                         margin=M, effect=effect, ci_low=effect - half_width, ci_high=effect + half_width, p=0.001,
                         p_margin=0.001, n=100, statistic="sign test", predicted=predicted,

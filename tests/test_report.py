@@ -86,7 +86,7 @@ def test_index_leads_with_the_answer_figure_and_deciding_claims(tmp_reports):
 def test_headlines_carry_intervals_and_readings(tmp_reports):
     """Accuracies with Wilson intervals, an AUC with its interval and how to read it below 0.5, no raw inf / nan."""
     from lib.inference import stats
-    from lib.studies import curvature_analysis
+    from lib.studies.curvature import curvature_analysis
 
     run = runtime.Run("06_curvature", "smoke", 0, runtime.pick_device("cpu"))
     auc = report.headline("mnist: detection AUC", 0.31, "", ci=(0.2, 0.45), note=curvature_analysis.auc_reading(0.31))

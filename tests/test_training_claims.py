@@ -7,9 +7,9 @@ import pandas as pd
 import pytest
 import torch
 
-from lib.studies import mislabeled as ml
+from lib.studies.training import mislabeled
 from lib.reporting import params
-from lib.studies import training_claims as tc
+from lib.studies.training import training_claims
 from lib.geometry.subspaces import BasisSubspace
 
 
@@ -43,7 +43,7 @@ def test_targeted_pgd_reaches_its_target_at_the_analytic_distance():
     margin = model(x)[:, 1]  # w.x + c
     distance = margin.abs() / w.norm()
     for alpha in (0.013, 0.037):
-        r = ml.targeted_pgd_l2(model, x, t, eps=50.0, alpha=alpha, steps=2000, clip=False, stop_at_target=True,
+        r = mislabeled.targeted_pgd_l2(model, x, t, eps=50.0, alpha=alpha, steps=2000, clip=False, stop_at_target=True,
                                refine_steps=20)
         assert r.success.all()
         assert torch.allclose(r.norm, distance, atol=alpha * 2 ** -19 + 1e-9)
@@ -57,7 +57,7 @@ def test_targeted_pgd_runs_the_whole_budget_without_stopping():
     t = 1 - model(x).argmax(1)
     distance = model(x)[:, 1].abs() / w.norm()
     eps = float(distance.sort().values[3:5].mean())  # between two images' distances: half reach, half do not
-    r = ml.targeted_pgd_l2(model, x, t, eps=eps, alpha=eps / 7, steps=20, clip=False)
+    r = mislabeled.targeted_pgd_l2(model, x, t, eps=eps, alpha=eps / 7, steps=20, clip=False)
     assert torch.allclose(r.norm, torch.full_like(r.norm, eps))
     assert torch.equal(r.success, distance < eps)
 
@@ -80,7 +80,7 @@ def test_on_and_off_move_along_and_across_the_line_as_the_geometry_dictates():
     model, x, a, b, tangent = line_world()
     t = 1 - model(x).argmax(1)
     f = model(x)[:, 1].abs()
-    run = lambda project: ml.targeted_pgd_l2(model, x, t, eps=5.0, alpha=0.01, steps=1000, project=project,
+    run = lambda project: mislabeled.targeted_pgd_l2(model, x, t, eps=5.0, alpha=0.01, steps=1000, project=project,
                                              clip=False, stop_at_target=True, refine_steps=20)
     on, off, free = run(tangent.on), run(tangent.off), run(None)
     tol = 0.01 * 2 ** -19 + 1e-9
@@ -98,8 +98,8 @@ def test_off_cannot_cross_a_boundary_that_is_perpendicular_to_the_line():
     model.W[1, 1] = 0.0
     model.b[1] = -a * 0.5
     t = 1 - model(x).argmax(1)
-    off = ml.targeted_pgd_l2(model, x, t, eps=5.0, alpha=0.01, steps=200, project=tangent.off, clip=False)
-    on = ml.targeted_pgd_l2(model, x, t, eps=5.0, alpha=0.01, steps=200, project=tangent.on, clip=False,
+    off = mislabeled.targeted_pgd_l2(model, x, t, eps=5.0, alpha=0.01, steps=200, project=tangent.off, clip=False)
+    on = mislabeled.targeted_pgd_l2(model, x, t, eps=5.0, alpha=0.01, steps=200, project=tangent.on, clip=False,
                             stop_at_target=True, refine_steps=20)
     assert not off.success.any() and torch.equal(off.norm, torch.zeros_like(off.norm))
     assert on.success.all() and torch.allclose(on.norm, model(x)[:, 1].abs() / a, atol=1e-6)
@@ -107,17 +107,17 @@ def test_off_cannot_cross_a_boundary_that_is_perpendicular_to_the_line():
 
 def test_targets_are_never_the_true_label():
     y = torch.arange(10).repeat(300)
-    det = ml.targets(y, "det", 10)
+    det = mislabeled.targets(y, "det", 10)
     assert torch.equal(det, (y + 1) % 10)
-    rand = ml.targets(y, "rand", 10, seed=3)
-    assert (rand != y).all() and torch.equal(rand, ml.targets(y, "rand", 10, seed=3))
+    rand = mislabeled.targets(y, "rand", 10, seed=3)
+    assert (rand != y).all() and torch.equal(rand, mislabeled.targets(y, "rand", 10, seed=3))
     counts = torch.bincount((rand - y) % 10, minlength=10)  # the shift is uniform over 1..9
     assert counts[0] == 0 and counts[1:].min() > 0.8 * len(y) / 9
     with pytest.raises(ValueError, match="relabelling"):
-        ml.targets(y, "random", 10)
+        mislabeled.targets(y, "random", 10)
 
 
-@pytest.mark.parametrize("variant", ml.VARIANTS + ml.CONTROL_SETS)
+@pytest.mark.parametrize("variant", mislabeled.VARIANTS + mislabeled.CONTROL_SETS)
 def test_a_relabelled_set_never_keeps_a_true_label(variant):
     """Every kept image carries its target t (never its y), comes from the image it names, and only successes are
     kept; the original control keeps y, the unperturbed one every image with t."""
@@ -126,9 +126,9 @@ def test_a_relabelled_set_never_keeps_a_true_label(variant):
     model = Affine(W, torch.zeros(10, dtype=torch.float64))
     x = torch.rand(200, 1, 4, 4, generator=g, dtype=torch.float64)
     y = model(x).argmax(1)
-    t = ml.targets(y, "rand", 10, seed=0)
+    t = mislabeled.targets(y, "rand", 10, seed=0)
     space = BasisSubspace(torch.linalg.qr(torch.randn(16, 4, generator=g, dtype=torch.float64)).Q)
-    s = ml.relabel(model, x, y, variant, t, settings={"eps": 0.5, "alpha": 0.05, "steps": 20},
+    s = mislabeled.relabel(model, x, y, variant, t, settings={"eps": 0.5, "alpha": 0.05, "steps": 20},
                    subspace_for=lambda xb, ib: space, batch_size=64)
     if variant == "original":
         assert torch.equal(s.label, y) and torch.equal(s.x, x)
@@ -145,11 +145,11 @@ def test_a_relabelled_set_never_keeps_a_true_label(variant):
 def test_subspace_variants_need_a_subspace():
     x, y = torch.rand(4, 1, 2, 2), torch.zeros(4, dtype=torch.long)
     with pytest.raises(ValueError, match="subspace_for"):
-        ml.relabel(Affine(torch.randn(10, 4), torch.zeros(10)), x, y, "on", y + 1, settings={"eps": 1, "alpha": 1, "steps": 1})
+        mislabeled.relabel(Affine(torch.randn(10, 4), torch.zeros(10)), x, y, "on", y + 1, settings={"eps": 1, "alpha": 1, "steps": 1})
 
 
 def test_params_names_are_the_libs():
-    assert params.RELABELLINGS is ml.RELABELLINGS and params.VARIANTS is ml.VARIANTS  # one definition each
+    assert params.RELABELLINGS is mislabeled.RELABELLINGS and params.VARIANTS is mislabeled.VARIANTS  # one definition each
 
 
 # ---------------------------------------------------------------- the claim rows on constructed answers
@@ -163,10 +163,10 @@ def test_accuracy_claims_follow_constructed_correctness():
     on = unc & (rng.random(n) < 0.62)
     correct = {("rand", "unconstrained"): unc, ("rand", "off"): unc.copy(), ("rand", "on"): on,
                ("rand", "random"): on.copy()}
-    table = tc.judge(tc.mislabeled_rows(correct, "toy", 0.05))
+    table = training_claims.judge(training_claims.mislabeled_rows(correct, "toy", 0.05))
     v = dict(zip(table["claim_id"], table["verdict"]))
     assert v == {"A": "supported", "B": "supported", "C": "supported", "D": "explained by dimension alone"}
-    rows = tc.mislabeled_rows(correct, "toy", 0.05, min_success=0.5, success={("rand", "on"): 0.2})
+    rows = training_claims.mislabeled_rows(correct, "toy", 0.05, min_success=0.5, success={("rand", "on"): 0.2})
     assert not {r.claim_id: r.testable for r in rows}["C"]  # "on" kept too few images: the budget decided
 
 
@@ -191,13 +191,13 @@ def records_before_after(off_growth, on_growth, frac_before, frac_after, n=40, s
 def test_depth_and_alignment_rows_see_the_constructed_changes():
     dimples = records_before_after(off_growth=2.0, on_growth=1.0, frac_before=0.3, frac_after=0.3)
     aligned = records_before_after(off_growth=1.5, on_growth=1.5, frac_before=0.3, frac_after=0.6)
-    e, f = tc.depth_row(dimples, "toy", 1.1), tc.alignment_row(dimples, "toy", 1.1)
+    e, f = training_claims.depth_row(dimples, "toy", 1.1), training_claims.alignment_row(dimples, "toy", 1.1)
     assert abs(math.exp(e.effect) - 2.0) < 0.1 and abs(f.effect) < 1e-12
-    e2, f2 = tc.depth_row(aligned, "toy", 1.1), tc.alignment_row(aligned, "toy", 1.1)
+    e2, f2 = training_claims.depth_row(aligned, "toy", 1.1), training_claims.alignment_row(aligned, "toy", 1.1)
     assert abs(e2.effect) < 0.05 and abs(f2.effect - math.log(2)) < 1e-9
-    v = dict(zip(tc.judge([e, f2])["claim_id"], tc.judge([e, f2])["verdict"]))
+    v = dict(zip(training_claims.judge([e, f2])["claim_id"], training_claims.judge([e, f2])["verdict"]))
     assert v == {"E": "supported", "F": "supported"}
-    on, off = tc.growth_pairs(dimples)
+    on, off = training_claims.growth_pairs(dimples)
     assert len(on) == 40 and np.allclose(np.median(off / on), 2.0, rtol=0.05)
 
 
@@ -205,5 +205,5 @@ def test_a_failed_attack_after_training_bounds_the_growth_from_below():
     r = records_before_after(off_growth=2.0, on_growth=1.0, frac_before=0.3, frac_after=0.3, n=10)
     r.loc[(r["split"] == "after") & (r["subspace"] == "tangent") & (r["condition"] == "off") & (r["image_id"] == 0),
           "success"] = False
-    low, high = tc.growth(r, ("off", "tangent"))
+    low, high = training_claims.growth(r, ("off", "tangent"))
     assert np.isinf(high[("toy", True, 0)]) and np.isfinite(low[("toy", True, 0)])

@@ -1,11 +1,11 @@
-"""World 1 (lib.studies.worlds): the dimpled world's attacks agree with its analytic distances, and the claims of
+"""World 1 (lib.studies.worlds.worlds): the dimpled world's attacks agree with its analytic distances, and the claims of
 notebook 05 see the dimple where it is deep and nothing on the flat side."""
 import numpy as np
 import pytest
 import torch
 
 from lib.inference import stats, verdicts
-from lib.studies import worlds
+from lib.studies.worlds import worlds
 from lib.experiments.shards import AttackSettings
 
 ALPHA_STEP, REFINE = 0.005, 12
@@ -88,25 +88,25 @@ def test_false_positive_rate_on_the_flat_side():
     assert dict(zip(edge["claim_id"], edge["supported"]))["3"] <= 2  # P(X >= 3 | 12, 0.05) = 2%
 
 
-# ---------------------------------------------------------------- worlds 2 and 3 (lib.studies.worlds_trained)
+# ---------------------------------------------------------------- worlds 2 and 3 (lib.studies.worlds.worlds_trained)
 
 from torch import nn  # noqa: E402
 
 from lib.geometry import manifold  # noqa: E402
 from lib.learn import models
-from lib.studies import worlds_trained as wt  # noqa: E402
+from lib.studies.worlds import worlds_trained  # noqa: E402
 
 
 def test_true_tangent_is_the_column_space_of_a_finite_difference_jacobian():
     torch.manual_seed(0)
     ae = models.ConvAutoencoder(1, 28, 4, 4).double().eval()
     dec, z, h = ae.decoder_at(), torch.randn(3, 4, dtype=torch.float64), 1e-5
-    Q = wt.true_tangent(dec, z)
+    Q = worlds_trained.true_tangent(dec, z)
     with torch.no_grad():
         fd = torch.stack([(dec(z + h * e) - dec(z - h * e)).flatten(1) / (2 * h)
                           for e in torch.eye(4, dtype=torch.float64)], -1)
     Q_fd = torch.linalg.qr(fd, mode="reduced").Q
-    assert torch.allclose(wt.overlap(Q, Q_fd), torch.ones(3, dtype=torch.float64), atol=1e-6)
+    assert torch.allclose(worlds_trained.overlap(Q, Q_fd), torch.ones(3, dtype=torch.float64), atol=1e-6)
 
 
 class LinearAE(nn.Module):
@@ -138,9 +138,9 @@ def test_linear_autoencoder_finds_a_linear_world():
         ae.dec.weight.copy_(V), ae.dec.bias.copy_(x.flatten(1).mean(0))
     assert torch.allclose(ae(x[:5]), x[:5], atol=1e-4)
     Q = manifold.tangent_basis(ae, x[:5])
-    assert wt.overlap(Q, m.U).min() > 0.999
+    assert worlds_trained.overlap(Q, m.U).min() > 0.999
     random = torch.linalg.qr(torch.randn(784, 8, generator=torch.Generator().manual_seed(1))).Q
-    assert abs(wt.overlap(random, m.U).item() - 8 / 784) < 0.03
+    assert abs(worlds_trained.overlap(random, m.U).item() - 8 / 784) < 0.03
 
 
 def test_melamed_trend_test_reads_the_knobs_order():
@@ -149,22 +149,22 @@ def test_melamed_trend_test_reads_the_knobs_order():
              "grad_off": s * (1 - 100 * d) + 0.01 * i} for i in range(10)
             for s, d in ((1.0, 0.0), (0.25, 0.0), (0.0625, 0.0), (1.0, 1e-4), (1.0, 1e-3))]
     g = pd.DataFrame(rows)
-    assert wt.trend_test(g, "init scale")["p"] < 1e-3
-    assert wt.trend_test(g, "weight decay")["p"] < 1e-3
-    assert wt.trend_test(g, "init scale", predicted="increasing")["p"] > 0.5
+    assert worlds_trained.trend_test(g, "init scale")["p"] < 1e-3
+    assert worlds_trained.trend_test(g, "weight decay")["p"] < 1e-3
+    assert worlds_trained.trend_test(g, "init scale", predicted="increasing")["p"] > 0.5
 
 
 def test_world_3_without_mnist_is_a_notice_and_no_rows(monkeypatch):
     from lib.learn import data
-    from lib.studies import worlds_trained as wt
+    from lib.studies.worlds import worlds_trained
 
     def unavailable(name, root=None):
         raise data.DatasetUnavailable(f"{name}: not here")
 
     shown = []
-    monkeypatch.setattr(wt.data, "load", unavailable)
-    monkeypatch.setattr(wt, "show", shown.append)
-    rows, per_image, facts = wt.curved_world(settings(), g_epochs=1, g_train=10, g_width=4, n_train=10, clf_epochs=1,
+    monkeypatch.setattr(worlds_trained.data, "load", unavailable)
+    monkeypatch.setattr(worlds_trained, "show", shown.append)
+    rows, per_image, facts = worlds_trained.curved_world(settings(), g_epochs=1, g_train=10, g_width=4, n_train=10, clf_epochs=1,
                                              ae_epochs=1, margin=1.1)
     assert rows == [] and per_image.empty and facts == {}
     assert len(shown) == 1 and "World 3 skipped" in shown[0] and "mnist: not here" in shown[0]

@@ -46,7 +46,7 @@ def scale_dependence(table, title):
 def tangent_vs_random(records, title):
     """Per image, paired: RMS curvature inside the tangent space vs a random subspace of the same k (left), and the
     normal's share ||P n|| in each (right) with sqrt(k/n), a random subspace's typical share. records: one row per
-    image with dataset, split and the columns of lib.studies.curvature_analysis.measure."""
+    image with dataset, split and the columns of lib.studies.curvature.curvature_analysis.measure."""
     fig, axes = plt.subplots(1, 2, figsize=(10, 3.6))
     groups = list(records.groupby(["dataset", "split"]))
     for ax, (a, b, ylabel) in zip(axes, (("tangent_rms", "random_rms", "RMS curvature in the subspace (1 / pixel-L2)"),
@@ -101,7 +101,7 @@ def roc_curves(curves, title):
 def training_dynamics(table, k, n, title):
     """Four panels against the epoch (log scale): the gradient's energy share in the tangent space and in a random
     subspace (k/n dashed), the tangent / random ratios of gradient share and RMS curvature, the distance to the
-    boundary, and the mean and RMS principal curvature. table: lib.studies.curvature_analysis.training_dynamics."""
+    boundary, and the mean and RMS principal curvature. table: lib.studies.curvature.curvature_analysis.training_dynamics."""
     fig, axes = plt.subplots(1, 4, figsize=(14, 3.2))
     e = table["epoch"]
     axes[0].plot(e, table["gradient share, tangent"], "-o", ms=3, color="tab:red", label="tangent")

@@ -6,7 +6,7 @@ attack that failed within its budget only bounds its norm from below, so a ratio
 bounded). The sign test and the median's order-statistic interval use such intervals exactly and
 conservatively; t-based tests take exact values only. NaN means missing.
 
-Nothing here knows about records, arms or claims: see lib/experiments/records.py and lib/studies/claims.py.
+Nothing here knows about records, arms or claims: see lib/experiments/records.py and lib/studies/manifold/claims.py.
 """
 from __future__ import annotations
 

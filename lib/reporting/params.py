@@ -21,12 +21,11 @@ from pathlib import Path
 import yaml
 
 from lib.infra import model_settings, profiles
-from lib.infra.profiles import section
 from lib.infra.names import CONDITIONS, CONTROL_SUBSPACES, DATASETS, RELABELLINGS, SPLITS, TAU2_METHODS, VARIANTS
 
 REPO = Path(__file__).resolve().parents[2]
 NOTEBOOKS = REPO / "notebooks"
-PARAMS = profiles.PARAMS  # (the module; `profiles()` below lists the profile files)
+PARAMS = profiles.PARAMS
 
 
 
@@ -46,7 +45,7 @@ def notebook_paths():
     return sorted(NOTEBOOKS.glob("[0-9]*.py"))
 
 
-def profiles():
+def profile_names():
     return sorted(p.stem for p in PARAMS.glob("*.yaml"))
 
 
@@ -98,7 +97,7 @@ class _UniqueKeyLoader(yaml.SafeLoader):
 def profile_path(profile):
     path = PARAMS / f"{profile}.yaml"
     if not path.exists():
-        raise ParameterError(f"unknown profile {profile!r}: profile must be one of {', '.join(profiles())} "
+        raise ParameterError(f"unknown profile {profile!r}: profile must be one of {', '.join(profile_names())} "
                              f"(files in notebooks/params/)")
     return path
 
@@ -305,7 +304,7 @@ def resolve(notebook, profile, declared_params=None, extra=None):
     it declares, then its own section, then `extra` (each checked), and the profile's name."""
     table, where = load_profile(profile)
     decl = declared_params if declared_params is not None else declared(NOTEBOOKS / f"{notebook}.py")
-    params = section(table, notebook, decl)
+    params = profiles.section(table, notebook, decl)
     for key, value in (extra or {}).items():
         if key not in decl:
             raise ParameterError(f"{notebook}: unknown parameter {_unknown(key, list(decl), 'declared')}; "

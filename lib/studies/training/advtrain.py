@@ -1,6 +1,6 @@
 """L2 adversarial training (Madry et al. 2018) of a trained classifier, and its clean and robust accuracy.
 
-Each minibatch is replaced by its adversarial examples: L2 PGD (lib.studies.defence.pgd_budget, cross-entropy, every step
+Each minibatch is replaced by its adversarial examples: L2 PGD (lib.studies.defence.defence.pgd_budget, cross-entropy, every step
 run, step 2.5 eps / steps) within eps of each image, then one optimiser step on the cross-entropy of those images
 with their true labels. Here it fine-tunes the notebook-01 classifier (same architecture and optimiser, ``epochs``
 more epochs at ``lr``); the result is cached like every model (lib.infra.cache, kind "finetuned").
@@ -19,7 +19,7 @@ from lib.experiments import experiment
 from lib.inference import stats
 from lib.infra import cache
 from lib.learn import train
-from lib.studies import defence
+from lib.studies.defence import defence
 from lib.infra.artifacts import Artifact
 
 
@@ -75,7 +75,7 @@ def adversarially_trained(clf, cfg, device="cpu"):
 
 
 def accuracies(models, x, y, eps, steps, device="cpu", batch_size=500):
-    """Clean and robust accuracy (L2 PGD at eps, lib.studies.defence.pgd_budget with the margin loss, `steps` steps) of
+    """Clean and robust accuracy (L2 PGD at eps, lib.studies.defence.defence.pgd_budget with the margin loss, `steps` steps) of
     each model {name: nn.Module} on the images x with labels y, with Wilson 95% intervals: a list of dicts."""
     rows = []
     for name, model in models.items():

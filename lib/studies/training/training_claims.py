@@ -1,12 +1,12 @@
 """Notebook 10's verdicts: DMM's two claims about training, as lib.inference.verdicts Rows judged in one Holm family.
 
-Mislabelled adversarial training (lib.studies.mislabeled_study), from the fresh classifiers' per-image correctness on the
+Mislabelled adversarial training (lib.studies.training.mislabeled_study), from the fresh classifiers' per-image correctness on the
 clean test set (paired: the same test images for every set):
   A  the unconstrained set's classifier labels most test images correctly (accuracy > 1/2: DMM's abstract);
   B  "off" generalises like "unconstrained" (equivalence of accuracies within +-margin);
   C  "on" generalises worse than "off";
   D  "on" generalises worse than a random subspace of the same k (what the tangent space adds to the dimension).
-Adversarial training (lib.studies.advtrain), from per-image attack records of the same test images before and after:
+Adversarial training (lib.studies.training.advtrain), from per-image attack records of the same test images before and after:
   E  the off-manifold minimal norm grows more than the on-manifold one ("just deepens the dimples");
   F  the loss gradient's fraction in the tangent space, ||P_T g|| / ||g||, grows (the alignment view).
 """
@@ -80,7 +80,7 @@ def _most(relabelling, dataset, ok, margin):
 
 
 def mislabeled_rows(correct, dataset, margin, min_success=0.5, success=None):
-    """Rows A-D per relabelling from {(relabelling, set): bool per test image} (lib.studies.mislabeled_study.correctness).
+    """Rows A-D per relabelling from {(relabelling, set): bool per test image} (lib.studies.training.mislabeled_study.correctness).
     A row whose confined variant kept fewer than ``min_success`` of its attacked images (``success``:
     {(relabelling, set): rate}) is not testable: its set then says more about the budget than the subspace."""
     rows = []

@@ -2,7 +2,7 @@
 is learned, and the question is whether training makes a dimple.
 
 World 2 (Melamed, Yehudai & Vardi 2023): ten classes as clusters inside a known k-dimensional linear subspace
-x = c + U z (lib.studies.worlds.linear_manifold), the MLP of notebook 01 (lib.learn.models.mnist_mlp) trained on them by
+x = c + U z (lib.studies.worlds.worlds.linear_manifold), the MLP of notebook 01 (lib.learn.models.mnist_mlp) trained on them by
 lib.learn.train.fit. Their result: a two-layer ReLU network trained on such data has a large gradient orthogonal to the
 subspace, which a smaller initialisation scale or L2 regularisation shrinks. The mechanism: the loss gradient with
 respect to the first layer's weights is (error) x^T, with x in the data's span, so the first layer's weights off
@@ -21,7 +21,7 @@ from lib.experiments import experiment
 from lib.geometry import subspaces
 from lib.infra.runtime import escape, show
 from lib.learn import data, models, train
-from lib.studies import worlds
+from lib.studies.worlds import worlds
 from lib.experiments.shards import input_gradient
 
 
@@ -201,7 +201,7 @@ def curved_world(settings, k=16, n_images=50, *, g_epochs, g_train, g_width, n_t
     """World 3 on MNIST: G is the decoder of an MNIST autoencoder (lib.learn.train.autoencoder_for, cached: latent k,
     first conv width g_width, `g_epochs` epochs on `g_train` images), the codes its encodings of the first
     n_train + 4 n_images MNIST training images; then decoder_world_study (settings: {condition: AttackSettings}) and
-    the verdict rows of its records (lib.studies.worlds.world_rows, negligible band `margin`), G shown on the page.
+    the verdict rows of its records (lib.studies.worlds.worlds.world_rows, negligible band `margin`), G shown on the page.
     Without MNIST: a notice on the page, no rows, an empty table, no facts. Returns (rows, per-image table, facts;
     facts["mnist_source"]: the MNIST it used, in words)."""
     try:

@@ -13,7 +13,7 @@ The checks (records: dataset, defence, attack, eps, image, broken):
      they left), breaks no image they left beyond noise, so the white-box attacks leave no more robust than Square
      alone; and Square alone leaves no more robust than the transfer attack from the undefended classifier (not for
      "none", where the transfer attack is white-box PGD on the same model), beyond noise: Square alone is run where
-     that comparison needs it (notebook 07: lib.studies.defence_report.square_alone), its robust accuracy an upper
+     that comparison needs it (notebook 07: lib.studies.defence.defence_report.square_alone), its robust accuracy an upper
      bound;
   4. more iterations and restarts change nothing beyond noise (adaptive PGD against its longer, restarted run);
   5. our PGD is never below AutoAttack: adaptive PGD leaves at least as many images robust as AutoAttack, beyond

@@ -6,7 +6,7 @@ from dataclasses import dataclass, field
 
 from lib.experiments import experiment
 from lib.inference import stats
-from lib.studies import defence
+from lib.studies.defence import defence
 
 
 def clean_row(name, label, classifier, net, x, y):
@@ -69,7 +69,7 @@ def defence_keys(clf, projections, tuned=None):
 def defences_for(name, d, clf, ae, iae, threshold, cfg, device):
     """The defences of one data set (`projections_for` the plain autoencoder `ae` and the I-AE `iae`) under the
     fine-tune policy: clean accuracy of each on all test images with the classifier of notebook 01 (`clf`,
-    lib.learn.train.Trained); if `needs_finetune`, classifiers fine-tuned on P(x) (lib.studies.defence.finetune_on_projection with
+    lib.learn.train.Trained); if `needs_finetune`, classifiers fine-tuned on P(x) (lib.studies.defence.defence.finetune_on_projection with
     `cfg`, cached) for every projection, and their clean accuracy."""
     projections = projections_for(d, ae, iae, ae.model.latent_dim, device)
     x, y = d.test_x.to(device), d.test_y.to(device)

@@ -1,6 +1,6 @@
 """Positive controls: worlds whose data manifold, tangent space and (world 1) decision boundary are known exactly,
 run through the attacks, subspaces and claims of notebooks 03-05 (lib.experiments.shards.attack_images, lib.geometry.subspaces,
-lib.studies.claims on records of lib.experiments.experiment's columns). Synthetic, offline, seeded; n = 784 (28 x 28) so that k/n
+lib.studies.manifold.claims on records of lib.experiments.experiment's columns). Synthetic, offline, seeded; n = 784 (28 x 28) so that k/n
 is MNIST's.
 
 World 1, a dimpled world (DMM true by construction). The data lie on a k-dimensional affine subspace
@@ -27,7 +27,7 @@ from torch import nn
 from lib.experiments import experiment, shards
 from lib.geometry import subspaces
 from lib.inference import stats, verdicts
-from lib.studies import claims
+from lib.studies.manifold import claims
 
 SHAPE = (1, 28, 28)
 N = 28 * 28
@@ -190,7 +190,7 @@ def world_records(world: DimpledWorld, settings: dict, dataset: str, seed=0) -> 
 
 
 def world_rows(records: pd.DataFrame, margin=1.1, **notes) -> list:
-    """Claims 1, 1b, 3 (vs random) and 4 (lib.studies.claims, unchanged) on each data set of unclipped world records;
+    """Claims 1, 1b, 3 (vs random) and 4 (lib.studies.manifold.claims, unchanged) on each data set of unclipped world records;
     ``notes`` go into every row (e.g. world="synthetic"); a row's "steepness" note comes from its data set's."""
     lm, rows = np.log(margin), []
     for ds, r in records.groupby("dataset", sort=False):

@@ -1,4 +1,4 @@
-"""What notebook 08 reports from its worlds (lib.studies.worlds, worlds_trained): world 1's power curve (each
+"""What notebook 08 reports from its worlds (lib.studies.worlds.worlds, worlds_trained): world 1's power curve (each
 discriminating claim's measured and analytic effect against the steepness, and the turning points), the
 false-positive check on the flat side and at each claim's margin, the headline figures and the answer in sentences."""
 import numpy as np
@@ -6,7 +6,7 @@ import pandas as pd
 
 from lib.inference import stats
 from lib.reporting import report
-from lib.studies import worlds
+from lib.studies.worlds import worlds
 
 FLAT = "flat (effect 0)"  # the false-positive table's "where" at the flat-boundary steepness
 

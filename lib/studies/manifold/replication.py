@@ -4,7 +4,7 @@ Every verdict of notebook 05 rests on one classifier and one autoencoder per dat
 for *that* pair of networks. Here the pair is retrained with several seeds (seed s: classifier seed s and
 autoencoder seed s, through lib.learn.train's cached functions, so seed 0 is notebooks 01-02's pair), every pair attacks
 the same test images (correctly classified by every seed's classifier) under notebook 03's settings, the
-discriminating claims are measured per pair with lib.studies.claims' functions, and each claim is pooled over the seeds by a
+discriminating claims are measured per pair with lib.studies.manifold.claims' functions, and each claim is pooled over the seeds by a
 random-effects meta-analysis (lib.inference.pooling) and judged by the report's one rule (lib.inference.verdicts).
 
 Besides the seed pairs (both networks vary together, the replicate), two series vary one network only: the
@@ -23,7 +23,7 @@ import torch
 from lib.experiments import experiment
 from lib.inference import pooling, verdicts
 from lib.learn import train
-from lib.studies import claims
+from lib.studies.manifold import claims
 from lib.infra.runtime import per_dataset, progress
 
 FAMILY = "09 · replication (seeds pooled)"
@@ -134,7 +134,7 @@ def series_of(records, series, seed0):
 
 
 def seed_rows(records, margin=1.1, cosine_margin=0.05, max_failure_rate=0.5, claim_ids=CLAIM_IDS):
-    """{(dataset, clf_seed, ae_seed): [Row]}: the claims of one pair's records (lib.studies.claims' functions; claim 5b
+    """{(dataset, clf_seed, ae_seed): [Row]}: the claims of one pair's records (lib.studies.manifold.claims' functions; claim 5b
     against the random subspace, a control that stays the same in every seed)."""
     lm, out = np.log(margin), {}
     for (name, c, a), r in records.groupby(["dataset", "clf_seed", "ae_seed"]):

@@ -2,7 +2,7 @@
 MLP, its softplus twin, the autoencoder), the full spectra at DeepFool boundary points (`boundary_spectra`), how the
 curvatures depend on the scale (`scale_sweep`), the shared curved directions (`shared_directions`), detection by
 Algorithm 2 (`detection`) and the geometry over training (`dynamics`). Each returns plain tables and arrays; the
-measures themselves are lib.studies.curvature_analysis's, the sentences and headline figures lib.studies.curvature_report's.
+measures themselves are lib.studies.curvature.curvature_analysis's, the sentences and headline figures lib.studies.curvature.curvature_report's.
 
 Each section's result is cached (lib.infra.memo) under a key of its settings, the cache keys of the classifier and the
 autoencoder (Nets.keys), the images (the data set's identity and a hash of its test images, and of the boundary
@@ -20,7 +20,7 @@ from lib.geometry import manifold
 from lib.infra import cache, memo
 from lib.learn import checkpoints
 from lib.boundary import curvature as cv
-from lib.studies import curvature_analysis as ca
+from lib.studies.curvature import curvature_analysis
 from lib.infra.artifacts import Artifact
 
 TWIN, RELU = "softplus twin", "ReLU, central differences"  # the two methods of the records
@@ -66,7 +66,7 @@ def _cached(section, nets, d, settings, build, points=None):
 
 def boundary_spectra(name, nets, d, splits, n_points, seed, device):
     """Per split ("test", "train"): `n_points` images the MLP gets right (seeded), their curvature records
-    (lib.studies.curvature_analysis.measure) for the twin (exact HVPs, full spectra) and for the MLP (central differences at
+    (lib.studies.curvature.curvature_analysis.measure) for the twin (exact HVPs, full spectra) and for the MLP (central differences at
     nets.h; tangent and random subspaces only). Returns (records with dataset, split, method, image;
     {(split, method): the twin's mean curvature profile}; {split: the twin's BoundaryPoints})."""
     return _cached("boundary_spectra", nets, d, {"name": name, "splits": list(splits), "n_points": n_points, "seed": seed},
@@ -81,10 +81,10 @@ def _boundary_spectra(name, nets, d, splits, n_points, seed, device):
         x = xs[ids].to(device)
         for method, model, h in ((TWIN, nets.twin, None), (RELU, nets.relu, nets.h)):
             full = method == TWIN  # the ReLU MLP's full spectra: in the scale section
-            rec, kappa, bp = ca.measure(model, nets.ae, x, h=h, seed=seed, full=full)
+            rec, kappa, bp = curvature_analysis.measure(model, nets.ae, x, h=h, seed=seed, full=full)
             frames.append(rec.assign(dataset=name, split=split, method=method, image=ids.numpy()))
             if full:
-                profiles[split, method] = ca.mean_profile(kappa.cpu())
+                profiles[split, method] = curvature_analysis.mean_profile(kappa.cpu())
                 boundary[split] = bp
     return frames, profiles, boundary
 
@@ -135,7 +135,7 @@ def _shared_directions(name, nets, d, test_boundary, *, points, per_point, dim, 
     bp_tr = cv.boundary_points(nets.twin, d.train_x[ids].to(device))
     (k_tr, dirs_tr), _ = cv.spectrum(nets.twin, bp_tr)
     per_point = min(per_point, d.n - 1)
-    S = ca.shared_subspace(k_tr.cpu(), dirs_tr.cpu(), per_point, min(dim, per_point * len(ids)))
+    S = curvature_analysis.shared_subspace(k_tr.cpu(), dirs_tr.cpu(), per_point, min(dim, per_point * len(ids)))
     bp = test_boundary
     if bp is not None:  # a cached one is on the CPU
         bp = cv.BoundaryPoints(*(getattr(bp, f).to(device) for f in ("x", "z", "i", "j", "success")))
@@ -150,12 +150,12 @@ def _shared_directions(name, nets, d, test_boundary, *, points, per_point, dim, 
           "gradient": experiment.input_gradient(nets.twin, bp.x, bp.i, loss="ce").cpu()}
     rows = []
     for kind, v in vs.items():
-        s = ca.share_in(S.cpu(), v)
+        s = curvature_analysis.share_in(S.cpu(), v)
         rows.append({"dataset": name, "perturbation": kind, "dim S": S.shape[1], "n": d.n,
                      "median share": float(np.median(s)), "mean share": float(np.mean(s)),
                      "sqrt(dim S / n)": float(np.sqrt(S.shape[1] / d.n)),
                      "LeNet (CIFAR-10)": PUBLISHED_SHARES[kind][0], "NiN (CIFAR-10)": PUBLISHED_SHARES[kind][1]})
-    noise = ca.noise_misclassification(nets.twin, x.to(device), S, noise_norms, seed=seed).assign(dataset=name)
+    noise = curvature_analysis.noise_misclassification(nets.twin, x.to(device), S, noise_norms, seed=seed).assign(dataset=name)
     return rows, noise
 
 
@@ -173,13 +173,13 @@ def _detection(name, nets, d, n_images, draws, pgd, seed, device):
     x, y = d.test_x[ids].to(device), d.test_y[ids].to(device)
     x_df, _, _, ok_df = cv.deepfool(nets.twin, x)
     res = attacks.pgd_l2(nets.twin, x, y, eps=pgd["eps"], alpha=pgd["alpha"], steps=int(pgd["steps"]))
-    rho_nat, _, _ = ca.detection_scores(nets.twin, x, draws, seed=seed)
+    rho_nat, _, _ = curvature_analysis.detection_scores(nets.twin, x, draws, seed=seed)
     rows, roc = [], {}
     for label, adv, ok in (("DeepFool", x_df, ok_df), ("PGD", res.adv, res.success)):
-        rho, s, khat = ca.detection_scores(nets.twin, adv, draws, seed=seed)
+        rho, s, khat = curvature_analysis.detection_scores(nets.twin, adv, draws, seed=seed)
         ok = ok.cpu().numpy()
-        a, lo, hi = ca.auc_ci(rho_nat, rho[ok], seed=seed)
-        roc[f"{name}: natural vs {label}"] = (*ca.roc_curve(rho_nat, rho[ok]), a)
+        a, lo, hi = curvature_analysis.auc_ci(rho_nat, rho[ok], seed=seed)
+        roc[f"{name}: natural vs {label}"] = (*curvature_analysis.roc_curve(rho_nat, rho[ok]), a)
         recovered = s.argmax(1) == y.cpu().numpy()
         recovered_min = np.where(np.isfinite(s), s, np.inf).argmin(1) == y.cpu().numpy()
         rows.append({"dataset": name, "perturbation": label, "images": int(ok.sum()), "AUC": a, "CI low": lo, "CI high": hi,
@@ -193,7 +193,7 @@ def _detection(name, nets, d, n_images, draws, pgd, seed, device):
 def dynamics(nets, d, n_images, beta, seed, device, epochs, train_subset, at, lr=None):
     """The classifier retrained with checkpoints at the epochs `at` (lib.learn.checkpoints; `epochs`, `train_subset`,
     `lr` as for lib.learn.train.classifier_for), measured at each on `n_images` test images (seed + 4) by
-    lib.studies.curvature_analysis.training_dynamics, with the accuracy on 1,000 test images. One row per epoch."""
+    lib.studies.curvature.curvature_analysis.training_dynamics, with the accuracy on 1,000 test images. One row per epoch."""
     settings = {"n_images": n_images, "beta": beta, "seed": seed, "epochs": epochs, "train_subset": train_subset,
                 "lr": lr, "at": list(at)}
     return _cached("dynamics", nets, d, settings, lambda: _dynamics(nets, d, n_images, beta, seed, device, epochs,
@@ -203,11 +203,11 @@ def dynamics(nets, d, n_images, beta, seed, device, epochs, train_subset, at, lr
 def _dynamics(nets, d, n_images, beta, seed, device, epochs, train_subset, at, lr):
     cps = checkpoints.classifier_checkpoints(d, seed, device, epochs, train_subset, at, lr)
     ids = experiment.pick_correct(nets.relu, d.test_x, d.test_y, n_images, seed + 4, device)
-    return ca.training_dynamics(cps, nets.ae, d.test_x[ids].to(device), d.test_y[ids].to(device), beta,
+    return curvature_analysis.training_dynamics(cps, nets.ae, d.test_x[ids].to(device), d.test_y[ids].to(device), beta,
                                 seed, d.test_x[:1000].to(device), d.test_y[:1000].to(device))
 
 
 # What defines every section's cached measurements (lib.infra.artifacts).
-CURVATURE = Artifact("curvature", 1, (cv, ca, manifold, attacks, checkpoints, memo, experiment.pick_correct,
+CURVATURE = Artifact("curvature", 1, (cv, curvature_analysis, manifold, attacks, checkpoints, memo, experiment.pick_correct,
                                       experiment.input_gradient, nets_for, _boundary_spectra, _scale_sweep, _extremes,
                                       _shared_directions, _detection, _dynamics))

@@ -1,12 +1,12 @@
-"""Notebook 06's tables, sentences and headline figures from its measurements (lib.studies.curvature_runs): the summary of
+"""Notebook 06's tables, sentences and headline figures from its measurements (lib.studies.curvature.curvature_runs): the summary of
 the twin's curvatures, a sentence per data set for the shared directions, per detection row and for the training
 dynamics, and the headline figures of results/06_curvature.json."""
 import numpy as np
 import pandas as pd
 
 from lib.reporting import report
-from lib.studies.curvature_analysis import CLAIMS, auc_reading
-from lib.studies.curvature_runs import TWIN
+from lib.studies.curvature.curvature_analysis import CLAIMS, auc_reading
+from lib.studies.curvature.curvature_runs import TWIN
 from lib.reporting.tables import lookup
 
 
@@ -35,7 +35,7 @@ def shares_sentence(shares, name):
 
 
 def detection_sentence(r):
-    """One detection row (lib.studies.curvature_runs.detection) in words: AUC, the sides of rho, label recovery."""
+    """One detection row (lib.studies.curvature.curvature_runs.detection) in words: AUC, the sides of rho, label recovery."""
     return (f"**{r['dataset']}, natural vs {r['perturbation']}:** AUC {r['AUC']:.2f} [{r['CI low']:.2f}, {r['CI high']:.2f}] "
             f"for the published rule (ρ > t flags 'perturbed'); {r['natural: rho < 0']:.0%} of natural images have ρ < 0 and "
             f"{r['perturbed: rho > 0']:.0%} of perturbed ones ρ > 0; label recovery at t = 0: {r['label recovery (t = 0)']:.0%}"

@@ -1,7 +1,7 @@
-"""Notebook 07's attacks of the defended models beyond lib.studies.defence.attack_defences, and what it reports: its
+"""Notebook 07's attacks of the defended models beyond lib.studies.defence.defence.attack_defences, and what it reports: its
 parameter checks, robust accuracy per data set (`robust_table`), the convergence check of the adaptive attack
 (`convergence`), the on- and off-manifold attacks of each defence (`manifold_attacks`), the verdict table
-(lib.studies.defence_claims' rows, judged), the answer in sentences, the headline figures and the caveats."""
+(lib.studies.defence.defence_claims' rows, judged), the answer in sentences, the headline figures and the caveats."""
 import numpy as np
 import pandas as pd
 import torch
@@ -13,8 +13,10 @@ from lib.infra import cache, memo
 from lib.infra.artifacts import Artifact
 from lib.infra.runtime import show
 from lib.reporting import report
-from lib.studies import defence, defence_claims, defence_setup
-from lib.studies.defence_claims import FAMILY
+from lib.studies.defence import defence
+from lib.studies.defence import defence_claims
+from lib.studies.defence import defence_setup
+from lib.studies.defence.defence_claims import FAMILY
 from lib.reporting.tables import lookup, stack
 
 RECORD_COLUMNS = ["defence", "attack", "eps", "image", "broken", "first_step", "dataset"]
@@ -35,7 +37,7 @@ def check_params(lambdas, recon_tolerance, eps_grid, finetune_threshold):
 
 
 def robust_table(records, names):
-    """lib.studies.defence.robust_accuracy of the per-image records of each data set in `names`, stacked with a dataset column."""
+    """lib.studies.defence.defence.robust_accuracy of the per-image records of each data set in `names`, stacked with a dataset column."""
     return stack([defence.robust_accuracy(records[records["dataset"] == n]).assign(dataset=n) for n in names]
                  or [pd.DataFrame(columns=ROBUST_COLUMNS)])
 
@@ -50,7 +52,7 @@ def _cached(section, keys, x, y, settings, build):
 
 
 def defend_and_attack(models, found, threshold, finetune, n_images, *, eps_grid, steps, restarts, seed, device):
-    """Per data set: its defences (lib.studies.defence_setup.defences_for, whose message is shown), the test images
+    """Per data set: its defences (lib.studies.defence.defence_setup.defences_for, whose message is shown), the test images
     attacked, and the transfer and adaptive PGD records of attack_records. Returns (setups, {name: (defences, x, y)},
     {name: the defended models' keys}, the records of every data set)."""
     setups, defended, records = {}, {}, []
@@ -66,7 +68,7 @@ def defend_and_attack(models, found, threshold, finetune, n_images, *, eps_grid,
 
 
 def attack_records(defences, keys, source, x, y, *, eps_grid, steps, restarts, seed):
-    """lib.studies.defence.attack_defences (transfer from the bare classifier `source` and adaptive PGD) on `defences`
+    """lib.studies.defence.defence.attack_defences (transfer from the bare classifier `source` and adaptive PGD) on `defences`
     ({defence: model}, identities `keys`), cached."""
     settings = {"eps_grid": [float(e) for e in eps_grid], "steps": steps, "restarts": restarts, "seed": seed}
     return _cached("attack_defences", keys, x, y, settings,
@@ -78,7 +80,7 @@ def convergence(defended, robust, *, keys, eps, steps, restarts, attack_steps, m
     `defended` ({data set: (defences, images, labels)}): its robust accuracy after each iteration, per-image records
     ("adaptive (long)", each defence's run cached under its identity in `keys`), a row beside the main run's value (from `robust`, the main run of `attack_steps` steps), and
     the defences whose longer run lowered robust accuracy by more than half the margin
-    (lib.studies.defence_claims.not_converged). Returns ({data set: {defence: (iterations, accuracy)}}, records, table,
+    (lib.studies.defence.defence_claims.not_converged). Returns ({data set: {defence: (iterations, accuracy)}}, records, table,
     {data set: unconverged defences})."""
     curves, frames, rows, unconverged = {}, [], [], {}
     for name, (defences, x, y) in defended.items():
@@ -148,7 +150,7 @@ ATTACKS = Artifact("defence_attacks", 1, (defence.pgd_budget, defence.attack_def
 
 
 def verdict_table(spread, every_attack, verdict_eps, margin, unconverged):
-    """Notebook 07's verdicts (lib.studies.defence_claims, one Holm family): per data set of `spread` ({data set: {"plain AE",
+    """Notebook 07's verdicts (lib.studies.defence.defence_claims, one Holm family): per data set of `spread` ({data set: {"plain AE",
     "I-AE": per-image spread}}) the isometry rows 07a, 07b and the defence rows 07c, 07d on the per-image records of
     every attack run (`every_attack`), defences in `unconverged[data set]` inconclusive."""
     rows = []
@@ -238,7 +240,7 @@ def autoattack(defended, keys, *, l2_eps, linf_eps, square_eps, cfg, transfer=No
 
 def square_alone(defences, keys, x, y, l2_suite, eps, cfg, label="", transfer=None):
     """Square Attack alone (L2, budget eps, cfg's queries) where the black-box check needs it, as budget records
-    (defence, eps, image, broken). Check 3 (lib.studies.checklist) asks that Square alone leave no more images robust
+    (defence, eps, image, broken). Check 3 (lib.studies.defence.checklist) asks that Square alone leave no more images robust
     than the transfer attack (beyond noise); that the white-box attacks leave no more than Square alone follows from
     the suite's own Square run, which is Square alone on the images they left. So: no run for "none" (no transfer
     check); for a projection defence, the suite's Square result on the images the white-box attacks left (`l2_suite`,

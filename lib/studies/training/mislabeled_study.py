@@ -1,4 +1,4 @@
-"""Notebook 10's first experiment: fresh classifiers trained on mislabelled adversarial sets (lib.studies.mislabeled), one
+"""Notebook 10's first experiment: fresh classifiers trained on mislabelled adversarial sets (lib.studies.training.mislabeled), one
 cache entry per relabelling.
 
 For one relabelling (D_rand or D_det) of ``n_relabel`` training images (a seeded random subset), every variant's set
@@ -19,7 +19,7 @@ from lib.geometry import subspaces
 from lib.inference import stats
 from lib.infra import cache
 from lib.learn import train
-from lib.studies import mislabeled
+from lib.studies.training import mislabeled
 from lib.infra.artifacts import Artifact
 from lib.infra.runtime import progress
 
@@ -35,7 +35,7 @@ class TargetedSettings:
 
 
 def build_sets(clf, ae, data, relabellings, variants, settings, n_relabel, seed=0, batch_size=1000):
-    """{relabelling: {name: lib.studies.mislabeled.Relabelled}} for every variant and both controls, the true labels and
+    """{relabelling: {name: lib.studies.training.mislabeled.Relabelled}} for every variant and both controls, the true labels and
     {relabelling: targets}. The images are attacked a batch at a time, and each batch's tangent bases (QR of the
     decoder's Jacobian: the batched route of notebook 03) and random subspaces (seeded by the image's index) serve
     every relabelling and variant: one batch's subspaces in memory at a time."""

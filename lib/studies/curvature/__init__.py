@@ -1,0 +1,1 @@
+"""Decision-boundary curvature (notebook 06)."""

@@ -1,0 +1,1 @@
+"""The Isometric-Autoencoder defence and its evaluation (notebook 07)."""

@@ -1,0 +1,1 @@
+"""DMM's claims about training: mislabelled and adversarial training (notebook 10)."""

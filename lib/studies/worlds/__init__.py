@@ -1,0 +1,1 @@
+"""Known manifolds, where DMM can be built in (notebook 08)."""
