@@ -69,39 +69,18 @@ max_failure_rate: float = 0.5  # a row with more undecided images (or control "o
 alpha: float = 0.05  # family-wise error rate: Holm over every row of this notebook's verdict table
 
 # %%
-import json
-
-import numpy as np
 import pandas as pd
 from IPython.display import display
 
-from lib.figures import plots
+from lib.experiments import records as rec
+from lib.figures import plots, plots_claims
 from lib.inference import verdicts
 from lib.infra import runtime
-from lib.reporting import report
-from lib.studies.manifold import claims
-from lib.experiments import records as rec
+from lib.reporting import report, tables
+from lib.studies.manifold import claims, statistics_report
 
 run = runtime.start("05_statistics", profile, 0, "cpu")
-results = report.results_dir(profile)
-frames, tangent_k, info = [], {}, {}
-for nb, csv in (("03_on_off_manifold_attacks", "03_records.csv"), ("04_random_subspace_control", "04_records.csv")):
-    meta = results / f"{nb}.json"
-    info[nb] = json.loads(meta.read_text()) if meta.exists() else {}
-    tangent_k.update(info[nb].get("tangent_k", {}))
-    if (results / csv).exists():
-        frames.append(pd.read_csv(results / csv))
-    else:
-        runtime.show(f"> **No records from notebook {nb[:2]}** (`{results / csv}`): run it first (`make report` does).")
-records, notes = rec.same_k_records(frames, tangent_k, datasets, splits)
-for note in notes if frames else []:
-    runtime.show(f"> {note}")
-found = [d for d in datasets if d in set(records["dataset"])]
-sources, why = info["03_on_off_manifold_attacks"].get("data_sources", {}), info["03_on_off_manifold_attacks"].get("unavailable", {})
-data_sources = {d: sources.get(d, "records of notebooks 03 and 04") for d in found}
-unavailable = {d: why.get(d, "no records of notebooks 03 and 04 for this data set") for d in datasets if d not in found}
-for name, message in unavailable.items():
-    runtime.show(f"> **{name}: not available** — {runtime.escape(message)}")
+records, found, data_sources, unavailable = statistics_report.load_records(profile, datasets, splits)
 
 # %% [markdown]
 # ## The records
@@ -118,19 +97,6 @@ table, skipped = claims.evaluate(records, controls, margin, cosine_margin, alpha
 for reason in skipped:
     runtime.show(f"> not tested: {reason}")
 answer = claims.answer(table, records, splits[0]) if len(table) else []
-colour = {v: f"background-color: {c}33" for v, c in plots.VERDICT_COLOURS.items()}
-
-
-def show_table(t, caption):
-    cols = {"short": "claim", "dataset": "data set", "split": "split", "clip": "clip", "effect_text": "effect [CI]",
-            "margin_text": "negligible band", "statistic": "test", "p_holm": "p (no effect, Holm)",
-            "p_margin_holm": "p (margin, Holm)", "n": "N", "n_undecided": "undecided", "power": "power",
-            "n_needed": "N for 80%", "leakage": "subspace share (on)", "verdict": "verdict"}
-    cols = {k: v for k, v in cols.items() if k in t}
-    display(t[list(cols)].rename(columns=cols).style.set_caption(caption)
-            .format({"p (no effect, Holm)": "{:.2g}", "p (margin, Holm)": "{:.2g}", "power": "{:.2f}",
-                     "N for 80%": "{:,.0f}", "N": "{:.0f}", "undecided": "{:.0f}"}, na_rep="–")
-            .map(lambda v: colour.get(v, ""), subset=["verdict"]).hide(axis="index"))
 
 
 # %% [markdown]
@@ -145,11 +111,13 @@ for sentence in answer:
 summaries = {name: rec.on_off_summary(records[records["dataset"] == name], splits[0]) for name in found}
 summaries = {name: s for name, s in summaries.items() if len(s)}
 if summaries:
-    fig = plots.on_off_answer({claims.DATASET_NAMES.get(n, n): t for n, t in summaries.items()}, f"On/off norm ratio per subspace, {splits[0]} images: the learned manifold "
-                                         "beside random subspaces of the same dimension")
-    fig.savefig(results / "05_answer.png", dpi=110, bbox_inches="tight")
+    fig = plots.on_off_answer({claims.DATASET_NAMES.get(n, n): t for n, t in summaries.items()},
+                              f"On/off norm ratio per subspace, {splits[0]} images: the learned manifold beside random "
+                              "subspaces of the same dimension")
+    fig.savefig(report.results_dir(profile) / "05_answer.png", dpi=110, bbox_inches="tight")
 if len(table):
-    show_table(table[table["discriminating"]], f"The discriminating claims (Holm family: {claims.FAMILY})")
+    display(tables.verdict_styler(table[table["discriminating"]],
+                                  f"The discriminating claims (Holm family: {claims.FAMILY})"))
     runtime.show(verdicts.rules_markdown(claims.FAMILY, f"Negligible bands: ratios within ×/÷ {margin:g}, cosine "
                                                         f"differences within ±{cosine_margin:g}."))
 
@@ -172,7 +140,7 @@ if len(table):
 
 # %%
 if len(table):
-    show_table(table, "Every claim")
+    display(tables.verdict_styler(table, "Every claim"))
     display(pd.crosstab(table["dataset"], table["verdict"]))
     for name in found:
         t = table[table["dataset"] == name]
@@ -184,28 +152,8 @@ if len(table):
 # (which also counts the censored images). Grey: the negligible band. Claim 3 against every control, clipped and not.
 
 # %%
-def strips(name, rows_of, values_of, title, xlabel, log=True, ref=1.0, band=(1 / margin, margin)):
-    effects = {}
-    for _, row in rows_of.iterrows():
-        r = records[(records["dataset"] == name) & (records["split"] == row["split"]) & (records["clip"] == row["clip"])]
-        label = f"{row['short']} · {row['split']}" + ("" if row["clip"] else " · no clip")
-        effects[label] = (values_of(r, row), (row["effect"], row["ci_low"], row["ci_high"]))
-    if effects:
-        plots.effect_strips(effects, title, xlabel, log=log, reference=ref, band=band)
-
-
 for name in found:
-    t = table[table["dataset"] == name]
-    strips(name, t[t["claim_id"].isin(["3", "3c", "3pca"])],
-           lambda r, row: np.exp(rec.gap(r, "tangent", row["control"]).complete),
-           f"{name}: claim 3, (on/off, tangent) ÷ (on/off, control) per image", "gap ratio")
-    strips(name, t[t["claim_id"] == "4"], lambda r, row: np.exp(rec.share_log_ratio(r, "tangent", "random").complete),
-           f"{name}: claim 4, gradient energy share, tangent ÷ random", "share ratio")
-    versus = lambda row: rec.OFF_T if row["claim_id"] == "5a" else ("on", row["control"])
-    strips(name, t[t["claim_id"].isin(["5", "5a", "5b", "5c"])],
-           lambda r, row: rec.difference(r, rec.ON_T, versus(row)).complete,
-           f"{name}: claim 5, difference of class cosines", "Δ cos(δ, μ_target − μ_true)", log=False, ref=0.0,
-           band=(-cosine_margin, cosine_margin))
+    plots_claims.claim_strips(records, table, name, margin, cosine_margin)
 
 # %% [markdown]
 # ## Across data sets: a mixed model (descriptive)
@@ -223,19 +171,10 @@ if len(records):
 
 # %%
 discriminating = table[table["discriminating"]] if len(table) else table
-headline = []
-for _, v in discriminating[discriminating["split"] == splits[0]].iterrows():
-    headline.append(report.headline(f"{v['dataset']} {v['split']}{'' if v['clip'] else ' (no clip)'}: {v['short']} — "
-                                    f"{v['verdict']}", v["effect"], "" if v["scale"] == "difference" else "x",
-                                    "DMM predicts " + ("< 1" if v["claim_id"] == "4" else "> 0" if v["scale"] == "difference"
-                                                      else "> 1") + "; dimension alone predicts none"))
-if not headline:
-    headline = [report.headline("no records: run notebooks 03 and 04 first", 0, "records")]
-keep = ["family", "claim_id", "short", "claim", "dataset", "split", "clip", "statistic", "effect_text", "effect", "ci_low",
-        "ci_high", "margin_text", "p", "p_holm", "p_margin", "p_margin_holm", "n", "n_undecided", "power", "n_needed",
-        "failures", "leakage", "control", "verdict", "discriminating"]
+keep = statistics_report.RESULT_COLUMNS
 report.write_results(
-    run, "05 · Statistical verdicts", headline=headline, data_sources=data_sources, unavailable=unavailable,
+    run, "05 · Statistical verdicts", headline=statistics_report.headlines(table, splits[0]), data_sources=data_sources,
+    unavailable=unavailable,
     answer=answer, answer_figure="05_answer.png" if summaries else None,
     discriminating=discriminating[[c for c in keep if c in discriminating]].to_dict(orient="records"),
     verdicts=table[[c for c in keep if c in table]].to_dict(orient="records"), skipped=skipped, mixed_model=mixed,

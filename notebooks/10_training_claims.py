@@ -102,8 +102,9 @@ models = data.each_available(found, missing, lambda d: model_settings.models(d, 
 pgd = mislabeled_study.TargetedSettings(**relabel_pgd)
 study, acc_tables = {}, []
 for name, (clf, ae) in models.items():
-    study[name] = mislabeled_study.run_study(clf, ae, found[name], relabellings, variants, pgd, n_relabel, fresh_epochs, equal_size,
-                               seed, run.device)
+    study[name] = mislabeled_study.run_study(
+        clf, ae, found[name], relabellings=relabellings, variants=variants, settings=pgd, n_relabel=n_relabel,
+        fresh_epochs=fresh_epochs, equal_size=equal_size, seed=seed, device=run.device)
     acc_tables.append(mislabeled_study.accuracy_table(study[name], name))
 accuracy = pd.concat(acc_tables, ignore_index=True) if acc_tables else pd.DataFrame()
 pct = "{:.1%}"
@@ -130,8 +131,9 @@ for name in study:
 tuned, budgets, acc_rows = {}, {}, []
 for name, (clf, ae) in models.items():
     tuned[name], budgets[name], rows, text = advtrain.fine_tune(
-        clf, found[name], settings, n_images, advtrain_eps_scale, advtrain_steps, advtrain_epochs, advtrain_lr,
-        robust_steps, seed, run.device, shard_size, advtrain_subset)
+        clf, found[name], settings=settings, n_images=n_images, scale=advtrain_eps_scale, steps=advtrain_steps,
+        epochs=advtrain_epochs, lr=advtrain_lr, robust_steps=robust_steps, train_subset=advtrain_subset, seed=seed,
+        device=run.device, shard_size=shard_size)
     acc_rows += rows
     runtime.show(text)
 robustness = pd.DataFrame(acc_rows)

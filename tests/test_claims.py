@@ -157,13 +157,15 @@ def test_significant_but_inside_the_margin_is_negligible_not_supported():
     assert row.p < 1e-6 and np.exp(row.ci_high) < 1.1
     assert _verdict(row) == "negligible"
     # the rule alone, on the example: 1.05x with CI [1.02, 1.08], p tiny, the margin test not significant
-    v = verdicts.verdict
+    def v(kind, p_holm, p_margin_holm, lo, hi, margin, **row):
+        return verdicts.verdict(verdicts.Row("x", "x", "x", "d", "test", kind, "ratio", margin, (lo + hi) / 2, lo, hi,
+                                             p_holm, p_margin_holm, 100, "", **row), p_holm, p_margin_holm)
     assert v("difference", 1e-9, 0.9, np.log(1.02), np.log(1.08), np.log(1.1)) == "negligible"
     assert v("difference", 1e-9, 1e-4, np.log(1.12), np.log(1.3), np.log(1.1)) == "supported"
     assert v("difference", 1e-9, 0.2, np.log(1.05), np.log(1.3), np.log(1.1)) == "inconclusive"
     assert v("difference", 0.4, 1.0, np.log(0.5), np.log(0.8), np.log(1.1)) == "contradicted"
     assert v("difference", 0.4, 1.0, np.log(0.95), np.log(1.05), np.log(1.1),
-             null_verdict="explained by dimension alone") == "explained by dimension alone"
+             null_verdict=verdicts.Verdict.DIMENSION) == "explained by dimension alone"
     assert v("difference", 0.001, 0.001, np.log(0.5), np.log(0.8), np.log(1.1), predicted="less") == "supported"
 
 
@@ -269,7 +271,10 @@ def test_the_answer_follows_the_verdict():
 
 def test_verdict_rejects_bad_arguments():
     with pytest.raises(ValueError, match="kind"):
-        verdicts.verdict("bigger", 0.01, 0.01, 0.2, 0.3, 0.1)
+        verdicts.Row("x", "x", "x", "d", "test", "bigger", "ratio", 0.1, 0.25, 0.2, 0.3, 0.01, 0.01, 100, "")
+    with pytest.raises(ValueError, match="null_verdict"):
+        verdicts.Row("x", "x", "x", "d", "test", "difference", "ratio", 0.1, 0.25, 0.2, 0.3, 0.01, 0.01, 100, "",
+                     null_verdict=verdicts.Verdict.SUPPORTED)
     with pytest.raises(ValueError, match="margin"):
         claims.evaluate(world(np.random.default_rng(0), n=10), margin=0.9)
     with pytest.raises(ValueError, match="control"):

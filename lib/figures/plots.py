@@ -3,6 +3,7 @@ import matplotlib.pyplot as plt
 import numpy as np
 
 from lib.inference import stats
+from lib.inference.rules import COLOURS
 
 
 def training_curves(histories, ylabel, title, logy=False):
@@ -206,8 +207,7 @@ def ratio_vs_k(table, n, title):
     return fig
 
 
-VERDICT_COLOURS = {"supported": "#2a9d3a", "contradicted": "#c0392b", "precise null": "#8e2c6b",
-                   "negligible": "#7a5cb8", "explained by dimension alone": "#e69500", "not testable": "#4a90c2", "inconclusive": "#888888"}
+VERDICT_COLOURS = COLOURS  # lib.inference.rules: one colour per verdict
 
 
 def on_off_answer(summaries, title):

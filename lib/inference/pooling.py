@@ -31,6 +31,7 @@ from statsmodels.stats.meta_analysis import combine_effects
 from lib.inference import power as power_lib
 from lib.inference import stats, verdicts
 from lib.infra.names import TAU2_METHODS
+from lib.inference.rules import Verdict
 
 Z975 = float(sps.norm.isf(0.025))
 METHODS = dict(zip(TAU2_METHODS, ("chi2", "iterated")))  # statsmodels' names of DerSimonian-Laird, Paule-Mandel
@@ -225,7 +226,7 @@ def judge(rows: list[verdicts.Row], family: str, alpha: float = stats.ALPHA) -> 
     if not len(table):
         return table
     split = [i for i, (r, v) in enumerate(zip(rows, table["verdict"]))
-             if v == "supported" and not r.notes.get("seeds_agree_in_sign", True)]
+             if v == Verdict.SUPPORTED and not r.notes.get("seeds_agree_in_sign", True)]
     if split:
         rows = [replace(r, robust_to_failures=False, statistic=r.statistic + "; the seeds disagree in sign")
                 if i in split else r for i, r in enumerate(rows)]

@@ -14,62 +14,63 @@ exactly at its margin (an interval at 95% beside a Holm-adjusted p would not be)
 from __future__ import annotations
 
 from dataclasses import dataclass, field, fields
-from typing import Callable
+from typing import Callable, Literal, get_args
 
 import numpy as np
 import pandas as pd
 
 from lib.inference import power, stats
-from lib.inference.rules import RULES, VERDICTS  # noqa: F401  (the verdicts and the rule in words)
+from lib.inference.rules import RULES, VERDICTS, Verdict  # noqa: F401  (the verdicts and the rule in words)
 
-ROW_KINDS = ("difference", "equivalence")  # what a row claims: an effect beyond the margin, or within it
-SCALES = ("ratio", "difference", "points")  # effects on the log scale shown as ratios; differences; proportions
+RowKind = Literal["difference", "equivalence"]  # what a row claims: an effect beyond the margin, or within it
+Scale = Literal["ratio", "difference", "points"]  # effects on the log scale shown as ratios; differences; proportions
+Predicted = Literal["greater", "less"]  # the side of no effect the claim predicts
+ROW_KINDS, SCALES, PREDICTED = get_args(RowKind), get_args(Scale), get_args(Predicted)
 
 
 
-def verdict(kind: str, p_holm: float, p_margin_holm: float, lo: float, hi: float, margin: float,
-            alpha: float = stats.ALPHA, predicted: str = "greater", null_verdict: str = "precise null",
-            testable: bool = True, robust_to_failures: bool = True) -> str:
+def verdict(row: "Row", p_holm: float, p_margin_holm: float, alpha: float = stats.ALPHA,
+            robust_to_failures: bool | None = None) -> Verdict:
     """The verdict of one row (``RULES`` in words); first match wins.
 
     p_holm: Holm-adjusted p of "no effect" (difference rows); p_margin_holm: Holm-adjusted p of the test
-    against the margin; [lo, hi]: the effect's 95% interval on the additive scale (log ratio or difference);
-    the negligible band is [-margin, margin].
+    against the margin; the row's [ci_low, ci_high]: the effect's 95% interval on the additive scale (log ratio or
+    difference); the negligible band is [-margin, margin]. robust_to_failures: the row's own, unless the judge found
+    that undecided images counted for the claim would make it supported.
 
     | kind        | condition                                                     | verdict          |
     |-------------|---------------------------------------------------------------|------------------|
-    | any         | ``testable`` is false                                         | not testable     |
+    | any         | the row is not testable                                       | not testable     |
     | any         | no p or no interval                                           | inconclusive     |
-    | any         | not ``robust_to_failures`` (failures or an unconverged attack |                  |
+    | any         | not robust to failures (failures or an unconverged attack     |                  |
     |             | could change it; judge: undecided images counted for the      |                  |
     |             | claim would make it supported)                                | inconclusive     |
     | any         | p_margin_holm < alpha                                         | supported        |
     | difference  | interval entirely on the wrong side of 0                      | contradicted     |
     | difference  | interval inside the band, p_holm < alpha                      | negligible       |
-    | difference  | interval inside the band, p_holm >= alpha                     | ``null_verdict`` |
+    | difference  | interval inside the band, p_holm >= alpha                     | the row's null_verdict |
     | equivalence | interval entirely outside the band                            | contradicted     |
     | any         | otherwise                                                     | inconclusive     |
     """
-    stats.check_choice(kind, ROW_KINDS, "kind")
-    stats.check_choice(predicted, ("greater", "less"), "predicted")
-    stats.check_choice(null_verdict, VERDICTS, "null_verdict")
-    if not testable:
-        return "not testable"
-    if np.isnan(p_margin_holm) or np.isnan(lo) or np.isnan(hi) or (kind == "difference" and np.isnan(p_holm)):
-        return "inconclusive"
-    if not robust_to_failures:
-        return "inconclusive"
+    lo, hi, margin = row.ci_low, row.ci_high, row.margin
+    robust = row.robust_to_failures if robust_to_failures is None else robust_to_failures
+    if not row.testable:
+        return Verdict.NOT_TESTABLE
+    if np.isnan(p_margin_holm) or np.isnan(lo) or np.isnan(hi) or (row.kind == "difference" and np.isnan(p_holm)):
+        return Verdict.INCONCLUSIVE
+    if not robust:
+        return Verdict.INCONCLUSIVE
     if p_margin_holm < alpha:
-        return "supported"
+        return Verdict.SUPPORTED
     inside = -margin <= lo and hi <= margin
-    if kind == "difference":
-        s = 1 if predicted == "greater" else -1
+    if row.kind == "difference":
+        s = 1 if row.predicted == "greater" else -1
         if max(s * lo, s * hi) < 0:
-            return "contradicted"
+            return Verdict.CONTRADICTED
         if inside:
-            return "negligible" if p_holm < alpha else null_verdict
-        return "inconclusive"
-    return "contradicted" if (lo > margin or hi < -margin) else "inconclusive"
+            return Verdict.NEGLIGIBLE if p_holm < alpha else row.null_verdict
+        return Verdict.INCONCLUSIVE
+    return Verdict.CONTRADICTED if (lo > margin or hi < -margin) else Verdict.INCONCLUSIVE
 
 
 @dataclass(frozen=True)
@@ -82,8 +83,8 @@ class Row:
     claim: str
     dataset: str
     split: str
-    kind: str
-    scale: str
+    kind: RowKind
+    scale: Scale
     margin: float
     effect: float
     ci_low: float
@@ -92,14 +93,14 @@ class Row:
     p_margin: float
     n: int
     statistic: str
-    predicted: str = "greater"
+    predicted: Predicted = "greater"
     ci_level: float = 0.95
     clip: bool | None = None   # attack rows: whether x + delta was clipped to [0, 1]
     n_censored: int = 0
     n_undecided: int = 0
     testable: bool = True
     robust_to_failures: bool = True
-    null_verdict: str = "precise null"
+    null_verdict: Verdict = Verdict.PRECISE_NULL  # a precise null's name: against a random subspace, DIMENSION
     discriminating: bool = False
     p_margin_best: float = float("nan")  # p_margin with undecided images counted for the claim (the best case)
     dmm_effect: float = float("nan")     # the effect (additive scale) at which ``power_at`` gives the power
@@ -110,7 +111,8 @@ class Row:
     def __post_init__(self):
         stats.check_choice(self.kind, ROW_KINDS, "kind")
         stats.check_choice(self.scale, SCALES, "scale")
-        stats.check_choice(self.predicted, ("greater", "less"), "predicted")
+        stats.check_choice(self.predicted, PREDICTED, "predicted")
+        stats.check_choice(self.null_verdict, (Verdict.PRECISE_NULL, Verdict.DIMENSION), "null_verdict")
         if self.margin < 0:
             raise ValueError(f"{self.claim_id}: margin must be >= 0; got {self.margin}")
 
@@ -138,8 +140,7 @@ def judge(rows: list[Row], family: str, alpha: float = stats.ALPHA) -> pd.DataFr
     powers = [r.power_at(alpha / m) if r.power_at and r.testable else None for r in rows]
     t["power"] = [p.power if p else np.nan for p in powers]
     t["n_needed"] = [p.n_needed if p else np.nan for p in powers]
-    t["verdict"] = [verdict(r.kind, ph, pm, r.ci_low, r.ci_high, r.margin, alpha, r.predicted, r.null_verdict,
-                            r.testable, r.robust_to_failures and not (pm >= alpha and pb < alpha))
+    t["verdict"] = [verdict(r, ph, pm, alpha, r.robust_to_failures and not (pm >= alpha and pb < alpha))
                     for r, ph, pm, pb in zip(rows, t["p_holm"], t["p_margin_holm"], t["p_margin_best_holm"])]
     ratio = t["scale"] == "ratio"
     for col in ("effect", "ci_low", "ci_high"):

@@ -1,5 +1,7 @@
 """The report's models as the notebooks use them, and how a notebook that uses them opens (one call instead of the
 same three lines in each)."""
+from typing import NamedTuple
+
 from lib.infra import runtime
 from lib.infra.model_settings import ModelSettingsFields
 from lib.learn import data, train
@@ -28,14 +30,22 @@ class ModelSettings(ModelSettingsFields):
         return self.classifier(data, device), self.autoencoder(data, device)
 
 
-def start(notebook, profile, seed, device, datasets, model_settings=None, test_subset=None):
+class Session(NamedTuple):
+    """What a notebook that uses the models opens with (`start`)."""
+
+    run: runtime.Run               # seeds, device, threads, the header; run.elapsed()
+    model_settings: ModelSettings  # the profile's models: .classifier(d), .autoencoder(d), .models(d)
+    found: dict                    # {data set: Data} of the data sets that could be loaded
+    missing: dict                  # {data set: why not available, in words}
+
+
+def start(notebook, profile, seed, device, datasets, model_settings=None, test_subset=None) -> Session:
     """runtime.start (seeds, device, torch threads, the header), the typed model settings (the profile's where
     `model_settings` is None: lib.infra.profiles), and the data sets loaded, each missing one shown with how to get it.
 
     test_subset: evaluate on this many random test images (int or {dataset: n}); None: every test image.
-    Returns (run, model_settings, found, missing): the Run, a ModelSettings, {name: Data} and {name: why not
-    available}."""
+    Returns a Session (it unpacks as run, model_settings, found, missing)."""
     run = runtime.start(notebook, profile, seed, device)
     settings = ModelSettings.of(seed, run.shared("model_settings", model_settings))
     found, missing = data.load_shown(datasets, None, test_subset, seed)
-    return run, settings, found, missing
+    return Session(run, settings, found, missing)

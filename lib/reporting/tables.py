@@ -6,6 +6,7 @@ per-data-set frames, write a table of records to the report's results folder.
 import numpy as np
 import pandas as pd
 
+from lib.inference.rules import COLOURS
 from lib.reporting import report
 
 
@@ -40,3 +41,21 @@ def save_csv(frame, profile, file):
     path.parent.mkdir(parents=True, exist_ok=True)
     frame.to_csv(path, index=False)
     return path
+
+
+# A verdict table's columns as a page shows them, in order (those a table lacks are left out).
+VERDICT_HEADERS = {"short": "claim", "dataset": "data set", "split": "split", "clip": "clip", "effect_text": "effect [CI]",
+                   "margin_text": "negligible band", "statistic": "test", "p_holm": "p (no effect, Holm)",
+                   "p_margin_holm": "p (margin, Holm)", "n": "N", "n_undecided": "undecided", "power": "power",
+                   "n_needed": "N for 80%", "leakage": "subspace share (on)", "verdict": "verdict"}
+
+
+def verdict_styler(table, caption):
+    """A verdict table (lib.inference.verdicts.judge's columns) as a page shows it: the columns of VERDICT_HEADERS,
+    p-values and power rounded, each verdict cell in its colour (lib.inference.rules.COLOURS)."""
+    cols = {k: v for k, v in VERDICT_HEADERS.items() if k in table}
+    tint = {v: f"background-color: {c}33" for v, c in COLOURS.items()}
+    return (table[list(cols)].rename(columns=cols).style.set_caption(caption)
+            .format({"p (no effect, Holm)": "{:.2g}", "p (margin, Holm)": "{:.2g}", "power": "{:.2f}",
+                     "N for 80%": "{:,.0f}", "N": "{:.0f}", "undecided": "{:.0f}"}, na_rep="–")
+            .map(lambda v: tint.get(v, ""), subset=["verdict"]).hide(axis="index"))

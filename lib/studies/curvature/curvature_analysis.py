@@ -13,6 +13,7 @@ import torch
 from lib.inference import verdicts
 from lib.boundary import curvature as cv
 from lib.geometry.manifold import tangent_basis
+from lib.inference.rules import Verdict
 
 
 def measure(model, ae, x, *, h=None, seed=0, full=True, chunk=128):
@@ -161,7 +162,7 @@ def paired_log_ratio_row(claim_id, dataset, split, a, b, predicted, margin=np.lo
     left_out = int((~usable).sum())
     short, text = CLAIMS[claim_id]
     row = verdicts.location_row(claim_id, short, text, dataset, split, d, predicted=predicted, margin=margin,
-                                null_verdict="explained by dimension alone")
+                                null_verdict=Verdict.DIMENSION)
     if left_out:
         row = replace(row, statistic=row.statistic + f"; {left_out} images with a zero value left out")
     return row

@@ -2,6 +2,8 @@
 parameter checks, robust accuracy per data set (`robust_table`), the convergence check of the adaptive attack
 (`convergence`), the on- and off-manifold attacks of each defence (`manifold_attacks`), the verdict table
 (lib.studies.defence.defence_claims' rows, judged), the answer in sentences, the headline figures and the caveats."""
+from typing import NamedTuple
+
 import numpy as np
 import pandas as pd
 import torch
@@ -51,10 +53,28 @@ def _cached(section, keys, x, y, settings, build):
     return memo.cached_result(ATTACKS.kind, ATTACKS.key(config), build)[0]
 
 
-def defend_and_attack(models, found, threshold, finetune, n_images, *, eps_grid, steps, restarts, seed, device):
+class Defended(NamedTuple):
+    """Notebook 07's defended models and their first attacks (`defend_and_attack`)."""
+
+    setups: dict    # {data set: lib.studies.defence.defence_setup's setup (defences, keys, message)}
+    defended: dict  # {data set: (defences {name: model}, attacked images, labels)}
+    keys: dict      # {data set: {defence: its identity}}: the cache keys of what is computed with it
+    records: object  # the transfer and adaptive PGD records of every data set (a DataFrame)
+
+
+class Convergence(NamedTuple):
+    """The longer adaptive attack beside the main one (`convergence`)."""
+
+    curves: dict       # {data set: {defence: (iterations, robust accuracy after each)}}
+    records: object    # per-image records of the long run (a DataFrame)
+    table: object      # main run beside the long run, per defence (a DataFrame)
+    unconverged: dict  # {data set: the defences whose long run lowered robust accuracy by more than half the margin}
+
+
+def defend_and_attack(models, found, threshold, finetune, n_images, *, eps_grid, steps, restarts, seed,
+                      device) -> Defended:
     """Per data set: its defences (lib.studies.defence.defence_setup.defences_for, whose message is shown), the test images
-    attacked, and the transfer and adaptive PGD records of attack_records. Returns (setups, {name: (defences, x, y)},
-    {name: the defended models' keys}, the records of every data set)."""
+    attacked, and the transfer and adaptive PGD records of attack_records: a Defended."""
     setups, defended, records = {}, {}, []
     for name, m in models.items():
         s = setups[name] = defence_setup.defences_for(name, found[name], m["clf"], m["ae"], m["iae"], threshold,
@@ -64,7 +84,7 @@ def defend_and_attack(models, found, threshold, finetune, n_images, *, eps_grid,
         defended[name] = (s.defences, x, y)
         records.append(attack_records(s.defences, s.keys, m["clf"].model, x, y, eps_grid=eps_grid, steps=steps,
                                       restarts=restarts, seed=seed).assign(dataset=name))
-    return setups, defended, {name: s.keys for name, s in setups.items()}, stack(records, RECORD_COLUMNS)
+    return Defended(setups, defended, {name: s.keys for name, s in setups.items()}, stack(records, RECORD_COLUMNS))
 
 
 def attack_records(defences, keys, source, x, y, *, eps_grid, steps, restarts, seed):
@@ -75,13 +95,12 @@ def attack_records(defences, keys, source, x, y, *, eps_grid, steps, restarts, s
                    lambda: defence.attack_defences(defences, source, x, y, eps_grid, steps, restarts, seed))
 
 
-def convergence(defended, robust, *, keys, eps, steps, restarts, attack_steps, margin, seed):
+def convergence(defended, robust, *, keys, eps, steps, restarts, attack_steps, margin, seed) -> Convergence:
     """The adaptive attack at `eps` again, `steps` per restart and `restarts` restarts (seed + 1), on every defence of
     `defended` ({data set: (defences, images, labels)}): its robust accuracy after each iteration, per-image records
     ("adaptive (long)", each defence's run cached under its identity in `keys`), a row beside the main run's value (from `robust`, the main run of `attack_steps` steps), and
     the defences whose longer run lowered robust accuracy by more than half the margin
-    (lib.studies.defence.defence_claims.not_converged). Returns ({data set: {defence: (iterations, accuracy)}}, records, table,
-    {data set: unconverged defences})."""
+    (lib.studies.defence.defence_claims.not_converged): a Convergence."""
     curves, frames, rows, unconverged = {}, [], [], {}
     for name, (defences, x, y) in defended.items():
         curves[name], main_acc, long_acc = {}, {}, {}
@@ -101,7 +120,7 @@ def convergence(defended, robust, *, keys, eps, steps, restarts, attack_steps, m
             rows.append({"dataset": name, "defence": label, f"main run ({attack_steps} steps)": main_acc[label],
                          f"{steps} steps x {restarts} restarts": long_acc[label]})
         unconverged[name] = defence_claims.not_converged(main_acc, long_acc, margin)
-    return curves, stack(frames, RECORD_COLUMNS), pd.DataFrame(rows), unconverged
+    return Convergence(curves, stack(frames, RECORD_COLUMNS), pd.DataFrame(rows), unconverged)
 
 
 def show_unconverged(unconverged, margin):

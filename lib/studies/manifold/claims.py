@@ -22,10 +22,11 @@ import pandas as pd
 
 from lib.experiments import records as rec
 from lib.inference import power, stats, verdicts
+from lib.inference.rules import Verdict
 
 FAMILY = "05 · attacks (notebooks 03 and 04)"
 CONTROL_WORDS = {"random": "random orthonormal", "coordinate": "random coordinate (pixel)", "pca": "PCA"}
-DIMENSION = "explained by dimension alone"  # a precise null against a random subspace of the same k
+DIMENSION = Verdict.DIMENSION  # a precise null against a random subspace of the same k
 CLAIMS = {  # id: (short label, the claim in words)
     "1": ("1 on > off", "On-manifold attacks need larger perturbations than off-manifold ones"),
     "1b": ("1b on/off > flat boundary", "The on/off ratio in the tangent space exceeds what a locally flat boundary "
@@ -136,7 +137,7 @@ def claim_gap(r, where, control="random", margin=np.log(1.1), max_failure_rate=0
     return _row(cid, where, e.low, e.high, control, margin=margin, max_undecided=max_failure_rate,
                 dmm_effect=dmm_effect(cid, margin),
                 testable=rates[control] <= max_failure_rate,
-                null_verdict="precise null" if control == "pca" else DIMENSION,
+                null_verdict=Verdict.PRECISE_NULL if control == "pca" else DIMENSION,
                 notes={"control": control, "failures": _failures(e),
                        "on_failure_rate": ", ".join(f"{s} {v:.0%}" for s, v in rates.items()),
                        "leakage": ", ".join(f"{s} {v:.2f}" for s, v in leak.items())})
@@ -161,7 +162,7 @@ def claim_class_cosine(r, where, versus=rec.OFF_T, margin=0.05, cid=None) -> ver
     cid = cid or {rec.OFF_T: "5a", ("on", "random"): "5b", ("on", "pca"): "5c"}[tuple(versus)]
     e = rec.difference(r, rec.ON_T, versus)
     return _row(cid, where, e.low, e.high, versus[1], margin=margin, scale="difference",
-                null_verdict=DIMENSION if versus[1] == "random" else "precise null",
+                null_verdict=DIMENSION if versus[1] == "random" else Verdict.PRECISE_NULL,
                 notes={"control": versus[1], "failures": _failures(e)})
 
 
@@ -310,13 +311,14 @@ def answer(table: pd.DataFrame, records: pd.DataFrame, split: str = "test") -> l
 
 def _reading(v: str) -> str:
     """A verdict in a sentence: what it means for DMM's prediction."""
-    return {"supported": "supported (beyond the margin, after Holm)",
-            "contradicted": "contradicted (the effect points the other way: its whole interval lies on the wrong side)",
-            "precise null": "a precise null (not significant, the whole interval inside the negligible band)",
-            "negligible": "negligible (real, but inside the margin)",
-            DIMENSION: "explained by dimension alone (a precise null against a random subspace)",
-            "not testable": "not testable at this budget",
-            "inconclusive": "inconclusive (the interval straddles the margin, or failed attacks could decide it)"
+    return {Verdict.SUPPORTED: "supported (beyond the margin, after Holm)",
+            Verdict.CONTRADICTED: "contradicted (the effect points the other way: its whole interval lies on the "
+                                  "wrong side)",
+            Verdict.PRECISE_NULL: "a precise null (not significant, the whole interval inside the negligible band)",
+            Verdict.NEGLIGIBLE: "negligible (real, but inside the margin)",
+            Verdict.DIMENSION: "explained by dimension alone (a precise null against a random subspace)",
+            Verdict.NOT_TESTABLE: "not testable at this budget",
+            Verdict.INCONCLUSIVE: "inconclusive (the interval straddles the margin, or failed attacks could decide it)"
             }.get(v, v)
 
 

@@ -8,7 +8,7 @@ more epochs at ``lr``); the result is cached like every model (lib.infra.cache, 
 import copy
 import time
 from dataclasses import asdict, dataclass, replace
-from typing import Optional
+from typing import NamedTuple, Optional
 
 import numpy as np
 import pandas as pd
@@ -125,11 +125,20 @@ def before_after(models, ae, data, n_images, settings, k, seed=0, device="cpu", 
     return records[~records["image_id"].isin(wrong)].reset_index(drop=True), len(wrong), exps
 
 
-def fine_tune(clf, data, settings, n_images, scale, steps, epochs, lr, robust_steps, seed=0, device="cpu",
-              shard_size=50, train_subset=None):
+class FineTuned(NamedTuple):
+    """Notebook 10's adversarially trained classifier and what it reports (`fine_tune`)."""
+
+    tuned: object   # the tuned lib.learn.train.Trained
+    budget: dict    # {"eps", "median", "ci"}: the training budget and the median minimal norm it came from
+    rows: list      # accuracies' rows: clean and robust, before and after, on every test image
+    text: str       # a sentence on the budget rule
+
+
+def fine_tune(clf, data, *, settings, n_images, scale, steps, epochs, lr, robust_steps, train_subset=None, seed=0,
+              device="cpu", shard_size=50) -> FineTuned:
     """Notebook 10's adversarial training of `clf` on `data` (on `train_subset` of its training images; None: all) at
-    eps = scale x budget_rule's median: (the tuned lib.learn.train.Trained, {"eps", "median", "ci"}, accuracies' rows
-    (clean and robust, before and after, on every test image), a sentence on the rule)."""
+    eps = scale x budget_rule's median (budget_rule on `n_images` images attacked with `settings`), `steps` PGD steps
+    per batch, `epochs` epochs at `lr`; robust accuracy by `robust_steps`-step PGD at the training eps."""
     med, ci, _ = budget_rule(clf, data, n_images, settings, seed, device, shard_size)
     cfg = AdvTrainConfig(scale * med, steps, epochs, lr, seed, train_subset)
     tuned = adversarially_trained(clf, cfg, device)
@@ -138,4 +147,4 @@ def fine_tune(clf, data, settings, n_images, scale, steps, epochs, lr, robust_st
     text = (f"{data.name}: median minimal norm {med:.3f} [{ci[0]:.3f}, {ci[1]:.3f}] (95% CI) x {scale:g} → training eps "
             f"{cfg.eps:.3f}; adversarial training on {len(tuned.train_data.train_x):,} training images, "
             f"{tuned.summary()}.")
-    return tuned, {"eps": cfg.eps, "median": med, "ci": ci}, rows, text
+    return FineTuned(tuned, {"eps": cfg.eps, "median": med, "ci": ci}, rows, text)

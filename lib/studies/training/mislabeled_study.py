@@ -70,7 +70,7 @@ def _fresh(cfg, x, label, num_classes, device="cpu"):
 
 
 
-def run_study(clf, ae, data, relabellings, variants, settings, n_relabel, fresh_epochs, equal_size=True, seed=0,
+def run_study(clf, ae, data, *, relabellings, variants, settings, n_relabel, fresh_epochs, equal_size=True, seed=0,
               device="cpu"):
     """Every relabelling's sets and fresh classifiers (module docstring), from the cache when there: a list of one
     result per relabelling, {"relabelling", "state_dict": {"correct/<set>": bool per test image, "examples/<set>":

@@ -19,9 +19,10 @@ from scipy import stats as sps
 from lib.experiments import records as rec
 from lib.inference import stats, verdicts
 from lib.reporting import report
+from lib.inference.rules import Verdict
 
 FAMILY = "10 · training claims"
-DIMENSION = "explained by dimension alone"
+DIMENSION = Verdict.DIMENSION
 CLAIMS = {
     "A": ("A most test images right (D_{r})", "A classifier trained only on the mislabelled adversarial set D_{r} "
                                               "labels most clean test images correctly (accuracy above 1/2)"),
@@ -44,7 +45,7 @@ def _text(cid, relabelling=""):
     return short.format(r=relabelling), claim.format(r=relabelling)
 
 
-def _paired(cid, relabelling, dataset, better, worse, margin, kind="difference", null_verdict="precise null"):
+def _paired(cid, relabelling, dataset, better, worse, margin, kind="difference", null_verdict=Verdict.PRECISE_NULL):
     """A Row on the difference of two paired accuracies, mean(better) - mean(worse): Agresti-Min interval and
     Tango's score tests (lib.inference.stats). difference: one-sided tests of no effect and of the margin; equivalence: the
     90% interval and the larger of the two one-sided tests of -margin and +margin (TOST)."""
@@ -92,7 +93,7 @@ def mislabeled_rows(correct, dataset, margin, min_success=0.5, success=None):
             rows.append(_most(r, dataset, got["unconstrained"], margin))
         if {"off", "unconstrained"} <= set(got):
             rows.append(_paired("B", r, dataset, got["off"], got["unconstrained"], margin, "equivalence"))
-        for cid, control, null in (("C", "off", "precise null"), ("D", "random", DIMENSION)):
+        for cid, control, null in (("C", "off", Verdict.PRECISE_NULL), ("D", "random", DIMENSION)):
             if {"on", control} <= set(got):
                 row = _paired(cid, r, dataset, got[control], got["on"], margin, null_verdict=null)
                 rows.append(row if ok("on", control) else _untestable(row))

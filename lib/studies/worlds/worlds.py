@@ -28,6 +28,7 @@ from lib.experiments import experiment, shards
 from lib.geometry import subspaces
 from lib.inference import stats, verdicts
 from lib.studies.manifold import claims
+from lib.inference.rules import Verdict
 
 SHAPE = (1, 28, 28)
 N = 28 * 28
@@ -249,7 +250,7 @@ def turning_points(table: pd.DataFrame, claim_ids=CURVE_CLAIMS, margin=1.1, k=16
     out = []
     for cid in claim_ids:
         t = table[table["claim_id"] == cid].sort_values("steepness")
-        ok = (t["verdict"] == "supported").to_numpy()
+        ok = (t["verdict"] == Verdict.SUPPORTED).to_numpy()
         tail = [i for i in range(len(ok)) if ok[i:].all()]
         out.append({"claim": t["short"].iloc[0] if len(t) else cid, "claim_id": cid,
                     "s measured": float(t["steepness"].iloc[tail[0]]) if tail else np.nan,
@@ -268,7 +269,7 @@ def false_positives(steepness, settings, seeds, n_images=50, k=16, margin=1.1, a
         r = world_records(world, settings, f"world 1 · s={steepness:g} · seed {seed}", seed)
         t = verdicts.judge(world_rows(r, margin), "simulation", alpha)
         for cid, v in zip(t["claim_id"], t["verdict"]):
-            hits.setdefault(cid, []).append(v == "supported")
+            hits.setdefault(cid, []).append(v == Verdict.SUPPORTED)
     out = []
     for cid, h in hits.items():
         lo, hi = stats.wilson_ci(int(sum(h)), len(h))
