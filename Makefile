@@ -37,6 +37,7 @@ report: | $(STAMP)
 	@$(PY) -m lib.reporting make --profile $(PROFILE) -j $(JOBS) $(REPORT_ARGS)
 
 test: $(STAMP)
+	$(VENV)/bin/ruff check .
 	$(PY) -m pytest
 
 # JupyterLab on the paired notebooks, with "Jupytext Notebook" the default viewer of .py files (lab/overrides.json,

@@ -43,12 +43,16 @@ def main():
 
     def plain_step():
         loss = ((ae(x) - x) ** 2).flatten(1).sum(1).mean()
-        opt.zero_grad(); loss.backward(); opt.step()
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
 
     def iae_step():
         r, a, b = iae.iae_terms(ae, x, torch.Generator().manual_seed(0))
         loss = r + 10.0 * (a + b)
-        opt.zero_grad(); loss.backward(); opt.step()
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
 
     plain_step(), iae_step()  # warm-up
     _, t_plain = timed(plain_step, args.repeats)

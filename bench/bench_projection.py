@@ -63,7 +63,9 @@ def train_briefly(ae, seconds, batch=4, seed=0):
     while time.perf_counter() - t0 < seconds:
         x = smooth_images(batch, generator)
         loss = F.mse_loss(ae(x), x)
-        opt.zero_grad(); loss.backward(); opt.step()
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
         losses.append(loss.item())
     return ae.eval(), losses
 

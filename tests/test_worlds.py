@@ -93,7 +93,7 @@ def test_false_positive_rate_on_the_flat_side():
 from torch import nn  # noqa: E402
 
 from lib.geometry import manifold  # noqa: E402
-from lib.learn import models
+from lib.learn import models  # noqa: E402
 from lib.studies.worlds import worlds_trained  # noqa: E402
 
 

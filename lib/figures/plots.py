@@ -287,14 +287,14 @@ def verdict_forest(table, title, margin=1.1, difference_margin=None):
         shown = np.r_[lo[~bound], hi[~bound], est[~bound], ref]
         shown = shown[np.isfinite(shown)]
         span = (shown.min(), shown.max()) if is_diff else (shown.min() / 1.5, shown.max() * 1.5)
-        for yi, e, l, h, v, b, raw in zip(y, est, lo, hi, t["verdict"], bound, t["effect"].to_numpy(float)):
+        for yi, e, low, high, v, b, raw in zip(y, est, lo, hi, t["verdict"], bound, t["effect"].to_numpy(float)):
             c = VERDICT_COLOURS.get(v, "k")
             if b:  # set by failed attacks: an arrow at the edge, in its direction
                 left = raw < ref
                 ax.plot(span[0] if left else span[1], yi, "<" if left else ">", color=c, ms=8)
                 continue
-            if np.isfinite(l) and np.isfinite(h):
-                ax.hlines(yi, l, h, color=c, lw=2)
+            if np.isfinite(low) and np.isfinite(high):
+                ax.hlines(yi, low, high, color=c, lw=2)
             if np.isfinite(e):
                 ax.plot(e, yi, "o", color=c, ms=6)
         ax.axvline(ref, color="k", lw=0.8)
