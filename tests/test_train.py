@@ -132,3 +132,32 @@ def test_epochs_to_reach_recovers_a_power_law_and_refuses_a_flat_curve():
     assert train.epochs_to_reach([0.01, 0.011, 0.012], 0.007) is None
     assert train.epochs_to_reach([0.01], 0.007) is None
     assert train.epochs_to_reach([0.01, 0.006], 0.007) == 2.0
+
+
+def test_trained_weights_do_not_depend_on_the_callers_thread_count(monkeypatch):
+    """`make report` gives each kernel two torch threads, `make -j2 report` one: fit trains with TRAIN_THREADS either way,
+    so the same configuration gives bit-identical weights. Without the pin the two differ (checked first: where this
+    processor's kernels do not depend on the thread count, the test has nothing to show and is skipped)."""
+    import contextlib
+
+    import torch.nn.functional as F
+
+    from lib.learn import models
+
+    def weights(threads):
+        torch.set_num_threads(threads)
+        x = torch.rand(256, 1, 28, 28, generator=torch.Generator().manual_seed(0))
+        torch.manual_seed(0)
+        cfg = train.autoencoder_config("mnist", epochs=2, batch_size=64, width=8, latent_dim=8)
+        m, _ = train.fit(models.ConvAutoencoder(1, 28, 8, 8), x, None, F.mse_loss, cfg, "cpu")
+        return torch.cat([p.flatten() for p in m.state_dict().values() if p.is_floating_point()])
+
+    before = torch.get_num_threads()
+    try:
+        with monkeypatch.context() as m:
+            m.setattr(train, "torch_threads", lambda n: contextlib.nullcontext())
+            if torch.equal(weights(2), weights(1)):
+                pytest.skip("this processor's kernels give the same weights with 1 and 2 threads")
+        assert torch.equal(weights(2), weights(1))
+    finally:
+        torch.set_num_threads(before)

@@ -4,6 +4,7 @@ import os
 import platform
 import random
 import time
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -78,6 +79,17 @@ def threads_for(jobs: int | None = None) -> int:
     share = max(1, cores() // jobs)
     asked = os.environ.get("OMP_NUM_THREADS", "").strip()
     return min(share, int(asked)) if asked.isdigit() and int(asked) >= 1 else share  # a user's cap is honoured
+
+
+@contextmanager
+def torch_threads(n):
+    """Torch's intra-op threads set to `n` inside the block, restored after it."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(n)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
 
 
 def start(notebook, profile, seed=0, device="auto"):

@@ -15,7 +15,7 @@ from lib.infra import cache
 from lib.learn import models
 from lib.infra.artifacts import Artifact
 from lib.learn.data import DatasetUnavailable
-from lib.infra.runtime import per_dataset, progress
+from lib.infra.runtime import per_dataset, progress, torch_threads
 
 
 @dataclass(frozen=True)
@@ -137,6 +137,13 @@ def memory_format(model, device):
         torch.contiguous_format
 
 
+# Torch threads of every training run. A matrix product's rounding depends on how its sums are split between threads,
+# so the thread count changes the trained weights (autoencoders by up to 5e-3): fixed here, a model is the same whether
+# one notebook runs at a time (`make report`, two threads per kernel on two cores) or several (`make -j2 report`), and a
+# cache holds one model per configuration, whoever filled it.
+TRAIN_THREADS = 1
+
+
 def fit(model, x, target, loss_fn, cfg, device, desc="train", on_epoch=None, perturb=None, batch_loss=None):
     """Minibatch training on in-memory tensors with seeded batches (target=None: reconstruct x): the one training
     loop of classifiers, autoencoders, I-AEs, fine-tunes and adversarial training.
@@ -150,8 +157,14 @@ def fit(model, x, target, loss_fn, cfg, device, desc="train", on_epoch=None, per
     grad_clip (> 0: clip the gradient norm to it) and a schedule.
     A convolutional model trains in channels_last memory format on a CPU (with the fused Adam, 1.12x per conv-AE step:
     bench/bench_training.py) and is returned in the default format.
+    Trains with TRAIN_THREADS torch threads, whatever the caller's: the weights do not depend on the parallelism.
     Returns the model in eval mode and the mean training loss of each epoch.
     """
+    with torch_threads(TRAIN_THREADS):
+        return _fit(model, x, target, loss_fn, cfg, device, desc, on_epoch, perturb, batch_loss)
+
+
+def _fit(model, x, target, loss_fn, cfg, device, desc, on_epoch, perturb, batch_loss):
     device = torch.device(device)
     layout = memory_format(model, device)
     g = torch.Generator().manual_seed(cfg.seed)
@@ -241,7 +254,7 @@ def reach_note(trained, target, whose):
 
 # What defines a trained model (lib.infra.artifacts): its key hashes the configuration and the version.
 TRAINING_CODE = (models, ClassifierConfig, AutoencoderConfig, build_classifier, build_autoencoder, make_optimizer,
-                 is_convolutional, memory_format, fit)
+                 is_convolutional, memory_format, fit, _fit)
 ARTIFACTS = {kind: Artifact(kind, 2, TRAINING_CODE) for kind in ("classifier", "autoencoder")}
 
 
