@@ -29,13 +29,13 @@
 # %% tags=["parameters"]
 from typing import Optional, Union
 
-profile: str = "quick"                   # smoke | quick | paper: which settings these are, for the record
-datasets: list[str] = ["mnist", "fashion_mnist"]  # any of mnist, fashion_mnist, cifar10, imagenet
-test_subset: Union[int, dict[str, int], None] = None  # evaluate on this many random test images (or {dataset: n}); None: all
-n_show: int = 8                          # images per reconstruction grid
-seed: int = 0                            # seeds the subsets, the initialisation and the batch order
-device: str = "auto"                     # auto | cpu | cuda | cuda:N
-model_settings: Optional[dict] = None    # the models (docs/running.md, "Profiles"; a key left out: the paper's); None: the profile's
+profile: str = "quick"                   # [any] smoke | quick | paper: which settings these are, for the record
+datasets: list[str] = ["mnist", "fashion_mnist"]  # [non-empty] any of mnist, fashion_mnist, cifar10, imagenet
+test_subset: Union[int, dict[str, int], None] = None  # [≥ 1] evaluate on this many random test images (or {dataset: n}); None: all
+n_show: int = 8                          # [≥ 0] images per reconstruction grid
+seed: int = 0                            # [≥ 0] seeds the subsets, the initialisation and the batch order
+device: str = "auto"                     # [any] auto | cpu | cuda | cuda:N
+model_settings: Optional[dict] = None    # [any] the models (docs/running.md, "Profiles"; a key left out: the paper's); None: the profile's
 
 # %%
 import pandas as pd

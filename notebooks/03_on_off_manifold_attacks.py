@@ -32,18 +32,18 @@
 # %% tags=["parameters"]
 from typing import Optional
 
-profile: str = "quick"                   # smoke | quick | paper: which settings these are, for the record
-datasets: list[str] = ["mnist", "fashion_mnist"]  # any of mnist, fashion_mnist, cifar10, imagenet (a 5 GB Gram matrix per image for its tangent space: a GPU job)
-splits: list[str] = ["test", "train"]    # attack test images and training images
-n_images: int = 200                      # correctly classified images attacked per data set and split
-attack: Optional[dict[str, dict[str, float]]] = None  # greedy PGD per condition {eps, alpha, steps}, [0, 1] pixel scale; None: the profile's
-no_clip: bool = True               # also run on/off without clipping to [0, 1] (test split), a sensitivity check
-shard_size: int = 50                     # images per shard: one cache entry each (a re-run computes only the missing ones)
-scheduler: Optional[str] = None          # dask scheduler address (tcp://host:8786) whose workers run the shards; None: $DIMPLED_SCHEDULER, else here
-n_show: int = 6                          # images in the example figure
-seed: int = 0                            # seeds the image choice
-device: str = "auto"                     # auto | cpu | cuda | cuda:N
-model_settings: Optional[dict] = None    # the models (docs/running.md, "Profiles"; a key left out: the paper's); None: the profile's
+profile: str = "quick"                   # [any] smoke | quick | paper: which settings these are, for the record
+datasets: list[str] = ["mnist", "fashion_mnist"]  # [non-empty] any of mnist, fashion_mnist, cifar10, imagenet (a 5 GB Gram matrix per image for its tangent space: a GPU job)
+splits: list[str] = ["test", "train"]    # [non-empty] attack test images and training images
+n_images: int = 200                      # [≥ 1] correctly classified images attacked per data set and split
+attack: Optional[dict[str, dict[str, float]]] = None  # [any] greedy PGD per condition {eps, alpha, steps}, [0, 1] pixel scale; None: the profile's
+no_clip: bool = True               # [any] also run on/off without clipping to [0, 1] (test split), a sensitivity check
+shard_size: int = 50                     # [≥ 1] images per shard: one cache entry each (a re-run computes only the missing ones)
+scheduler: Optional[str] = None          # [any] dask scheduler address (tcp://host:8786) whose workers run the shards; None: $DIMPLED_SCHEDULER, else here
+n_show: int = 6                          # [≥ 0] images in the example figure
+seed: int = 0                            # [≥ 0] seeds the image choice
+device: str = "auto"                     # [any] auto | cpu | cuda | cuda:N
+model_settings: Optional[dict] = None    # [any] the models (docs/running.md, "Profiles"; a key left out: the paper's); None: the profile's
 
 # %%
 import numpy as np

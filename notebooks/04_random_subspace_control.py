@@ -37,20 +37,20 @@
 # %% tags=["parameters"]
 from typing import Optional
 
-profile: str = "quick"                   # smoke | quick | paper: which settings these are, for the record
-datasets: list[str] = ["mnist", "fashion_mnist"]  # any of mnist, fashion_mnist, cifar10
-splits: list[str] = ["test", "train"]    # the same images as notebook 03
-n_images: int = 200                      # correctly classified images attacked per data set and split (as notebook 03)
-attack: Optional[dict[str, dict[str, float]]] = None  # greedy PGD per condition {eps, alpha, steps}, [0, 1] pixel scale; None: the profile's
-shard_size: int = 50                     # images per shard: one cache entry each (a re-run computes only the missing ones)
-scheduler: Optional[str] = None          # dask scheduler address (tcp://host:8786) whose workers run the shards; None: $DIMPLED_SCHEDULER, else here
-controls: list[str] = ["coordinate", "random", "pca"]  # random subspaces of the tangent space's dimension k
-no_clip: bool = True                     # also attack every subspace without clipping to [0, 1] (first split)
-k_sweep: list[int] = [4, 16, 64, 256]    # further k for the controls (first split): how the ratio scales with k
-second_latent_dim: dict[str, int] = {}  # {dataset: k}: an autoencoder of the same family retrained with this k (paper: 32)
-seed: int = 0                            # seeds the image choice and the random subspaces
-device: str = "auto"                     # auto | cpu | cuda | cuda:N
-model_settings: Optional[dict] = None    # the models (docs/running.md, "Profiles"; a key left out: the paper's); None: the profile's
+profile: str = "quick"                   # [any] smoke | quick | paper: which settings these are, for the record
+datasets: list[str] = ["mnist", "fashion_mnist"]  # [non-empty] any of mnist, fashion_mnist, cifar10
+splits: list[str] = ["test", "train"]    # [non-empty] the same images as notebook 03
+n_images: int = 200                      # [≥ 1] correctly classified images attacked per data set and split (as notebook 03)
+attack: Optional[dict[str, dict[str, float]]] = None  # [any] greedy PGD per condition {eps, alpha, steps}, [0, 1] pixel scale; None: the profile's
+shard_size: int = 50                     # [≥ 1] images per shard: one cache entry each (a re-run computes only the missing ones)
+scheduler: Optional[str] = None          # [any] dask scheduler address (tcp://host:8786) whose workers run the shards; None: $DIMPLED_SCHEDULER, else here
+controls: list[str] = ["coordinate", "random", "pca"]  # [non-empty] random subspaces of the tangent space's dimension k
+no_clip: bool = True                     # [any] also attack every subspace without clipping to [0, 1] (first split)
+k_sweep: list[int] = [4, 16, 64, 256]    # [non-empty, ≥ 1] further k for the controls (first split): how the ratio scales with k
+second_latent_dim: dict[str, int] = {}  # [≥ 1] {dataset: k}: an autoencoder of the same family retrained with this k (paper: 32)
+seed: int = 0                            # [≥ 0] seeds the image choice and the random subspaces
+device: str = "auto"                     # [any] auto | cpu | cuda | cuda:N
+model_settings: Optional[dict] = None    # [any] the models (docs/running.md, "Profiles"; a key left out: the paper's); None: the profile's
 
 # %%
 import pandas as pd

@@ -59,14 +59,14 @@
 # at most α of the time.
 
 # %% tags=["parameters"]
-profile: str = "quick"  # smoke | quick | paper: which settings these are, for the record
-datasets: list = ["mnist", "fashion_mnist"]  # data sets whose records (notebooks 03 and 04) are judged
-splits: list = ["test", "train"]  # splits judged; claim 6 compares train with test when both are here
-controls: list = ["random", "coordinate", "pca"]  # control subspaces at the tangent space's k (notebook 04's names)
-margin: float = 1.1  # ratios within [1/margin, margin] are negligible; claim 2's equivalence margin
-cosine_margin: float = 0.05  # class-cosine differences within ±cosine_margin are negligible
-max_failure_rate: float = 0.5  # a row with more undecided images (or control "on" failures) than this is not testable
-alpha: float = 0.05  # family-wise error rate: Holm over every row of this notebook's verdict table
+profile: str = "quick"  # [any] smoke | quick | paper: which settings these are, for the record
+datasets: list = ["mnist", "fashion_mnist"]  # [non-empty] data sets whose records (notebooks 03 and 04) are judged
+splits: list = ["test", "train"]  # [non-empty] splits judged; claim 6 compares train with test when both are here
+controls: list = ["random", "coordinate", "pca"]  # [non-empty] control subspaces at the tangent space's k (notebook 04's names)
+margin: float = 1.1  # [> 1] ratios within [1/margin, margin] are negligible; claim 2's equivalence margin
+cosine_margin: float = 0.05  # [> 0] class-cosine differences within ±cosine_margin are negligible
+max_failure_rate: float = 0.5  # [0..1] a row with more undecided images (or control "on" failures) than this is not testable
+alpha: float = 0.05  # [> 0, < 1] family-wise error rate: Holm over every row of this notebook's verdict table
 
 # %%
 import pandas as pd

@@ -38,29 +38,29 @@
 # %% tags=["parameters"]
 from typing import Optional
 
-profile: str = "quick"                   # smoke | quick | paper: which settings these are, for the record
-datasets: list[str] = ["mnist", "fashion_mnist"]  # MLP data sets (mnist, fashion_mnist); cifar10 / imagenet: not measured here
-splits: list[str] = ["test", "train"]    # boundary points of test images and of training images
-n_points: int = 40                       # correctly classified images per data set and split (full spectrum each)
-beta: float = 10.0                       # Softplus(beta) of the smooth twin, whose curvatures enter the verdicts
-fd_h: Optional[float] = None             # central-difference step for the ReLU MLP (pixel-L2); None: sqrt(n)/512 (authors')
-n_scale: int = 8                         # test images for the scale-dependence figure (h sweep and beta sweep)
-h_sweep: list[float] = [0.01, 0.03, 0.1, 0.3]  # central-difference steps h tried on the ReLU MLP
-beta_sweep: list[float] = [3.0, 10.0, 30.0]    # softplus sharpness tried on the twin
-shared_points: int = 100                 # training points whose top curved directions build S (paper: 100)
-shared_per_point: int = 20               # top principal directions (by |curvature|) taken per point
-shared_dim: Optional[int] = None         # dim S; None: the paper's 200 of 3072 scaled to n (51 of 784)
-noise_norms: list[float] = [0.5, 1.0, 2.0, 4.0, 8.0]  # L2 norms of the noise drawn in S and in S-perp
-n_detect: int = 40                       # test images for detection (natural, DeepFool- and PGD-perturbed)
-detect_draws: int = 20                   # T: random unit vectors per class in Algorithm 2
-pgd: dict[str, float] = {"eps": 10.0, "alpha": 0.05, "steps": 200}  # greedy L2 PGD for the detection's perturbed images
-dynamics_datasets: list[str] = ["mnist"]  # data sets whose classifier is retrained with checkpoints (cached once)
-dynamics_epochs: list[int] = [1, 2, 5, 10, 20, 50, 100, 200]  # checkpoints (epochs beyond the training's are dropped)
-n_dynamics: int = 20                     # test images measured at every checkpoint
-margin: float = 1.1                      # negligible band for ratios: [1/margin, margin]
-seed: int = 0                            # seeds the image choice, the random subspaces and the probe vectors
-device: str = "auto"                     # auto | cpu | cuda | cuda:N
-model_settings: Optional[dict] = None    # the models (docs/running.md, "Profiles"; a key left out: the paper's); None: the profile's
+profile: str = "quick"                   # [any] smoke | quick | paper: which settings these are, for the record
+datasets: list[str] = ["mnist", "fashion_mnist"]  # [non-empty] MLP data sets (mnist, fashion_mnist); cifar10 / imagenet: not measured here
+splits: list[str] = ["test", "train"]    # [non-empty] boundary points of test images and of training images
+n_points: int = 40                       # [≥ 1] correctly classified images per data set and split (full spectrum each)
+beta: float = 10.0                       # [> 0] Softplus(beta) of the smooth twin, whose curvatures enter the verdicts
+fd_h: Optional[float] = None             # [> 0] central-difference step for the ReLU MLP (pixel-L2); None: sqrt(n)/512 (authors')
+n_scale: int = 8                         # [≥ 1] test images for the scale-dependence figure (h sweep and beta sweep)
+h_sweep: list[float] = [0.01, 0.03, 0.1, 0.3]  # [non-empty, > 0] central-difference steps h tried on the ReLU MLP
+beta_sweep: list[float] = [3.0, 10.0, 30.0]    # [non-empty, > 0] softplus sharpness tried on the twin
+shared_points: int = 100                 # [≥ 1] training points whose top curved directions build S (paper: 100)
+shared_per_point: int = 20               # [≥ 1] top principal directions (by |curvature|) taken per point
+shared_dim: Optional[int] = None         # [≥ 1] dim S; None: the paper's 200 of 3072 scaled to n (51 of 784)
+noise_norms: list[float] = [0.5, 1.0, 2.0, 4.0, 8.0]  # [non-empty, > 0] L2 norms of the noise drawn in S and in S-perp
+n_detect: int = 40                       # [≥ 1] test images for detection (natural, DeepFool- and PGD-perturbed)
+detect_draws: int = 20                   # [≥ 1] T: random unit vectors per class in Algorithm 2
+pgd: dict[str, float] = {"eps": 10.0, "alpha": 0.05, "steps": 200}  # [any] greedy L2 PGD for the detection's perturbed images
+dynamics_datasets: list[str] = ["mnist"]  # [any] data sets whose classifier is retrained with checkpoints (cached once)
+dynamics_epochs: list[int] = [1, 2, 5, 10, 20, 50, 100, 200]  # [non-empty, ≥ 1] checkpoints (epochs beyond the training's are dropped)
+n_dynamics: int = 20                     # [≥ 1] test images measured at every checkpoint
+margin: float = 1.1                      # [> 1] negligible band for ratios: [1/margin, margin]
+seed: int = 0                            # [≥ 0] seeds the image choice, the random subspaces and the probe vectors
+device: str = "auto"                     # [any] auto | cpu | cuda | cuda:N
+model_settings: Optional[dict] = None    # [any] the models (docs/running.md, "Profiles"; a key left out: the paper's); None: the profile's
 
 # %%
 import numpy as np

@@ -41,25 +41,25 @@
 # *08 · known manifolds*, never pooled with the real data sets of notebook 05.
 
 # %% tags=["parameters"]
-profile: str = "quick"  # smoke | quick | paper: which settings these are, for the record
-seed: int = 0  # seeds every world (manifold, classifier, images, random subspaces)
-k: int = 16  # the manifold's dimension in every world (MNIST's latent dimension, so k/n is MNIST's)
-world_images: int = 50  # test images per world (world 1: per steepness)
-steepness: list = [1.0, 4.0, 7.0, 8.0, 9.0, 10.0, 12.0, 16.0, 32.0]  # world 1's dimple steepness s: beta / ||grad h||, the normal slope against h's
-world_attack: dict = {"eps": 10.0, "alpha": 0.01, "steps": 1000}  # PGD of every world and condition, [0, 1] pixel scale, unclipped
-init_scales: list = [1.0, 0.25, 0.0625]  # world 2: the MLP's first-layer initialisation scale (x1, x1/4, x1/16)
-weight_decays: list = [0.0, 0.0001, 0.001]  # world 2: weight decays (at init x1)
-w2_train: int = 2000  # world 2: training points (ten clusters in the subspace)
-w2_epochs: int = 40  # world 2: SGD epochs (lr 0.01, batch 200: notebook 01's MNIST setting)
-g_epochs: int = 5  # world 3: epochs of the MNIST autoencoder whose decoder is G (cached; 02's settings give 02's model)
-g_train: int = 2000  # world 3: MNIST training images G is trained on
-g_width: int = 8  # world 3: G's first conv width
-w3_train: int = 2000  # world 3: training images G(z) for the classifier and the fresh autoencoder
-w3_clf_epochs: int = 20  # world 3: epochs of notebook 01's MLP on G's images
-w3_ae_epochs: int = 6  # world 3: epochs of the fresh autoencoder (same k, width g_width)
-fp_worlds: int = 12  # independent world-1 seeds at the flat-boundary steepness and at the margin: false-positive rate
-margin: float = 1.1  # ratios within [1/margin, margin] are negligible (notebook 05's margin)
-alpha: float = 0.05  # family-wise error rate: Holm over every row of this notebook
+profile: str = "quick"  # [any] smoke | quick | paper: which settings these are, for the record
+seed: int = 0  # [≥ 0] seeds every world (manifold, classifier, images, random subspaces)
+k: int = 16  # [≥ 1, < 784] the manifold's dimension in every world (MNIST's latent dimension, so k/n is MNIST's)
+world_images: int = 50  # [≥ 1] test images per world (world 1: per steepness)
+steepness: list[float] = [1.0, 4.0, 7.0, 8.0, 9.0, 10.0, 12.0, 16.0, 32.0]  # [non-empty, ≥ 0] world 1's dimple steepness s: beta / ||grad h||, the normal slope against h's
+world_attack: dict[str, float] = {"eps": 10.0, "alpha": 0.01, "steps": 1000}  # [any] PGD of every world and condition, [0, 1] pixel scale, unclipped
+init_scales: list[float] = [1.0, 0.25, 0.0625]  # [non-empty, > 0] world 2: the MLP's first-layer initialisation scale (x1, x1/4, x1/16)
+weight_decays: list[float] = [0.0, 0.0001, 0.001]  # [non-empty, ≥ 0] world 2: weight decays (at init x1)
+w2_train: int = 2000  # [≥ 10] world 2: training points (ten clusters in the subspace)
+w2_epochs: int = 40  # [≥ 1] world 2: SGD epochs (lr 0.01, batch 200: notebook 01's MNIST setting)
+g_epochs: int = 5  # [≥ 1] world 3: epochs of the MNIST autoencoder whose decoder is G (cached; 02's settings give 02's model)
+g_train: int = 2000  # [≥ 1] world 3: MNIST training images G is trained on
+g_width: int = 8  # [≥ 1] world 3: G's first conv width
+w3_train: int = 2000  # [≥ 1] world 3: training images G(z) for the classifier and the fresh autoencoder
+w3_clf_epochs: int = 20  # [≥ 1] world 3: epochs of notebook 01's MLP on G's images
+w3_ae_epochs: int = 6  # [≥ 1] world 3: epochs of the fresh autoencoder (same k, width g_width)
+fp_worlds: int = 12  # [≥ 1] independent world-1 seeds at the flat-boundary steepness and at the margin: false-positive rate
+margin: float = 1.1  # [> 1] ratios within [1/margin, margin] are negligible (notebook 05's margin)
+alpha: float = 0.05  # [> 0, < 1] family-wise error rate: Holm over every row of this notebook
 
 # %%
 from IPython.display import display

@@ -55,25 +55,25 @@
 # %% tags=["parameters"]
 from typing import Optional, Union
 
-profile: str = "quick"                   # smoke | quick | paper: which settings these are, for the record
-datasets: list[str] = ["mnist"]          # quick: MNIST only (training the extra models dominates); paper: every data set
-n_seeds: int = 3                         # model seeds seed, seed + 1, ...: the first is notebooks 01-02's pair (paper: 5)
-n_images: int = 100                      # test images every seed pair attacks (correctly classified by every seed's classifier)
-attack: Optional[dict[str, dict[str, float]]] = None  # greedy PGD per condition {eps, alpha, steps}, [0, 1] pixel scale; None: the profile's
-extra_ae_epochs: Union[int, dict[str, int], None] = {"mnist": 4}  # autoencoder epochs of the extra seeds (or {dataset: epochs}); None: as the first seed's
-vary_separately: bool = True             # also vary one network's seed with the other at the first seed (claims 3, 4, 5b)
-flat_boundary: bool = True               # claim 1b: each seed pair's tangent on/off attacks again without clipping
-tau2_method: str = "dl"                  # tau² estimator where seeds used different images: dl (DerSimonian-Laird) | pm (Paule-Mandel)
-hksj: bool = True                        # HKSJ t (seeds - 1 df); False: DerSimonian-Laird's z (seeds on different images only)
-margin: float = 1.1                      # ratios within [1/margin, margin] are negligible (as notebook 05)
-cosine_margin: float = 0.05              # class-cosine differences within ±cosine_margin are negligible
-max_failure_rate: float = 0.5            # a seed's row with more undecided images (or control "on" failures) is not testable
-alpha: float = 0.05                      # family-wise error rate: Holm over the pooled table
-shard_size: int = 50                     # images per attack shard: one cache entry each
-scheduler: Optional[str] = None          # dask scheduler address whose workers run the shards; None: $DIMPLED_SCHEDULER, else here
-seed: int = 0                            # the first model seed; seeds the image choice and the random subspaces
-device: str = "auto"                     # auto | cpu | cuda | cuda:N
-model_settings: Optional[dict] = None    # the models (docs/running.md, "Profiles"; a key left out: the paper's); None: the profile's
+profile: str = "quick"                   # [any] smoke | quick | paper: which settings these are, for the record
+datasets: list[str] = ["mnist"]          # [non-empty] quick: MNIST only (training the extra models dominates); paper: every data set
+n_seeds: int = 3                         # [≥ 2] model seeds seed, seed + 1, ...: the first is notebooks 01-02's pair (paper: 5)
+n_images: int = 100                      # [≥ 1] test images every seed pair attacks (correctly classified by every seed's classifier)
+attack: Optional[dict[str, dict[str, float]]] = None  # [any] greedy PGD per condition {eps, alpha, steps}, [0, 1] pixel scale; None: the profile's
+extra_ae_epochs: Union[int, dict[str, int], None] = {"mnist": 4}  # [≥ 1] autoencoder epochs of the extra seeds (or {dataset: epochs}); None: as the first seed's
+vary_separately: bool = True             # [any] also vary one network's seed with the other at the first seed (claims 3, 4, 5b)
+flat_boundary: bool = True               # [any] claim 1b: each seed pair's tangent on/off attacks again without clipping
+tau2_method: str = "dl"                  # [any] tau² estimator where seeds used different images: dl (DerSimonian-Laird) | pm (Paule-Mandel)
+hksj: bool = True                        # [any] HKSJ t (seeds - 1 df); False: DerSimonian-Laird's z (seeds on different images only)
+margin: float = 1.1                      # [> 1] ratios within [1/margin, margin] are negligible (as notebook 05)
+cosine_margin: float = 0.05              # [> 0] class-cosine differences within ±cosine_margin are negligible
+max_failure_rate: float = 0.5            # [0..1] a seed's row with more undecided images (or control "on" failures) is not testable
+alpha: float = 0.05                      # [> 0, < 1] family-wise error rate: Holm over the pooled table
+shard_size: int = 50                     # [≥ 1] images per attack shard: one cache entry each
+scheduler: Optional[str] = None          # [any] dask scheduler address whose workers run the shards; None: $DIMPLED_SCHEDULER, else here
+seed: int = 0                            # [≥ 0] the first model seed; seeds the image choice and the random subspaces
+device: str = "auto"                     # [any] auto | cpu | cuda | cuda:N
+model_settings: Optional[dict] = None    # [any] the models (docs/running.md, "Profiles"; a key left out: the paper's); None: the profile's
 
 # %%
 import pandas as pd

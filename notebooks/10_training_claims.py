@@ -38,33 +38,33 @@
 # %% tags=["parameters"]
 from typing import Optional
 
-profile: str = "quick"                   # smoke | quick | paper: which settings these are, for the record
-datasets: list[str] = ["mnist"]          # quick: MNIST only; paper: add fashion_mnist
-relabellings: list[str] = ["rand", "det"]  # D_rand: t uniform over the other classes; D_det: t is y + 1 mod C
-variants: list[str] = ["unconstrained", "on", "off", "random"]  # where the perturbation may go (random: a random k-subspace)
-n_relabel: int = 2000                    # training images perturbed per relabelling (a seeded random subset; paper: all)
-relabel_pgd: dict[str, float] = {"eps": 10.0, "alpha": 0.5, "steps": 50}  # targeted L2 PGD, [0, 1] pixel scale, every step run
-equal_size: bool = True                  # train every set on as many images as the variant with fewest successes kept
-fresh_epochs: int = 100                  # epochs of each fresh classifier (notebook 01's architecture and optimiser)
-min_success: float = 0.3                 # a confined variant keeping fewer of its images is not testable (the budget decides)
-advtrain_eps_scale: float = 1.0          # adversarial training budget: this x the median minimal unconstrained norm (train images)
-advtrain_steps: int = 10                 # PGD steps per minibatch in adversarial training (step 2.5 eps / steps)
-advtrain_epochs: int = 10                # epochs of adversarial fine-tuning of the notebook-01 classifier
-advtrain_lr: float = 0.01                # its learning rate (notebook 01's optimiser: SGD)
-advtrain_subset: Optional[int] = 4000    # adversarial fine-tuning on a seeded random this many training images (None: all)
-robust_steps: int = 50                   # PGD steps of the robust-accuracy attack (at the training budget)
-accuracy_margin: float = 0.05            # accuracy differences within ±5 points are negligible
-margin: float = 1.1                      # norm and fraction ratios within [1/margin, margin] are negligible
-alpha: float = 0.05                      # family-wise error rate: Holm over this notebook's rows
+profile: str = "quick"                   # [any] smoke | quick | paper: which settings these are, for the record
+datasets: list[str] = ["mnist"]          # [non-empty] quick: MNIST only; paper: add fashion_mnist
+relabellings: list[str] = ["rand", "det"]  # [non-empty] D_rand: t uniform over the other classes; D_det: t is y + 1 mod C
+variants: list[str] = ["unconstrained", "on", "off", "random"]  # [non-empty] where the perturbation may go (random: a random k-subspace)
+n_relabel: int = 2000                    # [≥ 1] training images perturbed per relabelling (a seeded random subset; paper: all)
+relabel_pgd: dict[str, float] = {"eps": 10.0, "alpha": 0.5, "steps": 50}  # [any] targeted L2 PGD, [0, 1] pixel scale, every step run
+equal_size: bool = True                  # [any] train every set on as many images as the variant with fewest successes kept
+fresh_epochs: int = 100                  # [≥ 1] epochs of each fresh classifier (notebook 01's architecture and optimiser)
+min_success: float = 0.3                 # [0..1] a confined variant keeping fewer of its images is not testable (the budget decides)
+advtrain_eps_scale: float = 1.0          # [> 0] adversarial training budget: this x the median minimal unconstrained norm (train images)
+advtrain_steps: int = 10                 # [≥ 1] PGD steps per minibatch in adversarial training (step 2.5 eps / steps)
+advtrain_epochs: int = 10                # [≥ 1] epochs of adversarial fine-tuning of the notebook-01 classifier
+advtrain_lr: float = 0.01                # [> 0] its learning rate (notebook 01's optimiser: SGD)
+advtrain_subset: Optional[int] = 4000    # [≥ 1] adversarial fine-tuning on a seeded random this many training images (None: all)
+robust_steps: int = 50                   # [≥ 1] PGD steps of the robust-accuracy attack (at the training budget)
+accuracy_margin: float = 0.05            # [> 0, < 1] accuracy differences within ±5 points are negligible
+margin: float = 1.1                      # [> 1] norm and fraction ratios within [1/margin, margin] are negligible
+alpha: float = 0.05                      # [> 0, < 1] family-wise error rate: Holm over this notebook's rows
 # the attacked test images and the attack settings: shared with notebooks 03 and 04 (params `all`), so that the
 # "before" attacks are theirs (cached)
-n_images: int = 200                      # correctly classified test images attacked before and after adversarial training
-attack: Optional[dict[str, dict[str, float]]] = None  # greedy PGD per condition {eps, alpha, steps}, [0, 1] pixel scale; None: the profile's
-shard_size: int = 50                     # images per attack shard: one cache entry each
-seed: int = 0                            # seeds the subsets, targets, random subspaces and fresh classifiers
-device: str = "auto"                     # auto | cpu | cuda | cuda:N
-torch_threads: Optional[int] = 1         # torch CPU threads; None: torch's default (on a busy shared CPU, 1 is far steadier)
-model_settings: Optional[dict] = None    # the models (docs/running.md, "Profiles"; a key left out: the paper's); None: the profile's
+n_images: int = 200                      # [≥ 1] correctly classified test images attacked before and after adversarial training
+attack: Optional[dict[str, dict[str, float]]] = None  # [any] greedy PGD per condition {eps, alpha, steps}, [0, 1] pixel scale; None: the profile's
+shard_size: int = 50                     # [≥ 1] images per attack shard: one cache entry each
+seed: int = 0                            # [≥ 0] seeds the subsets, targets, random subspaces and fresh classifiers
+device: str = "auto"                     # [any] auto | cpu | cuda | cuda:N
+torch_threads: Optional[int] = 1         # [≥ 1] torch CPU threads; None: torch's default (on a busy shared CPU, 1 is far steadier)
+model_settings: Optional[dict] = None    # [any] the models (docs/running.md, "Profiles"; a key left out: the paper's); None: the profile's
 
 # %%
 import pandas as pd

@@ -21,6 +21,7 @@ from pathlib import Path
 import yaml
 
 from lib.infra import model_settings, profiles
+from lib.reporting import domains
 from lib.infra.names import CONDITIONS, CONTROL_SUBSPACES, DATASETS, RELABELLINGS, SPLITS, TAU2_METHODS, VARIANTS
 
 REPO = Path(__file__).resolve().parents[2]
@@ -38,7 +39,8 @@ class Param:
     name: str
     default: object
     annotation: str | None  # as written, e.g. "Union[int, dict[str, int], None]"; None: untyped
-    comment: str
+    comment: str            # without its domain tag
+    domain: list | None = None  # lib.reporting.domains clauses from the comment's [tag]; None: none declared
 
 
 def notebook_paths():
@@ -77,7 +79,11 @@ def declared(py_path):
             default = ast.literal_eval(node.value)
         except ValueError as err:
             raise ParameterError(f"{py_path.name}: parameter {name} must have a literal default ({err})") from None
-        out[name] = Param(name, default, annotation, comments.get(node.lineno, ""))
+        try:
+            domain, comment = domains.parse(name, comments.get(node.lineno, ""))
+        except domains.DomainError as err:
+            raise ParameterError(f"{py_path.name}: {err}") from None
+        out[name] = Param(name, default, annotation, comment, domain)
     return out
 
 
@@ -203,7 +209,7 @@ ALLOWED = [(r"^(datasets|dynamics_datasets)$", "a data set", DATASETS, "items"),
            (r"^attack$", "a condition", CONDITIONS, "settings"),
            (r"^relabellings$", "a relabelling", RELABELLINGS, "items"),
            (r"^variants$", "a perturbation variant", VARIANTS, "items"),
-           (r"(^|_)pgd$", "a PGD setting", PGD_KEYS, "pgd"),
+           (r"((^|_)pgd|^world_attack)$", "a PGD setting", PGD_KEYS, "pgd"),
            (r"^tau2_method$", "a between-seed variance estimator", TAU2_METHODS, "value")]
 
 
@@ -260,8 +266,22 @@ def check_value(param, value):
     expected = annotation_of(param)
     if not _matches(value, ast.parse(expected, mode="eval").body):
         return f"{param.name} = {value!r} is a {type(value).__name__}; expected {expected}"
-    errors = _range_errors(value, [param.name]) + _allowed_errors(param.name, value)
+    errors = (_range_errors(value, [param.name]) + _allowed_errors(param.name, value)
+              + domains.errors(param.name, value, param.domain))
     return errors[0] if errors else None
+
+
+def cross_check(decl, values):
+    """The first value of `values` (a notebook's resolved parameters; its defaults where absent) outside a domain that
+    names another parameter (`in NAME`), or None."""
+    if not all(isinstance(p, Param) for p in decl.values()):  # a caller's {name: default}: no domains to check
+        return None
+    merged = {name: values.get(name, p.default) for name, p in decl.items()}
+    for name, p in decl.items():
+        problems = domains.errors(name, merged[name], p.domain, merged)
+        if problems:
+            return problems[0]
+    return None
 
 
 # ---- the whole profile -------------------------------------------------------------------------------------------
@@ -296,6 +316,10 @@ def check(profile, notebooks=None):
                 problem = check_value(decl[section][key], value)
             if problem:
                 raise ParameterError(f"{where}: {section}.{problem}")
+    for name, d in decl.items():
+        problem = cross_check(d, profiles.section(table, name, d))
+        if problem:
+            raise ParameterError(f"{where}: {name}.{problem}")
     return decl
 
 
@@ -313,4 +337,7 @@ def resolve(notebook, profile, declared_params=None, extra=None):
         if problem:
             raise ParameterError(f"{notebook}: {problem}")
         params[key] = value
+    problem = cross_check(decl, params)
+    if problem:
+        raise ParameterError(f"{notebook}: {problem}")
     return {**params, "profile": profile}
