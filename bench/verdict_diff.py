@@ -10,7 +10,7 @@ import json
 import sys
 from pathlib import Path
 
-KEY = ("claim_id", "short", "dataset", "split", "clip", "control")
+KEY = ("claim_id", "short", "dataset", "split", "clip", "control", "eps", "world", "steepness")
 
 
 def rows(folder):
@@ -34,8 +34,9 @@ def main(argv):
         if not show_all and a and b and a["verdict"] == b["verdict"]:
             continue
         cell = lambda r: (r["verdict"], r.get("effect_text", "")) if r else ("(absent)", "")
-        print(f"| {k[0]} | {k[2]} | {k[3]} | {k[4]}{' clip' if k[5] == 'True' else ''}"
-              f"{'' if k[6] == 'None' else ' ' + k[6]} | {' | '.join(cell(a))} | {' | '.join(cell(b))} |")
+        where = " ".join(x for x in (k[4], "clip" if k[5] == "True" else "", "" if k[6] == "None" else k[6],
+                                     "" if k[7] == "None" else f"ε {k[7]}") if x)
+        print(f"| {k[0]} | {k[2]} | {k[3]} | {where} | {' | '.join(cell(a))} | {' | '.join(cell(b))} |")
 
 
 if __name__ == "__main__":
