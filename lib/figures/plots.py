@@ -26,9 +26,15 @@ def monitored_curves(curves, ylabel, title, marks=(), logy=False, percent=False)
     fig, ax = plt.subplots(figsize=(6.4, 3.4))
     for label, h in curves.items():
         ax.plot(np.arange(1, len(h) + 1), h, marker="o" if len(h) < 30 else None, ms=3, label=label)
-    for (label, value), colour in zip(marks, ("0.3", "tab:red", "tab:purple", "tab:brown")):
+    values = np.concatenate([np.asarray(h, float) for h in curves.values()]) if curves else np.array([1.0])
+    near = (lambda v: values.min() / 10 <= v <= values.max() * 10) if logy else (lambda v: True)
+    far = [(label, value) for label, value in marks if not near(value)]  # a mark decades away would flatten the curves
+    for (label, value), colour in zip([m for m in marks if near(m[1])], ("tab:red", "0.3", "tab:purple", "tab:brown")):
         ax.axhline(value, ls="--", lw=1, color=colour, label=label)
     ax.set(xlabel="epoch", ylabel=ylabel, title=title)
+    if far:
+        ax.text(0.01, -0.3, "off the scale: " + "; ".join(label for label, _ in far), transform=ax.transAxes,
+                fontsize=7, color="0.3", va="top")
     if logy:
         ax.set_yscale("log")
     if percent:
