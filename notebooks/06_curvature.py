@@ -157,18 +157,17 @@ if len(smooth):
 # %%
 verdicts, check_table = curvature_analysis.verdict_tables(records, np.log(margin))
 runtime.show(curvature_analysis.verdicts.rules_markdown(curvature_analysis.FAMILY))
-cols = ["short", "dataset", "split", "statistic", "effect_text", "margin_text", "p_margin_holm", "n", "power", "verdict"]
 answer = curvature_analysis.answer(verdicts)
 for sentence in answer:
     runtime.show(f"**{sentence}**")
-verdicts[cols].style.hide(axis="index").format({"p_margin_holm": "{:.3g}", "power": "{:.2f}"}, na_rep="–") if len(verdicts) else verdicts
+curvature_report.verdict_view(verdicts)
 
 # %% [markdown]
 # The same comparisons for the ReLU MLP with central differences at the authors' h (a check, not in the verdict
 # table; Holm-corrected among themselves):
 
 # %%
-check_table[cols].style.hide(axis="index").format({"p_margin_holm": "{:.3g}", "power": "{:.2f}"}, na_rep="–") if len(check_table) else check_table
+curvature_report.verdict_view(check_table)
 
 # %% [markdown]
 # ## Shared curved directions (Fawzi et al. 2018, Table 1 and Figure 7)
@@ -182,16 +181,9 @@ check_table[cols].style.hide(axis="index").format({"p_margin_holm": "{:.3g}", "p
 # of this nearly piecewise-linear net in one or two steps, so its perturbation is close to ∇(f_j − f_i) at x.
 
 # %%
-share_rows, noise_tables = [], []
-for name, m in models.items():
-    rows, noise = curvature_runs.shared_directions(name, m, found[name], boundary[name].get("test"), points=shared_points,
-                                         per_point=shared_per_point, dim=shared_dim, n_points=n_points,
-                                         noise_norms=noise_norms, seed=seed, device=run.device)
-    share_rows += rows
-    noise_tables.append(noise)
-shares = pd.DataFrame(share_rows)
-for name in shares["dataset"].unique() if len(shares) else []:
-    runtime.show(curvature_report.shares_sentence(shares, name))
+shares, noise_tables = curvature_report.shared_directions_all(
+    models, found, boundary, points=shared_points, per_point=shared_per_point, dim=shared_dim, n_points=n_points,
+    noise_norms=noise_norms, seed=seed, device=run.device)
 shares.style.hide(axis="index").format(precision=3)
 
 # %%
@@ -210,14 +202,7 @@ if noise_tables:
 # seeing the MNIST numbers, where the signs come out reversed): the label of the *most negative* s_c.
 
 # %%
-roc, det_rows = {}, []
-for name, m in models.items():
-    rows, curves = curvature_runs.detection(name, m, found[name], n_detect, detect_draws, pgd, seed, run.device)
-    det_rows += rows
-    roc.update(curves)
-detection = pd.DataFrame(det_rows)
-for r in detection.to_dict("records"):
-    runtime.show(curvature_report.detection_sentence(r))
+detection, roc = curvature_report.detection_all(models, found, n_detect, detect_draws, pgd, seed, run.device)
 if roc:
     pc.roc_curves(roc, "curvature-based detection (twin)")
 detection.style.hide(axis="index").format(precision=3)
@@ -258,8 +243,10 @@ dynamics_table.style.hide(axis="index").format(precision=4)
 report.write_results(
     run, "06 · Decision-boundary curvature", headline=curvature_report.headlines(models, splits[0], summary, verdicts, shares, detection),
     answer=answer, data_sources={name: d.describe() for name, d in found.items()}, unavailable=missing,
-    verdicts=verdicts[["family", "claim_id", "short"] + cols + ["effect", "ci_low", "ci_high", "p", "p_holm", "p_margin"]].to_dict(orient="records") if len(verdicts) else [],
-    checks=check_table[cols].to_dict(orient="records") if len(check_table) else [],
+    verdicts=verdicts[["family", "claim_id"] + curvature_report.VERDICT_COLUMNS
+                      + ["effect", "ci_low", "ci_high", "p", "p_holm", "p_margin"]].to_dict(orient="records")
+    if len(verdicts) else [],
+    checks=check_table[curvature_report.VERDICT_COLUMNS].to_dict(orient="records") if len(check_table) else [],
     summary=summary.to_dict(orient="records"), scales=scales.to_dict(orient="records"),
     shares=shares.to_dict(orient="records"), detection=detection.to_dict(orient="records"),
     records_csv="06_records.csv", settings={"beta": beta, "h": {n: m.h for n, m in models.items()},

@@ -4,10 +4,52 @@ dynamics, and the headline figures of results/06_curvature.json."""
 import numpy as np
 import pandas as pd
 
+from lib.infra.runtime import show
 from lib.reporting import report
+from lib.reporting.tables import lookup
+from lib.studies.curvature import curvature_runs
 from lib.studies.curvature.curvature_analysis import CLAIMS, auc_reading
 from lib.studies.curvature.curvature_runs import TWIN
-from lib.reporting.tables import lookup
+
+# The verdict and check tables' columns as the page shows them (the results keep these and the raw figures).
+VERDICT_COLUMNS = ["short", "dataset", "split", "statistic", "effect_text", "margin_text", "p_margin_holm", "n", "power",
+                   "verdict"]
+
+
+def verdict_view(table):
+    """A verdict (or check) table as the page shows it: VERDICT_COLUMNS, p and power rounded."""
+    if not len(table):
+        return table
+    return table[VERDICT_COLUMNS].style.hide(axis="index").format({"p_margin_holm": "{:.3g}", "power": "{:.2f}"},
+                                                                  na_rep="–")
+
+
+def shared_directions_all(models, found, boundary, **settings):
+    """curvature_runs.shared_directions for every data set of `models` (settings: its keyword arguments), a sentence
+    each on the page: (the shares table, the noise tables)."""
+    rows, noise_tables = [], []
+    for name, m in models.items():
+        r, noise = curvature_runs.shared_directions(name, m, found[name], boundary[name].get("test"), **settings)
+        rows += r
+        noise_tables.append(noise)
+    shares = pd.DataFrame(rows)
+    for name in shares["dataset"].unique() if len(shares) else []:
+        show(shares_sentence(shares, name))
+    return shares, noise_tables
+
+
+def detection_all(models, found, n_images, draws, pgd, seed, device):
+    """curvature_runs.detection for every data set of `models`, a sentence per row on the page: (the detection
+    table, {label: ROC curve})."""
+    rows, roc = [], {}
+    for name, m in models.items():
+        r, curves = curvature_runs.detection(name, m, found[name], n_images, draws, pgd, seed, device)
+        rows += r
+        roc.update(curves)
+    detection = pd.DataFrame(rows)
+    for r in detection.to_dict("records"):
+        show(detection_sentence(r))
+    return detection, roc
 
 
 def summary_table(records):
