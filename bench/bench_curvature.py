@@ -43,7 +43,12 @@ def main():
     (_, _), t_batched = timed(lambda: cv.spectrum(twin, bp)[0])
     t0 = time.perf_counter()
     for b in range(len(x)):
-        cv.spectrum(twin, cv.BoundaryPoints(bp.x[b:b + 1], bp.z[b:b + 1], bp.i[b:b + 1], bp.j[b:b + 1], bp.success[b:b + 1]))
+        cv.spectrum(
+            twin,
+            cv.BoundaryPoints(
+                bp.x[b : b + 1], bp.z[b : b + 1], bp.i[b : b + 1], bp.j[b : b + 1], bp.success[b : b + 1]
+            ),
+        )
     t_loop = time.perf_counter() - t0
     print(f"64 images, full spectra: batched {t_batched:.1f} s, one at a time {t_loop:.1f} s "
           f"({t_loop / t_batched:.1f}x)")

@@ -135,9 +135,12 @@ def run(name, s, d, epochs, minutes, monitor, held, seed=0):
         row = {"epoch": epoch, "cpu_s": cpu, "wall_s": wall, **measure(ae, monitor, held),
                **dict(zip(("recon", "iso", "piso"), (sums / steps).tolist()))}
         log.append(row)
-        print(f"{name:16s} epoch {epoch:3d}  {cpu:6.0f} cpu s  recon {row['recon']:7.2f} (test {row['test_recon']:7.2f})"
-              f"  iso {row['iso']:.4f}  piso {row['piso']:.4f}  share ±25% {row['share']:.2f}"
-              f"  σ 5-50-95% {row['sv5']:.2f}-{row['sv50']:.2f}-{row['sv95']:.2f}", flush=True)
+        print(
+            f"{name:16s} epoch {epoch:3d}  {cpu:6.0f} cpu s  recon {row['recon']:7.2f} (test {row['test_recon']:7.2f})"
+            f"  iso {row['iso']:.4f}  piso {row['piso']:.4f}  share ±25% {row['share']:.2f}"
+            f"  σ 5-50-95% {row['sv5']:.2f}-{row['sv50']:.2f}-{row['sv95']:.2f}",
+            flush=True,
+        )
         if cpu > 60 * minutes:
             break
     return log
@@ -163,11 +166,15 @@ def main():
     results, out = {}, Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
     for name in args.settings:
-        results[name] = {"setting": asdict(SETTINGS[name]), "log": run(name, SETTINGS[name], d, args.epochs, args.minutes,
-                                                                       monitor, held)}
+        results[name] = {
+            "setting": asdict(SETTINGS[name]),
+            "log": run(name, SETTINGS[name], d, args.epochs, args.minutes, monitor, held),
+        }
         out.write_text(json.dumps({"data": d.describe(), "results": results,
                                    "criterion": {"tolerance": iae.ISO_TOLERANCE, "target": iae.ISO_TARGET}}, indent=1))
-    print(f"\n{'setting':16s} {'epochs':>6s} {'cpu s':>6s} {'test recon':>10s} {'share':>6s} {'best share':>10s}  σ 5-95%")
+    print(
+        f"\n{'setting':16s} {'epochs':>6s} {'cpu s':>6s} {'test recon':>10s} {'share':>6s} {'best share':>10s}  σ 5-95%"
+    )
     for name, r in results.items():
         last, best = r["log"][-1], max(r["log"], key=lambda e: e["share"])
         print(f"{name:16s} {last['epoch']:6d} {last['cpu_s']:6.0f} {last['test_recon']:10.2f} {last['share']:6.2f} "

@@ -1,7 +1,7 @@
 """Benchmark: where each notebook's time goes, read from the executed notebooks (nothing is run).
 
-For every executed notebook in a report folder (reports/<profile>/NN_name.ipynb, as lib.reporting.report writes them): its
-wall time as papermill recorded it (metadata.papermill.duration; the results JSON's wall_seconds beside it), what
+For every executed notebook in a report folder (reports/<profile>/NN_name.ipynb, as lib.reporting.report writes them):
+its wall time as papermill recorded it (metadata.papermill.duration; the results JSON's wall_seconds beside it), what
 the run took from the cache and what it computed (its own printed lines: models "trained in" / "loaded from the
 cache", attack shards "from the cache" / "computed"), and its costliest cells (papermill's per-cell durations) with
 the first line of each. A notebook's last run may have found its models in the cache: the "work" column says so,

@@ -1,13 +1,14 @@
 """Benchmark: on-manifold PGD end to end for 256 MNIST test images, tangent bases included.
 
-  ours          lib.geometry.manifold.tangent_basis (J by vmap of k = 16 jvps, batched QR), then lib.boundary.attacks.pgd_l2
+  ours          lib.geometry.manifold.tangent_basis (J by vmap of k = 16 jvps, batched QR), then
+  lib.boundary.attacks.pgd_l2
                 with the gradient projected by Q Q^T (lib.geometry.subspaces.TangentSubspace.on).
   reproduction  the public reproduction's route: J by one backward pass per output pixel (n = 784 of them,
                 batched over the images), orthonormalised by classical Gram-Schmidt, then the same PGD with
                 its Q Q^T projection.
 The first 256 real MNIST test images (lib.learn.data.load("mnist"); random images if the data are missing), the MNIST
-conv autoencoder (lib.learn.models.ConvAutoencoder, k = 16) and MLP classifier (lib.learn.models.mnist_mlp), both with random
-weights (the cost does not depend on them), labels = the classifier's own predictions. Both routes must give the
+conv autoencoder (lib.learn.models.ConvAutoencoder, k = 16) and MLP classifier (lib.learn.models.mnist_mlp), both with
+random weights (the cost does not depend on them), labels = the classifier's own predictions. Both routes must give the
 same perturbations (same tangent spaces, to rounding). Run: .venv/bin/python bench/bench_onmanifold.py
 """
 import torch

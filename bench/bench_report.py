@@ -48,10 +48,21 @@ def rows(devices):
         with open(copy / "lib" / "attacks.py", "a") as f:
             f.write("# an edit, for the benchmark\n")
         edited = report(copy, env, "--dry-run")
-    return [row(f"{TASK}, cold (empty cache)", "cpu", cold, None, "lib.reporting.report make", "-", "one run"),
-            row(f"{TASK}, warm (nothing changed)", "cpu", warm, cold, "lib.reporting.report make", "the cold run", "one run"),
-            row(f"{TASK}, fingerprint check after a lib edit (--dry-run)", "cpu", edited, cold, "lib.reporting.report make "
-                "--dry-run", "the cold run", "in a temporary copy of the repository; one run")] + per_notebook
+    return [
+        row(f"{TASK}, cold (empty cache)", "cpu", cold, None, "lib.reporting.report make", "-", "one run"),
+        row(
+            f"{TASK}, warm (nothing changed)", "cpu", warm, cold, "lib.reporting.report make", "the cold run", "one run"
+        ),
+        row(
+            f"{TASK}, fingerprint check after a lib edit (--dry-run)",
+            "cpu",
+            edited,
+            cold,
+            "lib.reporting.report make --dry-run",
+            "the cold run",
+            "in a temporary copy of the repository; one run",
+        ),
+    ] + per_notebook
 
 
 if __name__ == "__main__":

@@ -180,11 +180,19 @@ def _kind_rows(kinds, mm, name, make, batch, conv, device):
     for label, other, b in variants:
         t_base, t_other = alternating([step, other], device, REPEATS + 2, per_round=(STEPS_IN_A_ROW,))
         before = label.startswith("before")
-        kinds.append(row(f"  per image: {name}, {label}", device, t_base / batch if before else t_other / b,
-                         t_other / b if before else t_base / batch, "as trained" if before else label,
-                         label if before else f"batch {batch} (as trained)",
-                         "ratio = speed-up of channels_last and the fused Adam" if before else
-                         "ratio > 1: faster per image than as trained (not adopted: a changed batch changes the model)"))
+        kinds.append(
+            row(
+                f"  per image: {name}, {label}",
+                device,
+                t_base / batch if before else t_other / b,
+                t_other / b if before else t_base / batch,
+                "as trained" if before else label,
+                label if before else f"batch {batch} (as trained)",
+                "ratio = speed-up of channels_last and the fused Adam"
+                if before
+                else "ratio > 1: faster per image than as trained (not adopted: a changed batch changes the model)",
+            )
+        )
     return rate
 
 
@@ -194,7 +202,9 @@ def main():
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
     for r in rows(["cpu"]):
-        print(f"{r['task']:60s} {r['ours_s']:.4g} s  {r['ours']}  (ratio {r['ratio'] or float('nan'):.2f}; {r['note']})")
+        print(
+            f"{r['task']:60s} {r['ours_s']:.4g} s  {r['ours']}  (ratio {r['ratio'] or float('nan'):.2f}; {r['note']})"
+        )
 
 
 if __name__ == "__main__":

@@ -6,13 +6,14 @@ normal equations needs O(kappa(J)) iterations, and a trained decoder's J is ill-
 autoencoder at 224 x 224 with widths / 8 (k = 3,136, kappa(J) = 3.0e4; bench/bench_projection.py), 1,000
 iterations left the projection 52% wrong while the normal-equation residual read 1.4e-2, so an "off-manifold"
 attack would leak into the tangent space unseen. Where a basis does not fit, the report projects through the
-k x k Gram matrix instead (lib.geometry.manifold.gram_matrix, lib.geometry.subspaces.GramTangentSubspace: exact to 3.3e-6 there).
-Kept here as the baseline the benchmarks compare with (bench_manifold.py, bench_projection.py), tested in
+k x k Gram matrix instead (lib.geometry.manifold.gram_matrix, lib.geometry.subspaces.GramTangentSubspace: exact to
+3.3e-6 there). Kept here as the baseline the benchmarks compare with (bench_manifold.py, bench_projection.py), tested in
 tests/test_cg_route.py.
 
   column_scale               a Jacobi (column) preconditioner for J^T J, estimated from vjps
   project_onto_matrix_free   batched CGLS, warm-startable, with an honest residual
-  MatrixFreeTangentSubspace  the lib.geometry.subspaces interface (on, off, solve_summary) over it, warm-started per image
+  MatrixFreeTangentSubspace  the lib.geometry.subspaces interface (on, off, solve_summary) over it, warm-started per
+  image
 """
 import torch
 from torch.func import jvp, vjp
@@ -152,7 +153,8 @@ class MatrixFreeTangentSubspace(Subspace):
     warm-started CGLS). Every solve is logged per image (solve_summary), but mind what the log can say: the
     residual is the normal equations' ||J^T r|| / ||J^T v||, and the projection's error can be kappa(J) times
     larger. Where J is ill-conditioned, as a trained decoder's is, use lib.geometry.subspaces.GramTangentSubspace
-    (lib.geometry.subspaces.tangent_subspace does): this class needs the least memory and is exact only for a well-conditioned J.
+    (lib.geometry.subspaces.tangent_subspace does): this class needs the least memory and is exact only for a
+    well-conditioned J.
     """
 
     def __init__(self, ae, x, tol=1e-4, max_iter=100, probes=0, seed=0):
@@ -176,7 +178,9 @@ class MatrixFreeTangentSubspace(Subspace):
                                                        a0=self.solution, scale=self.scale)
         solved = v.flatten(1).ne(0).any(1)  # zero rows: frozen images, nothing solved
         keep = solved[:, None]
-        self.solution = info["solution"] if self.solution is None else torch.where(keep, info["solution"], self.solution)
+        self.solution = (
+            info["solution"] if self.solution is None else torch.where(keep, info["solution"], self.solution)
+        )
         _record(self._log, info, solved)
         self.last_info = info
         return projected

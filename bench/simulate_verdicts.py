@@ -4,11 +4,14 @@ Wilson 95% interval, N and the number of worlds: a row's median at the margin wi
 Wilcoxon's signed-rank test beside the median; after: the sign test of the median); three seeds on the same images
 with their pooled effect at the margin (before: a DerSimonian-Laird meta-analysis taking the seeds as independent;
 HKSJ alone beside it; after: lib.inference.pooling.pool_shared_images); three independent seeds with between-seed
-variance (before: DL's z; after: HKSJ's t). Then the family-wise rate of a false "supported" among the discriminating claims where every effect sits exactly at its
-margin and where dimension alone holds; how often each discriminating claim is "supported" in a DMM-true world
-whose on-manifold attacks partly fail; claim 6 "supported" when censoring differs between the splits.
+variance (before: DL's z; after: HKSJ's t). Then the family-wise rate of a false "supported" among the discriminating
+claims where every effect sits exactly at its margin and where dimension alone holds; how often each discriminating
+claim is "supported" in a DMM-true world whose on-manifold attacks partly fail; claim 6 "supported" when censoring
+differs between the splits.
 
-Usage: python bench/simulate_verdicts.py [--sims N] [--worlds W] [--margin-only]  (one line per world and N; minutes)."""
+Usage: python bench/simulate_verdicts.py [--sims N] [--worlds W] [--margin-only]  (one line per world and N;
+minutes)."""
+
 import argparse
 import sys
 from pathlib import Path
@@ -55,8 +58,10 @@ def at_the_margin(worlds, worlds_seeds, worlds_dl):
                 r = make(rng, n)
                 old.append(signed_rank_p_margin(values(r), predicted, margin) < 0.05)
                 new.append(claim(r).p_margin < 0.05)
-            print(f"  claim {cid:2s} median at the margin, skewed values, N={n:5d}, {worlds} worlds: before (signed-rank) "
-                  f"{rate(old)}, after (sign test) {rate(new)}")
+            print(
+                f"  claim {cid:2s} median at the margin, skewed values, N={n:5d}, {worlds} worlds: before "
+                f"(signed-rank) {rate(old)}, after (sign test) {rate(new)}"
+            )
     rng = np.random.default_rng(32)
     dl, hk, new = [], [], []
     for _ in range(worlds_seeds):

@@ -86,7 +86,8 @@ if curves:
 # untouched), beside the published figures: how far the chosen number of epochs is from where the curve flattens.
 # Karner's reproduction trains MNIST's MLP with SGD at lr 0.01 for 40 epochs and reaches 96.35%, short of Shamir et
 # al.'s 98%; the quick profile keeps the architecture, the optimiser and the 40 epochs with lr 0.1 (the table's
-# "optimiser"), aiming at the paper's figure (the table above says whether it got there); the paper profile keeps lr 0.01.
+# "optimiser"), aiming at the paper's figure (the table above says whether it got there); the paper profile keeps lr
+# 0.01.
 
 # %%
 monitored = {name: t.meta["test_history"] for name, t in trained.items() if t.meta.get("test_history")}

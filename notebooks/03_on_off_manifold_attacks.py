@@ -65,7 +65,8 @@ settings = experiment.settings_from(run.shared("attack", attack))
 # ## The attacks
 # Models come from the cache (notebooks 01 and 02); attacks are cached too, in shards of `shard_size` images, each
 # by a hash of everything it depends on: an interrupted run resumes with the shards it lacks. With a dask scheduler
-# (`scheduler`, or $DIMPLED_SCHEDULER) the shards run on its workers (docs/running.md: running the attacks on a cluster).
+# (`scheduler`, or $DIMPLED_SCHEDULER) the shards run on its workers (docs/running.md: running the attacks on a
+# cluster).
 
 # %%
 outcomes, frames, images, experiments = {}, [], {}, []
@@ -103,9 +104,9 @@ if len(records):
 # %% [markdown]
 # ## Success rate and median perturbation norm
 # Median norm over all attacked images with failures ranked at the top (a failure's norm is only a lower
-# bound), with a distribution-free 95% interval (order statistics). *Subspace share*: the fraction of the final perturbation's energy
-# inside the intended subspace (clipping to [0, 1] leaks some out). *Gradient share*: the fraction of the
-# clean image's loss gradient inside the tangent space; a random k-dimensional subspace would hold k/n.
+# bound), with a distribution-free 95% interval (order statistics). *Subspace share*: the fraction of the final
+# perturbation's energy inside the intended subspace (clipping to [0, 1] leaks some out). *Gradient share*: the fraction
+# of the clean image's loss gradient inside the tangent space; a random k-dimensional subspace would hold k/n.
 
 # %%
 summary = records_lib.median_norm(clipped) if len(records) else pd.DataFrame()
@@ -118,10 +119,13 @@ summary.style.format({"success rate": "{:.1%}", "median norm": norm_text, "CI lo
 # On/off and off/unconstrained norm ratios, paired by image, with distribution-free 95% intervals of the median
 # (a failed attack only bounds its norm from below, so its image's ratio is an interval, and the median's
 # interval widens as far as those bounds demand; *censored*: images with a failure; *failed* counts failures per attack;
-# the histograms show the pairs in which both attacks succeeded). *Flat boundary*: what confinement alone gives for a locally flat
-# decision boundary and a subspace in general position: an attack in a k-dimensional subspace is
-# about √(n/k) times the unconstrained one, in its (n−k)-dimensional complement about √(n/(n−k)) times, so on/off ≈ √((n−k)/k); the column gives the exact median for a random subspace (the share of the boundary normal it holds is Beta(k/2, (n−k)/2), whose median lies a little below k/n: 7.07 rather than 6.93 at k = 16, n = 784), the one reference the report uses. The published reference (ImageNet, Shamir et al.): on-manifold
-# PGD about 6x the off-manifold norm, off-manifold 0.152 vs unconstrained 0.14 (1.09x).
+# the histograms show the pairs in which both attacks succeeded). *Flat boundary*: what confinement alone gives for a
+# locally flat decision boundary and a subspace in general position: an attack in a k-dimensional subspace is
+# about √(n/k) times the unconstrained one, in its (n−k)-dimensional complement about √(n/(n−k)) times, so on/off ≈
+# √((n−k)/k); the column gives the exact median for a random subspace (the share of the boundary normal it holds is
+# Beta(k/2, (n−k)/2), whose median lies a little below k/n: 7.07 rather than 6.93 at k = 16, n = 784), the one reference
+# the report uses. The published reference (ImageNet, Shamir et al.): on-manifold PGD about 6x the off-manifold norm,
+# off-manifold 0.152 vs unconstrained 0.14 (1.09x).
 
 # %%
 ratio_rows, hist = [], {}

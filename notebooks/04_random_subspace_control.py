@@ -120,8 +120,9 @@ clipped = records[records["clip"]] if len(records) else records
 # ## On/off ratio: the learned manifold beside its controls
 # Median per-image on/off norm ratio with a distribution-free 95% interval (order statistics), all at the same k.
 # A failed "on" attack counts as an infinite ratio (*failed*: on / off failures; *undecidable*: both failed, left
-# out): where most fail, the median is infinite, shown as "> budget (most attacks failed)". *Median subspace share (on)*: the fraction of the final "on"
-# perturbation's energy inside its subspace (1 without clipping; what clipping leaked).
+# out): where most fail, the median is infinite, shown as "> budget (most attacks failed)". *Median subspace share
+# (on)*: the fraction of the final "on" perturbation's energy inside its subspace (1 without clipping; what clipping
+# leaked).
 
 # %%
 def on_off_table(recs):

@@ -29,9 +29,9 @@
 #   random subspace's share of the same image, not with k/n;
 # * **5 · class features vs the better control** — on-manifold perturbations point more toward the target class
 #   (cosine with the difference of class-mean images) than perturbations in a random subspace of the same k *and* in
-#   the PCA subspace of the training images: the row compares with whichever of the two has the larger median cosine. Decoder tangents are
-#   image-like and random directions are not, so beating random alone (row 5b) would not tell a learned manifold from
-#   any image-like directions; PCA's are image-like too (row 5c).
+#   the PCA subspace of the training images: the row compares with whichever of the two has the larger median cosine.
+# Decoder tangents are   image-like and random directions are not, so beating random alone (row 5b) would not tell a
+# learned manifold from   any image-like directions; PCA's are image-like too (row 5c).
 #
 # The other rows are context: 1 (on > off), 1b (the tangent on/off ratio against the flat boundary's median for a
 # random subspace; without clipping, which biases that reference), 2 (off ≈ unconstrained, equivalence within the
@@ -85,7 +85,8 @@ records, found, data_sources, unavailable = statistics_report.load_records(profi
 # %% [markdown]
 # ## The records
 # Attacks, failures and the median share of the final perturbation's energy inside its intended subspace (*subspace
-# share*: below 1 where clipping to [0, 1] pulled it out), per data set, split, clipping and arm, at the tangent space's k.
+# share*: below 1 where clipping to [0, 1] pulled it out), per data set, split, clipping and arm, at the tangent space's
+# k.
 
 # %%
 if len(records):

@@ -106,7 +106,8 @@ if len(records):
 # ## The curvature profile
 # Fawzi et al. (CIFAR-10, 1,000 images) found the boundary flat in most directions near natural images, curved in a
 # few, with the negative curvatures slightly larger than the positive ones (mean curvature < 0). Our sign is that of
-# their Algorithm 2 (F_c = f_c − f_k̂, k̂ the image's class): positive means the boundary bends around the image's class.
+# their Algorithm 2 (F_c = f_c − f_k̂, k̂ the image's class): positive means the boundary bends around the image's
+# class.
 
 # %%
 for name in models:
@@ -232,8 +233,8 @@ dynamics_table.style.hide(axis="index").format(precision=4)
 
 # %% [markdown]
 # ## Left out
-# * **CIFAR-10 and ImageNet**: the conv nets' n = 3,072 / 150,528 call for Lanczos extremes (lib.boundary.curvature has them)
-#   rather than full spectra; not run here.
+# * **CIFAR-10 and ImageNet**: the conv nets' n = 3,072 / 150,528 call for Lanczos extremes (lib.boundary.curvature has
+# them)   rather than full spectra; not run here.
 # * The finite-difference curvatures of the ReLU MLP depend on h and on the probe vectors (see above): they are a
 #   check, not the measurement.
 # * Training dynamics: only the data sets in `dynamics_datasets` (MNIST in the quick profile: Fashion-MNIST's

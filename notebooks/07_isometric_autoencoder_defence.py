@@ -35,13 +35,14 @@
 #
 # **The defence**: classify D(E(x)). A projection changes what the classifier sees: where one of the projections costs
 # more than `finetune_threshold` of clean test accuracy, the classifier of notebook 01 is fine-tuned on P(x) of its own
-# training images (a random `finetune_subset` of them) for *every* projection defence of that data set (like for like; the tables say which). **Attacks** (L2 PGD, Madry
-# et al. 2018, margin loss, step 2.5 ε / steps, [0, 1] pixel scale): *transfer*, PGD on the bare classifier whose final
-# iterate is shown to the defended model; *adaptive*, PGD through D(E(·)) end to end (the defence is
-# differentiable, so no BPDA is needed; Athalye et al. 2018), with a check that more steps and restarts change
-# nothing. **Baselines** on the same images and budgets: no defence, the plain autoencoder of the same k, and the
-# orthogonal projection onto the top-k principal components (PCA) of the training images. And the attacks of notebook
-# 03: greedy PGD whose gradient is confined to the defence's own manifold (*on*) or to its normal space (*off*).
+# training images (a random `finetune_subset` of them) for *every* projection defence of that data set (like for like;
+# the tables say which). **Attacks** (L2 PGD, Madry et al. 2018, margin loss, step 2.5 ε / steps, [0, 1] pixel scale):
+# *transfer*, PGD on the bare classifier whose final iterate is shown to the defended model; *adaptive*, PGD through
+# D(E(·)) end to end (the defence is differentiable, so no BPDA is needed; Athalye et al. 2018), with a check that more
+# steps and restarts change nothing. **Baselines** on the same images and budgets: no defence, the plain autoencoder of
+# the same k, and the orthogonal projection onto the top-k principal components (PCA) of the training images. And the
+# attacks of notebook 03: greedy PGD whose gradient is confined to the defence's own manifold (*on*) or to its normal
+# space (*off*).
 
 # %% tags=["parameters"]
 from typing import Optional
@@ -211,7 +212,8 @@ convergence_table.style.format(precision=2).hide(axis="index")
 # queries per image), each run on the images the ones before it left robust, `aa_steps` iterations, at the verdict
 # budgets in L2 and, for MNIST, at its standard threat model L-inf ε = 0.3. Each column: robust accuracy after that
 # attack and all before it; the last is AutoAttack's. Every adversarial example is checked again (inside the box and
-# the ball, misclassified). The verdicts below count an image robust only if neither our attacks nor AutoAttack broke it.
+# the ball, misclassified). The verdicts below count an image robust only if neither our attacks nor AutoAttack broke
+# it.
 
 # %%
 suite, aa_records, aa_table = defence_report.autoattack(
@@ -228,7 +230,8 @@ aa_table.style.format({"eps": "{:g}", **{c: "{:.0%}" for c in aa_table if c.star
 # on the undefended classifier. On the images the white-box attacks left, AutoAttack's own Square run (the same
 # settings) is Square alone, and breaking none of them beyond noise is white-box ≤ black-box; Square alone runs again
 # only where black-box ≤ transfer needs it, on the images the white-box and the transfer attacks both broke (not for
-# "none", which has no transfer check), so its robust accuracy is an upper bound and that check conservative. Published projection defences after a standard attack follow, for scale.
+# "none", which has no transfer check), so its robust accuracy is an upper bound and that check conservative. Published
+# projection defences after a standard attack follow, for scale.
 
 # %%
 checks = checklist.checklist(tables.stack([records, long_records, aa_records]), suite, large_eps=max(eps_grid),

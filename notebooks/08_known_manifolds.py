@@ -16,16 +16,17 @@
 # the same whatever the geometry". This notebook answers both with **positive controls**: synthetic worlds (offline,
 # seeded, n = 784 pixels so that k/n is MNIST's) whose manifold and tangent space, and in world 1 the decision boundary
 # too, are known exactly, run through the same chain as notebooks 03–05: greedy L2 PGD with the gradient projected on
-# or off a subspace (`lib.boundary.attacks.pgd_l2` via `lib.experiments.shards.attack_images`), a random orthonormal subspace of the same k
-# as the control (`lib.geometry.subspaces`), per-image records of the same columns, the claims of notebook 05 (`lib.studies.manifold.claims`,
-# unchanged) and the report's one verdict rule (`lib.inference.verdicts.judge`).
+# or off a subspace (`lib.boundary.attacks.pgd_l2` via `lib.experiments.shards.attack_images`), a random orthonormal
+# subspace of the same k as the control (`lib.geometry.subspaces`), per-image records of the same columns, the claims of
+# notebook 05 (`lib.studies.manifold.claims`, unchanged) and the report's one verdict rule
+# (`lib.inference.verdicts.judge`).
 #
 # * **World 1, a dimpled world** (DMM true by construction): data on a k-dimensional affine subspace x = c + U z inside
 #   the [0, 1] box, two classes on either side of a hyperplane h(z) = w·z = 0 inside it, and a classifier written in
 #   closed form, F(x) = h(z) + β v·(x − c − UUᵀ(x − c)) with v normal to the manifold. A straight attack along the
 #   projected gradient meets the boundary at |h| on the manifold, |h|/β off it, |h|/√(1+β²) unconstrained: every
-#   claim's value is known. The steepness s = β/‖∇h‖ moves the world from a boundary across the manifold (s → 0), through
-#   "general position" (the tangent space behaves like a random subspace, s ≈ √((n−k)/k)), to a deep dimple.
+#   claim's value is known. The steepness s = β/‖∇h‖ moves the world from a boundary across the manifold (s → 0),
+# through   "general position" (the tangent space behaves like a random subspace, s ≈ √((n−k)/k)), to a deep dimple.
 # * **World 2, a linear manifold with a trained network** (Melamed, Yehudai & Vardi 2023): ten classes as clusters
 #   inside a known k-dimensional subspace, notebook 01's MLP trained on them. Their theorem: a two-layer ReLU network
 #   trained on data in a linear subspace has a large gradient orthogonal to it, shrunk by a smaller initialisation
@@ -118,10 +119,11 @@ w2_rows = worlds.world_rows(w2_records, margin)
 
 # %% [markdown]
 # ## World 3: a curved manifold of images
-# G is the decoder of an MNIST autoencoder (`g_*`: lib.learn.train's cache; notebook 02's settings would give 02's model), the
-# codes are its encodings of MNIST training images. *Overlap*: ‖Q_aeᵀ Q_true‖²_F / k, the mean squared cosine of the
-# principal angles between the fresh autoencoder's tangent space and the true one (1: the same; a random subspace:
-# about k/n). *Fraction*: ‖P g‖/‖g‖ of the classifier's input gradient, not squared, as Bordt et al. report it.
+# G is the decoder of an MNIST autoencoder (`g_*`: lib.learn.train's cache; notebook 02's settings would give 02's
+# model), the codes are its encodings of MNIST training images. *Overlap*: ‖Q_aeᵀ Q_true‖²_F / k, the mean squared
+# cosine of the principal angles between the fresh autoencoder's tangent space and the true one (1: the same; a random
+# subspace: about k/n). *Fraction*: ‖P g‖/‖g‖ of the classifier's input gradient, not squared, as Bordt et al. report
+# it.
 
 # %%
 w3_rows, w3_images, w3_facts = worlds_trained.curved_world(

@@ -22,11 +22,11 @@
 # classifier of the same architecture trained on that set alone is tested on clean test images with their **true**
 # labels. Ilyas et al. read its success as non-robust features; Wallace (2019, Distill) as distillation. The variants
 # separate the readings: the perturbation's steps confined to the autoencoder's **tangent space** (*on*), to its
-# **normal space** (*off*), or to a **random subspace of the same k** (what the dimension alone does). DMM's account (the
-# perturbation crosses a dimple off the manifold, so it carries what the old boundary knows there) predicts that *off*
-# teaches what *unconstrained* teaches and *on* less. Controls: the same images labelled t without any perturbation
-# (what the labels alone teach), and the original images and labels. Every set is cut to the same size (`equal_size`)
-# so that a variant whose attacks fail more often does not generalise worse for that reason alone.
+# **normal space** (*off*), or to a **random subspace of the same k** (what the dimension alone does). DMM's account
+# (the perturbation crosses a dimple off the manifold, so it carries what the old boundary knows there) predicts that
+# *off* teaches what *unconstrained* teaches and *on* less. Controls: the same images labelled t without any
+# perturbation (what the labels alone teach), and the original images and labels. Every set is cut to the same size
+# (`equal_size`) so that a variant whose attacks fail more often does not generalise worse for that reason alone.
 #
 # **Does adversarial training "just deepen the dimples"?** The notebook-01 classifier is fine-tuned by L2 PGD
 # adversarial training (Madry et al. 2018) at a budget set by a rule: the median minimal unconstrained norm of
@@ -123,9 +123,9 @@ for name in study:
 # %% [markdown]
 # ## Adversarial training
 # The notebook-01 classifier fine-tuned on the PGD examples of a seeded random `advtrain_subset` of its training
-# images (Madry et al. 2018). The budget rule: eps = `advtrain_eps_scale` × the median minimal norm of notebook 03's greedy unconstrained PGD on
-# its training images (its cached attacks). Clean and robust accuracy (fixed-budget L2 PGD at that eps, margin loss)
-# on every test image, before and after, with Wilson 95% intervals.
+# images (Madry et al. 2018). The budget rule: eps = `advtrain_eps_scale` × the median minimal norm of notebook 03's
+# greedy unconstrained PGD on its training images (its cached attacks). Clean and robust accuracy (fixed-budget L2 PGD
+# at that eps, margin loss) on every test image, before and after, with Wilson 95% intervals.
 
 # %%
 tuned, budgets, acc_rows = {}, {}, []

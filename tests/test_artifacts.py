@@ -1,6 +1,6 @@
 """The code that defines each cached artifact is unchanged since its version was recorded, or the change was
-recorded (a refactor: `python -m lib.infra.artifacts record`) or versioned (a new outcome: raise `version`, then record).
-Without this test a changed training loop or attack would silently reuse entries built by the old code."""
+recorded (a refactor: `python -m lib.infra.artifacts record`) or versioned (a new outcome: raise `version`, then
+record). Without this test a changed training loop or attack would silently reuse entries built by the old code."""
 from lib.infra import artifacts
 
 

@@ -1,5 +1,5 @@
-"""lib.boundary.autoattack: AutoAttack's suite through torchattacks on a linear classifier whose L2 distance to the decision
-boundary is known exactly: no image farther than eps is ever counted broken (soundness, checked by our own
+"""lib.boundary.autoattack: AutoAttack's suite through torchattacks on a linear classifier whose L2 distance to the
+decision boundary is known exactly: no image farther than eps is ever counted broken (soundness, checked by our own
 re-validation), every image well inside eps is broken (the attack works), and the suite's records are cached."""
 import numpy as np
 import pytest
@@ -12,8 +12,9 @@ pytest.importorskip("torchattacks")
 
 
 def _linear(n=60, seed=0):
-    """Five classes (targeted DLR needs four), logits W x + b on 1x10x10 images (Square needs 5 pixels a side) in [0.35, 0.65]: the L2 distance of x to the nearest other class's
-    region is min_j (f_y - f_j) / ||w_y - w_j|| (all below 0.35 here, so the shortest path stays inside the box)."""
+    """Five classes (targeted DLR needs four), logits W x + b on 1x10x10 images (Square needs 5 pixels a side) in [0.35,
+    0.65]: the L2 distance of x to the nearest other class's region is min_j (f_y - f_j) / ||w_y - w_j|| (all below 0.35
+    here, so the shortest path stays inside the box)."""
     g = torch.Generator().manual_seed(seed)
     x = 0.35 + 0.3 * torch.rand(n, 1, 10, 10, generator=g)
     model = nn.Sequential(nn.Flatten(), nn.Linear(100, 5))
@@ -61,7 +62,9 @@ def test_valid_and_wrong_rejects_points_outside_the_ball_or_the_box():
     model, x, y, dist, nearest = _linear(n=4)
     w = model[1].weight
     direction = (w[nearest] - w[y]) / (w[nearest] - w[y]).norm(dim=1, keepdim=True)
-    far = x + (1.5 * dist[:, None] * direction).view_as(x)  # past the nearest boundary: misclassified, at 1.5 x the distance
+    far = x + (1.5 * dist[:, None] * direction).view_as(
+        x
+    )  # past the nearest boundary: misclassified, at 1.5 x the distance
     assert aa.valid_and_wrong(model, x, far, y, "L2", 10.0).all()
     assert not aa.valid_and_wrong(model, x, far, y, "L2", float(dist.min())).any()
     outside = x.clone()

@@ -125,7 +125,9 @@ def test_a_miss_another_process_is_building_is_busy_only_when_not_waiting(tmp_ca
         with pytest.raises(cache.Busy), cache.not_waiting():
             cache.cached("thing", "abc", build)
         assert calls == []
-    assert cache.cached("thing", "abc", build)[1] is False and len(calls) == 1  # the lock is free: built, waited for nothing
+    assert (
+        cache.cached("thing", "abc", build)[1] is False and len(calls) == 1
+    )  # the lock is free: built, waited for nothing
     with cache.not_waiting():
         assert cache.cached("thing", "abc", build)[1] is True  # a hit needs no lock
 

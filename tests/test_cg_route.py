@@ -1,6 +1,7 @@
 """bench/cg_route.py: the conjugate-gradient tangent route (the benchmarks' baseline, not the report's), checked
-against the dense projection (lib.geometry.manifold.tangent_basis) and the Gram route (lib.geometry.subspaces.GramTangentSubspace).
-The toy autoencoders are those of tests/test_manifold.py and tests/test_subspaces.py."""
+against the dense projection (lib.geometry.manifold.tangent_basis) and the Gram route
+(lib.geometry.subspaces.GramTangentSubspace). The toy autoencoders are those of tests/test_manifold.py and
+tests/test_subspaces.py."""
 import sys
 from pathlib import Path
 
@@ -174,7 +175,9 @@ def test_matrix_free_subspace_logs_every_solve_and_reports_non_convergence():
     sub.on(v), sub.off(v)
     summary = sub.solve_summary(3)
     assert not summary["converged"].any() and (summary["residual"] > 1e-10).all()
-    assert (summary["solves"] == 2).all() and (summary["iterations"] == 2).all() and (summary["iterations_max"] == 1).all()
+    assert (
+        (summary["solves"] == 2).all() and (summary["iterations"] == 2).all() and (summary["iterations_max"] == 1).all()
+    )
     sub.reset()
     sub.max_iter = 500
     v[1] = 0  # a frozen image: nothing solved, nothing logged

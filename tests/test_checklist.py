@@ -1,5 +1,5 @@
-"""lib.studies.defence.checklist: each check of Carlini et al. 2019 passes on records built to satisfy it and fails on records built
-to violate it beyond the binomial noise bound."""
+"""lib.studies.defence.checklist: each check of Carlini et al. 2019 passes on records built to satisfy it and fails on
+records built to violate it beyond the binomial noise bound."""
 import numpy as np
 import pandas as pd
 import pytest

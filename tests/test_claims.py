@@ -88,13 +88,19 @@ def _verdict(row):
     return verdicts.judge([row], "test")["verdict"].iloc[0]
 
 
-@pytest.mark.parametrize("name, claim", [
-    ("3 gap vs random", lambda r: claims.claim_gap(r, WHERE, "random")),
-    ("4 gradient share", lambda r: claims.claim_gradient_share(r, WHERE)),
-    ("5b class cosine vs random", lambda r: claims.claim_class_cosine(r, WHERE, ("on", "random"))),
-    ("5 class cosine vs the better control", lambda r: claims.claim_class_cosine_best(r, WHERE)),
-    ("1b on/off vs flat boundary", lambda r: claims.claim_flat_boundary(r.assign(clip=False), {**WHERE, "clip": False})),
-])
+@pytest.mark.parametrize(
+    "name, claim",
+    [
+        ("3 gap vs random", lambda r: claims.claim_gap(r, WHERE, "random")),
+        ("4 gradient share", lambda r: claims.claim_gradient_share(r, WHERE)),
+        ("5b class cosine vs random", lambda r: claims.claim_class_cosine(r, WHERE, ("on", "random"))),
+        ("5 class cosine vs the better control", lambda r: claims.claim_class_cosine_best(r, WHERE)),
+        (
+            "1b on/off vs flat boundary",
+            lambda r: claims.claim_flat_boundary(r.assign(clip=False), {**WHERE, "clip": False}),
+        ),
+    ],
+)
 def test_false_positive_rate_under_a_true_null(name, claim):
     """The tangent space is a second random subspace: each discriminating claim's test (and claim 1b's, whose
     null is the flat boundary) is significant in at most alpha of the data sets; and it is never "supported"

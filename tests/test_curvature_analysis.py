@@ -1,4 +1,6 @@
-"""lib.studies.curvature.curvature_analysis: the statistics and constructions of notebook 06, each checked against an independent answer."""
+"""lib.studies.curvature.curvature_analysis: the statistics and constructions of notebook 06, each checked against an
+independent answer."""
+
 import numpy as np
 import pytest
 import torch
@@ -48,7 +50,9 @@ def test_tangent_vs_random_test_finds_a_flatter_subspace():
     flat = torch.linalg.qr(flat).Q
     a = cv.subspace_curvature(op, flat)["rms"].numpy()
     b = cv.subspace_curvature(op, cv.random_bases(B, n, k, g, torch.float64))["rms"].numpy()
-    table = verdicts.judge([curvature_analysis.paired_log_ratio_row("06a", "d", "s", a, b, "less")], curvature_analysis.FAMILY)
+    table = verdicts.judge(
+        [curvature_analysis.paired_log_ratio_row("06a", "d", "s", a, b, "less")], curvature_analysis.FAMILY
+    )
     assert table["verdict"].iloc[0] == "supported" and table["p_margin_holm"].iloc[0] < 1e-4
 
 

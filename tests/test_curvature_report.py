@@ -1,5 +1,5 @@
-"""lib.studies.curvature.curvature_report and lib.studies.curvature.curvature_runs: notebook 06's summary, its two-phase reading of the training dynamics
-and its headline figures, against the same figures computed by hand."""
+"""lib.studies.curvature.curvature_report and lib.studies.curvature.curvature_runs: notebook 06's summary, its two-phase
+reading of the training dynamics and its headline figures, against the same figures computed by hand."""
 import numpy as np
 import pandas as pd
 import pytest
@@ -59,7 +59,10 @@ def test_headlines_pick_each_figure_of_the_first_split():
     assert [h["value"] for h in heads] == pytest.approx([-2.0, 0.7, 0.9, 0.6, 0.4, 0.2])
     assert "(median ratio; not supported)" in heads[1]["name"] and heads[4]["ci"] == pytest.approx([0.3, 0.5])
     assert "wrong way" in heads[4]["note"]
-    assert curvature_report.headlines(["mnist"], "test", pd.DataFrame(), pd.DataFrame(), pd.DataFrame(), pd.DataFrame()) == []
+    assert (
+        curvature_report.headlines(["mnist"], "test", pd.DataFrame(), pd.DataFrame(), pd.DataFrame(), pd.DataFrame())
+        == []
+    )
 
 
 def test_the_twin_agrees_with_the_mlp_as_its_labels_do():
@@ -102,7 +105,10 @@ def test_a_section_is_measured_once_then_read_back_and_again_when_its_images_cha
     sweep = lambda nets, d: curvature_runs.scale_sweep("toy", nets, d, 3, [0.1], [10.0], 0, "cpu")  # noqa: E731
     first = sweep(nets, d)
     assert sweep(nets, d) == first and len(calls) == 1  # the second run reads the first's rows back
-    assert sweep(curvature_runs.nets_for(relu, ae, 10.0, 0.1, x, keys=("clf", "another ae")), d) == first and len(calls) == 2
+    assert (
+        sweep(curvature_runs.nets_for(relu, ae, 10.0, 0.1, x, keys=("clf", "another ae")), d) == first
+        and len(calls) == 2
+    )
     x2 = x.clone()
     x2[0, 0, 0, 0] += 0.5
     sweep(nets, _Data(x2, d.test_y))

@@ -58,7 +58,9 @@ def test_load_all_collects_messages_and_rejects_unknown_names(offline_root, monk
     shown = []
     monkeypatch.setattr(data, "show", shown.append)
     found, missing = data.load_shown(["mnist", "cifar10"], train=100, test={"mnist": 50})
-    assert list(found) == ["mnist"] and shown == [f"> **cifar10: data not available.** {data.escape(missing['cifar10'])}"]
+    assert list(found) == ["mnist"] and shown == [
+        f"> **cifar10: data not available.** {data.escape(missing['cifar10'])}"
+    ]
 
 
 def test_subset_is_seeded_and_noted(offline_root):

@@ -1,5 +1,5 @@
-"""lib.studies.defence.defence: the fixed-budget PGD against lib.boundary.attacks.pgd_l2, the projections, and the strength of the
-adaptive attack (robust accuracy 0 at a large budget)."""
+"""lib.studies.defence.defence: the fixed-budget PGD against lib.boundary.attacks.pgd_l2, the projections, and the
+strength of the adaptive attack (robust accuracy 0 at a large budget)."""
 import pytest
 import torch
 from torch import nn
@@ -58,7 +58,9 @@ def test_adaptive_attack_breaks_every_defence_at_a_large_budget():
         assert table[d, "adaptive", 8.0] == 0.0
     worst = defence_claims.worst_case(records, 8.0)
     row = defence_claims.paired_row("07d/none", "s", "c", "toy", worst["pca"], worst["none"], 0.05)
-    assert row.effect == 0.0 and row.p == 1.0 and row.p_margin > 0.5  # alike: no difference, nowhere near the margin  # alike: no difference, nowhere near the margin
+    assert (
+        row.effect == 0.0 and row.p == 1.0 and row.p_margin > 0.5
+    )  # alike: no difference, nowhere near the margin  # alike: no difference, nowhere near the margin
 
 
 def test_off_manifold_attack_cannot_pass_a_linear_projection_defence():

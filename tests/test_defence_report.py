@@ -1,5 +1,6 @@
-"""lib.studies.defence.defence_setup and lib.studies.defence.defence_report: notebook 07's fine-tune policy, the defences it builds, the convergence
-check and the lookups behind its answer, each against what the rule says in words."""
+"""lib.studies.defence.defence_setup and lib.studies.defence.defence_report: notebook 07's fine-tune policy, the
+defences it builds, the convergence check and the lookups behind its answer, each against what the rule says in
+words."""
 from types import SimpleNamespace
 
 import numpy as np
@@ -51,7 +52,9 @@ def toy(tmp_cache):
 
 def test_defences_for_applies_the_policy_to_every_projection(toy):
     d, clf, ae = toy
-    kept = defence_setup.defences_for("toy", d, clf, ae, ae, 1.0, defence.FinetuneConfig(1, 0.05), "cpu")  # no cost exceeds 1
+    kept = defence_setup.defences_for(
+        "toy", d, clf, ae, ae, 1.0, defence.FinetuneConfig(1, 0.05), "cpu"
+    )  # no cost exceeds 1
     assert not kept.finetuned and "classifier of notebook 01" in kept.message
     assert all(net.classifier is clf.model for net in kept.defences.values())
     assert [r["defence"] for r in kept.clean_rows] == ["none", "pca", "plain AE", "I-AE"]
@@ -75,7 +78,9 @@ def test_convergence_reads_the_main_run_from_the_robust_table_and_flags_a_drop_b
     x = torch.rand(12, 1, 28, 28, generator=g) * 0.6 + 0.2
     y = clf(x).argmax(1)
     defended = {"toy": ({"none": defence.Projected(clf.eval())}, x, y)}
-    robust = pd.DataFrame([{"dataset": "toy", "defence": "none", "attack": "adaptive", "eps": 0.5, "robust accuracy": 1.0}])
+    robust = pd.DataFrame(
+        [{"dataset": "toy", "defence": "none", "attack": "adaptive", "eps": 0.5, "robust accuracy": 1.0}]
+    )
     args = dict(keys={"toy": {"none": "toy-clf"}}, eps=0.5, steps=10, restarts=2, attack_steps=5, margin=0.1, seed=0)
     curves, records, table, unconverged = defence_report.convergence(defended, robust, **args)
     again = defence_report.convergence(defended, robust, **args)  # from the cache: the same curves and records
@@ -89,20 +94,39 @@ def test_convergence_reads_the_main_run_from_the_robust_table_and_flags_a_drop_b
 
 
 def test_answer_and_headlines_name_the_right_figures():
-    rows = [{"dataset": "m", "defence": d, "attack": a, "eps": e, "robust accuracy": v, "CI low": v - 0.1, "CI high": v + 0.1}
-            for (d, a, e, v) in [("I-AE", "worst case", 1.0, 0.5), ("plain AE", "worst case", 1.0, 0.25),
-                                 ("pca", "worst case", 1.0, 0.125), ("none", "worst case", 1.0, 0.0),
-                                 ("I-AE", "adaptive", 1.0, 0.625), ("I-AE", "transfer", 1.0, 0.75)]]
+    rows = [
+        {
+            "dataset": "m",
+            "defence": d,
+            "attack": a,
+            "eps": e,
+            "robust accuracy": v,
+            "CI low": v - 0.1,
+            "CI high": v + 0.1,
+        }
+        for (d, a, e, v) in [
+            ("I-AE", "worst case", 1.0, 0.5),
+            ("plain AE", "worst case", 1.0, 0.25),
+            ("pca", "worst case", 1.0, 0.125),
+            ("none", "worst case", 1.0, 0.0),
+            ("I-AE", "adaptive", 1.0, 0.625),
+            ("I-AE", "transfer", 1.0, 0.75),
+        ]
+    ]
     worst = pd.DataFrame(rows)
     manifold = pd.DataFrame([{"dataset": "m", "defence": "I-AE", "attack": a, "eps": 1.0, "robust accuracy": v}
                              for a, v in (("on-manifold", 0.375), ("off-manifold", 0.875))])
     verdict = pd.DataFrame([{"dataset": "m", "claim_id": "07d/plain AE", "eps": 1.0, "verdict": "inconclusive"}])
     (sentence,) = defence_report.answer(["m"], worst, manifold, verdict, [1.0], [1.0, 6.0])
-    assert ("worst case per image) at ε = 1, the I-AE defence keeps 50% of the images robust, the plain AE 25%, PCA 12%, "
-            "no defence 0% (I-AE better than the plain AE: inconclusive)") in sentence  # the worst case, not adaptive PGD's 62%
+    assert (
+        "worst case per image) at ε = 1, the I-AE defence keeps 50% of the images robust, the plain AE 25%, PCA 12%, "
+        "no defence 0% (I-AE better than the plain AE: inconclusive)"
+    ) in sentence  # the worst case, not adaptive PGD's 62%
     assert "PGD leaves 38% robust at ε = 1; confined to its normal space, 88%." in sentence
     assert "not tested" in defence_report.answer(["m"], worst, manifold, verdict.iloc[:0], [1.0], [1.0, 6.0])[0]
-    heads = defence_report.headlines(["m"], worst, {"m": {"I-AE": np.array([0.1, 0.3]), "plain AE": np.array([1.0])}}, [1.0])
+    heads = defence_report.headlines(
+        ["m"], worst, {"m": {"I-AE": np.array([0.1, 0.3]), "plain AE": np.array([1.0])}}, [1.0]
+    )
     assert [h["value"] for h in heads] == pytest.approx([0.5, 0.25, 0.125, 0.0, 0.2, 1.0])
     assert heads[0]["ci"] == pytest.approx([0.4, 0.6])
     assert defence_report.headlines([], worst, {}, [1.0])[0]["name"] == "no data set available"
@@ -149,7 +173,9 @@ def test_square_alone_runs_only_where_the_transfer_check_needs_it(monkeypatch):
 
     monkeypatch.setattr(aa, "suite_records", fake)
     nets = {"none": nn.Identity(), "d": nn.Identity()}
-    out = defence_report.square_alone(nets, {"none": "c", "d": "id"}, x, y, suite, 2.0, aa.SuiteConfig(1, 1, 1), transfer=transfer)
+    out = defence_report.square_alone(
+        nets, {"none": "c", "d": "id"}, x, y, suite, 2.0, aa.SuiteConfig(1, 1, 1), transfer=transfer
+    )
     (names, xs, attacks), = seen
     assert names == ["d"] and attacks == ("Square",) and torch.equal(xs, x[[0, 3, 5]])  # white-box and transfer broke
     assert set(out["defence"]) == {"d"} and out["broken"].tolist() == [True, False, True, False, False, False]

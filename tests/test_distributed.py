@@ -1,5 +1,6 @@
-"""Sharded attack conditions (lib.experiments.shards, lib.infra.distributed): the records do not depend on the shard size or on
-where the shards ran, an interrupted run resumes with the missing shards only, a dead worker's shard is rerun."""
+"""Sharded attack conditions (lib.experiments.shards, lib.infra.distributed): the records do not depend on the shard
+size or on where the shards ran, an interrupted run resumes with the missing shards only, a dead worker's shard is
+rerun."""
 import os
 import shutil
 import sys

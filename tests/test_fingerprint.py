@@ -52,7 +52,9 @@ def test_a_data_set_becoming_available_reruns_the_notebooks_that_use_it(tmp_repo
         (cifar / f).write_bytes(b"")
     why = stale("smoke")
     # smoke: 01 and 02 ask for cifar10, so do 03 and 04; 05 reads their records
-    assert why["01_classifiers"] == ["cifar10 now available"] and why["03_on_off_manifold_attacks"] == ["cifar10 now available"]
+    assert why["01_classifiers"] == ["cifar10 now available"] and why["03_on_off_manifold_attacks"] == [
+        "cifar10 now available"
+    ]
     assert why["05_statistics"] == ["03_on_off_manifold_attacks runs again", "04_random_subspace_control runs again"]
     record_all("smoke")
     (cifar / "test_batch").unlink()
@@ -92,11 +94,19 @@ def test_changed_lib_module_reruns_its_importers_and_says_which(tmp_reports, dat
     monkeypatch.setattr(fingerprint, "sha", edited)
     fingerprint._read.cache_clear()  # forget the unedited hashes of this process
     why = stale("smoke")
-    assert set(why) == {"03_on_off_manifold_attacks", "04_random_subspace_control", "05_statistics", "06_curvature",
-                        "07_isometric_autoencoder_defence",  # 07 imports lib.studies.defence.defence, which imports lib.boundary.attacks
-                        "08_known_manifolds",  # 08 attacks its worlds with lib.experiments.shards, which imports lib.boundary.attacks
-                        "09_replication",  # 09 imports lib.experiments.experiment, which imports lib.experiments.shards -> lib.boundary.attacks
-                        "10_training_claims"}  # 10 imports lib.studies.training.mislabeled and lib.experiments.experiment, which import lib.boundary.attacks
+    assert (
+        set(why)
+        == {
+            "03_on_off_manifold_attacks",
+            "04_random_subspace_control",
+            "05_statistics",
+            "06_curvature",
+            "07_isometric_autoencoder_defence",  # 07 imports lib.studies.defence.defence -> lib.boundary.attacks
+            "08_known_manifolds",  # 08 attacks its worlds with lib.experiments.shards -> lib.boundary.attacks
+            "09_replication",  # 09: lib.experiments.experiment -> lib.experiments.shards -> lib.boundary.attacks
+            "10_training_claims",
+        }
+    )  # 10 imports lib.studies.training.mislabeled and lib.experiments.experiment, which import lib.boundary.attacks
     assert why["03_on_off_manifold_attacks"] == ["lib/boundary/attacks.py changed"]
 
 
@@ -113,7 +123,9 @@ def test_torch_version_and_upstream_records_are_parts(tmp_reports, data_dir, mon
     record_all("smoke")
     monkeypatch.setattr(fingerprint, "_versions", lambda: ("9.9.9", fingerprint.platform.python_version()))
     why = stale("smoke")
-    assert set(why) == set(NOTEBOOKS) and why["01_classifiers"] == [f"torch {fingerprint.metadata.version('torch')} -> 9.9.9"]
+    assert set(why) == set(NOTEBOOKS) and why["01_classifiers"] == [
+        f"torch {fingerprint.metadata.version('torch')} -> 9.9.9"
+    ]
 
 
 def test_reasons_name_the_parameter():
@@ -128,7 +140,9 @@ def test_lib_closure_follows_imports_transitively():
     assert {"attacks.py", "manifold.py", "experiment.py", "models.py", "cache.py", "sources.py"} <= closure
     assert "pipeline.py" not in closure and "index.py" not in closure  # the report machinery is not a result's input
     assert "attacks.py" not in {p.name for p in fingerprint.lib_closure(NOTEBOOKS["01_classifiers"])}
-    relative = fingerprint.imported_lib_modules("from . import files\nfrom .runtime import notify", module="lib.infra.cache")
+    relative = fingerprint.imported_lib_modules(
+        "from . import files\nfrom .runtime import notify", module="lib.infra.cache"
+    )
     assert {fingerprint._module_file("lib.infra.files"), fingerprint._module_file("lib.infra.runtime")} <= relative
     assert all(f.is_relative_to(fingerprint.LIB) for f in relative)
 
@@ -203,12 +217,15 @@ def test_a_moved_clone_runs_nothing(tmp_path):
     shutil.copytree(first, moved)  # with its reports/smoke fingerprints
     shutil.rmtree(first)
     assert in_checkout(moved, RECORD) == recorded
-    dry = in_checkout(moved, "from lib.reporting import pipeline; pipeline.main(['make', '--profile', 'smoke', '--dry-run'])")
+    dry = in_checkout(
+        moved, "from lib.reporting import pipeline; pipeline.main(['make', '--profile', 'smoke', '--dry-run'])"
+    )
     assert dry.startswith("Up to date: nothing to run."), dry
 
 
 def test_a_comment_only_lib_edit_keeps_every_fingerprint(tmp_path):
-    """lib code enters a fingerprint as the cache keys see it (no comments, no docstrings): editing them re-runs nothing."""
+    """lib code enters a fingerprint as the cache keys see it (no comments, no docstrings): editing them re-runs
+    nothing."""
     repo = checkout_copy(tmp_path / "repo")
     before = in_checkout(repo, RECORD)
     attacks = repo / "lib" / "boundary" / "attacks.py"
@@ -219,7 +236,9 @@ def test_a_comment_only_lib_edit_keeps_every_fingerprint(tmp_path):
     assert in_checkout(repo, RECORD) == before
     attacks.write_text(text + "\nEDITED = 1\n")  # a code edit does re-run its importers
     after = dict(line.split() for line in in_checkout(repo, RECORD).splitlines())
-    changed = {name for name, digest in dict(line.split() for line in before.splitlines()).items() if after[name] != digest}
+    changed = {
+        name for name, digest in dict(line.split() for line in before.splitlines()).items() if after[name] != digest
+    }
     assert changed == {"03_on_off_manifold_attacks", "04_random_subspace_control", "06_curvature",
                        "07_isometric_autoencoder_defence", "08_known_manifolds",
                        "09_replication", "10_training_claims"}  # (05 re-runs as their reader)

@@ -109,8 +109,8 @@ def test_linear_isometry_with_pseudo_inverse_is_an_orthogonal_projection():
 
 
 def test_isometric_autoencoder_takes_plain_weights_and_trains(tmp_cache):
-    """The plain autoencoder folds into the BatchNorm-free I-AE as the same function; the three terms are finite; training lowers the
-    regularisers; a second request is a cache hit with the same weights."""
+    """The plain autoencoder folds into the BatchNorm-free I-AE as the same function; the three terms are finite;
+    training lowers the regularisers; a second request is a cache hit with the same weights."""
     plain = models.ConvAutoencoder(1, 28, 4, 4)
     with torch.no_grad():  # BatchNorm statistics that are not the identity, so that folding is tested
         plain.train()(torch.rand(32, 1, 28, 28))
@@ -158,7 +158,9 @@ def test_isometric_share_and_its_record_during_training():
     a, ha = iae.train_iae(copy.deepcopy(start), x, cfg, "cpu", monitor=x[:5])
     b, hb = iae.train_iae(copy.deepcopy(start), x, cfg, "cpu")
     assert len(ha["iso_share"]) == 3 and all(0 <= v <= 1 for v in ha["iso_share"]) and hb["iso_share"] == []
-    assert len(ha["sv_q05"]) == len(ha["sv_q95"]) == 3 and all(0 < lo <= hi for lo, hi in zip(ha["sv_q05"], ha["sv_q95"]))
+    assert len(ha["sv_q05"]) == len(ha["sv_q95"]) == 3 and all(
+        0 < lo <= hi for lo, hi in zip(ha["sv_q05"], ha["sv_q95"])
+    )
     for p, q in zip(a.state_dict().values(), b.state_dict().values()):
         assert torch.equal(p, q)
 

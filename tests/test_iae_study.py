@@ -1,5 +1,5 @@
-"""lib.studies.defence.iae_study: the plain autoencoder as an I-AE network keeps its function and its latent scale, and the isometry
-measures see the same network the same way."""
+"""lib.studies.defence.iae_study: the plain autoencoder as an I-AE network keeps its function and its latent scale, and
+the isometry measures see the same network the same way."""
 import numpy as np
 import pytest
 import torch

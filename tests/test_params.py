@@ -68,7 +68,9 @@ def test_unknown_key_in_all_is_refused_before_any_kernel(param_dir, tmp_reports,
 
 def test_duplicate_section_is_refused(param_dir, no_kernel, tmp_reports):
     edit(param_dir / "smoke.yaml", "05_statistics:\n", "02_autoencoders:\n  n_show: 2\n05_statistics:\n")
-    with pytest.raises(params.ParameterError, match=r"smoke\.yaml, line \d+, column 1: duplicate key '02_autoencoders'"):
+    with pytest.raises(
+        params.ParameterError, match=r"smoke\.yaml, line \d+, column 1: duplicate key '02_autoencoders'"
+    ):
         execute.execute(report.NOTEBOOKS / "05_statistics.py", "smoke")
 
 
@@ -88,25 +90,55 @@ def test_key_of_another_notebook_and_unknown_section(param_dir):
         params.check("smoke")
 
 
-@pytest.mark.parametrize("old, new, message", [
-    ("  n_images: 12\n", "  n_images: twelve\n", r"all\.n_images = 'twelve' is a str; expected int"),
-    ("  n_images: 12\n", "  n_images: 12.5\n", r"n_images = 12\.5 is a float; expected int"),
-    ("{classifier_epochs: 1,", "{classifier_epochs: [1],",
-     r"all\.model_settings\.classifier_epochs = \[1\] is a list; expected Union"),
-    ("ae_epochs: 1,", "ae_epochs: {mnist: one},", r"all\.model_settings\.ae_epochs = \{'mnist': 'one'\}"),
-    ("{classifier_epochs: 1,", "{classifier_epochs: 0,", r"all\.model_settings\.classifier_epochs = 0 must be >= 1"),
-    ("{classifier_epochs: 1,", "{classifier_epochs: {mnist: -3},",
-     r"model_settings\.classifier_epochs\.mnist = -3 must be >= 1"),
-    ("{classifier_epochs: 1,", "{classifier_epochs: {mnsit: 3},", r"model_settings\.classifier_epochs: 'mnsit' is not a data set"),
-    ("{classifier_epochs: 1,", "{classifier_epoch: 1,", r"all\.model_settings\.'classifier_epoch' is not a model setting "
-                                                        r"\(did you mean 'classifier_epochs'\?\)"),
-    ("{classifier_epochs: 1,", "{classifier_epochs: 1, classifier_lr: {mnist: 0.0},",
-     r"all\.model_settings\.classifier_lr\.mnist = 0\.0 must be > 0"),
-    ("{classifier_epochs: 1,", "{classifier_epochs: 1, classifier_lr: {mnist: fast},",
-     r"all\.model_settings\.classifier_lr = \{'mnist': 'fast'\} is a dict; expected Union\[float"),
-    ('    "on": {eps: 20.0, alpha: 0.3, steps: 100}\n', '    "on": {eps: 20.0, alpha: 0.0, steps: 100}\n',
-     r"attack\.on\.alpha = 0\.0 must be > 0"),
-])
+@pytest.mark.parametrize(
+    "old, new, message",
+    [
+        ("  n_images: 12\n", "  n_images: twelve\n", r"all\.n_images = 'twelve' is a str; expected int"),
+        ("  n_images: 12\n", "  n_images: 12.5\n", r"n_images = 12\.5 is a float; expected int"),
+        (
+            "{classifier_epochs: 1,",
+            "{classifier_epochs: [1],",
+            r"all\.model_settings\.classifier_epochs = \[1\] is a list; expected Union",
+        ),
+        ("ae_epochs: 1,", "ae_epochs: {mnist: one},", r"all\.model_settings\.ae_epochs = \{'mnist': 'one'\}"),
+        (
+            "{classifier_epochs: 1,",
+            "{classifier_epochs: 0,",
+            r"all\.model_settings\.classifier_epochs = 0 must be >= 1",
+        ),
+        (
+            "{classifier_epochs: 1,",
+            "{classifier_epochs: {mnist: -3},",
+            r"model_settings\.classifier_epochs\.mnist = -3 must be >= 1",
+        ),
+        (
+            "{classifier_epochs: 1,",
+            "{classifier_epochs: {mnsit: 3},",
+            r"model_settings\.classifier_epochs: 'mnsit' is not a data set",
+        ),
+        (
+            "{classifier_epochs: 1,",
+            "{classifier_epoch: 1,",
+            r"all\.model_settings\.'classifier_epoch' is not a model setting "
+            r"\(did you mean 'classifier_epochs'\?\)",
+        ),
+        (
+            "{classifier_epochs: 1,",
+            "{classifier_epochs: 1, classifier_lr: {mnist: 0.0},",
+            r"all\.model_settings\.classifier_lr\.mnist = 0\.0 must be > 0",
+        ),
+        (
+            "{classifier_epochs: 1,",
+            "{classifier_epochs: 1, classifier_lr: {mnist: fast},",
+            r"all\.model_settings\.classifier_lr = \{'mnist': 'fast'\} is a dict; expected Union\[float",
+        ),
+        (
+            '    "on": {eps: 20.0, alpha: 0.3, steps: 100}\n',
+            '    "on": {eps: 20.0, alpha: 0.0, steps: 100}\n',
+            r"attack\.on\.alpha = 0\.0 must be > 0",
+        ),
+    ],
+)
 def test_wrong_type_or_range_names_file_and_key(param_dir, old, new, message):
     edit(param_dir / "smoke.yaml", old, new)
     with pytest.raises(params.ParameterError, match=r"^notebooks/params/smoke\.yaml: |smoke\.yaml: ") as err:

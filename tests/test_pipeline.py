@@ -135,7 +135,9 @@ def test_a_run_that_stops_before_computing_keeps_the_last_good_pages(fake_paperm
     with pytest.raises(RuntimeError):
         execute.execute(path, "smoke")
     assert (root / "02_autoencoders.html").read_text() == "last good page"
-    assert fingerprint.load(root, "02_autoencoders") == recorded and not (root / execute.KEPT / "02_autoencoders").exists()
+    assert (
+        fingerprint.load(root, "02_autoencoders") == recorded and not (root / execute.KEPT / "02_autoencoders").exists()
+    )
     status, detail = state.status(root, "02_autoencoders")
     assert status == "ok" and "stopped before computing anything (RuntimeError: Kernel died" in detail
     page = (root / "index.html").read_text()

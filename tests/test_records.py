@@ -21,7 +21,11 @@ def make_records(n=40, ratios=None, seed=0, datasets=("mnist",), splits=("test",
             for sub, r in ratios.items():
                 off = base * np.exp(rng.normal(0, 0.2, n))
                 rows.append(pd.DataFrame(dict(common, condition="off", subspace=sub, norm=off, k=K)))
-                rows.append(pd.DataFrame(dict(common, condition="on", subspace=sub, norm=off * r * np.exp(rng.normal(0, 0.2, n)), k=K)))
+                rows.append(
+                    pd.DataFrame(
+                        dict(common, condition="on", subspace=sub, norm=off * r * np.exp(rng.normal(0, 0.2, n)), k=K)
+                    )
+                )
     df = pd.concat(rows, ignore_index=True)
     return df.assign(success=True, n=N, grad_share=K / N, subspace_share=1.0, class_cosine=0.1)
 
@@ -36,7 +40,11 @@ def test_log_ratio_is_an_interval_where_attacks_failed():
     x = np.log(norm("on") / norm("off")).to_numpy()
     np.testing.assert_allclose(e.low.to_numpy(), [x[0], x[1], -np.inf, -np.inf])
     np.testing.assert_allclose(e.high.to_numpy(), [x[0], np.inf, x[2], np.inf])
-    assert e.failures == {"on/tangent": 2, "off/tangent": 2} and e.n_censored == 3 and e.undecided(0.0) == 1 + (x[1] <= 0) + (x[2] >= 0)
+    assert (
+        e.failures == {"on/tangent": 2, "off/tangent": 2}
+        and e.n_censored == 3
+        and e.undecided(0.0) == 1 + (x[1] <= 0) + (x[2] >= 0)
+    )
     np.testing.assert_allclose(e.complete, [x[0]])
 
 

@@ -60,12 +60,29 @@ def test_index_leads_with_the_answer_figure_and_deciding_claims(tmp_reports):
     png = b"\x89PNG\r\n\x1a\n" + b"0" * 64
     (tmp_reports / "smoke" / "results").mkdir(parents=True, exist_ok=True)
     (tmp_reports / "smoke" / "results" / "answer.png").write_bytes(png)
-    verdict = {"claim": "3: gap beyond dimension", "dataset": "mnist", "split": "test", "clip": True, "statistic": "sign test",
-               "effect_text": "1.02x [0.97, 1.08]", "margin_text": "×/÷ 1.1", "p_margin_holm": 0.4, "n": 200,
-               "power": 0.9, "verdict": "explained by dimension alone", "family": "05 · attacks"}
-    report.write_results(run, "05 · Statistics", [], answer=["On MNIST the on/off gap is what dimension alone predicts."],
-                         answer_figure="answer.png", discriminating=[{k: verdict[k] for k in index.DISCRIMINATING_COLUMNS}],
-                         verdicts=[verdict])
+    verdict = {
+        "claim": "3: gap beyond dimension",
+        "dataset": "mnist",
+        "split": "test",
+        "clip": True,
+        "statistic": "sign test",
+        "effect_text": "1.02x [0.97, 1.08]",
+        "margin_text": "×/÷ 1.1",
+        "p_margin_holm": 0.4,
+        "n": 200,
+        "power": 0.9,
+        "verdict": "explained by dimension alone",
+        "family": "05 · attacks",
+    }
+    report.write_results(
+        run,
+        "05 · Statistics",
+        [],
+        answer=["On MNIST the on/off gap is what dimension alone predicts."],
+        answer_figure="answer.png",
+        discriminating=[{k: verdict[k] for k in index.DISCRIMINATING_COLUMNS}],
+        verdicts=[verdict],
+    )
     root = tmp_reports / "smoke"
     assert "no answer is shown" in index.build_index("smoke").read_text()  # no finished run recorded
     fingerprint.save(root, "05_statistics", fingerprint.with_digest({"params": {}}))
@@ -94,7 +111,9 @@ def test_headlines_carry_intervals_and_readings(tmp_reports):
     lo, hi = stats.wilson_ci(97, 100)
     page = index.build_index("smoke").read_text()
     assert f"mnist test accuracy: <b>97.00% [{100 * lo:.2f}%, {100 * hi:.2f}%]</b>" in page
-    assert "mnist: detection AUC: <b>0.31 [0.2, 0.45]</b>" in page and "below 0.5: the score points the wrong way" in page
+    assert (
+        "mnist: detection AUC: <b>0.31 [0.2, 0.45]</b>" in page and "below 0.5: the score points the wrong way" in page
+    )
     assert "0.5 is chance" in curvature_analysis.auc_reading(0.7)
     assert report.number(float("inf")) == "> budget (most attacks failed)" and report.number(float("nan")) == "–"
     assert report.number(1.234) == "1.23"
@@ -103,7 +122,9 @@ def test_headlines_carry_intervals_and_readings(tmp_reports):
 def test_messages_are_shown_as_written_and_interrupts_read_whole():
     import mistune
 
-    shown = mistune.html("> **imagenet: data not available.** " + runtime.escape("under d/imagenet2/train/<wnid>/ a_b*"))
+    shown = mistune.html(
+        "> **imagenet: data not available.** " + runtime.escape("under d/imagenet2/train/<wnid>/ a_b*")
+    )
     assert "d/imagenet2/train/&lt;wnid&gt;/ a_b*" in shown
     assert execute.one_line(KeyboardInterrupt()) == "interrupted (Ctrl-C)"
 
@@ -120,9 +141,11 @@ def test_index_answers_every_question_and_states_the_caveats(tmp_reports):
     from lib.reporting import fingerprint
 
     root = tmp_reports / "smoke"
-    for name, extra in (("05_statistics", {"answer": ["The geometry says X."]}),
-                        ("06_curvature", {"answer": ["The boundary is 0.9x as curved (explained by dimension alone)."]}),
-                        ("02_autoencoders", {"caveats": ["mnist: the autoencoder's test error is 0.012."]})):
+    for name, extra in (
+        ("05_statistics", {"answer": ["The geometry says X."]}),
+        ("06_curvature", {"answer": ["The boundary is 0.9x as curved (explained by dimension alone)."]}),
+        ("02_autoencoders", {"caveats": ["mnist: the autoencoder's test error is 0.012."]}),
+    ):
         report.write_results(runtime.Run(name, "smoke", 0, runtime.pick_device("cpu")), name, [], **extra)
         fingerprint.save(root, name, fingerprint.with_digest({"params": {}}))
     page = index.build_index("smoke").read_text()

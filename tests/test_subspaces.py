@@ -58,7 +58,9 @@ def test_every_subspace_is_an_orthogonal_projection(kind):
     P = torch.stack([S.on(e.expand(B, *SHAPE)) for e in torch.eye(N, dtype=torch.float64).view(N, *SHAPE)], -1)
     P = P.flatten(1, -2)  # (B, n, n): column j = on(e_j)
     torch.testing.assert_close(P, P.transpose(1, 2))
-    torch.testing.assert_close(torch.diagonal(P, dim1=1, dim2=2).sum(1), torch.full((B,), float(K), dtype=torch.float64))
+    torch.testing.assert_close(
+        torch.diagonal(P, dim1=1, dim2=2).sum(1), torch.full((B,), float(K), dtype=torch.float64)
+    )
 
 
 @pytest.mark.parametrize("kind", KINDS)

@@ -135,9 +135,9 @@ def test_epochs_to_reach_recovers_a_power_law_and_refuses_a_flat_curve():
 
 
 def test_trained_weights_do_not_depend_on_the_callers_thread_count(monkeypatch):
-    """`make report` gives each kernel two torch threads, `make -j2 report` one: fit trains with TRAIN_THREADS either way,
-    so the same configuration gives bit-identical weights. Without the pin the two differ (checked first: where this
-    processor's kernels do not depend on the thread count, the test has nothing to show and is skipped)."""
+    """`make report` gives each kernel two torch threads, `make -j2 report` one: fit trains with TRAIN_THREADS either
+    way, so the same configuration gives bit-identical weights. Without the pin the two differ (checked first: where
+    this processor's kernels do not depend on the thread count, the test has nothing to show and is skipped)."""
     import contextlib
 
     import torch.nn.functional as F

@@ -29,7 +29,9 @@ def two_class(n_pixels=64, seed=0):
     """Class 1 where w.x + c > 0 (logits [0, w.x + c]); images in the box's middle, both sides of the boundary."""
     g = torch.Generator().manual_seed(seed)
     w = torch.randn(n_pixels, generator=g, dtype=torch.float64)
-    model = Affine(torch.stack([torch.zeros_like(w), w]), torch.tensor([0.0, -0.5 * w.sum().item()], dtype=torch.float64))
+    model = Affine(
+        torch.stack([torch.zeros_like(w), w]), torch.tensor([0.0, -0.5 * w.sum().item()], dtype=torch.float64)
+    )
     x = 0.4 + 0.2 * torch.rand(8, 1, 1, n_pixels, generator=g, dtype=torch.float64)
     return model, x, w
 
@@ -145,11 +147,15 @@ def test_a_relabelled_set_never_keeps_a_true_label(variant):
 def test_subspace_variants_need_a_subspace():
     x, y = torch.rand(4, 1, 2, 2), torch.zeros(4, dtype=torch.long)
     with pytest.raises(ValueError, match="subspace_for"):
-        mislabeled.relabel(Affine(torch.randn(10, 4), torch.zeros(10)), x, y, "on", y + 1, settings={"eps": 1, "alpha": 1, "steps": 1})
+        mislabeled.relabel(
+            Affine(torch.randn(10, 4), torch.zeros(10)), x, y, "on", y + 1, settings={"eps": 1, "alpha": 1, "steps": 1}
+        )
 
 
 def test_params_names_are_the_libs():
-    assert params.RELABELLINGS is mislabeled.RELABELLINGS and params.VARIANTS is mislabeled.VARIANTS  # one definition each
+    assert (
+        params.RELABELLINGS is mislabeled.RELABELLINGS and params.VARIANTS is mislabeled.VARIANTS
+    )  # one definition each
 
 
 # ---------------------------------------------------------------- the claim rows on constructed answers

@@ -126,8 +126,8 @@ class LinearAE(nn.Module):
 
 def test_linear_autoencoder_finds_a_linear_world():
     """The optimal linear autoencoder of data on a linear manifold (Baldi & Hornik 1989: encoder and decoder span the
-    top-k principal subspace) has, through lib.geometry.manifold.tangent_basis, the true tangent space: overlap ~1; a random
-    subspace's overlap is about k/n."""
+    top-k principal subspace) has, through lib.geometry.manifold.tangent_basis, the true tangent space: overlap ~1; a
+    random subspace's overlap is about k/n."""
     from lib.geometry import subspaces
     m = worlds.linear_manifold(8, 1, seed=4)
     x = m.point(torch.randn(1000, 8, generator=torch.Generator().manual_seed(0)) * 0.5)
@@ -164,7 +164,8 @@ def test_world_3_without_mnist_is_a_notice_and_no_rows(monkeypatch):
     shown = []
     monkeypatch.setattr(worlds_trained.data, "load", unavailable)
     monkeypatch.setattr(worlds_trained, "show", shown.append)
-    rows, per_image, facts = worlds_trained.curved_world(settings(), g_epochs=1, g_train=10, g_width=4, n_train=10, clf_epochs=1,
-                                             ae_epochs=1, margin=1.1)
+    rows, per_image, facts = worlds_trained.curved_world(
+        settings(), g_epochs=1, g_train=10, g_width=4, n_train=10, clf_epochs=1, ae_epochs=1, margin=1.1
+    )
     assert rows == [] and per_image.empty and facts == {}
     assert len(shown) == 1 and "World 3 skipped" in shown[0] and "mnist: not here" in shown[0]

@@ -89,7 +89,9 @@ def valid_and_wrong(model, x, adv, y, norm, eps):
     """(B,) bool: adv is a valid adversarial example (in [0, 1], within eps up to float rounding) that `model`
     misclassifies."""
     tol = 1e-5 * max(1.0, float(eps))
-    inside = (distance(adv, x, norm) <= eps + tol) & (adv.flatten(1).amin(1) >= -tol) & (adv.flatten(1).amax(1) <= 1 + tol)
+    inside = (
+        (distance(adv, x, norm) <= eps + tol) & (adv.flatten(1).amin(1) >= -tol) & (adv.flatten(1).amax(1) <= 1 + tol)
+    )
     return inside & (model(adv).argmax(1) != y)
 
 

@@ -9,9 +9,9 @@ re-run costs nothing and an interrupted one resumes with the shards it lacks. Sh
 or on the workers of a dask.distributed scheduler (lib.infra.distributed); the records are the same either way,
 and the same whatever the shard size (random subspaces are drawn per image, from the seed and its id).
 
-One record per image and condition: dataset, split, clip (whether x + delta was kept in [0, 1]), image_id, condition, subspace, k, n, success,
-norm, iterations, label, pred, subspace_share (energy of the final perturbation inside the intended
-subspace: clipping leaks it), grad_share (energy of the clean image's loss gradient inside the
+One record per image and condition: dataset, split, clip (whether x + delta was kept in [0, 1]), image_id, condition,
+subspace, k, n, success, norm, iterations, label, pred, subspace_share (energy of the final perturbation inside the
+intended subspace: clipping leaks it), grad_share (energy of the clean image's loss gradient inside the
 subspace; a random subspace captures about k/n of it), class_cosine (cosine between the perturbation and
 mu[pred] - mu[label], the difference of the training-set class means of the adversarial and the true
 class: DMM's claim that on-manifold perturbations "look like" the target class, as a number; NaN for
@@ -104,9 +104,9 @@ def class_cosine(delta, label, pred, success, means):
 
 
 def records_frame(t, ids, means, **columns):
-    """The records (module docstring) of one condition from its per-image tensors t (lib.experiments.shards.attack_images'
-    names): ``columns`` (dataset, split, clip, condition, subspace, k, n) first, then image_id (``ids``), the
-    tensors' scalars and class_cosine (``means``: class_means of the training images)."""
+    """The records (module docstring) of one condition from its per-image tensors t
+    (lib.experiments.shards.attack_images' names): ``columns`` (dataset, split, clip, condition, subspace, k, n) first,
+    then image_id (``ids``), the tensors' scalars and class_cosine (``means``: class_means of the training images)."""
     rec = pd.DataFrame({name: t[name].numpy() for name in TENSORS[1:]})
     rec["class_cosine"] = class_cosine(t["delta"], t["label"], t["pred"], t["success"], means).numpy()
     rec.insert(0, "image_id", np.asarray(ids))

@@ -237,11 +237,20 @@ def median_norm(records: pd.DataFrame, level: float = 0.95) -> pd.DataFrame:
         ok = r["success"].to_numpy(bool)
         logs = np.log(np.maximum(r["norm"].to_numpy(float), 1e-300))
         med, lo, hi = stats.median_ci(logs, level, np.where(ok, logs, np.inf))
-        rows.append({**dict(zip(["dataset", "split", "clip", "condition", "subspace"], key)),
-                     "k": int(r["k"].iloc[0]), "n": int(r["n"].iloc[0]), "N": len(r), "success rate": r["success"].mean(),
-                     "median norm": np.exp(med), "CI low": np.exp(lo), "CI high": np.exp(hi),
-                     "median subspace share": r["subspace_share"].median() if "subspace_share" in r else np.nan,
-                     "median gradient share": r["grad_share"].median() if "grad_share" in r else np.nan})
+        rows.append(
+            {
+                **dict(zip(["dataset", "split", "clip", "condition", "subspace"], key)),
+                "k": int(r["k"].iloc[0]),
+                "n": int(r["n"].iloc[0]),
+                "N": len(r),
+                "success rate": r["success"].mean(),
+                "median norm": np.exp(med),
+                "CI low": np.exp(lo),
+                "CI high": np.exp(hi),
+                "median subspace share": r["subspace_share"].median() if "subspace_share" in r else np.nan,
+                "median gradient share": r["grad_share"].median() if "grad_share" in r else np.nan,
+            }
+        )
     return pd.DataFrame(rows)
 
 

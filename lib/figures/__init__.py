@@ -1,1 +1,2 @@
-"""Figures of the notebooks (matplotlib): they draw what the studies compute. Imports any package; only notebooks import it."""
+"""Figures of the notebooks (matplotlib): they draw what the studies compute. Imports any package; only notebooks import
+it."""

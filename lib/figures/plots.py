@@ -185,7 +185,9 @@ def share_by_subspace(records, title):
     r = records[(records["condition"] == "on")]
     subs = list(dict.fromkeys(r["subspace"]))
     fig, ax = plt.subplots(figsize=(1.6 + 1.2 * len(subs), 3.4))
-    groups = [(v, np.zeros(len(v), bool)) for v in (r.loc[r["subspace"] == s, "grad_share"].to_numpy(float) for s in subs)]
+    groups = [
+        (v, np.zeros(len(v), bool)) for v in (r.loc[r["subspace"] == s, "grad_share"].to_numpy(float) for s in subs)
+    ]
     _strips(ax, groups, subs, "‖P g‖² / ‖g‖²", title)
     k_over_n = (r["k"] / r["n"]).iloc[0]
     ax.axhline(k_over_n, color="r", ls="--", label=f"k/n = {k_over_n:.4f} (random subspace)")
@@ -223,8 +225,13 @@ def on_off_answer(summaries, title):
     DataFrame with subspace, clip, median ratio, CI low, CI high, flat boundary}. An infinite median (most "on"
     attacks failed: the budget, not the boundary, decided) is an arrow at the top."""
     fig, axes = plt.subplots(1, len(summaries), figsize=(4.8 * len(summaries), 3.1), squeeze=False, sharey=True)
-    finite = np.concatenate([t[c].to_numpy(float) for t in summaries.values() for c in ("median ratio", "CI low", "CI high",
-                                                                                      "flat boundary")])
+    finite = np.concatenate(
+        [
+            t[c].to_numpy(float)
+            for t in summaries.values()
+            for c in ("median ratio", "CI low", "CI high", "flat boundary")
+        ]
+    )
     finite = finite[np.isfinite(finite) & (finite > 0)]
     top = finite.max() * 2 if len(finite) else 10
     for ax, (name, t) in zip(axes[0], summaries.items()):
@@ -244,7 +251,9 @@ def on_off_answer(summaries, title):
                 ax.text(xi, top / 2.6, "most\nfailed", ha="center", va="top", fontsize=6, color=f"C{j}")
         ax.axhline(t["flat boundary"].iloc[0], color="r", ls="--", lw=1, label="flat boundary, random subspace")
         ax.axhline(1, color="k", lw=0.6)
-        ax.set_xticks(range(len(subs)), [s if s != "tangent" else "tangent\n(learned manifold)" for s in subs], fontsize=8)
+        ax.set_xticks(
+            range(len(subs)), [s if s != "tangent" else "tangent\n(learned manifold)" for s in subs], fontsize=8
+        )
         ax.set(yscale="log", title=f"{name} (k = {int(t['k'].iloc[0])})")
         ax.set_ylim(0.5, top * 1.2)
         _plain_log_y(ax)
@@ -307,8 +316,11 @@ def verdict_forest(table, title, margin=1.1, difference_margin=None):
         if band:
             ax.axvspan(*((-band, band) if is_diff else (1 / band, band)), color="0.85", zorder=0)
         clip = t["clip"].astype(bool) if "clip" in t else np.ones(len(t), bool)
-        ax.set_yticks(y, [f"{s} · {sp}" + ("" if c else " · no clip") for s, sp, c in zip(t["short"], t["split"], clip)],
-                      fontsize=8)
+        ax.set_yticks(
+            y,
+            [f"{s} · {sp}" + ("" if c else " · no clip") for s, sp, c in zip(t["short"], t["split"], clip)],
+            fontsize=8,
+        )
         ax.set_ylim(-0.7, len(t) - 0.3)
         if is_diff:
             ax.set_xlabel("effect: median per-image difference (0 = none), 95% CI")

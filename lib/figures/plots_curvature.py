@@ -13,7 +13,9 @@ def curvature_profiles(profiles, title):
         axes[0].plot(idx, p, label=label, lw=1.2)
         m = min(40, len(p) // 2)
         axes[1].plot(np.r_[idx[:m], idx[-m:] - len(p) + 2 * m + 5], np.r_[p[:m], p[-m:]], ".", ms=3, label=label)
-    axes[0].set(xlabel="index of the sorted principal curvature", ylabel="mean curvature (1 / pixel-L2)", title="all n − 1")
+    axes[0].set(
+        xlabel="index of the sorted principal curvature", ylabel="mean curvature (1 / pixel-L2)", title="all n − 1"
+    )
     axes[1].set(xlabel="the 40 most negative | the 40 most positive", ylabel="mean curvature", title="the two ends")
     axes[1].set_xticks([])
     for ax in axes:
@@ -61,7 +63,9 @@ def tangent_vs_random(records, title):
                 k, n = int(r["k"].iloc[0]), int(r["n"].iloc[0])
                 ax.plot([x0 - 0.3, x0 + 1.3], [np.sqrt(k / n)] * 2, "k--", lw=1)
         ax.set_xticks([3 * g + d for g in range(len(groups)) for d in (0, 1)])
-        ax.set_xticklabels([f"{name} {split}\n{w}" for (name, split), _ in groups for w in ("random", "tangent")], fontsize=7)
+        ax.set_xticklabels(
+            [f"{name} {split}\n{w}" for (name, split), _ in groups for w in ("random", "tangent")], fontsize=7
+        )
         ax.set(ylabel=ylabel)
         ax.set_yscale("log")
         ax.grid(alpha=0.3)
@@ -101,7 +105,8 @@ def roc_curves(curves, title):
 def training_dynamics(table, k, n, title):
     """Four panels against the epoch (log scale): the gradient's energy share in the tangent space and in a random
     subspace (k/n dashed), the tangent / random ratios of gradient share and RMS curvature, the distance to the
-    boundary, and the mean and RMS principal curvature. table: lib.studies.curvature.curvature_analysis.training_dynamics."""
+    boundary, and the mean and RMS principal curvature. table:
+    lib.studies.curvature.curvature_analysis.training_dynamics."""
     fig, axes = plt.subplots(1, 4, figsize=(14, 3.2))
     e = table["epoch"]
     axes[0].plot(e, table["gradient share, tangent"], "-o", ms=3, color="tab:red", label="tangent")

@@ -45,7 +45,9 @@ def melamed_sweep(grads, title):
             q = g.groupby(col)[part].quantile([0.25, 0.5, 0.75]).unstack()
             ax.errorbar(q.index, q[0.5], yerr=[q[0.5] - q[0.25], q[0.75] - q[0.5]], marker="o", capsize=2, label=label)
         ax.set(xlabel=knob, yscale="log")
-        ax.set_xscale("log" if knob == "init scale" else "symlog", **({} if knob == "init scale" else {"linthresh": 1e-4}))
+        ax.set_xscale(
+            "log" if knob == "init scale" else "symlog", **({} if knob == "init scale" else {"linthresh": 1e-4})
+        )
         ax.grid(alpha=0.3, which="both")
     axes[0].set_ylabel("input-gradient norm (margin loss)")
     axes[0].legend(fontsize=8)

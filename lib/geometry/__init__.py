@@ -1,1 +1,2 @@
-"""Tangent spaces of an autoencoder and the subspaces attacks are confined to (tangent, random, PCA, coordinate). Imports lib.infra."""
+"""Tangent spaces of an autoencoder and the subspaces attacks are confined to (tangent, random, PCA, coordinate).
+Imports lib.infra."""

@@ -75,10 +75,10 @@ class TangentSubspace(BasisSubspace):
 
 
 class GramTangentSubspace(Subspace):
-    """The tangent space at each image, projected exactly without J: G = J^T J (k x k, lib.geometry.manifold.gram_matrix,
-    k jvp + vjp pairs per image) is factorised once (Cholesky); each on(v) then costs one vjp, two triangular
-    solves and one jvp, plus one vjp for the residual it logs. For large k, where a basis (n x k) does not fit:
-    at ImageNet size G is 5.0 GB per image in float64, a basis 15 GB in float32.
+    """The tangent space at each image, projected exactly without J: G = J^T J (k x k,
+    lib.geometry.manifold.gram_matrix, k jvp + vjp pairs per image) is factorised once (Cholesky); each on(v) then costs
+    one vjp, two triangular solves and one jvp, plus one vjp for the residual it logs. For large k, where a basis (n x
+    k) does not fit: at ImageNet size G is 5.0 GB per image in float64, a basis 15 GB in float32.
 
     Why not conjugate gradients (bench/cg_route.py): a trained decoder's J is ill-conditioned, and CG on
     the normal equations then needs far more than k iterations. bench/bench_projection.py, VGG autoencoder at

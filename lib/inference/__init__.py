@@ -1,1 +1,2 @@
-"""Statistical inference: tests, intervals, power, the verdict rule and its claim rows, pooling across replicates; the published figures our estimates are set beside. Imports only lib.infra."""
+"""Statistical inference: tests, intervals, power, the verdict rule and its claim rows, pooling across replicates; the
+published figures our estimates are set beside. Imports only lib.infra."""

@@ -5,9 +5,10 @@ Seeds measured on the same test images (notebook 09) are not independent studies
 network tends to be easy for the next, so the seeds' medians share sampling error. ``pool_shared_images`` pools them
 with that correlation measured by a bootstrap over images that keeps each image's values across seeds together;
 ``pool`` (a meta-analysis of independent estimates) is for seeds measured on different images. Either way the test
-uses a t reference (HKSJ's t with k - 1 df for the meta-analysis, by default): with few seeds DerSimonian-Laird's z is too narrow
-(IntHout, Ioannidis & Borm 2014, BMC Med Res Methodol 14:25). Three seeds say little about the between-seed variance
-tau^2: an estimate of 0 is what a positive tau^2 often gives, so tau^2 is shown with its upper confidence bound.
+uses a t reference (HKSJ's t with k - 1 df for the meta-analysis, by default): with few seeds DerSimonian-Laird's z is
+too narrow (IntHout, Ioannidis & Borm 2014, BMC Med Res Methodol 14:25). Three seeds say little about the between-seed
+variance tau^2: an estimate of 0 is what a positive tau^2 often gives, so tau^2 is shown with its upper confidence
+bound.
 
 Each seed gives an effect y_s (a median per-image log ratio or difference of cosines) with a standard error s_s.
 The pooled mean follows the random-effects model y_s ~ N(mu, s_s^2 + tau^2) (DerSimonian & Laird 1986; Paule &
@@ -88,8 +89,8 @@ def pool_shared_images(values, alpha: float = 0.05, n_boot: int = 2000, seed: in
     tau^2 / k + v / k + (k - 1) c / k is estimated without bias by S^2 / k + c, and never below 1' Sigma 1 / k^2 (what
     the images alone give, as Knapp-Hartung's truncation); the test and interval use t with Satterthwaite's df,
     (k - 1) var^2 / (S^2 / k)^2: k - 1 (HKSJ's reference) where the seeds' spread is all of it, more where the images'
-    covariance, known from many images, is most of it. tau^2 = max(0, S^2 - (v - c)), and its one-sided (1 - alpha) upper bound from
-    S^2 (k - 1) / (tau^2 + v - c) ~ chi^2_(k-1)."""
+    covariance, known from many images, is most of it. tau^2 = max(0, S^2 - (v - c)), and its one-sided (1 - alpha)
+    upper bound from S^2 (k - 1) / (tau^2 + v - c) ~ chi^2_(k-1)."""
     x = np.asarray(values, float)
     n, k = x.shape
     if k < 2 or n < 2:
@@ -219,8 +220,8 @@ def pooled_row(seed_rows: list[verdicts.Row], label: str, method: str = "dl", hk
 
 
 def judge(rows: list[verdicts.Row], family: str, alpha: float = stats.ALPHA) -> pd.DataFrame:
-    """lib.inference.verdicts.judge on pooled rows, with one check of replication: a row the rule calls *supported* although
-    its seeds' effects lie on both sides of no effect is judged again as not robust (so *inconclusive*: another
+    """lib.inference.verdicts.judge on pooled rows, with one check of replication: a row the rule calls *supported*
+    although its seeds' effects lie on both sides of no effect is judged again as not robust (so *inconclusive*: another
     network could reverse it). Only "supported" is checked: seeds of both signs are what a null looks like."""
     table = verdicts.judge(rows, family, alpha)
     if not len(table):

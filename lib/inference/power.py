@@ -1,6 +1,6 @@
-"""The power of the tests the verdicts apply (lib.inference.verdicts asks each row's at Holm's first-step level), and the
-number of images a reader would need for a target power. Each function answers for one test of lib.inference.stats at an
-observed effect: analytically where the test's distribution is known (sign test), by a standard approximation
+"""The power of the tests the verdicts apply (lib.inference.verdicts asks each row's at Holm's first-step level), and
+the number of images a reader would need for a target power. Each function answers for one test of lib.inference.stats
+at an observed effect: analytically where the test's distribution is known (sign test), by a standard approximation
 (normal ones for two one-sided tests), or by simulation (Tango's score test)."""
 from __future__ import annotations
 

@@ -1,9 +1,9 @@
 """Artifact store keyed by a hash of the full configuration, written atomically.
 
-key = sha256(config, torch version); the config names the artifact's kind and version (lib.infra.artifacts.Artifact.key),
-never the text of its code, so a refactor keeps every entry and a change of behaviour bumps the version.
-An entry is one `torch.save`d dict {"key", "state_dict", "meta"} (state_dicts and plain metadata
-only: `torch.load(weights_only=True)` reads it). It is written to a temporary file and renamed into
+key = sha256(config, torch version); the config names the artifact's kind and version
+(lib.infra.artifacts.Artifact.key), never the text of its code, so a refactor keeps every entry and a change of
+behaviour bumps the version. An entry is one `torch.save`d dict {"key", "state_dict", "meta"} (state_dicts and plain
+metadata only: `torch.load(weights_only=True)` reads it). It is written to a temporary file and renamed into
 place, so a reader never sees half an entry; an entry that does not load, or whose stored key
 differs, is reported, removed and rebuilt. A hit reads the entry and writes nothing (no lock file), so
 a complete cache on a read-only disk is usable; only a miss takes the per-key file lock, then looks

@@ -1,8 +1,9 @@
-"""Cached results of a measurement (not a model): any nesting of tables, arrays and numbers, stored through lib.infra.cache.
+"""Cached results of a measurement (not a model): any nesting of tables, arrays and numbers, stored through
+lib.infra.cache.
 
 `cached_result(kind, key, build)` returns build()'s value, from the cache entry `key` of `kind` where there is one
-(lib.infra.cache: atomic writes, a per-key lock, damaged entries rebuilt). A lib.infra.cache entry holds tensors and plain
-metadata only (`torch.load(weights_only=True)` reads it), so the value is packed: every tensor, numpy array and
+(lib.infra.cache: atomic writes, a per-key lock, damaged entries rebuilt). A lib.infra.cache entry holds tensors and
+plain metadata only (`torch.load(weights_only=True)` reads it), so the value is packed: every tensor, numpy array and
 numeric table column goes to the state_dict under a numbered name, and the structure around them (dicts with any
 keys, lists, tuples, strings, numbers, the text columns of a table, the fields of a dataclass) to the metadata.
 Unpacking gives back the same types, dtypes, shapes and values, bit for bit.

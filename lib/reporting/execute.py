@@ -1,11 +1,11 @@
 """Execute one notebook with papermill and render its page, keeping the report folder honest.
 
-Before the kernel starts: the profile's parameters and the data folder are checked (lib.reporting.params, lib.infra.sources), the
-notebook's old page, results and fingerprint are set aside (<root>/.last/) and it is marked running in the index.
-On success: the page is rendered, the run's fingerprint saved (lib.reporting.fingerprint), the old run dropped and the mark
-removed. On failure or interruption: the failed page is rendered (the traceback is there), the notebook is marked
-failed in the index at once, and the error is raised; a run that stopped before any of the notebook's own cells ran
-(its kernel did not start) puts the last good run back instead, and the index says so.
+Before the kernel starts: the profile's parameters and the data folder are checked (lib.reporting.params,
+lib.infra.sources), the notebook's old page, results and fingerprint are set aside (<root>/.last/) and it is marked
+running in the index. On success: the page is rendered, the run's fingerprint saved (lib.reporting.fingerprint), the old
+run dropped and the mark removed. On failure or interruption: the failed page is rendered (the traceback is there), the
+notebook is marked failed in the index at once, and the error is raised; a run that stopped before any of the notebook's
+own cells ran (its kernel did not start) puts the last good run back instead, and the index says so.
 While it runs, <notebook>.progress.log receives "[cell k/n]" at each code cell, the kernel's progress bars
 (lib.infra.runtime.progress) and its warnings for the terminal (lib.infra.runtime.notify).
 """

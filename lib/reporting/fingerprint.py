@@ -4,8 +4,8 @@ exactly when one of them changed, and says which.
 Parts: the notebook's source; its resolved parameters; the lib/ modules it imports, transitively (read with
 `ast`), each as the cache keys see code (lib.infra.codetext: its syntax tree without comments and docstrings), with the
 templates that render its page; the torch and Python versions; the report folder; for a notebook that loads data
-(imports lib.learn.data), what is on disk for each data set it asks for (lib.infra.sources: paths and counts, no hashing of
-data); for a notebook that reads another's records (UPSTREAM), those files. Paths inside the repository are
+(imports lib.learn.data), what is on disk for each data set it asks for (lib.infra.sources: paths and counts, no hashing
+of data); for a notebook that reads another's records (UPSTREAM), those files. Paths inside the repository are
 relative to it, so a moved or re-cloned checkout with the same content has the same fingerprints.
 The fingerprint of a successful run is saved beside its page, <notebook>.fingerprint.json; a run that failed
 or was interrupted leaves none, so the next `make report` runs it again.
@@ -253,5 +253,7 @@ def reasons(old, new):
     return out or ["fingerprint changed"]
 
 
-if __name__ == "__main__":  # python -m lib.reporting.fingerprint notebooks/03_on_off_manifold_attacks.py: its lib closure
+if (
+    __name__ == "__main__"
+):  # python -m lib.reporting.fingerprint notebooks/03_on_off_manifold_attacks.py: its lib closure
     print("\n".join(_rel(m) for m in lib_closure(sys.argv[1])))

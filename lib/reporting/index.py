@@ -3,8 +3,8 @@
 Order of the page: the title; the answer in sentences and the one figure that carries it (results/05_statistics.json
 keys "answer" and "answer_figure", a PNG in results/, embedded so the page works offline and on its own); the
 discriminating claims ("discriminating"); every verdict ("verdicts" of any notebook); every notebook with its
-status (lib.reporting.state), headline figures, data, device and wall time. Only a notebook whose run finished is shown as
-ok; one that is queued, running, failed or interrupted says so, and its old figures are gone (lib.reporting.execute).
+status (lib.reporting.state), headline figures, data, device and wall time. Only a notebook whose run finished is shown
+as ok; one that is queued, running, failed or interrupted says so, and its old figures are gone (lib.reporting.execute).
 """
 import base64
 import html
@@ -66,7 +66,9 @@ def verdict_table(profile):
         res = json.loads(res_path.read_text())
         rows += [{**v, "_nb": res["notebook"]} for v in res.get("verdicts", [])]
     if not rows:
-        return "<h2>Verdicts</h2><p class=note>No verdicts yet: the statistics notebook has not run in this profile.</p>"
+        return (
+            "<h2>Verdicts</h2><p class=note>No verdicts yet: the statistics notebook has not run in this profile.</p>"
+        )
     link = ("nb", lambda r: f'<td><a href="{html.escape(r["_nb"])}.html">{html.escape(r["_nb"][:2])}</a></td>')
     return "<h2>Verdicts</h2>" + _table(rows, VERDICT_COLUMNS, link) + rules_html()
 
@@ -74,12 +76,16 @@ def verdict_table(profile):
 def rules_html():
     """How a verdict is reached, under the table: each notebook is its own Holm family (named in the table)."""
     items = "".join(f"<li><b>{html.escape(v)}</b>: {html.escape(why)}</li>" for v, why in rules.RULES)
-    return ("<p class=note>Each notebook's rows form one Holm family (column <i>family</i>); <i>p (margin, Holm)</i> "
-            "tests the hypothesis whose rejection makes a row supported (beyond the negligible band on the predicted "
-            "side, or within it for an equivalence); <i>power</i> is that test's at Holm's first-step level α/m, a "
-            "lower bound, at the row's N where the effect is the one DMM predicts (not the observed one). Each family "
-            "holds its false-supported rate at 5%; across the six families behind the answer the chance of at least "
-            "one false supported row is up to 1 − 0.95⁶ ≈ 26% (the deciding rows of 05 are one family).</p><ul class=note>" + items + "</ul>")
+    return (
+        "<p class=note>Each notebook's rows form one Holm family (column <i>family</i>); <i>p (margin, Holm)</i> "
+        "tests the hypothesis whose rejection makes a row supported (beyond the negligible band on the predicted "
+        "side, or within it for an equivalence); <i>power</i> is that test's at Holm's first-step level α/m, a "
+        "lower bound, at the row's N where the effect is the one DMM predicts (not the observed one). Each family "
+        "holds its false-supported rate at 5%; across the six families behind the answer the chance of at least "
+        "one false supported row is up to 1 − 0.95⁶ ≈ 26% (the deciding rows of 05 are one family).</p><ul class=note>"
+        + items
+        + "</ul>"
+    )
 
 
 def _figure(results, name):
@@ -105,8 +111,13 @@ def _finished_results(profile, name):
     status, detail = state.status(reports_dir(profile), name)
     res_path = results_dir(profile) / f"{name}.json"
     if status != "ok" or not res_path.exists():
-        why = {"queued": "is queued to run again", "running": "is running", "failed": f"failed ({detail})",
-               "interrupted": "was interrupted", "stale": "has results from an unfinished run"}.get(status, "has not run")
+        why = {
+            "queued": "is queued to run again",
+            "running": "is running",
+            "failed": f"failed ({detail})",
+            "interrupted": "was interrupted",
+            "stale": "has results from an unfinished run",
+        }.get(status, "has not run")
         return None, why
     return json.loads(res_path.read_text()), ""
 
@@ -120,19 +131,25 @@ def answer_section(profile):
         return f"<p class=note>The statistics notebook {html.escape(why)}: no answer is shown until it finishes.</p>"
     out = []
     if res.get("answer"):
-        out.append('<div class="answer"><h2>The answer</h2><h3>Is the learned manifold special, beyond its '
-                   "dimension? (notebook 05)</h3>" + "".join(f"<p>{html.escape(s)}</p>" for s in res["answer"]) + "</div>")
+        out.append(
+            '<div class="answer"><h2>The answer</h2><h3>Is the learned manifold special, beyond its '
+            "dimension? (notebook 05)</h3>" + "".join(f"<p>{html.escape(s)}</p>" for s in res["answer"]) + "</div>"
+        )
     if res.get("answer_figure"):
         out.append(_figure(results_dir(profile), res["answer_figure"]))
     if res.get("discriminating"):
         out.append("<h2>The claims that decide</h2>" + _table(res["discriminating"], DISCRIMINATING_COLUMNS))
     if not out:
-        return "<p class=note>The statistics notebook has not run with an answer to show (no \"answer\" in its results).</p>"
+        return (
+            '<p class=note>The statistics notebook has not run with an answer to show (no "answer" in its results).</p>'
+        )
     for name, question in QUESTIONS.items():
         other, why = _finished_results(profile, name)
         text = ("".join(f"<p>{html.escape(s)}</p>" for s in other.get("answer", [])) if other
                 else f"<p class=note>Notebook {html.escape(name[:2])} {html.escape(why)}.</p>")
-        out.append(f'<div class="answer"><h3>{html.escape(question)} (notebook {html.escape(name[:2])})</h3>{text}</div>')
+        out.append(
+            f'<div class="answer"><h3>{html.escape(question)} (notebook {html.escape(name[:2])})</h3>{text}</div>'
+        )
     caveats = [c for py in sorted(NOTEBOOKS.glob("[0-9]*.py"))
                for c in (_finished_results(profile, py.stem)[0] or {}).get("caveats", [])]
     if caveats:
@@ -155,10 +172,13 @@ def notebook_rows(profile):
         res_path = results_dir(profile) / f"{name}.json"
         res = json.loads(res_path.read_text()) if res_path.exists() else {}
         status, detail = state.status(root, name)
-        figs = "".join(f"<li>{html.escape(h['name'])}: <b>{html.escape(format_value(h))}</b>"
-                       + (f" <span class=note>({html.escape(h['note'])})</span>" if h.get("note") else "")
-                       + (f" <span class=pub>(published: {html.escape(h['published'])})</span>" if h.get("published") else "")
-                       + "</li>" for h in res.get("headline", []))
+        figs = "".join(
+            f"<li>{html.escape(h['name'])}: <b>{html.escape(format_value(h))}</b>"
+            + (f" <span class=note>({html.escape(h['note'])})</span>" if h.get("note") else "")
+            + (f" <span class=pub>(published: {html.escape(h['published'])})</span>" if h.get("published") else "")
+            + "</li>"
+            for h in res.get("headline", [])
+        )
         data = "".join(f"<li>{html.escape(k)}: {html.escape(v)}</li>" for k, v in res.get("data_sources", {}).items())
         data += "".join(f"<li class=na>{html.escape(k)}: not available</li>" for k in res.get("unavailable", {}))
         title = html.escape(res.get("title", name))

@@ -220,7 +220,8 @@ def _not_allowed(where, name, what, allowed):
 
 
 def _allowed_errors(name, value):
-    """What in `value` (of the parameter `name`) is not an allowed value, as `name.key: 'x' is not ...; allowed: ...`."""
+    """What in `value` (of the parameter `name`) is not an allowed value, as `name.key: 'x' is not ...; allowed:
+    ...`."""
     for pattern, what, allowed, place in ALLOWED:
         if not re.search(pattern, name):
             continue
@@ -311,8 +312,10 @@ def check(profile, notebooks=None):
                 problem = next((p for p in problems if p), None)
             else:
                 if key not in decl[section]:
-                    raise ParameterError(f"{where}: {section}.{_unknown(key, list(decl[section]), 'declared by ' + section)}; "
-                                         f"it declares {', '.join(decl[section])}")
+                    raise ParameterError(
+                        f"{where}: {section}.{_unknown(key, list(decl[section]), 'declared by ' + section)}; "
+                        f"it declares {', '.join(decl[section])}"
+                    )
                 problem = check_value(decl[section][key], value)
             if problem:
                 raise ParameterError(f"{where}: {section}.{problem}")

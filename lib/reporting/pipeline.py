@@ -4,13 +4,14 @@
     python -m lib.reporting run notebooks/03_on_off_manifold_attacks.py --profile smoke
     python -m lib.reporting index --profile quick
 
-Every notebook's parameters are checked first (lib.reporting.params): a bad file stops everything before any kernel starts,
-with one line. A notebook is stale when its fingerprint (lib.reporting.fingerprint) differs from the one its last successful
-run recorded, when it has none (never run, failed, interrupted), or when a notebook it reads (UPSTREAM) is stale.
-Stale notebooks are marked queued at once (their old figures leave the index, set aside: lib.reporting.execute.invalidate;
-one that never starts, or stops before computing anything, gets them back), then run in order, up to -j at a
-time, each in its own process (`python -m lib.reporting run ... --quiet`, output in <notebook>.run.log) while the
-terminal shows their progress (lib.reporting.progress). With nothing stale it only rebuilds the index.
+Every notebook's parameters are checked first (lib.reporting.params): a bad file stops everything before any kernel
+starts, with one line. A notebook is stale when its fingerprint (lib.reporting.fingerprint) differs from the one its
+last successful run recorded, when it has none (never run, failed, interrupted), or when a notebook it reads (UPSTREAM)
+is stale. Stale notebooks are marked queued at once (their old figures leave the index, set aside:
+lib.reporting.execute.invalidate; one that never starts, or stops before computing anything, gets them back), then run
+in order, up to -j at a time, each in its own process (`python -m lib.reporting run ... --quiet`, output in
+<notebook>.run.log) while the terminal shows their progress (lib.reporting.progress). With nothing stale it only
+rebuilds the index.
 """
 import argparse
 import os
@@ -46,10 +47,12 @@ def plan(profile, declared=None):
         why = fingerprint.reasons(old, fp)
         if old is None:
             status, detail = state.status(root, name)
-            why = {"failed": [f"last run failed ({detail})" if detail else "last run failed"],
-                   "interrupted": ["last run was interrupted"], "queued": ["queued by a run that did not finish"],
-                   "running": ["marked running by another process"]}.get(status, ["never run" if status == "not run" else
-                                                                                 "no finished run recorded"])
+            why = {
+                "failed": [f"last run failed ({detail})" if detail else "last run failed"],
+                "interrupted": ["last run was interrupted"],
+                "queued": ["queued by a run that did not finish"],
+                "running": ["marked running by another process"],
+            }.get(status, ["never run" if status == "not run" else "no finished run recorded"])
         why += [f"{up} runs again" for up in fingerprint.UPSTREAM.get(name, ()) if out.get(up)]
         out[name] = why
     return out
@@ -136,7 +139,9 @@ def make(profile, jobs=1, out=None):
                 if not restore(root, name, "not started: stopped by Ctrl-C (the last good run is kept)"):
                     state.mark(root, name, "interrupted", error="not started: stopped by Ctrl-C")
             build_index(profile)
-            print(f"\nInterrupted: the unfinished notebooks run again next time.\nReport: {root / 'index.html'}", file=out)
+            print(
+                f"\nInterrupted: the unfinished notebooks run again next time.\nReport: {root / 'index.html'}", file=out
+            )
             return 130
     index = build_index(profile)
     took = time.time() - started

@@ -1,9 +1,10 @@
 """Live progress of running notebooks in the terminal: cell k of n, elapsed time, the inner progress bar.
 
-Each notebook's kernel writes to <notebook>.progress.log (lib.reporting.execute: "[cell k/n]" lines; lib.infra.runtime.progress:
-tqdm bars; lib.infra.runtime.notify: "[warning] ..." lines). A thread reads the new text of every watched log twice
-a second. On a terminal one status line is redrawn in place; elsewhere (CI, a log file) a line is printed when
-a notebook reaches a new cell, and its bar at most every 30 s. Warnings are printed as lines of their own.
+Each notebook's kernel writes to <notebook>.progress.log (lib.reporting.execute: "[cell k/n]" lines;
+lib.infra.runtime.progress: tqdm bars; lib.infra.runtime.notify: "[warning] ..." lines). A thread reads the new text of
+every watched log twice a second. On a terminal one status line is redrawn in place; elsewhere (CI, a log file) a line
+is printed when a notebook reaches a new cell, and its bar at most every 30 s. Warnings are printed as lines of their
+own.
 """
 import re
 import shutil

@@ -76,7 +76,8 @@ def headline(name, value, unit="", published="", ci=None, note=""):
 
 
 def proportion(name, k, n, published="", level=0.95):
-    """A headline share k / n (an accuracy, a robust accuracy) with its Wilson interval (lib.inference.stats.wilson_ci)."""
+    """A headline share k / n (an accuracy, a robust accuracy) with its Wilson interval
+    (lib.inference.stats.wilson_ci)."""
     from lib.inference.stats import wilson_ci  # noqa: PLC0415 (scipy: only for the notebooks that report a share)
 
     return headline(name, k / n if n else None, "%", published, ci=wilson_ci(k, n, level) if n else None)

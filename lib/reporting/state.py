@@ -18,7 +18,9 @@ def path_of(root, notebook):
 def mark(root, notebook, state, **info):
     from lib.reporting.report import write_json_atomic  # noqa: PLC0415
 
-    return write_json_atomic({"state": state, "pid": os.getpid(), "since": time.time(), **info}, path_of(root, notebook))
+    return write_json_atomic(
+        {"state": state, "pid": os.getpid(), "since": time.time(), **info}, path_of(root, notebook)
+    )
 
 
 def clear(root, notebook):

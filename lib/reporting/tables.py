@@ -44,10 +44,23 @@ def save_csv(frame, profile, file):
 
 
 # A verdict table's columns as a page shows them, in order (those a table lacks are left out).
-VERDICT_HEADERS = {"short": "claim", "dataset": "data set", "split": "split", "clip": "clip", "effect_text": "effect [CI]",
-                   "margin_text": "negligible band", "statistic": "test", "p_holm": "p (no effect, Holm)",
-                   "p_margin_holm": "p (margin, Holm)", "n": "N", "n_undecided": "undecided", "power": "power",
-                   "n_needed": "N for 80%", "leakage": "subspace share (on)", "verdict": "verdict"}
+VERDICT_HEADERS = {
+    "short": "claim",
+    "dataset": "data set",
+    "split": "split",
+    "clip": "clip",
+    "effect_text": "effect [CI]",
+    "margin_text": "negligible band",
+    "statistic": "test",
+    "p_holm": "p (no effect, Holm)",
+    "p_margin_holm": "p (margin, Holm)",
+    "n": "N",
+    "n_undecided": "undecided",
+    "power": "power",
+    "n_needed": "N for 80%",
+    "leakage": "subspace share (on)",
+    "verdict": "verdict",
+}
 
 
 def verdict_styler(table, caption):

@@ -28,15 +28,24 @@ def measure(model, ae, x, *, h=None, seed=0, full=True, chunk=128):
     R = cv.random_bases(len(x), op.n, Q.shape[-1], torch.Generator().manual_seed(seed), dtype=Q.dtype)
     tan, rnd = cv.subspace_curvature(op, Q), cv.subspace_curvature(op, R)
     nan = np.full(len(x), np.nan)
-    rec = pd.DataFrame({
-        "distance": bp.r.flatten(1).norm(dim=1).numpy(), "deepfool_success": bp.success.numpy(),
-        "i": bp.i.numpy(), "j": bp.j.numpy(), "grad_norm": op.grad_norm.numpy(),
-        "mean_curvature": kappa.mean(1).numpy() if full else nan,
-        "min_curvature": kappa[:, 0].numpy() if full else nan, "max_curvature": kappa[:, -1].numpy() if full else nan,
-        **{f"tangent_{k}": v.numpy() for k, v in tan.items()}, **{f"random_{k}": v.numpy() for k, v in rnd.items()},
-        "tangent_normal_share": cv.normal_share(op.normal, Q).numpy(), "random_normal_share": cv.normal_share(op.normal, R).numpy(),
-        "k": Q.shape[-1], "n": op.n,
-    })
+    rec = pd.DataFrame(
+        {
+            "distance": bp.r.flatten(1).norm(dim=1).numpy(),
+            "deepfool_success": bp.success.numpy(),
+            "i": bp.i.numpy(),
+            "j": bp.j.numpy(),
+            "grad_norm": op.grad_norm.numpy(),
+            "mean_curvature": kappa.mean(1).numpy() if full else nan,
+            "min_curvature": kappa[:, 0].numpy() if full else nan,
+            "max_curvature": kappa[:, -1].numpy() if full else nan,
+            **{f"tangent_{k}": v.numpy() for k, v in tan.items()},
+            **{f"random_{k}": v.numpy() for k, v in rnd.items()},
+            "tangent_normal_share": cv.normal_share(op.normal, Q).numpy(),
+            "random_normal_share": cv.normal_share(op.normal, R).numpy(),
+            "k": Q.shape[-1],
+            "n": op.n,
+        }
+    )
     return rec, kappa, bp
 
 
@@ -94,7 +103,9 @@ def detection_scores(model, x, T=20, h=None, seed=0):
         k = model(x).argmax(1)
     B, n = len(x), x[0].numel()
     L = model(x[:1]).shape[1]
-    V = torch.nn.functional.normalize(torch.randn(B, T, n, generator=torch.Generator().manual_seed(seed), dtype=x.dtype), dim=2)
+    V = torch.nn.functional.normalize(
+        torch.randn(B, T, n, generator=torch.Generator().manual_seed(seed), dtype=x.dtype), dim=2
+    )
     s = torch.full((B, L), float("-inf"), dtype=x.dtype)
     for c in range(L):
         others = k != c

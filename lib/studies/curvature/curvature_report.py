@@ -1,6 +1,6 @@
-"""Notebook 06's tables, sentences and headline figures from its measurements (lib.studies.curvature.curvature_runs): the summary of
-the twin's curvatures, a sentence per data set for the shared directions, per detection row and for the training
-dynamics, and the headline figures of results/06_curvature.json."""
+"""Notebook 06's tables, sentences and headline figures from its measurements (lib.studies.curvature.curvature_runs):
+the summary of the twin's curvatures, a sentence per data set for the shared directions, per detection row and for the
+training dynamics, and the headline figures of results/06_curvature.json."""
 import numpy as np
 import pandas as pd
 
@@ -12,8 +12,18 @@ from lib.studies.curvature.curvature_analysis import CLAIMS, auc_reading
 from lib.studies.curvature.curvature_runs import TWIN
 
 # The verdict and check tables' columns as the page shows them (the results keep these and the raw figures).
-VERDICT_COLUMNS = ["short", "dataset", "split", "statistic", "effect_text", "margin_text", "p_margin_holm", "n", "power",
-                   "verdict"]
+VERDICT_COLUMNS = [
+    "short",
+    "dataset",
+    "split",
+    "statistic",
+    "effect_text",
+    "margin_text",
+    "p_margin_holm",
+    "n",
+    "power",
+    "verdict",
+]
 
 
 def verdict_view(table):
@@ -77,11 +87,14 @@ def shares_sentence(shares, name):
 
 
 def detection_sentence(r):
-    """One detection row (lib.studies.curvature.curvature_runs.detection) in words: AUC, the sides of rho, label recovery."""
-    return (f"**{r['dataset']}, natural vs {r['perturbation']}:** AUC {r['AUC']:.2f} [{r['CI low']:.2f}, {r['CI high']:.2f}] "
-            f"for the published rule (ρ > t flags 'perturbed'); {r['natural: rho < 0']:.0%} of natural images have ρ < 0 and "
-            f"{r['perturbed: rho > 0']:.0%} of perturbed ones ρ > 0; label recovery at t = 0: {r['label recovery (t = 0)']:.0%}"
-            f" — {auc_reading(r['AUC'])}.")
+    """One detection row (lib.studies.curvature.curvature_runs.detection) in words: AUC, the sides of rho, label
+    recovery."""
+    return (
+        f"**{r['dataset']}, natural vs {r['perturbation']}:** AUC {r['AUC']:.2f} [{r['CI low']:.2f}, "
+        f"{r['CI high']:.2f}] for the published rule (ρ > t flags 'perturbed'); {r['natural: rho < 0']:.0%} of natural "
+        f"images have ρ < 0 and {r['perturbed: rho > 0']:.0%} of perturbed ones ρ > 0; label recovery at t = 0: "
+        f"{r['label recovery (t = 0)']:.0%} — {auc_reading(r['AUC'])}."
+    )
 
 
 def two_phases(ratio, margin):
@@ -97,11 +110,16 @@ def dynamics_sentence(name, t, margin):
     and whether its course has the shape of two phases (`two_phases`)."""
     ratio = t["tangent / random gradient share"].to_numpy()
     turn, peak = int(np.argmin(ratio)), int(np.argmax(ratio))
-    return (f"**{name}.** Tangent / random gradient share: {ratio[0]:.2f} at epoch {t['epoch'].iloc[0]}, lowest "
-            f"{ratio[turn]:.2f} at epoch {t['epoch'].iloc[turn]}, highest {ratio[peak]:.2f} at epoch {t['epoch'].iloc[peak]}, "
-            f"{ratio[-1]:.2f} at epoch {t['epoch'].iloc[-1]}. "
-            + ("A fall below 1 then a rise by more than the margin: the shape of two phases."
-               if two_phases(ratio, margin) else "No fall-then-rise beyond the margin: no sign of two phases in this measure."))
+    return (
+        f"**{name}.** Tangent / random gradient share: {ratio[0]:.2f} at epoch {t['epoch'].iloc[0]}, lowest "
+        f"{ratio[turn]:.2f} at epoch {t['epoch'].iloc[turn]}, highest {ratio[peak]:.2f} at epoch "
+        f"{t['epoch'].iloc[peak]}, {ratio[-1]:.2f} at epoch {t['epoch'].iloc[-1]}. "
+        + (
+            "A fall below 1 then a rise by more than the margin: the shape of two phases."
+            if two_phases(ratio, margin)
+            else "No fall-then-rise beyond the margin: no sign of two phases in this measure."
+        )
+    )
 
 
 def headlines(names, split, summary, verdicts, shares, detection):
@@ -127,6 +145,12 @@ def headlines(names, split, summary, verdicts, shares, detection):
             auc = float(dt["AUC"])
             out.append(report.headline(f"{name}: detection AUC, natural vs DeepFool (bootstrap 95% interval)", auc,
                                        "", ci=(float(dt["CI low"]), float(dt["CI high"])), note=auc_reading(auc)))
-            out.append(report.headline(f"{name}: label recovery after DeepFool (t = 0)",
-                                       float(dt["label recovery (t = 0)"]), "%", "92 / 88 / 74% (ImageNet networks; indirect)"))
+            out.append(
+                report.headline(
+                    f"{name}: label recovery after DeepFool (t = 0)",
+                    float(dt["label recovery (t = 0)"]),
+                    "%",
+                    "92 / 88 / 74% (ImageNet networks; indirect)",
+                )
+            )
     return out

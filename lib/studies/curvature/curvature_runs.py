@@ -2,7 +2,8 @@
 MLP, its softplus twin, the autoencoder), the full spectra at DeepFool boundary points (`boundary_spectra`), how the
 curvatures depend on the scale (`scale_sweep`), the shared curved directions (`shared_directions`), detection by
 Algorithm 2 (`detection`) and the geometry over training (`dynamics`). Each returns plain tables and arrays; the
-measures themselves are lib.studies.curvature.curvature_analysis's, the sentences and headline figures lib.studies.curvature.curvature_report's.
+measures themselves are lib.studies.curvature.curvature_analysis's, the sentences and headline figures
+lib.studies.curvature.curvature_report's.
 
 Each section's result is cached (lib.infra.memo) under a key of its settings, the cache keys of the classifier and the
 autoencoder (Nets.keys), the images (the data set's identity and a hash of its test images, and of the boundary
@@ -24,7 +25,12 @@ from lib.studies.curvature import curvature_analysis
 from lib.infra.artifacts import Artifact
 
 TWIN, RELU = "softplus twin", "ReLU, central differences"  # the two methods of the records
-PUBLISHED_SHARES = {"random": (0.25, 0.25), "adversarial": (0.64, 0.60), "x2 - x1": (0.10, 0.09), "gradient": (0.22, 0.24)}
+PUBLISHED_SHARES = {
+    "random": (0.25, 0.25),
+    "adversarial": (0.64, 0.60),
+    "x2 - x1": (0.10, 0.09),
+    "gradient": (0.22, 0.24),
+}
 """Fawzi et al. 2018, Table 1: median share in S of each perturbation, LeNet and NiN on CIFAR-10."""
 
 
@@ -46,7 +52,8 @@ class Nets:
 
 def nets_for(relu, ae, beta, h, test_x, keys=()):
     """Nets of the MLP `relu` and autoencoder `ae`: the twin is Softplus(beta) in place of every ReLU; its agreement
-    is the share of `test_x` on which its label is the MLP's. keys: the models' cache keys (lib.learn.train.Trained.key)."""
+    is the share of `test_x` on which its label is the MLP's. keys: the models' cache keys
+    (lib.learn.train.Trained.key)."""
     twin = cv.softplus_twin(relu, beta)
     with torch.no_grad():
         agree = float((twin(test_x).argmax(1) == relu(test_x).argmax(1)).float().mean())
@@ -66,11 +73,16 @@ def _cached(section, nets, d, settings, build, points=None):
 
 def boundary_spectra(name, nets, d, splits, n_points, seed, device):
     """Per split ("test", "train"): `n_points` images the MLP gets right (seeded), their curvature records
-    (lib.studies.curvature.curvature_analysis.measure) for the twin (exact HVPs, full spectra) and for the MLP (central differences at
-    nets.h; tangent and random subspaces only). Returns (records with dataset, split, method, image;
+    (lib.studies.curvature.curvature_analysis.measure) for the twin (exact HVPs, full spectra) and for the MLP (central
+    differences at nets.h; tangent and random subspaces only). Returns (records with dataset, split, method, image;
     {(split, method): the twin's mean curvature profile}; {split: the twin's BoundaryPoints})."""
-    return _cached("boundary_spectra", nets, d, {"name": name, "splits": list(splits), "n_points": n_points, "seed": seed},
-                   lambda: _boundary_spectra(name, nets, d, splits, n_points, seed, device))
+    return _cached(
+        "boundary_spectra",
+        nets,
+        d,
+        {"name": name, "splits": list(splits), "n_points": n_points, "seed": seed},
+        lambda: _boundary_spectra(name, nets, d, splits, n_points, seed, device),
+    )
 
 
 def _boundary_spectra(name, nets, d, splits, n_points, seed, device):
@@ -155,7 +167,9 @@ def _shared_directions(name, nets, d, test_boundary, *, points, per_point, dim, 
                      "median share": float(np.median(s)), "mean share": float(np.mean(s)),
                      "sqrt(dim S / n)": float(np.sqrt(S.shape[1] / d.n)),
                      "LeNet (CIFAR-10)": PUBLISHED_SHARES[kind][0], "NiN (CIFAR-10)": PUBLISHED_SHARES[kind][1]})
-    noise = curvature_analysis.noise_misclassification(nets.twin, x.to(device), S, noise_norms, seed=seed).assign(dataset=name)
+    noise = curvature_analysis.noise_misclassification(nets.twin, x.to(device), S, noise_norms, seed=seed).assign(
+        dataset=name
+    )
     return rows, noise
 
 
@@ -164,8 +178,13 @@ def detection(name, nets, d, n_images, draws, pgd, seed, device):
     after greedy L2 PGD (`pgd`: eps, alpha, steps). Per attack one row (AUC with a bootstrap interval, the shares of
     rho on the expected side, label recovery at t = 0 and, post hoc, by argmin) and its ROC curve.
     Returns (rows, {"<name>: natural vs <attack>": (fpr, tpr, auc)})."""
-    return _cached("detection", nets, d, {"name": name, "n_images": n_images, "draws": draws, "pgd": dict(pgd), "seed": seed},
-                   lambda: _detection(name, nets, d, n_images, draws, pgd, seed, device))
+    return _cached(
+        "detection",
+        nets,
+        d,
+        {"name": name, "n_images": n_images, "draws": draws, "pgd": dict(pgd), "seed": seed},
+        lambda: _detection(name, nets, d, n_images, draws, pgd, seed, device),
+    )
 
 
 def _detection(name, nets, d, n_images, draws, pgd, seed, device):
@@ -182,18 +201,29 @@ def _detection(name, nets, d, n_images, draws, pgd, seed, device):
         roc[f"{name}: natural vs {label}"] = (*curvature_analysis.roc_curve(rho_nat, rho[ok]), a)
         recovered = s.argmax(1) == y.cpu().numpy()
         recovered_min = np.where(np.isfinite(s), s, np.inf).argmin(1) == y.cpu().numpy()
-        rows.append({"dataset": name, "perturbation": label, "images": int(ok.sum()), "AUC": a, "CI low": lo, "CI high": hi,
-                     "natural: rho < 0": float((rho_nat < 0).mean()), "perturbed: rho > 0": float((rho[ok] > 0).mean()),
-                     "label recovery (t = 0)": float(recovered[ok].mean()),
-                     "post hoc: recovery by argmin": float(recovered_min[ok].mean()),
-                     "median perturbation norm": float((adv - x).flatten(1).norm(dim=1)[torch.as_tensor(ok)].median())})
+        rows.append(
+            {
+                "dataset": name,
+                "perturbation": label,
+                "images": int(ok.sum()),
+                "AUC": a,
+                "CI low": lo,
+                "CI high": hi,
+                "natural: rho < 0": float((rho_nat < 0).mean()),
+                "perturbed: rho > 0": float((rho[ok] > 0).mean()),
+                "label recovery (t = 0)": float(recovered[ok].mean()),
+                "post hoc: recovery by argmin": float(recovered_min[ok].mean()),
+                "median perturbation norm": float((adv - x).flatten(1).norm(dim=1)[torch.as_tensor(ok)].median()),
+            }
+        )
     return rows, roc
 
 
 def dynamics(nets, d, n_images, beta, seed, device, epochs, train_subset, at, lr=None):
     """The classifier retrained with checkpoints at the epochs `at` (lib.learn.checkpoints; `epochs`, `train_subset`,
     `lr` as for lib.learn.train.classifier_for), measured at each on `n_images` test images (seed + 4) by
-    lib.studies.curvature.curvature_analysis.training_dynamics, with the accuracy on 1,000 test images. One row per epoch."""
+    lib.studies.curvature.curvature_analysis.training_dynamics, with the accuracy on 1,000 test images. One row per
+    epoch."""
     settings = {"n_images": n_images, "beta": beta, "seed": seed, "epochs": epochs, "train_subset": train_subset,
                 "lr": lr, "at": list(at)}
     return _cached("dynamics", nets, d, settings, lambda: _dynamics(nets, d, n_images, beta, seed, device, epochs,
@@ -208,6 +238,24 @@ def _dynamics(nets, d, n_images, beta, seed, device, epochs, train_subset, at, l
 
 
 # What defines every section's cached measurements (lib.infra.artifacts).
-CURVATURE = Artifact("curvature", 1, (cv, curvature_analysis, manifold, attacks, checkpoints, memo, experiment.pick_correct,
-                                      experiment.input_gradient, nets_for, _boundary_spectra, _scale_sweep, _extremes,
-                                      _shared_directions, _detection, _dynamics))
+CURVATURE = Artifact(
+    "curvature",
+    1,
+    (
+        cv,
+        curvature_analysis,
+        manifold,
+        attacks,
+        checkpoints,
+        memo,
+        experiment.pick_correct,
+        experiment.input_gradient,
+        nets_for,
+        _boundary_spectra,
+        _scale_sweep,
+        _extremes,
+        _shared_directions,
+        _detection,
+        _dynamics,
+    ),
+)

@@ -13,8 +13,8 @@ The checks (records: dataset, defence, attack, eps, image, broken):
      they left), breaks no image they left beyond noise, so the white-box attacks leave no more robust than Square
      alone; and Square alone leaves no more robust than the transfer attack from the undefended classifier (not for
      "none", where the transfer attack is white-box PGD on the same model), beyond noise: Square alone is run where
-     that comparison needs it (notebook 07: lib.studies.defence.defence_report.square_alone), its robust accuracy an upper
-     bound;
+     that comparison needs it (notebook 07: lib.studies.defence.defence_report.square_alone), its robust accuracy an
+     upper bound;
   4. more iterations and restarts change nothing beyond noise (adaptive PGD against its longer, restarted run);
   5. our PGD is never below AutoAttack: adaptive PGD leaves at least as many images robust as AutoAttack, beyond
      noise (otherwise the row says where PGD is the stronger; the verdicts keep the worst case either way).
@@ -72,9 +72,16 @@ def monotone(records, attacks):
         rises = np.diff(acc.to_numpy())
         i = int(np.argmax(rises))
         bound = noise_bound(float(acc.iloc[i]), n)
-        rows.append(_row("2 robust accuracy never rises with ε", ds, d, f"{a}, ε = {', '.join(f'{e:g}' for e in acc.index)}",
-                         f"largest rise {max(rises[i], 0):.0%} (ε {acc.index[i]:g} → {acc.index[i + 1]:g}; noise {bound:.0%})",
-                         rises[i] <= bound))
+        rows.append(
+            _row(
+                "2 robust accuracy never rises with ε",
+                ds,
+                d,
+                f"{a}, ε = {', '.join(f'{e:g}' for e in acc.index)}",
+                f"largest rise {max(rises[i], 0):.0%} (ε {acc.index[i]:g} → {acc.index[i + 1]:g}; noise {bound:.0%})",
+                rises[i] <= bound,
+            )
+        )
     return rows
 
 

@@ -72,9 +72,9 @@ class FinetuneConfig:
 
 def finetune_on_projection(clf, project, projection_id, cfg, device="cpu"):
     """A copy of the classifier `clf` (lib.learn.train.Trained) trained `cfg.epochs` more epochs on P(x) of the
-    images it was trained on (`cfg.train_subset` of them; their labels unchanged); P is `project` (an autoencoder or a PCAProjection,
-    used in eval mode and not trained), `projection_id` identifies it in the cache key (e.g. its cache key).
-    Returns a lib.learn.train.Trained whose meta holds the loss per epoch; from the cache when there."""
+    images it was trained on (`cfg.train_subset` of them; their labels unchanged); P is `project` (an autoencoder or a
+    PCAProjection, used in eval mode and not trained), `projection_id` identifies it in the cache key (e.g. its cache
+    key). Returns a lib.learn.train.Trained whose meta holds the loss per epoch; from the cache when there."""
     if cfg.epochs < 1 or not cfg.lr > 0:
         raise ValueError(f"fine-tuning needs epochs >= 1 and lr > 0; got {cfg.epochs}, {cfg.lr}")
     fit_cfg = train.continued(clf, cfg.epochs, cfg.lr, cfg.seed)
@@ -101,14 +101,19 @@ def finetune_on_projection(clf, project, projection_id, cfg, device="cpu"):
 
 
 # What defines a fine-tuned classifier (lib.infra.artifacts).
-FINETUNED = Artifact("finetuned", 2, (FinetuneConfig, finetune_on_projection, project_images, train.fit, train.continued,
-                                      train.make_optimizer))
+FINETUNED = Artifact(
+    "finetuned",
+    2,
+    (FinetuneConfig, finetune_on_projection, project_images, train.fit, train.continued, train.make_optimizer),
+)
 
 
 @dataclass
 class BudgetResult:
-    broken: torch.Tensor      # (B,) bool: misclassified at some iterate within the budget (any restart)
-    first_step: torch.Tensor  # (B,) int: first iterate found misclassified (0: clean; restart r adds r * steps); larger if never
+    broken: torch.Tensor  # (B,) bool: misclassified at some iterate within the budget (any restart)
+    first_step: (
+        torch.Tensor
+    )  # (B,) int: first iterate found misclassified (0: clean; restart r adds r * steps); larger if never
     adv: torch.Tensor         # (B, C, H, W) the final iterate of the last restart (for transfer)
 
 
@@ -183,7 +188,10 @@ def attack_defences(defences, source, images, labels, eps_grid, steps, restarts=
         for name, model in defences.items():
             transfer = misclassified(model, moved, labels) | misclassified(model, images, labels)
             adaptive = pgd_budget(model, images, labels, eps=eps, steps=steps, restarts=restarts, seed=seed)
-            for attack, broken, first in (("transfer", transfer, None), ("adaptive", adaptive.broken, adaptive.first_step)):
+            for attack, broken, first in (
+                ("transfer", transfer, None),
+                ("adaptive", adaptive.broken, adaptive.first_step),
+            ):
                 for i in range(len(images)):
                     rows.append({"defence": name, "attack": attack, "eps": float(eps), "image": i,
                                  "broken": bool(broken[i]), "first_step": None if first is None else int(first[i])})
@@ -209,10 +217,10 @@ def robust_accuracy(records, level=0.95):
 def subspace_attacks(defences, subspaces, images, labels, *, eps, alpha, steps, refine_steps=12, loss="margin"):
     """Greedy L2 PGD (lib.boundary.attacks.pgd_l2, the attack of notebook 03) on each defended model with its gradient
     projected onto ("on-manifold") or away from ("off-manifold") the subspace `subspaces[name]` of that defence
-    (an object with .on / .off, lib.geometry.subspaces), budget eps, x + delta clipped to [0, 1]. Returns per-image records
-    (defence, attack, image, success, norm, subspace_share: the share of ||delta||^2 in the intended subspace, below 1
-    where clipping moved part of delta out of it): the smallest perturbation found, so robust accuracy at any eps' <= eps follows from the norms
-    (`records_at`)."""
+    (an object with .on / .off, lib.geometry.subspaces), budget eps, x + delta clipped to [0, 1]. Returns per-image
+    records (defence, attack, image, success, norm, subspace_share: the share of ||delta||^2 in the intended subspace,
+    below 1 where clipping moved part of delta out of it): the smallest perturbation found, so robust accuracy at any
+    eps' <= eps follows from the norms (`records_at`)."""
     import pandas as pd
 
     rows = []

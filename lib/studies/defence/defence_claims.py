@@ -15,15 +15,25 @@ from lib.inference import power, stats, verdicts
 
 FAMILY = "07 · defence"
 CLAIMS = {
-    "07a": ("07a I-AE closer to isometry", "The I-AE's decoder is closer to an isometry than the plain autoencoder's "
-                                           "(per-image spread mean|log σ| of J_D's singular values, plain − I-AE)"),
-    "07b": ("07b I-AE isometric within ±25%", "The I-AE's per-image spread mean|log σ| lies below log 1.25 by more "
-                                              "than the negligible band (log 1.1), as every row's effect must clear its "
-                                              "margin"),
-    "07c": ("07c I-AE stops off-manifold PGD", "The I-AE defence withstands off-manifold PGD better than on-manifold "
-                                               "PGD (ε = {eps:g})"),
-    "07d": ("07d I-AE more robust than {other}", "The I-AE defence is more robust than {other} (worst case over every "
-                                                 "attack run, ε = {eps:g})"),
+    "07a": (
+        "07a I-AE closer to isometry",
+        "The I-AE's decoder is closer to an isometry than the plain autoencoder's "
+        "(per-image spread mean|log σ| of J_D's singular values, plain − I-AE)",
+    ),
+    "07b": (
+        "07b I-AE isometric within ±25%",
+        "The I-AE's per-image spread mean|log σ| lies below log 1.25 by more "
+        "than the negligible band (log 1.1), as every row's effect must clear its "
+        "margin",
+    ),
+    "07c": (
+        "07c I-AE stops off-manifold PGD",
+        "The I-AE defence withstands off-manifold PGD better than on-manifold PGD (ε = {eps:g})",
+    ),
+    "07d": (
+        "07d I-AE more robust than {other}",
+        "The I-AE defence is more robust than {other} (worst case over every attack run, ε = {eps:g})",
+    ),
 }
 DEFENCE_COLUMNS = ["defence", "attack", "eps", "image", "broken"]
 

@@ -1,5 +1,5 @@
-"""Notebook 07's attacks of the defended models beyond lib.studies.defence.defence.attack_defences, and what it reports: its
-parameter checks, robust accuracy per data set (`robust_table`), the convergence check of the adaptive attack
+"""Notebook 07's attacks of the defended models beyond lib.studies.defence.defence.attack_defences, and what it reports:
+its parameter checks, robust accuracy per data set (`robust_table`), the convergence check of the adaptive attack
 (`convergence`), the on- and off-manifold attacks of each defence (`manifold_attacks`), the verdict table
 (lib.studies.defence.defence_claims' rows, judged), the answer in sentences, the headline figures and the caveats."""
 from typing import NamedTuple
@@ -39,7 +39,8 @@ def check_params(lambdas, recon_tolerance, eps_grid, finetune_threshold):
 
 
 def robust_table(records, names):
-    """lib.studies.defence.defence.robust_accuracy of the per-image records of each data set in `names`, stacked with a dataset column."""
+    """lib.studies.defence.defence.robust_accuracy of the per-image records of each data set in `names`, stacked with a
+    dataset column."""
     return stack([defence.robust_accuracy(records[records["dataset"] == n]).assign(dataset=n) for n in names]
                  or [pd.DataFrame(columns=ROBUST_COLUMNS)])
 
@@ -73,8 +74,8 @@ class Convergence(NamedTuple):
 
 def defend_and_attack(models, found, threshold, finetune, n_images, *, eps_grid, steps, restarts, seed,
                       device) -> Defended:
-    """Per data set: its defences (lib.studies.defence.defence_setup.defences_for, whose message is shown), the test images
-    attacked, and the transfer and adaptive PGD records of attack_records: a Defended."""
+    """Per data set: its defences (lib.studies.defence.defence_setup.defences_for, whose message is shown), the test
+    images attacked, and the transfer and adaptive PGD records of attack_records: a Defended."""
     setups, defended, records = {}, {}, []
     for name, m in models.items():
         s = setups[name] = defence_setup.defences_for(name, found[name], m["clf"], m["ae"], m["iae"], threshold,
@@ -88,8 +89,8 @@ def defend_and_attack(models, found, threshold, finetune, n_images, *, eps_grid,
 
 
 def attack_records(defences, keys, source, x, y, *, eps_grid, steps, restarts, seed):
-    """lib.studies.defence.defence.attack_defences (transfer from the bare classifier `source` and adaptive PGD) on `defences`
-    ({defence: model}, identities `keys`), cached."""
+    """lib.studies.defence.defence.attack_defences (transfer from the bare classifier `source` and adaptive PGD) on
+    `defences` ({defence: model}, identities `keys`), cached."""
     settings = {"eps_grid": [float(e) for e in eps_grid], "steps": steps, "restarts": restarts, "seed": seed}
     return _cached("attack_defences", keys, x, y, settings,
                    lambda: defence.attack_defences(defences, source, x, y, eps_grid, steps, restarts, seed))
@@ -98,9 +99,9 @@ def attack_records(defences, keys, source, x, y, *, eps_grid, steps, restarts, s
 def convergence(defended, robust, *, keys, eps, steps, restarts, attack_steps, margin, seed) -> Convergence:
     """The adaptive attack at `eps` again, `steps` per restart and `restarts` restarts (seed + 1), on every defence of
     `defended` ({data set: (defences, images, labels)}): its robust accuracy after each iteration, per-image records
-    ("adaptive (long)", each defence's run cached under its identity in `keys`), a row beside the main run's value (from `robust`, the main run of `attack_steps` steps), and
-    the defences whose longer run lowered robust accuracy by more than half the margin
-    (lib.studies.defence.defence_claims.not_converged): a Convergence."""
+    ("adaptive (long)", each defence's run cached under its identity in `keys`), a row beside the main run's value (from
+    `robust`, the main run of `attack_steps` steps), and the defences whose longer run lowered robust accuracy by more
+    than half the margin (lib.studies.defence.defence_claims.not_converged): a Convergence."""
     curves, frames, rows, unconverged = {}, [], [], {}
     for name, (defences, x, y) in defended.items():
         curves[name], main_acc, long_acc = {}, {}, {}
@@ -142,8 +143,14 @@ def manifold_attacks(defended, *, keys, eps_grid, alpha, steps):
     row per data set, defence and attack)."""
     frames, rows = [], []
     for name, (defences, x, y) in defended.items():
-        greedy = _cached("manifold_attacks", keys[name], x, y, {"eps": float(max(eps_grid)), "alpha": alpha, "steps": steps},
-                         lambda: _greedy(defences, x, y, max(eps_grid), alpha, steps))
+        greedy = _cached(
+            "manifold_attacks",
+            keys[name],
+            x,
+            y,
+            {"eps": float(max(eps_grid)), "alpha": alpha, "steps": steps},
+            lambda: _greedy(defences, x, y, max(eps_grid), alpha, steps),
+        )
         frames.append(defence.records_at(greedy, eps_grid).assign(dataset=name))
         for (label, attack), r in greedy.groupby(["defence", "attack"], sort=False):
             norms = np.where(r["success"], r["norm"], np.inf)
@@ -162,16 +169,17 @@ def _greedy(defences, x, y, eps, alpha, steps):
     return defence.subspace_attacks(defences, subs, x, y, eps=eps, alpha=alpha, steps=steps)
 
 
-# What defines the attack results cached here (lib.infra.artifacts): the attacks, and the subspaces they are confined to.
+# What defines the attack results cached here (lib.infra.artifacts): the attacks, and the subspaces they are confined
+# to.
 ATTACKS = Artifact("defence_attacks", 1, (defence.pgd_budget, defence.attack_defences, defence.misclassified,
                                           defence.subspace_attacks, attacks.pgd_l2, subspaces.tangent_subspace,
                                           manifold.tangent_basis, _greedy))
 
 
 def verdict_table(spread, every_attack, verdict_eps, margin, unconverged):
-    """Notebook 07's verdicts (lib.studies.defence.defence_claims, one Holm family): per data set of `spread` ({data set: {"plain AE",
-    "I-AE": per-image spread}}) the isometry rows 07a, 07b and the defence rows 07c, 07d on the per-image records of
-    every attack run (`every_attack`), defences in `unconverged[data set]` inconclusive."""
+    """Notebook 07's verdicts (lib.studies.defence.defence_claims, one Holm family): per data set of `spread` ({data
+    set: {"plain AE", "I-AE": per-image spread}}) the isometry rows 07a, 07b and the defence rows 07c, 07d on the
+    per-image records of every attack run (`every_attack`), defences in `unconverged[data set]` inconclusive."""
     rows = []
     for name, sp in spread.items():
         rows += defence_claims.isometry_rows(name, sp["plain AE"], sp["I-AE"])
@@ -197,13 +205,15 @@ def answer(names, worst, manifold_robust, table, verdict_eps, eps_grid):
     for name in names:
         e = verdict_eps[-1] if verdict_eps else eps_grid[-1]
         v = lookup(table, dataset=name, claim_id="07d/plain AE", eps=e)
-        out.append(f"{name}: against every attack run (our PGD and AutoAttack, worst case per image) at ε = {e:g}, the "
-                   f"I-AE defence keeps {acc(name, 'I-AE', 'worst case', e):.0%} of the images robust, the plain AE "
-                   f"{acc(name, 'plain AE', 'worst case', e):.0%}, PCA {acc(name, 'pca', 'worst case', e):.0%}, no defence "
-                   f"{acc(name, 'none', 'worst case', e):.0%} (I-AE better than the plain AE: "
-                   f"{v['verdict'] if v is not None else 'not tested'}). Confined to the I-AE's manifold, PGD leaves "
-                   f"{acc(name, 'I-AE', 'on-manifold', e, manifold_robust):.0%} robust at ε = {e:g}; confined to its "
-                   f"normal space, {acc(name, 'I-AE', 'off-manifold', e, manifold_robust):.0%}.")
+        out.append(
+            f"{name}: against every attack run (our PGD and AutoAttack, worst case per image) at ε = {e:g}, the "
+            f"I-AE defence keeps {acc(name, 'I-AE', 'worst case', e):.0%} of the images robust, the plain AE "
+            f"{acc(name, 'plain AE', 'worst case', e):.0%}, PCA {acc(name, 'pca', 'worst case', e):.0%}, no defence "
+            f"{acc(name, 'none', 'worst case', e):.0%} (I-AE better than the plain AE: "
+            f"{v['verdict'] if v is not None else 'not tested'}). Confined to the I-AE's manifold, PGD leaves "
+            f"{acc(name, 'I-AE', 'on-manifold', e, manifold_robust):.0%} robust at ε = {e:g}; confined to its "
+            f"normal space, {acc(name, 'I-AE', 'off-manifold', e, manifold_robust):.0%}."
+        )
     return out
 
 
@@ -215,14 +225,24 @@ def headlines(names, worst, spread, verdict_eps):
     def where(name, label, e):
         return dict(dataset=name, defence=label, attack="worst case", eps=e)
 
-    return ([report.headline(f"{name}: robust accuracy under every attack (PGD and AutoAttack, worst case) at ε = {e:g}, "
-                             f"{label} (Wilson 95% interval)",
-                             lookup(worst, "robust accuracy", np.nan, **where(name, label, e)), "%",
-                             ci=lookup(worst, ("CI low", "CI high"), **where(name, label, e)))
-             for name in names for e in verdict_eps[-1:] for label in BASELINES]
-            + [report.headline(f"{name}: median spread of J_D singular values mean|log σ|, {label}",
-                               float(np.median(spread[name][label]))) for name in names for label in ("I-AE", "plain AE")]
-            or [report.headline("no data set available", 0)])
+    return [
+        report.headline(
+            f"{name}: robust accuracy under every attack (PGD and AutoAttack, worst case) at ε = {e:g}, "
+            f"{label} (Wilson 95% interval)",
+            lookup(worst, "robust accuracy", np.nan, **where(name, label, e)),
+            "%",
+            ci=lookup(worst, ("CI low", "CI high"), **where(name, label, e)),
+        )
+        for name in names
+        for e in verdict_eps[-1:]
+        for label in BASELINES
+    ] + [
+        report.headline(
+            f"{name}: median spread of J_D singular values mean|log σ|, {label}", float(np.median(spread[name][label]))
+        )
+        for name in names
+        for label in ("I-AE", "plain AE")
+    ] or [report.headline("no data set available", 0)]
 
 
 def caveats(iae_epochs, iae_train_subset, n_images, warm_start=True):
@@ -234,9 +254,9 @@ def caveats(iae_epochs, iae_train_subset, n_images, warm_start=True):
 
 
 def autoattack(defended, keys, *, l2_eps, linf_eps, square_eps, cfg, transfer=None):
-    """AutoAttack's standard suite (lib.boundary.autoattack, cfg: its iterations, targets and Square queries) on every defence
-    of `defended` ({data set: (defences, images, labels)}; `keys`: {data set: {defence: identity}}, for the cache):
-    in L2 at each budget of `l2_eps`, in L-inf at `linf_eps[data set]` where given, and Square alone (L2, the
+    """AutoAttack's standard suite (lib.boundary.autoattack, cfg: its iterations, targets and Square queries) on every
+    defence of `defended` ({data set: (defences, images, labels)}; `keys`: {data set: {defence: identity}}, for the
+    cache): in L2 at each budget of `l2_eps`, in L-inf at `linf_eps[data set]` where given, and Square alone (L2, the
     black-box check) at `square_eps` where the checks need it (`square_alone`; `transfer`: budget records of the
     transfer attack, with a dataset column). Defences run in the order given (the cheap ones first). Returns
     (per-image suite records with norm and broken_by, budget records of attacks "AutoAttack" and "Square alone" in L2,
@@ -249,7 +269,9 @@ def autoattack(defended, keys, *, l2_eps, linf_eps, square_eps, cfg, transfer=No
         for norm, eps in runs:
             s = aa.suite_records(defences, keys[name], x, y, norm=norm, eps_list=eps, cfg=cfg, label=name)
             suites.append(s.assign(dataset=name))
-        moved = None if transfer is None else transfer[(transfer["dataset"] == name) & (transfer["attack"] == "transfer")]
+        moved = (
+            None if transfer is None else transfer[(transfer["dataset"] == name) & (transfer["attack"] == "transfer")]
+        )
         budget.append(square_alone(defences, keys[name], x, y, suites[-len(runs)], square_eps, cfg, name, moved)
                       .assign(attack="Square alone", dataset=name))
     suite = stack(suites, ["defence", "norm", "eps", "image", "broken_by", "dataset"])
@@ -259,9 +281,9 @@ def autoattack(defended, keys, *, l2_eps, linf_eps, square_eps, cfg, transfer=No
 
 def square_alone(defences, keys, x, y, l2_suite, eps, cfg, label="", transfer=None):
     """Square Attack alone (L2, budget eps, cfg's queries) where the black-box check needs it, as budget records
-    (defence, eps, image, broken). Check 3 (lib.studies.defence.checklist) asks that Square alone leave no more images robust
-    than the transfer attack (beyond noise); that the white-box attacks leave no more than Square alone follows from
-    the suite's own Square run, which is Square alone on the images they left. So: no run for "none" (no transfer
+    (defence, eps, image, broken). Check 3 (lib.studies.defence.checklist) asks that Square alone leave no more images
+    robust than the transfer attack (beyond noise); that the white-box attacks leave no more than Square alone follows
+    from the suite's own Square run, which is Square alone on the images they left. So: no run for "none" (no transfer
     check); for a projection defence, the suite's Square result on the images the white-box attacks left (`l2_suite`,
     per-image suite records), and Square alone on the images they broke that the transfer attack broke too
     (`transfer`: its budget records; None: every image they broke). Square's other breaks could only add to its count,

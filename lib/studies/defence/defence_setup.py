@@ -69,8 +69,9 @@ def defence_keys(clf, projections, tuned=None):
 def defences_for(name, d, clf, ae, iae, threshold, cfg, device):
     """The defences of one data set (`projections_for` the plain autoencoder `ae` and the I-AE `iae`) under the
     fine-tune policy: clean accuracy of each on all test images with the classifier of notebook 01 (`clf`,
-    lib.learn.train.Trained); if `needs_finetune`, classifiers fine-tuned on P(x) (lib.studies.defence.defence.finetune_on_projection with
-    `cfg`, cached) for every projection, and their clean accuracy."""
+    lib.learn.train.Trained); if `needs_finetune`, classifiers fine-tuned on P(x)
+    (lib.studies.defence.defence.finetune_on_projection with `cfg`, cached) for every projection, and their clean
+    accuracy."""
     projections = projections_for(d, ae, iae, ae.model.latent_dim, device)
     x, y = d.test_x.to(device), d.test_y.to(device)
     seen = {"none": x, **{label: defence.project_images(p.eval(), x, device) for label, (p, _) in projections.items()}}
@@ -78,9 +79,13 @@ def defences_for(name, d, clf, ae, iae, threshold, cfg, device):
     rows = {label: clean_row(name, label, "notebook 01", clf.model, seen[label], y) for label in defs}
     tune, drop = needs_finetune({label: r["clean accuracy"] for label, r in rows.items()}, threshold)
     if not tune:
-        return Defended(defs, list(rows.values()), keys=defence_keys(clf, projections),
-                        message=f"**{name}**: no projection costs more than {100 * threshold:g} points of clean accuracy: "
-                                f"the defences use the classifier of notebook 01.")
+        return Defended(
+            defs,
+            list(rows.values()),
+            keys=defence_keys(clf, projections),
+            message=f"**{name}**: no projection costs more than {100 * threshold:g} points of clean accuracy: "
+            f"the defences use the classifier of notebook 01.",
+        )
     tuned = {label: defence.finetune_on_projection(clf, p, pid, cfg, device) for label, (p, pid) in projections.items()}
     defs = build_defences(clf.model, projections, tuned)
     finetuned = {label: t.summary() for label, t in tuned.items()}

@@ -48,9 +48,10 @@ def lambda_sweep(d, ae, lambdas, *, ae_subset, iae_subset, epochs, batch_size, l
                  device, monitor=0, warm_start=True):
     """I-AEs at each λ, warm-started from the plain autoencoder `ae` (lib.learn.train.Trained; warm_start=False: from
     random weights, as Gropp et al. train, `ae` only the reference of the λ rule), trained on `iae_subset` of
-    the `ae_subset` images the plain one saw (lib.learn.iae.get_iae, cached), measured on 500 held-out test images; λ chosen
-    by lib.learn.iae.choose_lambda against the plain autoencoder's reconstruction error and `tolerance`. monitor > 0: the
-    isometry criterion (lib.learn.iae.isometric_share) at that many test encodings after every epoch, in each history."""
+    the `ae_subset` images the plain one saw (lib.learn.iae.get_iae, cached), measured on 500 held-out test images; λ
+    chosen by lib.learn.iae.choose_lambda against the plain autoencoder's reconstruction error and `tolerance`. monitor
+    > 0: the isometry criterion (lib.learn.iae.isometric_share) at that many test encodings after every epoch, in each
+    history."""
     k = ae.model.latent_dim
     sub = d.subset(runtime.per_dataset(ae_subset, d.name), None, seed).subset(iae_subset, None, seed)
     held = d.test_x[:500].to(device)
@@ -74,7 +75,9 @@ def sweep_datasets(found, model_settings, lambdas, *, device, **sweep):
     models, sweeps = {}, {}
     for name, d in found.items():
         clf, ae = model_settings.models(d, device)
-        s = sweeps[name] = lambda_sweep(d, ae, lambdas, ae_subset=model_settings.ae_train_subset, device=device, **sweep)
+        s = sweeps[name] = lambda_sweep(
+            d, ae, lambdas, ae_subset=model_settings.ae_train_subset, device=device, **sweep
+        )
         models[name] = {"clf": clf, "ae": ae, "iae": s.chosen, "k": ae.model.latent_dim}
         print(f"{name}: classifier {clf.summary()}, plain AE (k = {ae.model.latent_dim}) {ae.summary()}; "
               + "; ".join(f"I-AE λ={v:g} {t.summary()}" for v, t in s.trained.items()))
@@ -91,9 +94,16 @@ def histories(sweeps):
 def sweep_table(sweeps):
     """{data set: Sweep} as one table: the plain autoencoder's held-out terms, then each λ's with its training time."""
     return pd.DataFrame(
-        [{"dataset": name, "model": "plain AE (latent rescaled)", "lambda": None, **s.plain} for name, s in sweeps.items()]
-        + [{"dataset": name, "model": "I-AE", "lambda": lam, **t, "train s": s.trained[lam].meta["train_seconds"]}
-           for name, s in sweeps.items() for lam, t in s.terms.items()])
+        [
+            {"dataset": name, "model": "plain AE (latent rescaled)", "lambda": None, **s.plain}
+            for name, s in sweeps.items()
+        ]
+        + [
+            {"dataset": name, "model": "I-AE", "lambda": lam, **t, "train s": s.trained[lam].meta["train_seconds"]}
+            for name, s in sweeps.items()
+            for lam, t in s.terms.items()
+        ]
+    )
 
 
 def isometry(name, ae, net_iae, x, radius, seed):

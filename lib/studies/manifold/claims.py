@@ -29,27 +29,52 @@ CONTROL_WORDS = {"random": "random orthonormal", "coordinate": "random coordinat
 DIMENSION = Verdict.DIMENSION  # a precise null against a random subspace of the same k
 CLAIMS = {  # id: (short label, the claim in words)
     "1": ("1 on > off", "On-manifold attacks need larger perturbations than off-manifold ones"),
-    "1b": ("1b on/off > flat boundary", "The on/off ratio in the tangent space exceeds what a locally flat boundary "
-                                        "predicts for a random subspace of the same k (judged without clipping, "
-                                        "where that prediction holds)"),
+    "1b": (
+        "1b on/off > flat boundary",
+        "The on/off ratio in the tangent space exceeds what a locally flat boundary "
+        "predicts for a random subspace of the same k (judged without clipping, "
+        "where that prediction holds)",
+    ),
     "2": ("2 off ≈ unconstrained", "Off-manifold perturbations are as small as unconstrained ones (within the margin)"),
-    "3": ("3 gap: tangent > random", "The on/off gap is larger for the learned manifold than for a random "
-                                     "orthonormal subspace of the same k"),
-    "3c": ("3c gap: tangent > coordinate", "The on/off gap is larger for the learned manifold than for a random "
-                                           "coordinate (pixel) subspace of the same k"),
-    "3pca": ("3pca learned vs linear: tangent > pca", "The on/off gap is larger for the learned manifold than for the "
-                                                      "linear one (PCA of the training images) of the same k"),
-    "4": ("4 gradient share: tangent < random", "The loss gradient holds less energy in the tangent space than in a "
-                                                "random subspace of the same k (it is more perpendicular to the manifold)"),
-    "5": ("5 class cosine: tangent > best control", "On-manifold perturbations point more toward the target class "
-                                                    "than perturbations in the better of a random and the PCA "
-                                                    "subspace of the same k (here: {control})"),
-    "5a": ("5a class cosine: on > off", "On-manifold perturbations point more toward the target class than "
-                                        "off-manifold ones (cosine with the class-mean difference)"),
-    "5b": ("5b class cosine: tangent > random", "On-manifold perturbations point more toward the target class than "
-                                                "perturbations in a random subspace of the same k"),
-    "5c": ("5c class cosine: tangent > pca", "On-manifold perturbations point more toward the target class than "
-                                             "perturbations in the PCA subspace of the same k (image-like directions too)"),
+    "3": (
+        "3 gap: tangent > random",
+        "The on/off gap is larger for the learned manifold than for a random orthonormal subspace of the same k",
+    ),
+    "3c": (
+        "3c gap: tangent > coordinate",
+        "The on/off gap is larger for the learned manifold than for a random coordinate (pixel) subspace of the same k",
+    ),
+    "3pca": (
+        "3pca learned vs linear: tangent > pca",
+        "The on/off gap is larger for the learned manifold than for the "
+        "linear one (PCA of the training images) of the same k",
+    ),
+    "4": (
+        "4 gradient share: tangent < random",
+        "The loss gradient holds less energy in the tangent space than in a "
+        "random subspace of the same k (it is more perpendicular to the manifold)",
+    ),
+    "5": (
+        "5 class cosine: tangent > best control",
+        "On-manifold perturbations point more toward the target class "
+        "than perturbations in the better of a random and the PCA "
+        "subspace of the same k (here: {control})",
+    ),
+    "5a": (
+        "5a class cosine: on > off",
+        "On-manifold perturbations point more toward the target class than "
+        "off-manifold ones (cosine with the class-mean difference)",
+    ),
+    "5b": (
+        "5b class cosine: tangent > random",
+        "On-manifold perturbations point more toward the target class than "
+        "perturbations in a random subspace of the same k",
+    ),
+    "5c": (
+        "5c class cosine: tangent > pca",
+        "On-manifold perturbations point more toward the target class than "
+        "perturbations in the PCA subspace of the same k (image-like directions too)",
+    ),
     "6": ("6 on/off: train = test", "The on/off ratio is the same for training and test images (within the margin)"),
 }
 # the claims that separate DMM from "dimension alone": the headline
@@ -291,13 +316,17 @@ def answer(table: pd.DataFrame, records: pd.DataFrame, split: str = "test") -> l
             on_off = {s: rec.ratio_summary(r, ("on", s), ("off", s)) for s in ("tangent", "random")}
         except LookupError:
             continue
-        text = (f"{DATASET_NAMES.get(ds, ds)} ({on_off['tangent']['N pairs']} {split} images): confining an attack to the "
-                f"autoencoder's tangent space (k = {k} of {n} pixels) lengthens it {_ratio(on_off['tangent'])} over its "
-                f"complement, a random subspace of the same k {_ratio(on_off['random'])} (a flat boundary: "
-                f"{stats.flat_boundary_median(k, n):.2f}×).")
-        words = {"3": "the manifold's on/off gap is {e} a random subspace's",
-                 "4": "the loss gradient holds {e} the energy in the tangent space that it holds in a random one",
-                 "5": "on-manifold perturbations' cosine with the target class exceeds the better control's ({c}) by {e}"}
+        text = (
+            f"{DATASET_NAMES.get(ds, ds)} ({on_off['tangent']['N pairs']} {split} images): confining an attack to the "
+            f"autoencoder's tangent space (k = {k} of {n} pixels) lengthens it {_ratio(on_off['tangent'])} over its "
+            f"complement, a random subspace of the same k {_ratio(on_off['random'])} (a flat boundary: "
+            f"{stats.flat_boundary_median(k, n):.2f}×)."
+        )
+        words = {
+            "3": "the manifold's on/off gap is {e} a random subspace's",
+            "4": "the loss gradient holds {e} the energy in the tangent space that it holds in a random one",
+            "5": "on-manifold perturbations' cosine with the target class exceeds the better control's ({c}) by {e}",
+        }
         for cid in DISCRIMINATING:
             row = rows.get(cid)
             if row is None:

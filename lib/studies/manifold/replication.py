@@ -4,8 +4,9 @@ Every verdict of notebook 05 rests on one classifier and one autoencoder per dat
 for *that* pair of networks. Here the pair is retrained with several seeds (seed s: classifier seed s and
 autoencoder seed s, through lib.learn.train's cached functions, so seed 0 is notebooks 01-02's pair), every pair attacks
 the same test images (correctly classified by every seed's classifier) under notebook 03's settings, the
-discriminating claims are measured per pair with lib.studies.manifold.claims' functions, and each claim is pooled over the seeds by a
-random-effects meta-analysis (lib.inference.pooling) and judged by the report's one rule (lib.inference.verdicts).
+discriminating claims are measured per pair with lib.studies.manifold.claims' functions, and each claim is pooled over
+the seeds by a random-effects meta-analysis (lib.inference.pooling) and judged by the report's one rule
+(lib.inference.verdicts).
 
 Besides the seed pairs (both networks vary together, the replicate), two series vary one network only: the
 classifier seed with the autoencoder at seed 0, and the autoencoder seed with the classifier at seed 0. Their
@@ -52,8 +53,8 @@ def seeds_of(seed: int, n_seeds: int) -> list[int]:
 
 def seed_models(d, seeds, settings, device="cpu", extra_ae_epochs=None) -> SeedModels:
     """The classifier and autoencoder of the profile's shared settings (lib.learn.session.ModelSettings) for every seed
-    (cached; seeds[0] is the pair of notebooks 01 and 02). extra_ae_epochs (int, {dataset: int} or None): the autoencoder epochs of the
-    other seeds, where a profile shortens them to fit its time (None: as seeds[0])."""
+    (cached; seeds[0] is the pair of notebooks 01 and 02). extra_ae_epochs (int, {dataset: int} or None): the
+    autoencoder epochs of the other seeds, where a profile shortens them to fit its time (None: as seeds[0])."""
     clfs, aes, rows = {}, {}, []
     for s in progress(seeds, desc=f"{d.name}: models per seed", unit="seed", leave=False):
         clfs[s] = settings.classifier(d, device, seed=s)
@@ -134,8 +135,8 @@ def series_of(records, series, seed0):
 
 
 def seed_rows(records, margin=1.1, cosine_margin=0.05, max_failure_rate=0.5, claim_ids=CLAIM_IDS):
-    """{(dataset, clf_seed, ae_seed): [Row]}: the claims of one pair's records (lib.studies.manifold.claims' functions; claim 5b
-    against the random subspace, a control that stays the same in every seed)."""
+    """{(dataset, clf_seed, ae_seed): [Row]}: the claims of one pair's records (lib.studies.manifold.claims' functions;
+    claim 5b against the random subspace, a control that stays the same in every seed)."""
     lm, out = np.log(margin), {}
     for (name, c, a), r in records.groupby(["dataset", "clf_seed", "ae_seed"]):
         rows, clipped, free = [], r[r["clip"].astype(bool)], r[~r["clip"].astype(bool)]
@@ -202,11 +203,19 @@ def variance_source(one_network: pd.DataFrame, pooled: pd.DataFrame | None = Non
         larger = "neither" if max(tau.values()) == 0 else max(tau, key=tau.get)
         upper = {s: float(t.loc[t["series"] == SERIES[s], "tau2_upper"].iloc[0]) if "tau2_upper" in t else np.nan
                  for s in ("classifier", "autoencoder")}
-        rows.append({"dataset": name, "claim_id": cid, "short": t["short"].iloc[0].split(" · ")[0],
-                     "tau² (classifier varied)": tau["classifier"], "tau² (autoencoder varied)": tau["autoencoder"],
-                     "tau² upper bound (classifier)": upper["classifier"],
-                     "tau² upper bound (autoencoder)": upper["autoencoder"], "seeds": int(t["n"].max()) if "n" in t else np.nan,
-                     "larger estimate": larger})
+        rows.append(
+            {
+                "dataset": name,
+                "claim_id": cid,
+                "short": t["short"].iloc[0].split(" · ")[0],
+                "tau² (classifier varied)": tau["classifier"],
+                "tau² (autoencoder varied)": tau["autoencoder"],
+                "tau² upper bound (classifier)": upper["classifier"],
+                "tau² upper bound (autoencoder)": upper["autoencoder"],
+                "seeds": int(t["n"].max()) if "n" in t else np.nan,
+                "larger estimate": larger,
+            }
+        )
         both = pooled[(pooled["dataset"] == name) & (pooled["claim_id"] == cid)] if pooled is not None else []
         if len(both):
             rows[-1]["tau² (both varied)"] = float(both["tau2"].iloc[0])
@@ -251,9 +260,11 @@ def answer(pooled: pd.DataFrame, source: pd.DataFrame) -> list[str]:
         name = claims.DATASET_NAMES.get(r["dataset"], r["dataset"])
         upper = r.get("tau2_upper", np.nan)
         bound = f" (up to {upper:.3g} not ruled out by {r['seeds']} seeds)" if pd.notna(upper) else ""
-        out.append(f"{name}, claim {r['short'].split(' · ')[0]} over {r['seeds']} seed pairs on the same images: pooled "
-                   f"{r['effect_text'].split(' (')[0]}, tau² = {r['tau2']:.3g}{bound}; {r['verdict']} "
-                   f"({r['agreeing_seeds']} seeds' own verdicts agree: {r['seed_verdicts']}).")
+        out.append(
+            f"{name}, claim {r['short'].split(' · ')[0]} over {r['seeds']} seed pairs on the same images: pooled "
+            f"{r['effect_text'].split(' (')[0]}, tau² = {r['tau2']:.3g}{bound}; {r['verdict']} "
+            f"({r['agreeing_seeds']} seeds' own verdicts agree: {r['seed_verdicts']})."
+        )
     for _, s in source.iterrows():
         name = claims.DATASET_NAMES.get(s["dataset"], s["dataset"])
         bounds = (f"; upper {1 - 0.05:.0%} bounds {s['tau² upper bound (classifier)']:.3g} and "

@@ -44,7 +44,9 @@ def load_records(profile, datasets, splits):
     found = [d for d in datasets if d in set(records["dataset"])]
     first = info[SOURCES[0][0]]
     sources, why = first.get("data_sources", {}), first.get("unavailable", {})
-    unavailable = {d: why.get(d, "no records of notebooks 03 and 04 for this data set") for d in datasets if d not in found}
+    unavailable = {
+        d: why.get(d, "no records of notebooks 03 and 04 for this data set") for d in datasets if d not in found
+    }
     for name, message in unavailable.items():
         show(f"> **{name}: not available** — {escape(message)}")
     return Loaded(records, found, {d: sources.get(d, "records of notebooks 03 and 04") for d in found}, unavailable)

@@ -1,9 +1,9 @@
 """L2 adversarial training (Madry et al. 2018) of a trained classifier, and its clean and robust accuracy.
 
-Each minibatch is replaced by its adversarial examples: L2 PGD (lib.studies.defence.defence.pgd_budget, cross-entropy, every step
-run, step 2.5 eps / steps) within eps of each image, then one optimiser step on the cross-entropy of those images
-with their true labels. Here it fine-tunes the notebook-01 classifier (same architecture and optimiser, ``epochs``
-more epochs at ``lr``); the result is cached like every model (lib.infra.cache, kind "finetuned").
+Each minibatch is replaced by its adversarial examples: L2 PGD (lib.studies.defence.defence.pgd_budget, cross-entropy,
+every step run, step 2.5 eps / steps) within eps of each image, then one optimiser step on the cross-entropy of those
+images with their true labels. Here it fine-tunes the notebook-01 classifier (same architecture and optimiser,
+``epochs`` more epochs at ``lr``); the result is cached like every model (lib.infra.cache, kind "finetuned").
 """
 import copy
 import time
@@ -52,7 +52,8 @@ ADVTRAINED = Artifact("advtrained", 3, (AdvTrainConfig, madry_fit, defence.pgd_b
 
 def adversarially_trained(clf, cfg, device="cpu"):
     """A copy of the classifier `clf` (lib.learn.train.Trained) fine-tuned by L2 adversarial training on the images it
-    was trained on: a lib.learn.train.Trained (meta: the settings, loss per epoch, seconds), from the cache when there."""
+    was trained on: a lib.learn.train.Trained (meta: the settings, loss per epoch, seconds), from the cache when
+    there."""
     if not (cfg.eps > 0 and cfg.steps >= 1 and cfg.epochs >= 1 and cfg.lr > 0):
         raise ValueError(f"adversarial training needs eps > 0, steps >= 1, epochs >= 1, lr > 0; got {cfg}")
     fit_cfg = train.continued(clf, cfg.epochs, cfg.lr, cfg.seed)
@@ -75,8 +76,8 @@ def adversarially_trained(clf, cfg, device="cpu"):
 
 
 def accuracies(models, x, y, eps, steps, device="cpu", batch_size=500):
-    """Clean and robust accuracy (L2 PGD at eps, lib.studies.defence.defence.pgd_budget with the margin loss, `steps` steps) of
-    each model {name: nn.Module} on the images x with labels y, with Wilson 95% intervals: a list of dicts."""
+    """Clean and robust accuracy (L2 PGD at eps, lib.studies.defence.defence.pgd_budget with the margin loss, `steps`
+    steps) of each model {name: nn.Module} on the images x with labels y, with Wilson 95% intervals: a list of dicts."""
     rows = []
     for name, model in models.items():
         model = model.eval()
@@ -94,8 +95,8 @@ def accuracies(models, x, y, eps, steps, device="cpu", batch_size=500):
 # ---------------------------------------------------------------- the budget rule, and the attacks before / after
 
 def budget_rule(clf, data, n_images, settings, seed=0, device="cpu", shard_size=50):
-    """The training budget: the median minimal norm of greedy unconstrained PGD (lib.experiments.experiment, notebook 03's
-    attack and settings) on n_images correctly classified training images, failures ranked at the top. Returns
+    """The training budget: the median minimal norm of greedy unconstrained PGD (lib.experiments.experiment, notebook
+    03's attack and settings) on n_images correctly classified training images, failures ranked at the top. Returns
     (median, its 95% CI, the records): notebook 03's cached shards where its settings are these."""
     exp = experiment.AttackExperiment(clf, data, "train", n_images, settings, seed=seed, device=device,
                                       shard_size=shard_size)
@@ -107,10 +108,10 @@ def budget_rule(clf, data, n_images, settings, seed=0, device="cpu", shard_size=
 
 def before_after(models, ae, data, n_images, settings, k, seed=0, device="cpu", shard_size=50):
     """Per-image records of the same test images attacked before and after ({"before": Trained, "after": Trained}):
-    unconstrained, on / off the tangent space, on / off a random orthonormal subspace of the same k (lib.experiments.experiment,
-    cached shards; the "before" ones are notebooks 03 and 04's). The images are those the "before" classifier
-    classifies correctly (pick_correct), less the ones the "after" classifier gets wrong (counted, returned).
-    The records' split column says which model: "before" or "after"."""
+    unconstrained, on / off the tangent space, on / off a random orthonormal subspace of the same k
+    (lib.experiments.experiment, cached shards; the "before" ones are notebooks 03 and 04's). The images are those the
+    "before" classifier classifies correctly (pick_correct), less the ones the "after" classifier gets wrong (counted,
+    returned). The records' split column says which model: "before" or "after"."""
     frames, exps = [], {}
     tangent, random = experiment.tangent_spec(ae), experiment.control_spec("random", k, seed)
     for name, clf in models.items():
@@ -142,9 +143,15 @@ def fine_tune(clf, data, *, settings, n_images, scale, steps, epochs, lr, robust
     med, ci, _ = budget_rule(clf, data, n_images, settings, seed, device, shard_size)
     cfg = AdvTrainConfig(scale * med, steps, epochs, lr, seed, train_subset)
     tuned = adversarially_trained(clf, cfg, device)
-    rows = [{"dataset": data.name, **row} for row in accuracies({"before": clf.model, "after": tuned.model},
-                                                                 data.test_x, data.test_y, cfg.eps, robust_steps, device)]
-    text = (f"{data.name}: median minimal norm {med:.3f} [{ci[0]:.3f}, {ci[1]:.3f}] (95% CI) x {scale:g} → training eps "
-            f"{cfg.eps:.3f}; adversarial training on {len(tuned.train_data.train_x):,} training images, "
-            f"{tuned.summary()}.")
+    rows = [
+        {"dataset": data.name, **row}
+        for row in accuracies(
+            {"before": clf.model, "after": tuned.model}, data.test_x, data.test_y, cfg.eps, robust_steps, device
+        )
+    ]
+    text = (
+        f"{data.name}: median minimal norm {med:.3f} [{ci[0]:.3f}, {ci[1]:.3f}] (95% CI) x {scale:g} → training eps "
+        f"{cfg.eps:.3f}; adversarial training on {len(tuned.train_data.train_x):,} training images, "
+        f"{tuned.summary()}."
+    )
     return FineTuned(tuned, {"eps": cfg.eps, "median": med, "ci": ci}, rows, text)

@@ -56,7 +56,8 @@ def _per_image(v, like):
 def targeted_pgd_l2(model, images, target, *, eps, alpha, steps, project=None, clip=True, stop_at_target=False,
                     refine_steps=12):
     """Targeted L2 PGD: delta <- Clip(Ball_eps(delta - alpha P(g) / ||P(g)||)), g the input gradient of the
-    cross-entropy of the target t, P an optional projection of the gradient before normalisation (as lib.boundary.attacks).
+    cross-entropy of the target t, P an optional projection of the gradient before normalisation (as
+    lib.boundary.attacks).
 
     stop_at_target False (Ilyas et al.): every step is run, so a successful image lies well inside t's region.
     True: each image stops at its first iterate classified t, and that crossing is refined by bisection on its
@@ -81,7 +82,9 @@ def targeted_pgd_l2(model, images, target, *, eps, alpha, steps, project=None, c
         g = torch.autograd.grad(F.cross_entropy(model(xa), tr, reduction="sum"), xa)[0]
         if project is not None and whole:
             g = project(g)
-        elif project is not None:  # the projection sees the whole batch (zeros where frozen), as in lib.boundary.attacks
+        elif (
+            project is not None
+        ):  # the projection sees the whole batch (zeros where frozen), as in lib.boundary.attacks
             full = torch.zeros_like(x)
             full[run] = g
             g = project(full)[run]

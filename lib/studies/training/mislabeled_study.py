@@ -1,5 +1,5 @@
-"""Notebook 10's first experiment: fresh classifiers trained on mislabelled adversarial sets (lib.studies.training.mislabeled), one
-cache entry per relabelling.
+"""Notebook 10's first experiment: fresh classifiers trained on mislabelled adversarial sets
+(lib.studies.training.mislabeled), one cache entry per relabelling.
 
 For one relabelling (D_rand or D_det) of ``n_relabel`` training images (a seeded random subset), every variant's set
 is built by targeted PGD from the notebook-01 classifier, plus the two controls (the images labelled t without any
@@ -35,9 +35,9 @@ class TargetedSettings:
 
 
 def build_sets(clf, ae, data, relabellings, variants, settings, n_relabel, seed=0, batch_size=1000):
-    """{relabelling: {name: lib.studies.training.mislabeled.Relabelled}} for every variant and both controls, the true labels and
-    {relabelling: targets}. The images are attacked a batch at a time, and each batch's tangent bases (QR of the
-    decoder's Jacobian: the batched route of notebook 03) and random subspaces (seeded by the image's index) serve
+    """{relabelling: {name: lib.studies.training.mislabeled.Relabelled}} for every variant and both controls, the true
+    labels and {relabelling: targets}. The images are attacked a batch at a time, and each batch's tangent bases (QR of
+    the decoder's Jacobian: the batched route of notebook 03) and random subspaces (seeded by the image's index) serve
     every relabelling and variant: one batch's subspaces in memory at a time."""
     sub = data.subset(n_relabel, None, seed)
     x, y = sub.train_x, sub.train_y
@@ -46,9 +46,17 @@ def build_sets(clf, ae, data, relabellings, variants, settings, n_relabel, seed=
     k = ae.model.latent_dim
     for i in progress(range(0, len(x), batch_size), desc="relabelled sets", unit="batch", leave=False):
         xb, ib = x[i:i + batch_size], torch.arange(i, min(i + batch_size, len(x)))
-        spaces = {kind: subspaces.make_subspace(kind, k, xb.to(next(clf.model.parameters()).device), ae=ae.model if kind == "tangent"
-                                                else None, seed=seed, ids=ib.tolist())
-                  for kind in {mislabeled.SUBSPACE_OF[v] for v in variants} - {None}}
+        spaces = {
+            kind: subspaces.make_subspace(
+                kind,
+                k,
+                xb.to(next(clf.model.parameters()).device),
+                ae=ae.model if kind == "tangent" else None,
+                seed=seed,
+                ids=ib.tolist(),
+            )
+            for kind in {mislabeled.SUBSPACE_OF[v] for v in variants} - {None}
+        }
         for (r, v), got in parts.items():
             kind = mislabeled.SUBSPACE_OF[v]
             s = mislabeled.relabel(clf.model, xb, y[i:i + batch_size], v, targets[r][i:i + batch_size],
@@ -158,9 +166,12 @@ def correctness(results):
 def cost_note(table):
     """In words: what the set size and the test set cost in each accuracy's interval."""
     half = 100 * ((table["CI high"] - table["CI low"]) / 2).max()
-    return (f"Every fresh classifier trained on {int(table['trained on'].min()):,} to {int(table['trained on'].max()):,} "
-            f"images (notebook 01's classifier: every training image), so the original-data control is this profile's ceiling; "
-            f"the {int(table['N'].iloc[0]):,} test images give each accuracy a 95% interval of at most ±{half:.1f} points.")
+    return (
+        f"Every fresh classifier trained on {int(table['trained on'].min()):,} to {int(table['trained on'].max()):,} "
+        "images (notebook 01's classifier: every training image), so the original-data control is this profile's "
+        f"ceiling; the {int(table['N'].iloc[0]):,} test images give each accuracy a 95% interval of at most "
+        f"±{half:.1f} points."
+    )
 
 
 # What defines the study's outcome (lib.infra.artifacts).

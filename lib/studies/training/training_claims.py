@@ -1,12 +1,13 @@
 """Notebook 10's verdicts: DMM's two claims about training, as lib.inference.verdicts Rows judged in one Holm family.
 
-Mislabelled adversarial training (lib.studies.training.mislabeled_study), from the fresh classifiers' per-image correctness on the
-clean test set (paired: the same test images for every set):
+Mislabelled adversarial training (lib.studies.training.mislabeled_study), from the fresh classifiers' per-image
+correctness on the clean test set (paired: the same test images for every set):
   A  the unconstrained set's classifier labels most test images correctly (accuracy > 1/2: DMM's abstract);
   B  "off" generalises like "unconstrained" (equivalence of accuracies within +-margin);
   C  "on" generalises worse than "off";
   D  "on" generalises worse than a random subspace of the same k (what the tangent space adds to the dimension).
-Adversarial training (lib.studies.training.advtrain), from per-image attack records of the same test images before and after:
+Adversarial training (lib.studies.training.advtrain), from per-image attack records of the same test images before and
+after:
   E  the off-manifold minimal norm grows more than the on-manifold one ("just deepens the dimples");
   F  the loss gradient's fraction in the tangent space, ||P_T g|| / ||g||, grows (the alignment view).
 """
@@ -47,8 +48,8 @@ def _text(cid, relabelling=""):
 
 def _paired(cid, relabelling, dataset, better, worse, margin, kind="difference", null_verdict=Verdict.PRECISE_NULL):
     """A Row on the difference of two paired accuracies, mean(better) - mean(worse): Agresti-Min interval and
-    Tango's score tests (lib.inference.stats). difference: one-sided tests of no effect and of the margin; equivalence: the
-    90% interval and the larger of the two one-sided tests of -margin and +margin (TOST)."""
+    Tango's score tests (lib.inference.stats). difference: one-sided tests of no effect and of the margin; equivalence:
+    the 90% interval and the larger of the two one-sided tests of -margin and +margin (TOST)."""
     short, claim = _text(cid, relabelling)
     level = 0.95 if kind == "difference" else 0.90
     d, lo, hi = stats.paired_difference_ci(better, worse, level)
@@ -81,9 +82,10 @@ def _most(relabelling, dataset, ok, margin):
 
 
 def mislabeled_rows(correct, dataset, margin, min_success=0.5, success=None):
-    """Rows A-D per relabelling from {(relabelling, set): bool per test image} (lib.studies.training.mislabeled_study.correctness).
-    A row whose confined variant kept fewer than ``min_success`` of its attacked images (``success``:
-    {(relabelling, set): rate}) is not testable: its set then says more about the budget than the subspace."""
+    """Rows A-D per relabelling from {(relabelling, set): bool per test image}
+    (lib.studies.training.mislabeled_study.correctness). A row whose confined variant kept fewer than ``min_success`` of
+    its attacked images (``success``: {(relabelling, set): rate}) is not testable: its set then says more about the
+    budget than the subspace."""
     rows = []
     success = success or {}
     for r in sorted({k[0] for k in correct}):
@@ -204,8 +206,9 @@ def answer(table, accuracies, geometry):
 
     for (ds, rl), a in accuracies.groupby(["dataset", "relabelling"]) if len(accuracies) else ():
         acc = a.set_index("set")["test accuracy"]
-        parts = ", ".join(f"{s} {acc[s]:.0%}" for s in ("unconstrained", "off", "on", "random", "unperturbed", "original")
-                          if s in acc)
+        parts = ", ".join(
+            f"{s} {acc[s]:.0%}" for s in ("unconstrained", "off", "on", "random", "unperturbed", "original") if s in acc
+        )
         out.append(f"Trained only on {rl} ({ds}), a fresh classifier labels clean test images right at: {parts}."
                    + "".join(said(ds, c, rl, w) for c, w in (("A", "most right"), ("B", "off ≈ unconstrained"),
                                                              ("C", "on < off"), ("D", "on < random"))))

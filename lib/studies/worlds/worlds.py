@@ -1,7 +1,7 @@
 """Positive controls: worlds whose data manifold, tangent space and (world 1) decision boundary are known exactly,
-run through the attacks, subspaces and claims of notebooks 03-05 (lib.experiments.shards.attack_images, lib.geometry.subspaces,
-lib.studies.manifold.claims on records of lib.experiments.experiment's columns). Synthetic, offline, seeded; n = 784 (28 x 28) so that k/n
-is MNIST's.
+run through the attacks, subspaces and claims of notebooks 03-05 (lib.experiments.shards.attack_images,
+lib.geometry.subspaces, lib.studies.manifold.claims on records of lib.experiments.experiment's columns). Synthetic,
+offline, seeded; n = 784 (28 x 28) so that k/n is MNIST's.
 
 World 1, a dimpled world (DMM true by construction). The data lie on a k-dimensional affine subspace
 x = c + U z (U orthonormal, c = 0.5: inside the [0, 1] box), two classes on either side of the hyperplane
@@ -165,9 +165,10 @@ def analytic_threshold(claim_id, margin=1.1, k=16, n=N) -> float:
 # ---------------------------------------------------------------- the chain of 03-05 on a world
 
 def attack_records(model, x, y, spaces: dict, settings: dict, means, ids=None, **columns) -> pd.DataFrame:
-    """Records (lib.experiments.experiment's columns) of the unconstrained attack and of on / off attacks in each subspace
-    of ``spaces`` ({name: lib.geometry.subspaces.Subspace}), by lib.experiments.shards.attack_images, as notebooks 03 and 04 run
-    them. settings: {condition: lib.experiments.shards.AttackSettings}; columns: dataset, split (clip comes from settings)."""
+    """Records (lib.experiments.experiment's columns) of the unconstrained attack and of on / off attacks in each
+    subspace of ``spaces`` ({name: lib.geometry.subspaces.Subspace}), by lib.experiments.shards.attack_images, as
+    notebooks 03 and 04 run them. settings: {condition: lib.experiments.shards.AttackSettings}; columns: dataset, split
+    (clip comes from settings)."""
     ids = np.arange(len(x)) if ids is None else np.asarray(ids)
     n = x[0].numel()
     frames = []
@@ -191,8 +192,9 @@ def world_records(world: DimpledWorld, settings: dict, dataset: str, seed=0) -> 
 
 
 def world_rows(records: pd.DataFrame, margin=1.1, **notes) -> list:
-    """Claims 1, 1b, 3 (vs random) and 4 (lib.studies.manifold.claims, unchanged) on each data set of unclipped world records;
-    ``notes`` go into every row (e.g. world="synthetic"); a row's "steepness" note comes from its data set's."""
+    """Claims 1, 1b, 3 (vs random) and 4 (lib.studies.manifold.claims, unchanged) on each data set of unclipped world
+    records; ``notes`` go into every row (e.g. world="synthetic"); a row's "steepness" note comes from its data
+    set's."""
     lm, rows = np.log(margin), []
     for ds, r in records.groupby("dataset", sort=False):
         where = {"dataset": ds, "split": str(r["split"].iloc[0]), "clip": bool(r["clip"].iloc[0])}

@@ -39,16 +39,33 @@ def headlines(turning, w3_images, k=16):
     """Per discriminating claim the steepness from which world 1 supports it (beside the analytic one), and world 3's
     median gradient fraction in the true tangent space and overlap of the fresh autoencoder's tangent space with it
     (w3_images: worlds_trained.decoder_world_study's per-image table; empty without world 3)."""
-    out = [report.headline(f"world 1 (synthetic): {t['claim']} — supported from steepness s =",
-                           t["s measured"] if np.isfinite(t["s measured"]) else "not within the sweep", "",
-                           f"analytic: s = {t['s analytic']:.2f} (effect = margin)") for t in turning.to_dict("records")]
+    out = [
+        report.headline(
+            f"world 1 (synthetic): {t['claim']} — supported from steepness s =",
+            t["s measured"] if np.isfinite(t["s measured"]) else "not within the sweep",
+            "",
+            f"analytic: s = {t['s analytic']:.2f} (effect = margin)",
+        )
+        for t in turning.to_dict("records")
+    ]
     if len(w3_images):
-        out.append(report.headline("world 3 (synthetic): median gradient fraction ‖P_T g‖/‖g‖ in the true tangent space",
-                                   w3_images["fraction: true tangent"].median(), "", "Bordt et al. 2023: 0.31 (LeNet), "
-                                   f"0.096 random; random here {w3_images['fraction: random'].median():.3f}"))
-        out.append(report.headline("world 3 (synthetic): median overlap of a fresh autoencoder's tangent space with the "
-                                   "true one", w3_images["overlap (AE vs true)"].median(), "",
-                                   f"random: k/n = {k / worlds.N:.3f}"))
+        out.append(
+            report.headline(
+                "world 3 (synthetic): median gradient fraction ‖P_T g‖/‖g‖ in the true tangent space",
+                w3_images["fraction: true tangent"].median(),
+                "",
+                "Bordt et al. 2023: 0.31 (LeNet), "
+                f"0.096 random; random here {w3_images['fraction: random'].median():.3f}",
+            )
+        )
+        out.append(
+            report.headline(
+                "world 3 (synthetic): median overlap of a fresh autoencoder's tangent space with the true one",
+                w3_images["overlap (AE vs true)"].median(),
+                "",
+                f"random: k/n = {k / worlds.N:.3f}",
+            )
+        )
     return out
 
 
@@ -63,9 +80,11 @@ def answer(turning, fp, w3_images):
            f"On the flat side the discriminating claims were falsely 'supported' {int(flat['supported'].sum())} times "
            f"in {int(flat['worlds'].sum())} (claim, world) pairs."]
     if len(w3_images):
-        out.append(f"In trained networks on exact manifolds no dimple appears: on a curved manifold of images (world 3) "
-                   f"the loss gradient's fraction in the true tangent space is "
-                   f"{w3_images['fraction: true tangent'].median():.2f} against "
-                   f"{w3_images['fraction: random'].median():.2f} for a random subspace (Bordt et al. 2023: 0.31 "
-                   "against 0.096), the opposite of what DMM predicts.")
+        out.append(
+            f"In trained networks on exact manifolds no dimple appears: on a curved manifold of images (world 3) "
+            f"the loss gradient's fraction in the true tangent space is "
+            f"{w3_images['fraction: true tangent'].median():.2f} against "
+            f"{w3_images['fraction: random'].median():.2f} for a random subspace (Bordt et al. 2023: 0.31 "
+            "against 0.096), the opposite of what DMM predicts."
+        )
     return out

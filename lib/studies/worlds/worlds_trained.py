@@ -2,10 +2,10 @@
 is learned, and the question is whether training makes a dimple.
 
 World 2 (Melamed, Yehudai & Vardi 2023): ten classes as clusters inside a known k-dimensional linear subspace
-x = c + U z (lib.studies.worlds.worlds.linear_manifold), the MLP of notebook 01 (lib.learn.models.mnist_mlp) trained on them by
-lib.learn.train.fit. Their result: a two-layer ReLU network trained on such data has a large gradient orthogonal to the
-subspace, which a smaller initialisation scale or L2 regularisation shrinks. The mechanism: the loss gradient with
-respect to the first layer's weights is (error) x^T, with x in the data's span, so the first layer's weights off
+x = c + U z (lib.studies.worlds.worlds.linear_manifold), the MLP of notebook 01 (lib.learn.models.mnist_mlp) trained on
+them by lib.learn.train.fit. Their result: a two-layer ReLU network trained on such data has a large gradient orthogonal
+to the subspace, which a smaller initialisation scale or L2 regularisation shrinks. The mechanism: the loss gradient
+with respect to the first layer's weights is (error) x^T, with x in the data's span, so the first layer's weights off
 that span keep their initial values (shrunk only by weight decay, by exp(-lr * wd * steps)). The sweep scales the
 first layer's initial weights (deeper layers scaled too would stall SGD at lr 0.01) and sets the weight decay.
 """
@@ -50,13 +50,15 @@ def trained_mlp(tx, ty, init_scale=1.0, weight_decay=0.0, epochs=60, seed=0, dev
     model = models.mnist_mlp("mnist")
     with torch.no_grad():
         model[2].weight.mul_(init_scale)
-    model, _ = train.fit(model, tx, ty, F.cross_entropy, cfg, device, desc=f"MLP init x{init_scale:g} wd {weight_decay:g}")
+    model, _ = train.fit(
+        model, tx, ty, F.cross_entropy, cfg, device, desc=f"MLP init x{init_scale:g} wd {weight_decay:g}"
+    )
     return model, cfg
 
 
 def gradient_split(model, x, y, U):
-    """Per image: the norms of the attack loss's input gradient (lib.experiments.shards.input_gradient, margin loss) in span(U)
-    and off it, and the share of its energy in span(U)."""
+    """Per image: the norms of the attack loss's input gradient (lib.experiments.shards.input_gradient, margin loss) in
+    span(U) and off it, and the share of its energy in span(U)."""
     g = input_gradient(model.eval(), x, y).flatten(1).detach()
     on = g @ U
     total = g.pow(2).sum(1)
@@ -187,10 +189,23 @@ def decoder_world_study(generator, codes, settings, k=16, n_images=50, n_train=2
                               "fraction: AE tangent": gradient_fraction(clf, xi, yi, Q_ae),
                               "fraction: random": gradient_fraction(clf, xi, yi, random.Q)})
     means = experiment.class_means(tx, ty)
-    records = pd.concat([worlds.attack_records(clf, xi, yi, {"tangent": subspaces.TangentSubspace(Q), "random": random},
-                                               settings, means, keep.numpy(), dataset=name, split="test")
-                         for name, Q in (("world 3 · true tangent", Q_true), ("world 3 · autoencoder's tangent", Q_ae))],
-                        ignore_index=True).assign(world="synthetic")
+    records = pd.concat(
+        [
+            worlds.attack_records(
+                clf,
+                xi,
+                yi,
+                {"tangent": subspaces.TangentSubspace(Q), "random": random},
+                settings,
+                means,
+                keep.numpy(),
+                dataset=name,
+                split="test",
+            )
+            for name, Q in (("world 3 · true tangent", Q_true), ("world 3 · autoencoder's tangent", Q_ae))
+        ],
+        ignore_index=True,
+    ).assign(world="synthetic")
     facts = {"classifier test accuracy": train.accuracy(clf, x, y, "cpu"), "fresh AE train MSE": history[-1],
              "class sizes": torch.bincount(ty, minlength=10).tolist(), "images": len(xi)}
     return per_image, records, facts
@@ -201,8 +216,8 @@ def curved_world(settings, k=16, n_images=50, *, g_epochs, g_train, g_width, n_t
     """World 3 on MNIST: G is the decoder of an MNIST autoencoder (lib.learn.train.autoencoder_for, cached: latent k,
     first conv width g_width, `g_epochs` epochs on `g_train` images), the codes its encodings of the first
     n_train + 4 n_images MNIST training images; then decoder_world_study (settings: {condition: AttackSettings}) and
-    the verdict rows of its records (lib.studies.worlds.worlds.world_rows, negligible band `margin`), G shown on the page.
-    Without MNIST: a notice on the page, no rows, an empty table, no facts. Returns (rows, per-image table, facts;
+    the verdict rows of its records (lib.studies.worlds.worlds.world_rows, negligible band `margin`), G shown on the
+    page. Without MNIST: a notice on the page, no rows, an empty table, no facts. Returns (rows, per-image table, facts;
     facts["mnist_source"]: the MNIST it used, in words)."""
     try:
         mnist = data.load("mnist")
