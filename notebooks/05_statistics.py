@@ -172,13 +172,12 @@ if len(records):
 
 # %%
 discriminating = table[table["discriminating"]] if len(table) else table
-keep = statistics_report.RESULT_COLUMNS
 report.write_results(
     run, "05 · Statistical verdicts", headline=statistics_report.headlines(table, splits[0]), data_sources=data_sources,
     unavailable=unavailable,
     answer=answer, answer_figure="05_answer.png" if summaries else None,
-    discriminating=discriminating[[c for c in keep if c in discriminating]].to_dict(orient="records"),
-    verdicts=table[[c for c in keep if c in table]].to_dict(orient="records"), skipped=skipped, mixed_model=mixed,
+    discriminating=verdicts.results(discriminating),
+    verdicts=verdicts.results(table), skipped=skipped, mixed_model=mixed,
     settings={"margin": margin, "cosine_margin": cosine_margin, "alpha": alpha, "max_failure_rate": max_failure_rate,
               "controls": controls, "splits": splits},
 )

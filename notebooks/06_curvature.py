@@ -69,6 +69,7 @@ import pandas as pd
 from lib.boundary import curvature as cv
 from lib.infra import runtime
 from lib.learn import data, session
+from lib.inference import verdicts
 from lib.reporting import report, tables
 from lib.studies.curvature import curvature_report
 from lib.studies.curvature import curvature_runs
@@ -156,12 +157,12 @@ if len(smooth):
     pc.tangent_vs_random(smooth, "softplus twin: tangent space (red) vs a random subspace of the same k (grey), per image")
 
 # %%
-verdicts, check_table = curvature_analysis.verdict_tables(records, np.log(margin))
-runtime.show(curvature_analysis.verdicts.rules_markdown(curvature_analysis.FAMILY))
-answer = curvature_analysis.answer(verdicts)
+verdict_table, check_table = curvature_analysis.verdict_tables(records, np.log(margin))
+runtime.show(verdicts.rules_markdown(curvature_analysis.FAMILY))
+answer = curvature_analysis.answer(verdict_table)
 for sentence in answer:
     runtime.show(f"**{sentence}**")
-curvature_report.verdict_view(verdicts)
+curvature_report.verdict_view(verdict_table)
 
 # %% [markdown]
 # The same comparisons for the ReLU MLP with central differences at the authors' h (a check, not in the verdict
@@ -242,12 +243,10 @@ dynamics_table.style.hide(axis="index").format(precision=4)
 
 # %%
 report.write_results(
-    run, "06 · Decision-boundary curvature", headline=curvature_report.headlines(models, splits[0], summary, verdicts, shares, detection),
+    run, "06 · Decision-boundary curvature", headline=curvature_report.headlines(models, splits[0], summary, verdict_table, shares, detection),
     answer=answer, data_sources={name: d.describe() for name, d in found.items()}, unavailable=missing,
-    verdicts=verdicts[["family", "claim_id"] + curvature_report.VERDICT_COLUMNS
-                      + ["effect", "ci_low", "ci_high", "p", "p_holm", "p_margin"]].to_dict(orient="records")
-    if len(verdicts) else [],
-    checks=check_table[curvature_report.VERDICT_COLUMNS].to_dict(orient="records") if len(check_table) else [],
+    verdicts=verdicts.results(verdict_table),
+    checks=verdicts.results(check_table),
     summary=summary.to_dict(orient="records"), scales=scales.to_dict(orient="records"),
     shares=shares.to_dict(orient="records"), detection=detection.to_dict(orient="records"),
     records_csv="06_records.csv", settings={"beta": beta, "h": {n: m.h for n, m in models.items()},

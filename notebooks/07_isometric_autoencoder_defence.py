@@ -88,7 +88,7 @@ import pandas as pd
 
 from lib.boundary import autoattack
 from lib.figures import plots_defence
-from lib.inference import published
+from lib.inference import published, verdicts
 from lib.infra import runtime
 from lib.learn import session
 from lib.reporting import report, tables
@@ -299,5 +299,5 @@ report.write_results(
     geometry=geometry, clean=clean, robust=robust, convergence=convergence_table, autoattack=aa_table, checklist=checks,
     worst_case=worst, records_csv=["07_records.csv", "07_manifold_records.csv", "07_autoattack_records.csv"],
     finetuned={name: s.finetuned for name, s in setups.items() if s.finetuned}, manifold_attacks=manifold_table,
-    manifold_robust=manifold_robust, verdicts=table[[c for c in defence_report.VERDICT_COLUMNS if c in table]])
+    manifold_robust=manifold_robust, verdicts=verdicts.results(table))
 print(f"wall time: {run.elapsed():.0f} s")

@@ -181,9 +181,6 @@ if answer and shorter:
                   "an autoencoder's seed and its training length vary together.")
 for sentence in answer:
     runtime.show(sentence)
-keep = ["family", "claim_id", "short", "claim", "dataset", "split", "clip", "statistic", "effect_text", "effect", "ci_low",
-        "ci_high", "margin_text", "p", "p_holm", "p_margin", "p_margin_holm", "n", "power", "n_needed", "tau2", "tau2_upper", "rho", "i2",
-        "seeds", "seed_effects", "seed_se", "q_p", "on_predicted_side", "agreeing_seeds", "seed_verdicts", "series", "verdict", "discriminating"]
 headline = [report.headline(f"{r['dataset']}: {r['short']} — {r['verdict']} ({r['agreeing_seeds']} seeds agree)", r["effect"],
                             "" if r["scale"] == "difference" else "x", ci=(r["ci_low"], r["ci_high"]),
                             note=f"tau² = {r['tau2']:.3g} between seeds")
@@ -192,8 +189,8 @@ report.write_results(
     run, "09 · Replication across training seeds",
     headline=headline or [report.headline("no seed pairs: no data set available", 0, "pairs")],
     data_sources={name: d.describe() for name, d in found.items()}, unavailable=missing,
-    answer=answer, verdicts=pooled[[c for c in keep if c in pooled]].to_dict(orient="records") if len(pooled) else [],
-    one_network=one_network[[c for c in keep if c in one_network]].to_dict(orient="records") if len(one_network) else [],
+    answer=answer, verdicts=verdicts.results(pooled),
+    one_network=verdicts.results(one_network),
     variance_source=source.to_dict(orient="records"), per_seed=per_seed.drop(columns=["claim"], errors="ignore")
     .to_dict(orient="records") if len(per_seed) else [], models=summary.to_dict(orient="records"), seeds=seeds,
     records_csv="09_records.csv", forest_figures=forests,

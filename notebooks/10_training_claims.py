@@ -197,7 +197,7 @@ report.write_results(
     run, "10 · DMM's claims about training",
     headline=training_claims.headlines(accuracy, table, published.ILYAS_TEST_ACC, published.ILYAS),
     data_sources={name: d.describe() for name, d in found.items()}, unavailable=missing, answer=answer,
-    verdicts=table[[c for c in verdicts.COLUMNS if c in table]].to_dict(orient="records") if len(table) else [],
+    verdicts=verdicts.results(table),
     accuracies=accuracy.to_dict(orient="records"), robustness=robustness.to_dict(orient="records"),
     geometry=geometry.to_dict(orient="records"), budgets=budgets, records_csv="10_records.csv",
     published={"ilyas": published.ILYAS_TEST_ACC, "bordt": published.BORDT_FRACTION},

@@ -117,6 +117,8 @@ class Row:
             raise ValueError(f"{self.claim_id}: margin must be >= 0; got {self.margin}")
 
 
+# A verdict table's columns, in order: what `judge` returns first and what every notebook's results keep (`results`),
+# then whatever display columns its rows carry in Row.notes (the control subspace, the failed attacks, tau², ...).
 COLUMNS = ["family", "claim_id", "short", "claim", "dataset", "split", "clip", "statistic", "effect_text", "effect",
            "ci_low", "ci_high", "margin_text", "p", "p_holm", "p_margin", "p_margin_holm", "n", "n_censored",
            "n_undecided", "power", "n_needed", "verdict", "discriminating"]
@@ -150,6 +152,20 @@ def judge(rows: list[Row], family: str, alpha: float = stats.ALPHA) -> pd.DataFr
     t["margin_text"] = [margin_text(r["scale"], r["margin"]) for r in t.to_dict("records")]
     t["family"] = family
     return t[COLUMNS + [c for c in t.columns if c not in COLUMNS]]
+
+
+# What `judge` adds for the rule's own use: not kept in a notebook's results.
+WORKING_COLUMNS = ("kind", "scale", "predicted", "ci_level", "testable", "robust_to_failures", "null_verdict",
+                   "p_margin_best", "p_margin_best_holm", "dmm_effect", "power_at", "per_image")
+
+
+def results(table: pd.DataFrame) -> list[dict]:
+    """A verdict table as a notebook's results keep it (results/<notebook>.json, which the index reads): COLUMNS, then
+    the display columns its rows carry (Row.notes), one dict per row."""
+    if not len(table):
+        return []
+    extra = [c for c in table.columns if c not in COLUMNS and c not in WORKING_COLUMNS]
+    return table[[c for c in COLUMNS if c in table] + extra].to_dict(orient="records")
 
 
 def margin_text(scale: str, margin: float) -> str:

@@ -24,9 +24,6 @@ from lib.reporting.tables import lookup, stack
 RECORD_COLUMNS = ["defence", "attack", "eps", "image", "broken", "first_step", "dataset"]
 ROBUST_COLUMNS = ["defence", "attack", "eps", "robust accuracy", "dataset"]
 BASELINES = ("I-AE", "plain AE", "pca", "none")  # the defences, in the order the headline figures name them
-VERDICT_COLUMNS = ["family", "claim_id", "short", "claim", "dataset", "split", "statistic", "effect_text", "effect",
-                   "ci_low", "ci_high", "margin_text", "eps", "p", "p_holm", "p_margin", "p_margin_holm", "n", "power",
-                   "n_needed", "verdict"]  # the verdict table's columns in results/07_*.json
 
 
 def check_params(lambdas, recon_tolerance, eps_grid, finetune_threshold):

@@ -1,6 +1,6 @@
 """What notebook 05 reads and reports around lib.studies.manifold.claims: the per-image records of notebooks 03 and 04
 at the tangent space's k (`load_records`, with where they came from), the headline figures of the discriminating
-rows (`headlines`), and the columns its results keep (`RESULT_COLUMNS`)."""
+rows (`headlines`)."""
 import json
 from typing import NamedTuple
 
@@ -11,9 +11,6 @@ from lib.infra.runtime import escape, show
 from lib.reporting import report
 
 SOURCES = (("03_on_off_manifold_attacks", "03_records.csv"), ("04_random_subspace_control", "04_records.csv"))
-RESULT_COLUMNS = ["family", "claim_id", "short", "claim", "dataset", "split", "clip", "statistic", "effect_text",
-                  "effect", "ci_low", "ci_high", "margin_text", "p", "p_holm", "p_margin", "p_margin_holm", "n",
-                  "n_undecided", "power", "n_needed", "failures", "leakage", "control", "verdict", "discriminating"]
 
 
 class Loaded(NamedTuple):
