@@ -44,7 +44,7 @@ import torch
 from lib.figures import plots
 from lib.inference import published
 from lib.infra import runtime
-from lib.learn import data, session, train
+from lib.learn import curves, data, session, train
 from lib.reporting import report
 
 run, model_settings, found, missing = session.start("02_autoencoders", profile, seed, device,
@@ -81,9 +81,9 @@ table = pd.DataFrame([{
 table.style.hide(axis="index") if len(table) else runtime.show("No autoencoder could be trained: see above.")
 
 # %%
-curves = {name: t.meta["history"] for name, t in trained.items()}
-if curves:
-    plots.training_curves(curves, "MSE per pixel (mean over the epoch)", "Autoencoder training loss", logy=True);
+losses = {name: t.meta["history"] for name, t in trained.items()}
+if losses:
+    plots.training_curves(losses, "MSE per pixel (mean over the epoch)", "Autoencoder training loss", logy=True);
 
 # %% [markdown]
 # The test reconstruction error after every epoch of the same training (the first 2,000 test images), beside the
@@ -101,7 +101,7 @@ if monitored:
 # the epochs (fitted from epoch 2 on), with the time it would take at the speed it was trained.
 
 # %%
-reach = {name: train.reach_note(t, published.AUTOENCODER_MSE.get(name, {}).get(published.REPRO, (None, None))[1],
+reach = {name: curves.reach_note(t, published.AUTOENCODER_MSE.get(name, {}).get(published.REPRO, (None, None))[1],
                                 "the reproduction's") for name, t in trained.items()}
 runtime.show("\n".join(f"- **{name}**:{text}" for name, text in reach.items() if text) or "No published test figure to compare with.")
 

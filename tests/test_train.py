@@ -2,7 +2,7 @@
 import pytest
 import torch
 
-from lib.learn import data, session, train
+from lib.learn import curves, data, session, train
 
 
 def synthetic(shape, n_train=64, n_test=32, classes=10, seed=0):
@@ -128,10 +128,10 @@ def test_epochs_to_reach_recovers_a_power_law_and_refuses_a_flat_curve():
     """On an exact power law v = 0.02 e^-0.5 the fitted extrapolation hits the analytic epoch (0.02/0.007)^2; a curve
     that does not fall gives None; one already below the target gives its last epoch."""
     curve = [0.02 * e ** -0.5 for e in range(1, 6)]
-    assert abs(train.epochs_to_reach(curve, 0.007) - (0.02 / 0.007) ** 2) < 1e-6 * (0.02 / 0.007) ** 2
-    assert train.epochs_to_reach([0.01, 0.011, 0.012], 0.007) is None
-    assert train.epochs_to_reach([0.01], 0.007) is None
-    assert train.epochs_to_reach([0.01, 0.006], 0.007) == 2.0
+    assert abs(curves.epochs_to_reach(curve, 0.007) - (0.02 / 0.007) ** 2) < 1e-6 * (0.02 / 0.007) ** 2
+    assert curves.epochs_to_reach([0.01, 0.011, 0.012], 0.007) is None
+    assert curves.epochs_to_reach([0.01], 0.007) is None
+    assert curves.epochs_to_reach([0.01, 0.006], 0.007) == 2.0
 
 
 def test_trained_weights_do_not_depend_on_the_callers_thread_count(monkeypatch):

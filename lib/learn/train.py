@@ -7,7 +7,6 @@
 import time
 from dataclasses import asdict, dataclass, fields, replace
 
-import numpy as np
 import torch
 import torch.nn.functional as F
 
@@ -224,37 +223,6 @@ def reconstruction_mse(ae, x, device, batch_size=500):
     total = sum(F.mse_loss(ae(x[i:i + batch_size].to(device)), x[i:i + batch_size].to(device),
                            reduction="sum").item() for i in batches)
     return total / x.numel()
-
-
-def epochs_to_reach(curve, target, first=2):
-    """The epoch at which a falling test curve (one value per epoch, epoch 1 first) would reach `target` if it went on
-    as the power law log(value) = a + b log(epoch) fitted by least squares to its epochs >= `first`: a rough
-    extrapolation, for saying how far a profile's training is from a published figure. None where fewer than two
-    epochs are fitted or the fit does not fall; the last epoch where the curve is already at or below `target`."""
-    values = np.asarray(curve, dtype=float)
-    if len(values) and values[-1] <= target:
-        return float(len(values))
-    epochs = np.arange(1, len(values) + 1)
-    keep = epochs >= first
-    if keep.sum() < 2:
-        return None
-    b, a = np.polyfit(np.log(epochs[keep]), np.log(values[keep]), 1)
-    return float(np.exp((np.log(target) - a) / b)) if b < 0 else None
-
-
-def reach_note(trained, target, whose):
-    """A sentence on when the test curve of `trained` (meta["test_history"]) would reach `whose` figure `target`
-    (epochs_to_reach, and the minutes at the speed it was trained); '' where there is no target."""
-    if target is None:
-        return ""
-    at = epochs_to_reach(trained.meta.get("test_history", []), target)
-    if at is None:
-        return f" Its test curve does not fall steadily enough to extrapolate to {whose} {target:g}."
-    minutes = at * trained.meta["train_seconds"] / trained.meta["config"]["epochs"] / 60
-    return (
-        f" Its own test curve, extrapolated as a power law, reaches {whose} {target:g} after about {at:,.0f} epochs "
-        f"(about {minutes:,.0f} min of training at the speed it was trained)."
-    )
 
 
 # What defines a trained model (lib.infra.artifacts): its key hashes the configuration and the version.
