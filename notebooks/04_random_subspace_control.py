@@ -83,14 +83,13 @@ for name, (clf, ae) in data.each_available(found, missing, lambda d: model_setti
         exp = experiment.AttackExperiment(clf, d, split, n_images, settings, seed=seed, device=run.device,
                                           shard_size=shard_size, scheduler=scheduler)
         experiments.append(exp)
-        frames.append(exp.run("unconstrained").records)
-        frames += [exp.run(c, spec).records for spec in specs for c in ("on", "off")]
+        frames += [exp.run("unconstrained").records] + [exp.run(c, s).records for s in specs for c in ("on", "off")]
         if no_clip and split == splits[0]:  # every subspace again, x + delta free to leave [0, 1]
             exp_nc = experiment.AttackExperiment(clf, d, split, n_images, experiment.unclipped(settings), seed=seed,
                                                  device=run.device, shard_size=shard_size, scheduler=scheduler)
             experiments.append(exp_nc)
-            frames.append(exp_nc.run("unconstrained").records)
-            frames += [exp_nc.run(c, spec).records for spec in specs for c in ("on", "off")]
+            frames += [exp_nc.run("unconstrained").records] + [exp_nc.run(c, s).records for s in specs
+                                                               for c in ("on", "off")]
         if split != splits[0]:
             continue
         for k2 in [k2 for k2 in k_sweep if k2 != k and 1 <= k2 < d.n]:

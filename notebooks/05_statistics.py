@@ -72,7 +72,7 @@ alpha: float = 0.05  # [> 0, < 1] family-wise error rate: Holm over every row of
 import pandas as pd
 from IPython.display import display
 
-from lib.experiments import records as rec
+from lib.experiments import records as records_lib
 from lib.figures import plots, plots_claims
 from lib.inference import verdicts
 from lib.infra import runtime
@@ -90,7 +90,7 @@ records, found, data_sources, unavailable = statistics_report.load_records(profi
 
 # %%
 if len(records):
-    display(rec.failure_counts(records).style.format({"success_rate": "{:.1%}", "subspace_share": "{:.2f}"}, na_rep="–")
+    display(records_lib.failure_counts(records).style.format({"success_rate": "{:.1%}", "subspace_share": "{:.2f}"}, na_rep="–")
             .hide(axis="index"))
 
 # %%
@@ -109,7 +109,7 @@ answer = claims.answer(table, records, splits[0]) if len(table) else []
 # %%
 for sentence in answer:
     runtime.show(sentence)
-summaries = {name: rec.on_off_summary(records[records["dataset"] == name], splits[0]) for name in found}
+summaries = {name: records_lib.on_off_summary(records[records["dataset"] == name], splits[0]) for name in found}
 summaries = {name: s for name, s in summaries.items() if len(s)}
 if summaries:
     fig = plots.on_off_answer({claims.DATASET_NAMES.get(n, n): t for n, t in summaries.items()},
@@ -165,7 +165,7 @@ for name in found:
 # %%
 mixed = {}
 if len(records):
-    formula, fixed, _ = rec.mixed_model(records)
+    formula, fixed, _ = records_lib.mixed_model(records)
     runtime.show(f"`{formula}`, groups = images")
     display(fixed.style.format({c: "{:.3g}" for c in ["coef", "se", "ci_low", "ci_high", "ratio"]}).hide(axis="index"))
     mixed = {"formula": formula, "fixed_effects": fixed.to_dict(orient="records")}

@@ -66,15 +66,13 @@ model_settings: Optional[dict] = None    # [any] the models (docs/running.md, "P
 import numpy as np
 import pandas as pd
 
-from lib.boundary import curvature as cv
+from lib.boundary import curvature
 from lib.infra import runtime
 from lib.learn import data, session
 from lib.inference import verdicts
 from lib.reporting import report, tables
-from lib.studies.curvature import curvature_report
-from lib.studies.curvature import curvature_runs
-from lib.studies.curvature import curvature_analysis
-from lib.figures import plots_curvature as pc
+from lib.studies.curvature import curvature_report, curvature_runs, curvature_analysis
+from lib.figures import plots_curvature
 
 run, model_settings, found, missing = session.start("06_curvature", profile, seed, device, datasets, model_settings)
 for name in [n for n in found if found[n].n > 784]:  # conv nets: n = 3072 needs Lanczos, not a full spectrum
@@ -93,7 +91,7 @@ for name in [n for n in found if found[n].n > 784]:  # conv nets: n = 3072 needs
 models, frames, profiles, boundary = {}, [], {}, {}
 for name, (clf, ae) in data.each_available(found, missing, lambda d: model_settings.models(d, run.device)).items():
     d = found[name]
-    m = models[name] = curvature_runs.nets_for(clf.model, ae.model, beta, fd_h or cv.default_h(d.n), d.test_x[:1000].to(run.device),
+    m = models[name] = curvature_runs.nets_for(clf.model, ae.model, beta, fd_h or curvature.default_h(d.n), d.test_x[:1000].to(run.device),
                                      keys=(clf.key, ae.key))  # the keys of its cached measurements
     print(f"{name}: classifier {clf.summary()}, autoencoder (k = {m.k}) {ae.summary()}; "
           f"softplus twin (beta={beta}) agrees with the MLP on {m.agree:.1%} of 1,000 test labels; h = {m.h:.4f}")
@@ -112,7 +110,7 @@ if len(records):
 
 # %%
 for name in models:
-    pc.curvature_profiles({f"{split}, {method}": p for (split, method), p in profiles[name].items()},
+    plots_curvature.curvature_profiles({f"{split}, {method}": p for (split, method), p in profiles[name].items()},
                           f"{name}: principal curvatures at DeepFool boundary points, sorted per image and averaged")
 
 # %%
@@ -133,7 +131,7 @@ summary.style.format({"median_distance": "{:.3f}", "mean_curvature": "{:+.5f}", 
 scales = pd.DataFrame([row for name, m in models.items()
                        for row in curvature_runs.scale_sweep(name, m, found[name], n_scale, h_sweep, beta_sweep, seed, run.device)])
 for name in models:
-    pc.scale_dependence(scales[scales["dataset"] == name], f"{name}: curvature against the scale")
+    plots_curvature.scale_dependence(scales[scales["dataset"] == name], f"{name}: curvature against the scale")
 
 # %% [markdown]
 # ## Tangent space vs a random subspace of the same k
@@ -154,7 +152,7 @@ for name in models:
 # %%
 smooth = records[records["method"] == curvature_runs.TWIN] if len(records) else records
 if len(smooth):
-    pc.tangent_vs_random(smooth, "softplus twin: tangent space (red) vs a random subspace of the same k (grey), per image")
+    plots_curvature.tangent_vs_random(smooth, "softplus twin: tangent space (red) vs a random subspace of the same k (grey), per image")
 
 # %%
 verdict_table, check_table = curvature_analysis.verdict_tables(records, np.log(margin))
@@ -190,7 +188,7 @@ shares.style.hide(axis="index").format(precision=3)
 
 # %%
 if noise_tables:
-    pc.noise_misclassification(pd.concat(noise_tables), "noise in the shared curved directions S vs in S-perp (twin)")
+    plots_curvature.noise_misclassification(pd.concat(noise_tables), "noise in the shared curved directions S vs in S-perp (twin)")
 
 # %% [markdown]
 # ## Detection (Algorithm 2 of Fawzi et al., typos of the slides fixed)
@@ -206,7 +204,7 @@ if noise_tables:
 # %%
 detection, roc = curvature_report.detection_all(models, found, n_detect, detect_draws, pgd, seed, run.device)
 if roc:
-    pc.roc_curves(roc, "curvature-based detection (twin)")
+    plots_curvature.roc_curves(roc, "curvature-based detection (twin)")
 detection.style.hide(axis="index").format(precision=3)
 
 # %% [markdown]
@@ -225,7 +223,7 @@ for name in [n for n in dynamics_datasets if n in models]:
     d, m = found[name], models[name]
     dynamics[name] = curvature_runs.dynamics(m, d, n_dynamics, beta, seed, run.device, model_settings.classifier_epochs,
                                    model_settings.classifier_train_subset, dynamics_epochs, model_settings.classifier_lr)
-    pc.training_dynamics(dynamics[name], m.k, d.n, f"{name}: geometry over training (checkpoints of the quick classifier)")
+    plots_curvature.training_dynamics(dynamics[name], m.k, d.n, f"{name}: geometry over training (checkpoints of the quick classifier)")
     runtime.show(curvature_report.dynamics_sentence(name, dynamics[name], margin))
 for name in [n for n in dynamics_datasets if n not in models]:
     runtime.show(f"> **{name}: training dynamics not measured** (its data or models are not available here).")

@@ -92,11 +92,7 @@ from lib.inference import published, verdicts
 from lib.infra import runtime
 from lib.learn import session
 from lib.reporting import report, tables
-from lib.studies.defence import checklist
-from lib.studies.defence import defence
-from lib.studies.defence import defence_report
-from lib.studies.defence import defence_setup
-from lib.studies.defence import iae_study
+from lib.studies.defence import checklist, defence, defence_report, defence_setup, iae_study
 
 run, model_settings, found, missing = session.start("07_isometric_autoencoder_defence", profile, seed, device,
                                                     datasets, model_settings)

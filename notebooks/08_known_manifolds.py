@@ -69,9 +69,7 @@ from lib.figures import plots_worlds
 from lib.inference import verdicts
 from lib.infra import runtime
 from lib.reporting import report
-from lib.studies.worlds import worlds
-from lib.studies.worlds import worlds_report
-from lib.studies.worlds import worlds_trained
+from lib.studies.worlds import worlds, worlds_report, worlds_trained
 from lib.experiments.shards import AttackSettings
 
 run = runtime.start("08_known_manifolds", profile, seed, "cpu")

@@ -84,7 +84,7 @@ from lib.inference import verdicts
 from lib.infra import runtime
 from lib.learn import data, session
 from lib.reporting import report
-from lib.figures import plots_replication as pr
+from lib.figures import plots_replication
 from lib.studies.manifold import replication
 
 run, model_settings, found, missing = session.start("09_replication", profile, seed, device, datasets, model_settings)
@@ -156,7 +156,7 @@ forests = {}
 for name in models:
     panels = replication.forest_panels(groups, pooled, name, per_seed=per_seed, margin=margin, cosine_margin=cosine_margin)
     if panels:
-        fig = pr.forest(panels, f"{name}: each seed pair's median and the random-effects pooled mean")
+        fig = plots_replication.forest(panels, f"{name}: each seed pair's median and the random-effects pooled mean")
         forests[name] = f"09_forest_{name}.png"
         fig.savefig(report.results_dir(profile) / forests[name], dpi=110, bbox_inches="tight")
 
@@ -171,7 +171,7 @@ source = replication.variance_source(one_network, pooled)
 if len(source):
     display(source.style.format({c: "{:.3g}" for c in source.columns if c.startswith("tau")}).hide(axis="index"))
     for name in forests:
-        pr.forest(replication.forest_panels(groups, pd.concat([pooled, one_network]), name, ("both", "classifier", "autoencoder"),
+        plots_replication.forest(replication.forest_panels(groups, pd.concat([pooled, one_network]), name, ("both", "classifier", "autoencoder"),
                                    per_seed, margin, cosine_margin), f"{name}: one network's seed varied at a time")
 
 # %%

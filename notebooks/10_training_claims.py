@@ -76,10 +76,8 @@ from lib.inference import published, verdicts
 from lib.infra import runtime
 from lib.learn import data, session
 from lib.reporting import report
-from lib.studies.training import advtrain
-from lib.studies.training import mislabeled_study
-from lib.figures import plots_training as pt
-from lib.studies.training import training_claims
+from lib.figures import plots_training
+from lib.studies.training import advtrain, mislabeled_study, training_claims
 
 run, model_settings, found, missing = session.start("10_training_claims", profile, seed, device,
                                                     datasets, model_settings)
@@ -118,7 +116,7 @@ if len(accuracy):
                  + mislabeled_study.cost_note(accuracy) + f" Published beside ours (**another data set and network**, for orientation "
                  f"only): {published.ILYAS}: " + ", ".join(f"{k} {v:.1%}" for k, v in published.ILYAS_TEST_ACC.items()))
 for name in study:
-    pt.study_figures(accuracy, study[name], found[name].classes, name)
+    plots_training.study_figures(accuracy, study[name], found[name].classes, name)
 
 # %% [markdown]
 # ## Adversarial training
@@ -155,7 +153,7 @@ for name, (clf, ae) in models.items():
     runtime.show(f"{name}: {recs['image_id'].nunique()} test images ({dropped} left out: wrong after adversarial "
                  "training). " + experiment.projection_check(recs))
     frames.append(recs)
-    pt.before_after(*training_claims.growth_pairs(recs), training_claims.fractions(recs), f"{name}: adversarial training, per test image")
+    plots_training.before_after(*training_claims.growth_pairs(recs), training_claims.fractions(recs), f"{name}: adversarial training, per test image")
 records = pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
 geometry = training_claims.geometry_table(records)
 if len(records):

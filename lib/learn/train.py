@@ -293,6 +293,12 @@ def continued(clf, epochs, lr, seed):
     return replace(config_from("classifier", clf.meta["config"]), epochs=epochs, lr=lr, lr_milestones=(), seed=seed)
 
 
+def continued_on(clf, epochs, lr, seed, train_subset=None):
+    """(ClassifierConfig, Data) to train the classifier `clf` further (`continued`) on a seeded random `train_subset` of
+    the images it was trained on (None: all of them)."""
+    return continued(clf, epochs, lr, seed), clf.train_data.subset(train_subset, None, seed)
+
+
 def load_trained(kind, key, config, shape, num_classes=10, device="cpu", root=None):
     """The model stored under `key` (kind: classifier | autoencoder), rebuilt from `config` (the asdict of its
     ClassifierConfig / AutoencoderConfig, as in Trained.meta["config"]) with the stored weights.

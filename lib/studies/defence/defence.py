@@ -77,8 +77,7 @@ def finetune_on_projection(clf, project, projection_id, cfg, device="cpu"):
     key). Returns a lib.learn.train.Trained whose meta holds the loss per epoch; from the cache when there."""
     if cfg.epochs < 1 or not cfg.lr > 0:
         raise ValueError(f"fine-tuning needs epochs >= 1 and lr > 0; got {cfg.epochs}, {cfg.lr}")
-    fit_cfg = train.continued(clf, cfg.epochs, cfg.lr, cfg.seed)
-    data = clf.train_data.subset(cfg.train_subset, None, cfg.seed)
+    fit_cfg, data = train.continued_on(clf, cfg.epochs, cfg.lr, cfg.seed, cfg.train_subset)
 
     def build():
         import time
@@ -104,7 +103,8 @@ def finetune_on_projection(clf, project, projection_id, cfg, device="cpu"):
 FINETUNED = Artifact(
     "finetuned",
     2,
-    (FinetuneConfig, finetune_on_projection, project_images, train.fit, train.continued, train.make_optimizer),
+    (FinetuneConfig, finetune_on_projection, project_images, train.fit, train.continued, train.continued_on,
+     train.make_optimizer),
 )
 
 

@@ -47,7 +47,7 @@ def madry_fit(model, x, y, cfg, fit_cfg, device="cpu"):
 
 # What defines an adversarially trained classifier (lib.infra.artifacts).
 ADVTRAINED = Artifact("advtrained", 3, (AdvTrainConfig, madry_fit, defence.pgd_budget, train.make_optimizer,
-                                        train.models, train.fit, train.continued))
+                                        train.models, train.fit, train.continued, train.continued_on))
 
 
 def adversarially_trained(clf, cfg, device="cpu"):
@@ -56,8 +56,7 @@ def adversarially_trained(clf, cfg, device="cpu"):
     there."""
     if not (cfg.eps > 0 and cfg.steps >= 1 and cfg.epochs >= 1 and cfg.lr > 0):
         raise ValueError(f"adversarial training needs eps > 0, steps >= 1, epochs >= 1, lr > 0; got {cfg}")
-    fit_cfg = train.continued(clf, cfg.epochs, cfg.lr, cfg.seed)
-    data = clf.train_data.subset(cfg.train_subset, None, cfg.seed)
+    fit_cfg, data = train.continued_on(clf, cfg.epochs, cfg.lr, cfg.seed, cfg.train_subset)
 
     def build():
         torch.manual_seed(cfg.seed)
