@@ -116,10 +116,7 @@ records, notes = replication.attack_all({n: found[n] for n in models}, models, n
 for note in notes:
     runtime.show(f"> {note}")
 if len(records):
-    path = report.results_dir(profile) / "09_records.csv"
-    path.parent.mkdir(parents=True, exist_ok=True)
-    records.to_csv(path, index=False)
-    print(f"{len(records):,} per-image records of {records.groupby(['clf_seed', 'ae_seed']).ngroups} seed pairs -> {path}")
+    report.save_records(records, profile, "09_records.csv", records.groupby(["clf_seed", "ae_seed"]).ngroups, "seed pairs")
     runtime.show(experiment.projection_check(records))
 
 # %% [markdown]

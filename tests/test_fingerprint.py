@@ -105,6 +105,7 @@ def test_changed_lib_module_reruns_its_importers_and_says_which(tmp_reports, dat
             "08_known_manifolds",  # 08 attacks its worlds with lib.experiments.shards -> lib.boundary.attacks
             "09_replication",  # 09: lib.experiments.experiment -> lib.experiments.shards -> lib.boundary.attacks
             "10_training_claims",
+            "11_model_quality",  # 11: lib.studies.quality.quality -> lib.studies.manifold.replication -> ...
         }
     )  # 10 imports lib.studies.training.mislabeled and lib.experiments.experiment, which import lib.boundary.attacks
     assert why["03_on_off_manifold_attacks"] == ["lib/boundary/attacks.py changed"]
@@ -241,4 +242,4 @@ def test_a_comment_only_lib_edit_keeps_every_fingerprint(tmp_path):
     }
     assert changed == {"03_on_off_manifold_attacks", "04_random_subspace_control", "06_curvature",
                        "07_isometric_autoencoder_defence", "08_known_manifolds",
-                       "09_replication", "10_training_claims"}  # (05 re-runs as their reader)
+                       "09_replication", "10_training_claims", "11_model_quality"}  # (05 re-runs as their reader)

@@ -80,6 +80,18 @@ def seed_medians(values) -> np.ndarray:
     return np.median(np.asarray(values, float), axis=0)
 
 
+def bootstrap_medians(values, n_boot: int = 2000, seed: int = 0) -> np.ndarray:
+    """(n_boot, columns) medians of ``values`` (images x columns) over bootstrap draws of the images (rows), each
+    image's row kept together: the columns' medians as their shared images make them vary together."""
+    x = np.asarray(values, float)
+    boot = np.empty((n_boot, x.shape[1]))
+    rng = np.random.default_rng(seed)
+    for start in range(0, n_boot, 200):  # chunks: B x n x k values at once
+        idx = rng.integers(0, len(x), (min(200, n_boot - start), len(x)))
+        boot[start:start + len(idx)] = np.median(x[idx], axis=1)
+    return boot
+
+
 def pool_shared_images(values, alpha: float = 0.05, n_boot: int = 2000, seed: int = 0) -> dict:
     """The mean over seeds of each seed's median, where every seed is measured on the same images (``values``: images
     x seeds, exact values or one-sided bounds at +-inf). The images' sampling covariance of the seeds' medians,
@@ -96,11 +108,7 @@ def pool_shared_images(values, alpha: float = 0.05, n_boot: int = 2000, seed: in
     if k < 2 or n < 2:
         raise ValueError(f"pooling needs two or more seeds and images; got {k} seeds, {n} images")
     y = seed_medians(x)
-    boot = np.empty((n_boot, k))
-    rng = np.random.default_rng(seed)
-    for start in range(0, n_boot, 200):  # chunks: B x n x k values at once
-        idx = rng.integers(0, n, (min(200, n_boot - start), n))
-        boot[start:start + len(idx)] = np.median(x[idx], axis=1)
+    boot = bootstrap_medians(x, n_boot, seed)
     if not (np.all(np.isfinite(y)) and np.all(np.isfinite(boot))):
         raise ValueError("a seed's median (or a bootstrap draw of it) is not finite: most of its values are bounds")
     sigma = np.cov(boot, rowvar=False)

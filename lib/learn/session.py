@@ -17,11 +17,12 @@ class ModelSettings(ModelSettingsFields):
         return train.classifier_for(data, self.seed if seed is None else seed, device, self.classifier_epochs,
                                     self.classifier_train_subset, self.classifier_lr)
 
-    def autoencoder(self, data, device="cpu", seed=None, epochs=None, latent_dim=None):
-        """Notebook 02's autoencoder for `data`; seed / epochs / latent_dim override the settings' (a replicate, a
-        shortened run, another k). Cached."""
+    def autoencoder(self, data, device="cpu", seed=None, epochs=None, latent_dim=None, train_subset=None):
+        """Notebook 02's autoencoder for `data`; seed / epochs / latent_dim / train_subset override the settings' (a
+        replicate, a shortened run, another k, fewer training images). Cached."""
         return train.autoencoder_for(data, self.seed if seed is None else seed, device,
-                                     self.ae_epochs if epochs is None else epochs, self.ae_train_subset,
+                                     self.ae_epochs if epochs is None else epochs,
+                                     self.ae_train_subset if train_subset is None else train_subset,
                                      self.ae_latent_dim if latent_dim is None else latent_dim, self.ae_width)
 
     def models(self, data, device="cpu"):

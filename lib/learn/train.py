@@ -246,22 +246,49 @@ class Trained:
 MONITOR_IMAGES = 2000  # the first this many test images measure a model after every epoch of its training
 
 
+def kept_epochs(epochs):
+    """The epochs before the last at which a training run keeps a checkpoint: 1, 2, 5, 10, 20, 50, ... (log-spaced;
+    the last epoch is the model itself). Notebook 06 follows the classifier's geometry over them, notebook 11 the
+    claims over the classifier's and the autoencoder's."""
+    out, decade = [], 1
+    while decade < epochs:
+        out += [e for e in (decade, 2 * decade, 5 * decade) if e < epochs]
+        decade *= 10
+    return out
+
+
+def checkpoint_key(kind, cfg, data, epoch):
+    """The cache key of the checkpoint after `epoch` of the model `cfg` trains on `data` (an entry of `kind`, so that
+    load_trained and a distributed worker read it as they read the model)."""
+    return ARTIFACTS[kind].key({kind: asdict(cfg), "data": data.identity(), "checkpoint_epoch": int(epoch)})
+
+
 def _cached_model(kind, cfg, data, make, train, device, monitor):
     """The model `make()` with weights from the cache, or trained by `train(model, on_epoch)` and stored.
 
     The key hashes the configuration, the exact training data and the artifact's version. `monitor(model, x, y)` is
     measured on the first MONITOR_IMAGES test images after every epoch (the model back in train mode after it; its
     weights untouched) and kept as meta["test_history"]: the curve a profile's epochs are chosen from. The final test
-    figures are not stored: callers measure them on the data they hold.
+    figures are not stored: callers measure them on the data they hold. After each of kept_epochs(cfg.epochs) the
+    weights are stored too, as an entry of their own (checkpoint_key; lib.learn.checkpoints reads them): the same
+    training keeps them, so a model and its checkpoints never come from two runs.
     """
     def build():
         torch.manual_seed(cfg.seed)
         t0, tests = time.time(), []
         x, y = data.test_x[:MONITOR_IMAGES], data.test_y[:MONITOR_IMAGES]
+        keep = set(kept_epochs(cfg.epochs))
 
         def on_epoch(epoch, model):
             tests.append(monitor(model, x, y))
             model.train()
+            if epoch in keep:
+                state = {k: v.detach().cpu().contiguous().clone() for k, v in model.state_dict().items()}
+                meta = {"config": asdict(cfg), "data_source": data.describe(), "data_id": data.identity(),
+                        "n_train": len(data.train_x), "train_seconds": time.time() - t0, "checkpoint_epoch": epoch,
+                        "test_history": list(tests), "n_monitor": len(x)}
+                ckey = checkpoint_key(kind, cfg, data, epoch)
+                cache.save_atomic({"key": ckey, "state_dict": state, "meta": meta}, cache.entry_path(kind, ckey))
 
         model, history = train(make(), on_epoch)
         meta = {"config": asdict(cfg), "data_source": data.describe(), "data_id": data.identity(),

@@ -103,6 +103,7 @@ QUESTIONS = {  # notebook -> the question its answer paragraph speaks to on the 
     "09_replication": "Do the verdicts replicate across training seeds?",
     "10_training_claims": "Do DMM's claims about training hold: learning from mislabelled adversarial images, and "
                           "adversarial training deepening the dimples?",
+    "11_model_quality": "Does the answer depend on how well the models are trained?",
 }
 
 

@@ -64,6 +64,16 @@ def write_results(run, title, headline, data_sources=None, unavailable=None, **d
     return write_json_atomic(payload, results_dir(run.profile) / f"{run.notebook}.json")
 
 
+def save_records(records, profile, filename, groups, unit):
+    """Write a notebook's per-image records to results/<filename> (CSV) and say so: how many, of how many `groups`
+    (`unit`: "points", "seed pairs", ...). Returns the path."""
+    path = results_dir(profile) / filename
+    path.parent.mkdir(parents=True, exist_ok=True)
+    records.to_csv(path, index=False)
+    print(f"{len(records):,} per-image records of {groups} {unit} -> {path}")
+    return path
+
+
 def headline(name, value, unit="", published="", ci=None, note=""):
     """One headline figure: unit '%' shows value as a percentage; published is the reference, in words; ci an
     interval (low, high) in the value's unit; note how to read the value, in words (e.g. what below 0.5 means)."""

@@ -59,6 +59,7 @@ VERDICT_HEADERS = {
     "power": "power",
     "n_needed": "N for 80%",
     "leakage": "subspace share (on)",
+    "reaches": "if the trend went on, DMM's side reached",
     "verdict": "verdict",
 }
 

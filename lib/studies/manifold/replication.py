@@ -134,23 +134,28 @@ def series_of(records, series, seed0):
     return records[keep]
 
 
+def claim_rows(r, name, margin=1.1, cosine_margin=0.05, max_failure_rate=0.5, claim_ids=CLAIM_IDS):
+    """[Row] of one pair of networks' records ``r`` on data set ``name`` (lib.studies.manifold.claims' functions;
+    claim 5b against the random subspace, a control that stays the same whatever the networks); 1b only where the
+    records hold unclipped attacks."""
+    lm, rows = np.log(margin), []
+    clipped, free = r[r["clip"].astype(bool)], r[~r["clip"].astype(bool)]
+    where = {"dataset": name, "split": "test", "clip": True}
+    makers = {"3": lambda: claims.claim_gap(clipped, where, "random", lm, max_failure_rate),
+              "4": lambda: claims.claim_gradient_share(clipped, where, lm),
+              "5b": lambda: claims.claim_class_cosine(clipped, where, ("on", "random"), cosine_margin),
+              "1b": lambda: claims.claim_flat_boundary(free, {**where, "clip": False}, lm)}
+    for cid in claim_ids:
+        if cid == "1b" and not len(free):
+            continue
+        rows.append(makers[cid]())
+    return rows
+
+
 def seed_rows(records, margin=1.1, cosine_margin=0.05, max_failure_rate=0.5, claim_ids=CLAIM_IDS):
-    """{(dataset, clf_seed, ae_seed): [Row]}: the claims of one pair's records (lib.studies.manifold.claims' functions;
-    claim 5b against the random subspace, a control that stays the same in every seed)."""
-    lm, out = np.log(margin), {}
-    for (name, c, a), r in records.groupby(["dataset", "clf_seed", "ae_seed"]):
-        rows, clipped, free = [], r[r["clip"].astype(bool)], r[~r["clip"].astype(bool)]
-        where = {"dataset": name, "split": "test", "clip": True}
-        makers = {"3": lambda: claims.claim_gap(clipped, where, "random", lm, max_failure_rate),
-                  "4": lambda: claims.claim_gradient_share(clipped, where, lm),
-                  "5b": lambda: claims.claim_class_cosine(clipped, where, ("on", "random"), cosine_margin),
-                  "1b": lambda: claims.claim_flat_boundary(free, {**where, "clip": False}, lm)}
-        for cid in claim_ids:
-            if cid == "1b" and not len(free):
-                continue
-            rows.append(makers[cid]())
-        out[name, int(c), int(a)] = rows
-    return out
+    """{(dataset, clf_seed, ae_seed): [Row]}: the claims of each pair's records (claim_rows)."""
+    return {(name, int(c), int(a)): claim_rows(r, name, margin, cosine_margin, max_failure_rate, claim_ids)
+            for (name, c, a), r in records.groupby(["dataset", "clf_seed", "ae_seed"])}
 
 
 def per_seed_table(rows_by_pair):

@@ -156,6 +156,20 @@ def analytic_effects(steepness, k=16, n=N) -> dict:
                 "4": np.log(1 / (1 + s * s) / stats.random_share_median(k, n))}
 
 
+def steepness_of(claim_id, ratio, k=16, n=N, reference=None) -> float:
+    """The steepness s of the dimpled world whose claim ``claim_id`` ("3" or "4") has the effect ``ratio`` (as a
+    ratio): analytic_effects inverted. Claim 3: s = ratio x the random subspace's on/off ratio (``reference``; None:
+    the flat boundary's median, as in the world). Claim 4: 1 / (1 + s^2) = ratio x the random subspace's share
+    (``reference``; None: its Beta median), so s = sqrt(1 / (ratio x share) - 1), 0 where the tangent share is
+    already as large as a boundary across the manifold gives (ratio x share >= 1)."""
+    if claim_id == "3":
+        return float(ratio) * (stats.flat_boundary_median(k, n) if reference is None else float(reference))
+    if claim_id == "4":
+        share = float(ratio) * (stats.random_share_median(k, n) if reference is None else float(reference))
+        return float(np.sqrt(1 / share - 1)) if 0 < share < 1 else (0.0 if share >= 1 else float("inf"))
+    raise ValueError(f"steepness is read from claim 3 or 4; got {claim_id!r}")
+
+
 def analytic_threshold(claim_id, margin=1.1, k=16, n=N) -> float:
     """The steepness at which the claim's analytic effect reaches the margin (beyond it: 'supported' is true)."""
     flat, share = stats.flat_boundary_median(k, n), stats.random_share_median(k, n)
