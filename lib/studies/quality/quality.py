@@ -265,14 +265,14 @@ def answer(table, fits, steep, margin, cosine_margin, k=16, n=784):
             f"ratio measured on these networks) and s = {best['s (claim 4)']:.2g} [{best['s (claim 4) low']:.2g}, "
             f"{best['s (claim 4) high']:.2g}] by claim 4 (the gradient's share in the tangent space); DMM needs s "
             f"above {need['3']:.2g} and {need['4']:.2g}.")
-    for _, r in table.iterrows():
-        xs = fits[r["dataset"], series_key(r["series"]), r["claim_id"]][1]
-        unit = "×" if r["scale"] == "ratio" else ""
-        out.append(
-            f"{claims.DATASET_NAMES.get(r['dataset'], r['dataset'])}, claim {r['short'].split(' · ')[0]} over "
-            f"{r['series']} ({len(xs)} points): {r['verdict']}; the effect changes by {r['effect_text']} per tenfold "
-            f"improvement{unit and ' (a ratio per decade)'}. If the trend went on, DMM's side of the margin: "
-            f"{r['reaches']}.")
+    for (name, series), t in table.groupby(["dataset", "series"], sort=False):
+        key = series_key(series)
+        xs = fits[name, key, t["claim_id"].iloc[0]][1]
+        span = f"{quality_text(key, quality_of(key, min(xs)))} to {quality_text(key, quality_of(key, max(xs)))}"
+        parts = [f"claim {r['short'].split(' ')[0]} {r['verdict']} ({r['effect_text'].replace(' (95% CI)', '')} per "
+                 f"tenfold improvement; DMM's side {r['reaches']})" for _, r in t.iterrows()]
+        out.append(f"{claims.DATASET_NAMES.get(name, name)}, over {series} ({len(xs)} points, {span}): "
+                   + "; ".join(parts) + ".")
     return out
 
 
