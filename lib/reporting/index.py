@@ -76,13 +76,15 @@ def verdict_table(profile):
 def rules_html():
     """How a verdict is reached, under the table: each notebook is its own Holm family (named in the table)."""
     items = "".join(f"<li><b>{html.escape(v)}</b>: {html.escape(why)}</li>" for v, why in rules.RULES)
+    families = len(QUESTIONS) + 1  # 05's deciding rows, and one family per further question
     return (
         "<p class=note>Each notebook's rows form one Holm family (column <i>family</i>); <i>p (margin, Holm)</i> "
         "tests the hypothesis whose rejection makes a row supported (beyond the negligible band on the predicted "
         "side, or within it for an equivalence); <i>power</i> is that test's at Holm's first-step level α/m, a "
         "lower bound, at the row's N where the effect is the one DMM predicts (not the observed one). Each family "
-        "holds its false-supported rate at 5%; across the six families behind the answer the chance of at least "
-        "one false supported row is up to 1 − 0.95⁶ ≈ 26% (the deciding rows of 05 are one family).</p><ul class=note>"
+        f"holds its false-supported rate at 5%; across the {families} families behind the answer the chance of at "
+        f"least one false supported row is up to 1 − 0.95^{families} ≈ {1 - 0.95 ** families:.0%} (the deciding rows of "
+        "05 are one family).</p><ul class=note>"
         + items
         + "</ul>"
     )
