@@ -2,7 +2,7 @@
 import matplotlib.pyplot as plt
 import numpy as np
 
-from lib.figures.plots import VERDICT_COLOURS, _plain_log_x
+from lib.figures.plots import VERDICT_COLOURS
 
 AXIS = {"autoencoder": "test reconstruction MSE (better →)", "classifier": "test error (better →)",
         "data": "autoencoder's training images (more →)"}
@@ -19,8 +19,9 @@ def _quality_axis(ax, series, xs, marks):
     qs = [q for _, q in marks] + list(xs)
     lo, hi = min(qs) / 1.5, max(qs) * 1.5
     ax.set_xlim((hi, lo) if series != "data" else (lo, hi))
-    if series == "data":
-        _plain_log_x(ax)
+    ax.xaxis.set_major_locator(plt.LogLocator(subs=(1.0,) if series == "data" or hi / lo > 300 else (1.0, 2.0, 5.0)))
+    ax.xaxis.set_major_formatter(plt.FuncFormatter(lambda v, _: f"{v:,.0f}" if series == "data" else f"{v:g}"))
+    ax.xaxis.set_minor_formatter(plt.NullFormatter())
     ax.set_xlabel(AXIS[series], fontsize=8)
     ax.grid(alpha=0.3, which="both")
 

@@ -83,8 +83,8 @@ def rules_html():
         "side, or within it for an equivalence); <i>power</i> is that test's at Holm's first-step level α/m, a "
         "lower bound, at the row's N where the effect is the one DMM predicts (not the observed one). Each family "
         f"holds its false-supported rate at 5%; across the {families} families behind the answer the chance of at "
-        f"least one false supported row is up to 1 − 0.95^{families} ≈ {1 - 0.95 ** families:.0%} (the deciding rows of "
-        "05 are one family).</p><ul class=note>"
+        f"least one false supported row is up to 1 − 0.95^{families} ≈ {1 - 0.95 ** families:.0%} (the deciding rows "
+        "of 05 are one family).</p><ul class=note>"
         + items
         + "</ul>"
     )

@@ -170,7 +170,8 @@ def quality_of(series, x):
 
 
 def quality_text(series, q):
-    return f"{q:,.0f} images" if series == "data" else (f"MSE {q:.2g}" if series == "autoencoder" else f"{q:.2%} error")
+    return f"{q:,.0f} images" if series == "data" else (f"MSE {q:.2g}" if series == "autoencoder" else
+                                                         f"{100 * q:.2g}% error")
 
 
 def reach_text(fit, row, series, margin, cosine_margin):
@@ -181,7 +182,7 @@ def reach_text(fit, row, series, margin, cosine_margin):
     threshold = s * (np.log(margin) if row.scale == "ratio" else cosine_margin)
     r = trend.reach(fit, threshold, s)
     if r["already"]:
-        return "already there at the best point"
+        return "already on it at the best point"
     early = quality_text(series, quality_of(series, r["earliest"])) if not np.isnan(r["earliest"]) else None
     late = quality_text(series, quality_of(series, r["latest"])) if not np.isnan(r["latest"]) else "never"
     if np.isnan(r["at"]):
@@ -265,6 +266,7 @@ def answer(table, fits, steep, margin, cosine_margin, k=16, n=784):
             f"ratio measured on these networks) and s = {best['s (claim 4)']:.2g} [{best['s (claim 4) low']:.2g}, "
             f"{best['s (claim 4) high']:.2g}] by claim 4 (the gradient's share in the tangent space); DMM needs s "
             f"above {need['3']:.2g} and {need['4']:.2g}.")
+        out += _heading(table, fits, name)
     for (name, series), t in table.groupby(["dataset", "series"], sort=False):
         key = series_key(series)
         xs = fits[name, key, t["claim_id"].iloc[0]][1]
@@ -274,6 +276,24 @@ def answer(table, fits, steep, margin, cosine_margin, k=16, n=784):
         out.append(f"{claims.DATASET_NAMES.get(name, name)}, over {series} ({len(xs)} points, {span}): "
                    + "; ".join(parts) + ".")
     return out
+
+
+def _heading(table, fits, name):
+    """[A sentence] on where the autoencoder's training is heading: claim 3's trend continued, beside the published
+    autoencoders (an extrapolation, and how far beyond the measured range)."""
+    t = table[(table["dataset"] == name) & (table["claim_id"] == "3") & (table["series"] == SERIES["autoencoder"])]
+    if not len(t) or fits.get((name, "autoencoder", "3"), (None,))[0] is None:
+        return []
+    f, r = fits[name, "autoencoder", "3"][0], t.iloc[0]
+    span = float(np.ptp(f["x"]))
+    marks = "; ".join(f"{src}: MSE {q:.2g}" for src, q in published_marks("autoencoder", name)) or "none published"
+    effect, verdict = r["effect_text"].replace(" (95% CI)", ""), r["verdict"]
+    return [f"{claims.DATASET_NAMES.get(name, name)}: as the autoencoder trains (test MSE {10 ** -f['x'].min():.2g} "
+            f"to {10 ** -f['x'].max():.2g}), claim 3's effect changes by {effect} per tenfold fall of the test MSE "
+            f"({verdict}: a trend toward DMM is {'' if verdict == 'supported' else 'not '}established). Continued, it "
+            f"would reach DMM's side {r['reaches']}; the published autoencoders: {marks}. That is an extrapolation "
+            f"from {span:.2g} decades of measured training, and the verdicts of notebooks 05 and 09 describe the "
+            "autoencoders trained here, not converged ones: a longer-trained autoencoder (a GPU) would settle it."]
 
 
 def series_key(words):
