@@ -1,6 +1,8 @@
 """Notebook 07's verdicts over training seeds (lib.studies.defence.defence_seeds): the pooling of paired robust
 outcomes on images shared across seeds (lib.inference.pooling with statistic "mean"), by simulation, and the
 bookkeeping of per-seed and pooled rows."""
+from dataclasses import replace
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -92,7 +94,7 @@ def _seed_rows(rng, seeds=(0, 1, 2), names=("mnist", "fashion_mnist")):
             rs = [verdicts.Row(**{**r.__dict__, "notes": {**r.notes, "eps": np.nan}})
                   for r in defence_claims.isometry_rows(name, spread_plain, spread_iae)]
             for eps in (1.0, 2.0):
-                at = 0.3 if eps == 1.0 else 0.0
+                at = 1.0 if eps == 1.0 else 0.0
                 base = rng.normal(0, 1.5, 40)
                 ok_a, ok_b = base + at * 4 + rng.normal(0, 1, 40) > 0, base + rng.normal(0, 1, 40) > 0
                 rs.append(defence_claims.paired_row("07d/plain AE", "07d I-AE more robust than plain AE", "c", name,
@@ -115,6 +117,12 @@ def test_pool_rows_pools_each_row_over_the_seeds_and_counts_agreement():
             # the pooled effect is the mean of the seeds' robust-accuracy differences
             assert r["effect"] == pytest.approx(same["effect"].mean())
         assert r["agreeing_seeds"] == f"{int((same['verdict'] == r['verdict']).sum())} of 3"
+    # a seed's row the convergence check made inconclusive makes the pooled row inconclusive (not supported)
+    flagged = {k: [replace(r, robust_to_failures=False) if r.claim_id.startswith("07d") else r for r in rs]
+               for k, rs in rows.items()}
+    _, strict = defence_seeds.pool_rows(flagged, [0, 1, 2])
+    assert (pooled["verdict"] == "supported").any()
+    assert not (strict.loc[strict["claim_id"].str.startswith("07d"), "verdict"] == "supported").any()
     panels = defence_seeds.forest_panels(defence_seeds.Seeds([0, 1, 2], rows, per_seed, pooled, None, 40, 0.0),
                                          "mnist", MARGIN)
     assert len(panels) == 2 and all(len(p["entries"]) == 4 for p in panels.values())  # 3 seeds + pooled

@@ -202,7 +202,8 @@ def _key(row):
 def pool_rows(rows, seeds, alpha=0.05):
     """(each seed's rows judged as one network's table, family "07 · seed s", stacked with a seed column; the rows
     pooled over the seeds, lib.inference.pooling.pooled_row (robust-accuracy differences: each seed's mean paired
-    difference, images shared; isometry spreads: medians), judged in FAMILY (lib.inference.pooling.judge: seeds
+    difference, images shared; isometry spreads: medians; inconclusive where a seed's row is for its checks: the
+    convergence check), judged in FAMILY (lib.inference.pooling.judge: seeds
     that disagree in sign are not supported), with how many seeds' own verdicts agree)."""
     per_seed = stack([verdicts.judge(r, f"07 · seed {s}").assign(seed=s) for (_, s), r in rows.items() if r])
     groups = {}
@@ -217,7 +218,9 @@ def pool_rows(rows, seeds, alpha=0.05):
         p = pooling.pooled_row(rs, "training seeds", alpha=alpha,
                                statistic="mean" if first.scale == "points" else "median")
         keep = {k: first.notes[k] for k in ("eps", "other") if k in first.notes}
-        pooled.append(replace(p, notes={**p.notes, **keep}))
+        # a check that makes a seed's row inconclusive (its defences' attack had not converged) holds for the pool
+        robust = all(r.robust_to_failures for r in rs)
+        pooled.append(replace(p, notes={**p.notes, **keep}, robust_to_failures=p.robust_to_failures and robust))
     table = pooling.judge(pooled, FAMILY, alpha)
     if not len(table) or not len(per_seed):
         return per_seed, table
