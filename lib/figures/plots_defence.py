@@ -1,6 +1,7 @@
 """Figures of notebook 07 (the Isometric-Autoencoder defence): one function per figure kind."""
 import matplotlib.pyplot as plt
 import numpy as np
+from pathlib import Path
 
 from lib.learn.iae import ISO_TARGET, ISO_TOLERANCE
 
@@ -129,3 +130,21 @@ def _convergence(curves, title):
     ax.legend(fontsize=8)
     fig.tight_layout()
     plt.show()
+
+
+def seed_forests(result, names, margin, folder):
+    """Notebook 07's forest plots (lib.figures.plots_replication.forest), one per data set of `names`: each defence
+    row's robust-accuracy difference per training seed and pooled (lib.studies.defence.defence_seeds.forest_panels of
+    `result`), saved as 07_forest_<data set>.png in `folder`; returns {data set: file name}."""
+    from lib.figures.plots_replication import forest
+    from lib.studies.defence.defence_seeds import forest_panels
+
+    saved = {}
+    for name in names:
+        panels = forest_panels(result, name, margin)
+        if not panels:
+            continue
+        fig = forest(panels, f"{name}: robust-accuracy differences per training seed, pooled", "pooled over the seeds")
+        saved[name] = f"07_forest_{name}.png"
+        fig.savefig(Path(folder) / saved[name], dpi=110, bbox_inches="tight")
+    return saved

@@ -75,26 +75,35 @@ def pool(effects, ses, method: str = "dl", hksj: bool = True, alpha: float = 0.0
             "i2": i2, "q": q, "q_p": q_p, "k": len(y), "dist": dist, "method": method, "hksj": hksj}
 
 
-def seed_medians(values) -> np.ndarray:
-    """Each column's (seed's) median of ``values`` (images x seeds; rows are images, in one order for every seed)."""
-    return np.median(np.asarray(values, float), axis=0)
+# A seed's location of its per-image values: the median (per-image log ratios, cosines) or the mean (paired binary
+# outcomes coded -1 / 0 / 1, whose mean is the difference of two robust accuracies: notebook 07).
+LOCATIONS = {"median": np.median, "mean": np.mean}
 
 
-def bootstrap_medians(values, n_boot: int = 2000, seed: int = 0) -> np.ndarray:
-    """(n_boot, columns) medians of ``values`` (images x columns) over bootstrap draws of the images (rows), each
-    image's row kept together: the columns' medians as their shared images make them vary together."""
+def seed_medians(values, statistic: str = "median") -> np.ndarray:
+    """Each column's (seed's) median (or ``statistic``, a key of LOCATIONS) of ``values`` (images x seeds; rows are
+    images, in one order for every seed)."""
+    return LOCATIONS[statistic](np.asarray(values, float), axis=0)
+
+
+def bootstrap_medians(values, n_boot: int = 2000, seed: int = 0, statistic: str = "median") -> np.ndarray:
+    """(n_boot, columns) medians (or ``statistic``s) of ``values`` (images x columns) over bootstrap draws of the
+    images (rows), each image's row kept together: the columns' medians as their shared images make them vary
+    together."""
     x = np.asarray(values, float)
     boot = np.empty((n_boot, x.shape[1]))
     rng = np.random.default_rng(seed)
     for start in range(0, n_boot, 200):  # chunks: B x n x k values at once
         idx = rng.integers(0, len(x), (min(200, n_boot - start), len(x)))
-        boot[start:start + len(idx)] = np.median(x[idx], axis=1)
+        boot[start:start + len(idx)] = LOCATIONS[statistic](x[idx], axis=1)
     return boot
 
 
-def pool_shared_images(values, alpha: float = 0.05, n_boot: int = 2000, seed: int = 0) -> dict:
-    """The mean over seeds of each seed's median, where every seed is measured on the same images (``values``: images
-    x seeds, exact values or one-sided bounds at +-inf). The images' sampling covariance of the seeds' medians,
+def pool_shared_images(values, alpha: float = 0.05, n_boot: int = 2000, seed: int = 0,
+                       statistic: str = "median") -> dict:
+    """The mean over seeds of each seed's median (``statistic`` "mean": of each seed's mean, the same way), where
+    every seed is measured on the same images (``values``: images x seeds, exact values or one-sided bounds at
+    +-inf). The images' sampling covariance of the seeds' medians,
     Sigma, comes from a bootstrap over images that keeps each image's row together (the seeds' medians correlate,
     rho = mean off-diagonal / mean diagonal). With S^2 the seeds' sample variance of their medians (its expectation
     tau^2 + v - c, v and c Sigma's mean diagonal and off-diagonal), the pooled mean's variance
@@ -103,18 +112,21 @@ def pool_shared_images(values, alpha: float = 0.05, n_boot: int = 2000, seed: in
     (k - 1) var^2 / (S^2 / k)^2: k - 1 (HKSJ's reference) where the seeds' spread is all of it, more where the images'
     covariance, known from many images, is most of it. tau^2 = max(0, S^2 - (v - c)), and its one-sided (1 - alpha)
     upper bound from S^2 (k - 1) / (tau^2 + v - c) ~ chi^2_(k-1)."""
+    stats.check_choice(statistic, tuple(LOCATIONS), "statistic")
     x = np.asarray(values, float)
     n, k = x.shape
     if k < 2 or n < 2:
         raise ValueError(f"pooling needs two or more seeds and images; got {k} seeds, {n} images")
-    y = seed_medians(x)
-    boot = bootstrap_medians(x, n_boot, seed)
+    y = seed_medians(x, statistic)
+    boot = bootstrap_medians(x, n_boot, seed, statistic)
     if not (np.all(np.isfinite(y)) and np.all(np.isfinite(boot))):
         raise ValueError("a seed's median (or a bootstrap draw of it) is not finite: most of its values are bounds")
     sigma = np.cov(boot, rowvar=False)
     v, c = float(np.mean(np.diag(sigma))), float((sigma.sum() - np.trace(sigma)) / (k * (k - 1)))
     s2 = float(np.var(y, ddof=1))
     var = max(s2 / k + c, sigma.sum() / k ** 2)
+    if not var > 0:
+        raise ValueError("the per-image values vary neither between images nor between seeds: no standard error")
     se = float(np.sqrt(var))
     mu = float(np.mean(y))
     # Satterthwaite's df: only the spread term S^2 / k is estimated from k - 1 df (the bootstrap's c from many images)
@@ -167,12 +179,14 @@ def _power(p: dict, predicted: str, margin: float, effect: float):
 
 
 def pooled_row(seed_rows: list[verdicts.Row], label: str, method: str = "dl", hksj: bool = True,
-               alpha: float = 0.05) -> verdicts.Row:
+               alpha: float = 0.05, statistic: str = "median") -> verdicts.Row:
     """The claim of ``seed_rows`` (one claim, one data set, one Row per seed) pooled over the seeds: a "difference"
     Row with the pooled effect and interval, p and p_margin from the pooled one-sided tests, n = the seeds pooled.
 
     Where every seed's row carries its per-image values (the same images for every seed), ``pool_shared_images``
-    pools them with the images' correlation across seeds; otherwise ``pool``, a meta-analysis that takes the seeds
+    pools them with the images' correlation across seeds (``statistic``: each seed's median, or its mean where the
+    rows' effect is a mean, as a difference of paired robust accuracies is); otherwise ``pool``, a meta-analysis
+    that takes the seeds
     as independent (``method`` the tau^2 estimator; ``hksj`` the HKSJ t test, else DerSimonian-Laird's z). Seeds
     that are not testable or have no finite interval are left out; with fewer than two left, the row is not
     testable. ``notes`` carry tau^2 (with its upper bound where known), the seeds' correlation, the seeds' effects
@@ -203,25 +217,25 @@ def pooled_row(seed_rows: list[verdicts.Row], label: str, method: str = "dl", hk
     left_words = f"; {left} seed(s) without a finite interval left out" if left else ""
     if shared is not None:
         try:
-            p = pool_shared_images(shared, alpha)
+            p = pool_shared_images(shared, alpha, statistic=statistic)
         except ValueError as err:
             return verdicts.Row(**base, **untestable, n=len(use), statistic=f"not pooled: {err}",
                                 notes={**notes, "tau2": np.nan, "i2": np.nan})
-        statistic = (f"mean of {p['k']} seeds' medians on the same {p['n_images']} images; standard error from the "
-                     f"seeds' spread plus their shared-image covariance (bootstrap over images, each image's values "
-                     f"across seeds kept together; the seeds' medians correlate, rho={p['rho']:.2f}); t test with "
-                     f"{p['df']:.3g} df (Satterthwaite), one-sided ({first.predicted}); tau²={p['tau2']:.3g} (upper "
-                     f"{1 - alpha:.0%} bound {p['tau2_upper']:.3g}: {p['k']} seeds cannot rule out a between-seed "
-                     f"variance that large)" + left_words)
+        words = (f"mean of {p['k']} seeds' {statistic}s on the same {p['n_images']} images; standard error from the "
+                 f"seeds' spread plus their shared-image covariance (bootstrap over images, each image's values "
+                 f"across seeds kept together; the seeds' {statistic}s correlate, rho={p['rho']:.2f}); t test with "
+                 f"{p['df']:.3g} df (Satterthwaite), one-sided ({first.predicted}); tau²={p['tau2']:.3g} (upper "
+                 f"{1 - alpha:.0%} bound {p['tau2_upper']:.3g}: {p['k']} seeds cannot rule out a between-seed "
+                 f"variance that large)" + left_words)
     else:
         p = pool([seed_rows[i].effect for i in use], [ses[i] for i in use], method, hksj, alpha)
-        statistic = (f"random-effects meta-analysis of {p['k']} seeds' medians taken as independent "
-                     f"({METHOD_WORDS[method]}; {'HKSJ t' if hksj else 'z'} test, one-sided ({first.predicted})), "
-                     f"tau²={p['tau2']:.3g}, I²={p['i2']:.0%}, Q={p['q']:.3g} (p={p['q_p']:.2g})" + left_words)
+        words = (f"random-effects meta-analysis of {p['k']} seeds' {statistic}s taken as independent "
+                 f"({METHOD_WORDS[method]}; {'HKSJ t' if hksj else 'z'} test, one-sided ({first.predicted})), "
+                 f"tau²={p['tau2']:.3g}, I²={p['i2']:.0%}, Q={p['q']:.3g} (p={p['q_p']:.2g})" + left_words)
     p_none, p_margin = pooled_tests(p, first.predicted, first.margin)
     effect = first.dmm_effect if np.isfinite(first.dmm_effect) else 2 * s * first.margin
     return verdicts.Row(**base, effect=p["effect"], ci_low=p["ci_low"], ci_high=p["ci_high"], ci_level=1 - alpha,
-                        p=p_none, p_margin=p_margin, n=p["k"], statistic=statistic,
+                        p=p_none, p_margin=p_margin, n=p["k"], statistic=words,
                         notes={**notes, "tau2": p["tau2"], "tau2_upper": p.get("tau2_upper", np.nan),
                                "rho": p.get("rho", np.nan), "i2": p["i2"], "q_p": p["q_p"], "se": p["se"]},
                         power_at=_power(p, first.predicted, first.margin, effect))

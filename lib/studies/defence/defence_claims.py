@@ -49,11 +49,15 @@ def not_converged(main: dict, strong: dict, margin: float) -> set:
     return {d for d in main if d in strong and main[d] - strong[d] > margin / 2}
 
 
-def paired_row(cid, short, claim, dataset, ok_a, ok_b, margin, robust=True, **notes) -> verdicts.Row:
+def paired_row(cid, short, claim, dataset, ok_a, ok_b, margin, robust=True, images=None, **notes) -> verdicts.Row:
     """Robust accuracy under a minus under b on the same images, > margin: Agresti-Min 95% interval; one-sided
-    one-sided tests of no difference (McNemar's exact mid-p where discordant pairs are few, else Tango's score test;
-    stats.paired_proportion_test) and of the margin (Tango's score test); power of the latter."""
+    tests of no difference (McNemar's exact mid-p where discordant pairs are few, else Tango's score test;
+    stats.paired_proportion_test) and of the margin (Tango's score test); power of the latter. The per-image
+    differences ok_a - ok_b (-1, 0, 1; their mean is the effect) stay on the row (Row.per_image, indexed by `images`,
+    default 0, 1, ...) for pooling over training seeds that attack the same images (lib.inference.pooling)."""
     ok_a, ok_b = np.asarray(ok_a, bool), np.asarray(ok_b, bool)
+    per_image = pd.Series(ok_a.astype(float) - ok_b.astype(float),
+                          index=np.arange(len(ok_a)) if images is None else np.asarray(images))
     diff, lo, hi = stats.paired_difference_ci(ok_a, ok_b)
     _, p, test = stats.paired_proportion_test(ok_a, ok_b, 0.0)
     _, p_margin = stats.paired_proportion_score_test(ok_a, ok_b, margin)
@@ -62,19 +66,22 @@ def paired_row(cid, short, claim, dataset, ok_a, ok_b, margin, robust=True, **no
                         effect=diff, ci_low=lo, ci_high=hi, p=p, p_margin=p_margin, n=len(ok_a),
                         statistic=f"{test} (no difference), Tango score test (margin), one-sided ({n10} images "
                                   f"robust only under the first, {n01} only under the second)",
-                        robust_to_failures=robust,
+                        robust_to_failures=robust, per_image=(per_image, per_image),
                         notes={"robust accuracies": f"{ok_a.mean():.0%} vs {ok_b.mean():.0%}", **notes},
                         power_at=lambda a: power.power_paired_proportions(ok_a, ok_b, margin, a))
 
 
 def isometry_rows(dataset: str, spread_plain, spread_iae) -> list[verdicts.Row]:
     """07a (paired sign tests of plain − I-AE spread beyond log 1.1) and 07b (spread − log 1.25 below −log 1.1: a
-    margin like every other row's, so that a spread just under log 1.25 is not called isometric)."""
-    diff = np.asarray(spread_plain, float) - np.asarray(spread_iae, float)
-    a = verdicts.location_row("07a", *CLAIMS["07a"], dataset, "test", diff, scale="difference",
+    margin like every other row's, so that a spread just under log 1.25 is not called isometric). The spreads are
+    per image, in one order of images (kept on the rows for pooling over seeds measured at the same images)."""
+    iae_spread = pd.Series(np.asarray(spread_iae, float))
+    diff = pd.Series(np.asarray(spread_plain, float)) - iae_spread
+    a = verdicts.location_row("07a", *CLAIMS["07a"], dataset, "test", diff, diff, scale="difference",
                               margin=float(np.log(1.1)))
-    b = verdicts.location_row("07b", *CLAIMS["07b"], dataset, "test", np.asarray(spread_iae, float) - np.log(1.25),
-                              scale="difference", predicted="less", margin=float(np.log(1.1)))
+    b = verdicts.location_row("07b", *CLAIMS["07b"], dataset, "test", iae_spread - np.log(1.25),
+                              iae_spread - np.log(1.25), scale="difference", predicted="less",
+                              margin=float(np.log(1.1)))
     return [a, b]
 
 
@@ -85,16 +92,18 @@ def defence_rows(dataset: str, records: pd.DataFrame, verdict_eps, margin: float
     rows = []
     for eps in verdict_eps:
         r = records[np.isclose(records["eps"].astype(float), eps) & (records["defence"] == "I-AE")]
-        by = {a: g.sort_values("image")["broken"].to_numpy(bool) for a, g in r.groupby("attack")}
+        by = {a: g.sort_values("image") for a, g in r.groupby("attack")}
         if {"on-manifold", "off-manifold"} <= set(by):
             short, text = CLAIMS["07c"]
-            rows.append(paired_row("07c", short, text.format(eps=eps), dataset, ~by["off-manifold"], ~by["on-manifold"],
-                                   margin, "I-AE" not in unconverged, eps=eps))
+            off, on = (by[a]["broken"].to_numpy(bool) for a in ("off-manifold", "on-manifold"))
+            rows.append(paired_row("07c", short, text.format(eps=eps), dataset, ~off, ~on, margin,
+                                   "I-AE" not in unconverged, by["on-manifold"]["image"].to_numpy(), eps=eps))
         robust = worst_case(records, eps)
         for other in others:
             if "I-AE" in robust and other in robust:
                 short, text = CLAIMS["07d"]
                 rows.append(paired_row(f"07d/{other}", short.format(other=other), text.format(other=other, eps=eps),
                                        dataset, robust["I-AE"], robust[other], margin,
-                                       not ({"I-AE", other} & set(unconverged)), eps=eps, other=other))
+                                       not ({"I-AE", other} & set(unconverged)), robust.index.to_numpy(), eps=eps,
+                                       other=other))
     return rows

@@ -26,9 +26,12 @@ ROBUST_COLUMNS = ["defence", "attack", "eps", "robust accuracy", "dataset"]
 BASELINES = ("I-AE", "plain AE", "pca", "none")  # the defences, in the order the headline figures name them
 
 
-def check_params(lambdas, recon_tolerance, eps_grid, finetune_threshold):
-    """ValueError unless recon_tolerance > 0, lambdas a non-empty list of values >= 0, finetune_threshold in [0, 1)
-    and eps_grid a non-empty list of budgets > 0."""
+def check_params(lambdas, recon_tolerance, eps_grid, finetune_threshold, seed_images=None, n_images=None):
+    """ValueError unless recon_tolerance > 0, lambdas a non-empty list of values >= 0, finetune_threshold in [0, 1),
+    eps_grid a non-empty list of budgets > 0 and (where given) seed_images at most n_images."""
+    if seed_images is not None and n_images is not None and seed_images > n_images:
+        raise ValueError(f"seed_images must be at most n_images ({n_images}): the seeds attack a subset of the "
+                         f"attacked images; got {seed_images}")
     if not 0 < recon_tolerance or not lambdas or min(lambdas) < 0:
         raise ValueError("recon_tolerance must be > 0 and lambdas a non-empty list of values >= 0")
     if not 0 <= finetune_threshold < 1 or not eps_grid or min(eps_grid) <= 0:
@@ -131,22 +134,23 @@ def show_unconverged(unconverged, margin):
                  "so verdicts that involve them are inconclusive.")
 
 
-def manifold_attacks(defended, *, keys, eps_grid, alpha, steps):
-    """Notebook 03's greedy PGD on every defence of `defended` ({data set: (defences, images, labels)}) with its
-    gradient confined to (on-manifold) or away from (off-manifold) the defence's own manifold: the I-AE's tangent space
-    for the I-AE, the plain autoencoder's for the plain AE and for no defence, the principal subspace for PCA (each
-    the projection of that defence); budget max(eps_grid); cached per data set under the defences' identities
-    `keys[data set]`. Returns (budget records at each eps of eps_grid, one summary
+def manifold_attacks(defended, *, keys, eps_grid, alpha, steps, only=None):
+    """Notebook 03's greedy PGD on every defence of `defended` ({data set: (defences, images, labels)}; `only`: on
+    those defences alone) with its gradient confined to (on-manifold) or away from (off-manifold) the defence's own
+    manifold: the I-AE's tangent space for the I-AE, the plain autoencoder's for the plain AE and for no defence, the
+    principal subspace for PCA (each the projection of that defence); budget max(eps_grid); cached per data set under
+    the attacked defences' identities `keys[data set]`. Returns (budget records at each eps of eps_grid, one summary
     row per data set, defence and attack)."""
     frames, rows = [], []
     for name, (defences, x, y) in defended.items():
+        labels = tuple(d for d in defences if only is None or d in only)
         greedy = _cached(
             "manifold_attacks",
-            keys[name],
+            {d: keys[name][d] for d in labels},
             x,
             y,
             {"eps": float(max(eps_grid)), "alpha": alpha, "steps": steps},
-            lambda: _greedy(defences, x, y, max(eps_grid), alpha, steps),
+            lambda: _greedy(defences, x, y, max(eps_grid), alpha, steps, labels),
         )
         frames.append(defence.records_at(greedy, eps_grid).assign(dataset=name))
         for (label, attack), r in greedy.groupby(["defence", "attack"], sort=False):
@@ -158,12 +162,12 @@ def manifold_attacks(defended, *, keys, eps_grid, alpha, steps):
     return stack(frames, RECORD_COLUMNS), pd.DataFrame(rows)
 
 
-def _greedy(defences, x, y, eps, alpha, steps):
-    plain_tangent = subspaces.tangent_subspace(defences["plain AE"].project, x)
-    subs = {"none": plain_tangent, "plain AE": plain_tangent,
-            "I-AE": subspaces.tangent_subspace(defences["I-AE"].project, x),
-            "pca": subspaces.BasisSubspace(defences["pca"].project.Q, "pca")}
-    return defence.subspace_attacks(defences, subs, x, y, eps=eps, alpha=alpha, steps=steps)
+def _greedy(defences, x, y, eps, alpha, steps, labels):
+    """defence.subspace_attacks on the defences `labels`, each confined to its own manifold's tangent space."""
+    own = {"none": "plain AE", "plain AE": "plain AE", "I-AE": "I-AE"}  # whose tangent space; pca: its basis
+    tangents = {own[d]: subspaces.tangent_subspace(defences[own[d]].project, x) for d in labels if d in own}
+    subs = {d: tangents[own[d]] if d in own else subspaces.BasisSubspace(defences[d].project.Q, "pca") for d in labels}
+    return defence.subspace_attacks({d: defences[d] for d in labels}, subs, x, y, eps=eps, alpha=alpha, steps=steps)
 
 
 # What defines the attack results cached here (lib.infra.artifacts): the attacks, and the subspaces they are confined
@@ -194,7 +198,8 @@ def rules_markdown(margin):
 def answer(names, worst, manifold_robust, table, verdict_eps, eps_grid):
     """A sentence per data set: robust accuracy of each defence under the worst case of every attack (ours and
     AutoAttack; `worst`, a robust table of attack "worst case") at the last verdict budget with the verdict of 07d
-    (I-AE vs plain AE), and the I-AE's under on- and off-manifold PGD."""
+    (I-AE vs plain AE; `table`: the verdicts pooled over training seeds, lib.studies.defence.defence_seeds, whose
+    row says how many seeds' own verdicts agree), and the I-AE's under on- and off-manifold PGD."""
     def acc(name, d, attack, eps, t=worst):
         return lookup(t, "robust accuracy", np.nan, dataset=name, defence=d, attack=attack, eps=eps)
 
@@ -202,12 +207,15 @@ def answer(names, worst, manifold_robust, table, verdict_eps, eps_grid):
     for name in names:
         e = verdict_eps[-1] if verdict_eps else eps_grid[-1]
         v = lookup(table, dataset=name, claim_id="07d/plain AE", eps=e)
+        said = "not tested" if v is None else (
+            f"{v['verdict']} over {int(v['n'])} training seeds, {v['effect_text']}, "
+            f"{v.get('agreeing_seeds', '?')} seeds' own verdicts agreeing" if "agreeing_seeds" in v else v["verdict"])
         out.append(
             f"{name}: against every attack run (our PGD and AutoAttack, worst case per image) at ε = {e:g}, the "
             f"I-AE defence keeps {acc(name, 'I-AE', 'worst case', e):.0%} of the images robust, the plain AE "
             f"{acc(name, 'plain AE', 'worst case', e):.0%}, PCA {acc(name, 'pca', 'worst case', e):.0%}, no defence "
             f"{acc(name, 'none', 'worst case', e):.0%} (I-AE better than the plain AE: "
-            f"{v['verdict'] if v is not None else 'not tested'}). Confined to the I-AE's manifold, PGD leaves "
+            f"{said}). Confined to the I-AE's manifold, PGD leaves "
             f"{acc(name, 'I-AE', 'on-manifold', e, manifold_robust):.0%} robust at ε = {e:g}; confined to its "
             f"normal space, {acc(name, 'I-AE', 'off-manifold', e, manifold_robust):.0%}."
         )

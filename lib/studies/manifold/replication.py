@@ -184,12 +184,14 @@ def pooled_tables(rows_by_pair, seed0, method="dl", hksj=True, alpha=0.05, separ
     return pooling.judge(main, FAMILY, alpha), pooling.judge(one, FAMILY_ONE, alpha), groups
 
 
-def with_agreement(pooled, per_seed):
-    """The pooled table with how many seed pairs' own verdicts agree with the pooled one, and their verdicts."""
+def with_agreement(pooled, per_seed, by=("dataset", "claim_id")):
+    """The pooled table with how many seed pairs' own verdicts agree with the pooled one, and their verdicts; a seed's
+    row is the pooled row's where the columns `by` agree."""
     out = pooled.copy()
     agree, said = [], []
     for _, r in out.iterrows():
-        v = per_seed[(per_seed["dataset"] == r["dataset"]) & (per_seed["claim_id"] == r["claim_id"])]["verdict"]
+        same = np.logical_and.reduce([per_seed[c] == r[c] for c in by])
+        v = per_seed[same]["verdict"]
         agree.append(f"{int((v == r['verdict']).sum())} of {len(v)}")
         said.append(", ".join(f"{k} ×{n}" for k, n in v.value_counts().items()))
     return out.assign(agreeing_seeds=agree, seed_verdicts=said)
