@@ -84,7 +84,6 @@ from lib.learn import data, session
 from lib.reporting import report, tables
 from lib.studies.quality import quality
 
-quality.check_params(data_sizes, data_epochs, n_images)
 run, model_settings, found, missing = session.start("11_model_quality", profile, seed, device, datasets, model_settings,
                                                    test_subset)
 
@@ -113,7 +112,7 @@ if len(summary):
 # %%
 settings = experiment.settings_from(run.shared("attack", attack))
 records = {name: quality.attack_points(found[name], pts, n_images, settings, seed=seed, device=run.device, shard_size=shard_size,
-                                       scheduler=scheduler, flat_boundary=flat_boundary)[0] for name, pts in points.items()}
+                                       scheduler=scheduler, flat_boundary=flat_boundary) for name, pts in points.items()}
 records = pd.concat(records.values(), ignore_index=True) if records else pd.DataFrame()
 if len(records):
     report.save_records(records, profile, "11_records.csv", records.groupby(["dataset", "series", "point"]).ngroups, "points")

@@ -3,6 +3,7 @@ import matplotlib.pyplot as plt
 import numpy as np
 
 from lib.figures.plots import VERDICT_COLOURS
+from lib.studies.quality import quality
 
 AXIS = {"autoencoder": "test reconstruction MSE (better →)", "classifier": "test error (better →)",
         "data": "autoencoder's training images (more →)"}
@@ -26,8 +27,13 @@ def _quality_axis(ax, series, xs, marks):
     ax.grid(alpha=0.3, which="both")
 
 
-def _to_quality(series, x):
-    return 10 ** np.asarray(x) if series == "data" else 10 ** -np.asarray(x)
+def _continued(f, series, marks, start, points):
+    """The trend fit ``f`` on x from ``start`` to the furthest of its points and the published ``marks``: (x grid,
+    the fitted values, their standard errors)."""
+    far = max([f["x"].max()] + [float(quality.x_of(series, m)) for _, m in marks])
+    grid = np.linspace(start, far, points)
+    fitted, se = np.array([f["band"](g) for g in grid]).T
+    return grid, fitted, se
 
 
 def series_claims(points, fits, trend_table, series, marks, margin=1.1, cosine_margin=0.05, title=""):
@@ -41,7 +47,7 @@ def series_claims(points, fits, trend_table, series, marks, margin=1.1, cosine_m
     for ax, cid in zip(axes[0], ids):
         t = points[points["claim_id"] == cid].sort_values("x")
         ratio = t["scale"].iloc[0] == "ratio"
-        q = _to_quality(series, t["x"])
+        q = quality.quality_of(series, t["x"])
         for (_, r), qi in zip(t.iterrows(), q):
             ax.errorbar(qi, r["effect"], yerr=[[r["effect"] - r["ci_low"]], [r["ci_high"] - r["effect"]]], fmt="o",
                         color="k", ms=4, capsize=2)
@@ -53,12 +59,10 @@ def series_claims(points, fits, trend_table, series, marks, margin=1.1, cosine_m
         tr = trend_table[trend_table["claim_id"] == cid]
         verdict = tr["verdict"].iloc[0] if len(tr) else None
         if f is not None:
-            far = max([f["x"].max()] + [(-np.log10(m) if series != "data" else np.log10(m)) for _, m in marks])
-            grid = np.linspace(f["x"].min(), far, 100)
-            fitted, se = np.array([f["band"](g) for g in grid]).T
+            grid, fitted, se = _continued(f, series, marks, f["x"].min(), 100)
             show = np.exp if ratio else (lambda v: v)
             inside = grid <= f["x"].max()
-            qg = _to_quality(series, grid)
+            qg = quality.quality_of(series, grid)
             ax.plot(qg[inside], show(fitted[inside]), color=VERDICT_COLOURS.get(verdict, "k"), lw=1.5)
             ax.plot(qg[~inside], show(fitted[~inside]), color=VERDICT_COLOURS.get(verdict, "k"), lw=1, ls="--")
             ax.fill_between(qg, show(fitted - f["crit"] * se), show(fitted + f["crit"] * se),
@@ -101,7 +105,7 @@ def steepness(steep, need, series_marks, trend3=None, reference=7.07, title=""):
     top = max(need.values()) * 2
     for ax, series in zip(axes[0], order):
         t = steep[steep["series"] == series].sort_values("x")
-        q = _to_quality(series, t["x"])
+        q = quality.quality_of(series, t["x"])
         for cid, marker in (("3", "o"), ("4", "s")):
             s, lo, hi = (t[f"s (claim {cid}){sfx}"].to_numpy(float) for sfx in ("", " low", " high"))
             hi = np.minimum(hi, top * 5)
@@ -110,13 +114,10 @@ def steepness(steep, need, series_marks, trend3=None, reference=7.07, title=""):
         _quality_axis(ax, series, q, series_marks.get(series, []))
         f = (trend3 or {}).get(series)
         if f is not None:
-            far = max([f["x"].max()] + [(-np.log10(m) if series != "data" else np.log10(m))
-                                        for _, m in series_marks.get(series, [])])
-            grid = np.linspace(f["x"].max(), far, 60)
-            fitted, se = np.array([f["band"](g) for g in grid]).T
-            ax.plot(_to_quality(series, grid), np.exp(fitted) * reference, color="C0", ls="--", lw=1,
+            grid, fitted, se = _continued(f, series, series_marks.get(series, []), f["x"].max(), 60)
+            ax.plot(quality.quality_of(series, grid), np.exp(fitted) * reference, color="C0", ls="--", lw=1,
                     label="claim 3's trend continued")
-            ax.fill_between(_to_quality(series, grid), np.exp(fitted - f["crit"] * se) * reference,
+            ax.fill_between(quality.quality_of(series, grid), np.exp(fitted - f["crit"] * se) * reference,
                             np.exp(fitted + f["crit"] * se) * reference, color="C0", alpha=0.1, lw=0)
         ax.axhspan(min(need.values()), top * 5, color=DMM_SIDE, zorder=0)
         for cid, v in need.items():

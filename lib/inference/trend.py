@@ -101,8 +101,9 @@ def trend_row(point_rows: list[verdicts.Row], x, label: str, alpha: float = 0.05
         null_verdict=verdicts.Verdict.PRECISE_NULL, discriminating=False, dmm_effect=2 * s * first.margin)
     notes = {"series": label, "points": len(point_rows), "point_effects": [float(r.effect) for r in point_rows],
              "x": [float(v) for v in x]}
-    values = shared_values(point_rows) if all(r.testable for r in point_rows) else None
-    why = "a point is not testable" if not all(r.testable for r in point_rows) else "no per-image values shared"
+    testable = all(r.testable for r in point_rows)
+    values = shared_values(point_rows) if testable else None
+    why = "no per-image values shared" if testable else "a point is not testable"
     try:
         f = fit(values, x, alpha, n_boot, seed) if values is not None else None
     except ValueError as err:

@@ -33,9 +33,7 @@ def checkpoints(kind, trained, device="cpu", at=None):
             raise RuntimeError(f"{cfg.dataset} {kind}: training did not keep the checkpoints of epochs {wanted}")
     out = {}
     for e, entry in entries.items():
-        model = (train.build_classifier(cfg, data.num_classes) if kind == "classifier"
-                 else train.build_autoencoder(cfg, data.shape))
-        model.load_state_dict(entry["state_dict"])
+        model = train.model_from_entry(kind, cfg, entry, data.shape, data.num_classes)
         out[e] = train.Trained(model.to(device).eval(), entry["meta"], True, entry["key"], data)
     out[cfg.epochs] = trained
     return out

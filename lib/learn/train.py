@@ -279,22 +279,22 @@ def _cached_model(kind, cfg, data, make, train, device, monitor):
         x, y = data.test_x[:MONITOR_IMAGES], data.test_y[:MONITOR_IMAGES]
         keep = set(kept_epochs(cfg.epochs))
 
+        def meta_now(**more):  # the model's meta as it stands: the final one, or a checkpoint's
+            return {"config": asdict(cfg), "data_source": data.describe(), "data_id": data.identity(),
+                    "n_train": len(data.train_x), "train_seconds": time.time() - t0, "test_history": list(tests),
+                    "n_monitor": len(x), **more}
+
         def on_epoch(epoch, model):
             tests.append(monitor(model, x, y))
             model.train()
             if epoch in keep:
                 state = {k: v.detach().cpu().contiguous().clone() for k, v in model.state_dict().items()}
-                meta = {"config": asdict(cfg), "data_source": data.describe(), "data_id": data.identity(),
-                        "n_train": len(data.train_x), "train_seconds": time.time() - t0, "checkpoint_epoch": epoch,
-                        "test_history": list(tests), "n_monitor": len(x)}
                 ckey = checkpoint_key(kind, cfg, data, epoch)
-                cache.save_atomic({"key": ckey, "state_dict": state, "meta": meta}, cache.entry_path(kind, ckey))
+                cache.save_atomic({"key": ckey, "state_dict": state, "meta": meta_now(checkpoint_epoch=epoch)},
+                                  cache.entry_path(kind, ckey))
 
         model, history = train(make(), on_epoch)
-        meta = {"config": asdict(cfg), "data_source": data.describe(), "data_id": data.identity(),
-                "n_train": len(data.train_x), "train_seconds": time.time() - t0, "history": history,
-                "test_history": tests, "n_monitor": len(x)}
-        return {k: v.cpu() for k, v in model.state_dict().items()}, meta
+        return {k: v.cpu() for k, v in model.state_dict().items()}, meta_now(history=history)
 
     key = ARTIFACTS[kind].key({kind: asdict(cfg), "data": data.identity()})
     entry, hit = cache.cached(kind, key, build)
@@ -343,9 +343,15 @@ def load_trained(kind, key, config, shape, num_classes=10, device="cpu", root=No
             f"{cache.entry_path(kind, key, root).parent}: train it first (notebooks 01 and 02) with the cache where "
             "the workers read it; a worker does not train"
         )
+    return model_from_entry(kind, cfg, entry, shape, num_classes).to(device).eval()
+
+
+def model_from_entry(kind, cfg, entry, shape, num_classes=10):
+    """The network of `cfg` (a ClassifierConfig / AutoencoderConfig; kind: classifier | autoencoder) with the weights
+    of the cache entry `entry` (a model's or a checkpoint's)."""
     model = build_classifier(cfg, num_classes) if kind == "classifier" else build_autoencoder(cfg, shape)
     model.load_state_dict(entry["state_dict"])
-    return model.to(device).eval()
+    return model
 
 
 def get_classifier(cfg, data, device="cpu"):

@@ -50,15 +50,6 @@ class Point:
     mse: float | None = None  # the autoencoder's test reconstruction MSE (every series but the classifier's)
 
 
-def check_params(data_sizes, data_epochs, n_images):
-    if not data_sizes or any(int(n) < 1 for n in data_sizes):
-        raise ValueError(f"data_sizes must list positive numbers of training images; got {data_sizes}")
-    if int(data_epochs) < 1:
-        raise ValueError(f"data_epochs must be >= 1; got {data_epochs}")
-    if int(n_images) < 2:
-        raise ValueError(f"n_images must be >= 2 (a median needs images); got {n_images}")
-
-
 def steps_per_epoch(n_images, batch_size):
     return math.ceil(n_images / batch_size)
 
@@ -78,15 +69,17 @@ def points_for(d, settings, device, *, data_sizes, data_epochs, classifier_at=No
     error = {e: 1 - train.accuracy(m.model, d.test_x, d.test_y, device) for e, m in clfs.items()}
     mse = {e: train.reconstruction_mse(m.model, d.test_x, device) for e, m in aes.items()}
     last_clf, last_ae = clfs[max(clfs)], aes[max(aes)]
-    pts = [Point("autoencoder", f"epoch {e}", last_clf, m, mse[e], -np.log10(mse[e]), e, mse[e])
+    pts = [Point("autoencoder", f"epoch {e}", last_clf, m, mse[e], x_of("autoencoder", mse[e]), e, mse[e])
            for e, m in aes.items()]
-    pts += [Point("classifier", f"epoch {e}", m, last_ae, error[e], -np.log10(max(error[e], 1e-6)), e)
+    pts += [Point("classifier", f"epoch {e}", m, last_ae, error[e], x_of("classifier", error[e]), e)
             for e, m in clfs.items()]
     n_all, bs = len(ae.train_data.train_x), ae.meta["config"]["batch_size"]
     budget = int(data_epochs) * steps_per_epoch(n_all, bs)
     notes = []
     full = aes.get(int(data_epochs)) or checkpoints.checkpoints("autoencoder", ae, device, [data_epochs])[
         int(data_epochs)]
+    full_mse = mse[int(data_epochs)] if int(data_epochs) in mse else train.reconstruction_mse(full.model, d.test_x,
+                                                                                             device)
     sizes = sorted({int(n) for n in data_sizes if int(n) < n_all})
     if len(sizes) < len(set(data_sizes)):
         notes.append(f"{d.name}: data sizes of {n_all:,} images or more are the autoencoder of notebook 02 itself")
@@ -95,9 +88,9 @@ def points_for(d, settings, device, *, data_sizes, data_epochs, classifier_at=No
         m = settings.autoencoder(d, device, epochs=e, train_subset=n)
         q = train.reconstruction_mse(m.model, d.test_x, device)
         pts.append(Point("data", f"{n:,} images, {e} epochs ({e * steps_per_epoch(n, bs):,} steps)", last_clf, m, n,
-                         np.log10(n), e, q))
+                         x_of("data", n), e, q))
     pts.append(Point("data", f"{n_all:,} images, {data_epochs} epochs ({budget:,} steps)", last_clf, full, n_all,
-                     np.log10(n_all), int(data_epochs), train.reconstruction_mse(full.model, d.test_x, device)))
+                     x_of("data", n_all), int(data_epochs), full_mse))
     return pts, notes
 
 
@@ -111,7 +104,7 @@ def summary(points, dataset):
 
 def attack_points(d, points, n_images, settings, *, seed=0, device="cpu", shard_size=50, scheduler=None,
                   flat_boundary=True):
-    """(records of every point, with series / point / x columns; the image ids): notebook 09's attacks
+    """The records of every point, with series / point / x / quality columns: notebook 09's attacks
     (replication.attack_pair) on the same n_images test images, correctly classified by every classifier of the
     points. A pair two series share (the last checkpoints) reads its shards from the cache."""
     ids = replication.common_images({id(p.classifier): p.classifier for p in points}.values(), d.test_x, d.test_y,
@@ -121,7 +114,7 @@ def attack_points(d, points, n_images, settings, *, seed=0, device="cpu", shard_
         r = replication.attack_pair(p.classifier, p.autoencoder, d, ids, settings, seed=seed, device=device,
                                     shard_size=shard_size, scheduler=scheduler, unclipped=flat_boundary)
         frames.append(r.assign(series=p.series, point=p.label, x=p.x, quality=p.quality))
-    return pd.concat(frames, ignore_index=True), ids
+    return pd.concat(frames, ignore_index=True)
 
 
 def point_rows(records, margin=1.1, cosine_margin=0.05, max_failure_rate=0.5):
@@ -152,21 +145,28 @@ def trends(rows_by_point, records, alpha=0.05, n_boot=2000, seed=0, margin=1.1, 
     for (name, series, point), rows in rows_by_point.items():
         for r in rows:
             groups.setdefault((name, series, r.claim_id), []).append((float(x.loc[(name, series, point)]), r))
-    out_rows, fits = [], {}
+    out_rows, reaches, fits = [], [], {}
     for (name, series, cid), pts in groups.items():
         pts.sort(key=lambda t: t[0])
         xs, rows = [p[0] for p in pts], [p[1] for p in pts]
         row, f = trend.trend_row(rows, xs, SERIES[series], alpha, n_boot, seed)
         out_rows.append(row)
+        reaches.append(reach_text(f, row, series, margin, cosine_margin))
         fits[name, series, cid] = (f, xs, rows)
     table = verdicts.judge(out_rows, FAMILY, alpha)
-    reaches = [reach_text(fits[key][0], fits[key][2][0], key[1], margin, cosine_margin) for key in fits]
     return table.assign(series=[r.notes["series"] for r in out_rows], reaches=reaches), fits
 
 
 def quality_of(series, x):
-    """A quality in its own units from x (decades): MSE or error rate 10^-x, images 10^x."""
-    return 10 ** x if series == "data" else 10 ** -x
+    """A quality in its own units from x (decades): MSE or error rate 10^-x, images 10^x (x may be an array)."""
+    return 10 ** np.asarray(x) if series == "data" else 10 ** -np.asarray(x)
+
+
+def x_of(series, q):
+    """x, the decades of improvement, of a quality in its own units: log10 of images, -log10 of an MSE or error rate
+    (an error rate of 0 counts as 1e-6)."""
+    q = np.asarray(q, float)
+    return np.log10(q) if series == "data" else -np.log10(np.maximum(q, 1e-6) if series == "classifier" else q)
 
 
 def quality_text(series, q):
@@ -307,14 +307,11 @@ def headlines(steep, table, margin=1.1):
     for name, s in steep.groupby("dataset") if len(steep) else []:
         best = s[s["series"] == "autoencoder"].sort_values("x").iloc[-1]
         need = dmm_steepness(int(best["k"]), int(best["n"]), margin)["3"]
-        out.append(report_headline(f"{name}: steepness s of the matching dimpled world (claim 3)", best["s (claim 3)"],
-                                   (best["s (claim 3) low"], best["s (claim 3) high"]), f"DMM needs s > {need:.2g}"))
+        out.append(report.headline(f"{name}: steepness s of the matching dimpled world (claim 3)",
+                                   float(best["s (claim 3)"]), ci=(best["s (claim 3) low"], best["s (claim 3) high"]),
+                                   note=f"DMM needs s > {need:.2g}"))
     for _, r in table.iterrows() if len(table) else []:
-        out.append(report_headline(f"{r['dataset']}: {r['short']} — {r['verdict']}", r["effect"],
-                                   (r["ci_low"], r["ci_high"]), "per tenfold improvement", "x" if r["scale"] == "ratio"
-                                   else ""))
+        out.append(report.headline(f"{r['dataset']}: {r['short']} — {r['verdict']}", float(r["effect"]),
+                                   "x" if r["scale"] == "ratio" else "", ci=(r["ci_low"], r["ci_high"]),
+                                   note="per tenfold improvement"))
     return out
-
-
-def report_headline(name, value, ci, note, unit=""):
-    return report.headline(name, float(value), unit, ci=(float(ci[0]), float(ci[1])), note=note)
