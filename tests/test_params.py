@@ -217,6 +217,11 @@ def test_allowed_values_are_the_ones_the_lib_accepts():
         experiment.control_spec(control, 4, train_images=experiment.PCAImages("mnist", "x", None, 0, "y"))
     with pytest.raises(ValueError, match="split must be train or test"):
         experiment.AttackExperiment(None, None, "trian", 1, {})
+    from lib.studies.training import mislabeled_study
+    assert params.BUDGET_NAMES == (mislabeled_study.MINIMAL,)
+    decl = params.declared(params.REPO / "notebooks" / "10_training_claims.py")["relabel_budgets"]
+    assert "did you mean 'minimal'" in params.check_value(decl, ["minimum", 2.0])
+    assert params.check_value(decl, ["minimal", 2, 10.0]) is None
 
 
 def test_a_data_folder_that_does_not_exist_is_refused(tmp_path, tmp_reports, no_kernel, monkeypatch, capsys):

@@ -6,63 +6,118 @@ import numpy as np
 from lib.inference import published
 
 
-def accuracies(table, title):
-    """Test accuracy (true labels) of each fresh classifier with its Wilson 95% interval, one panel per relabelling;
-    Ilyas et al.'s published CIFAR-10 accuracies as open diamonds (another data set and network)."""
+VARIANT_STYLE = {"unconstrained": ("k", "o"), "off": ("tab:blue", "s"), "on": ("tab:orange", "^"),
+                 "random": ("tab:green", "D")}
+
+
+def _positions(budgets):
+    return {b: i for i, b in enumerate(budgets)}
+
+
+def budget_sweep(table, budgets, judged, image_norm, title, min_success):
+    """Per relabelling (a row of panels), against the budget (categorical, in sweep order): the fresh classifier's
+    clean test accuracy per variant (the mean of its training seeds, each seed a small dot; bars: the first seed's
+    Wilson 95% interval over the test images) with the labels-alone floor, the original-data ceiling, chance and
+    Ilyas et al.'s CIFAR-10 accuracy (another data set, another budget scale); the attack's success rate; and the
+    share of the kept images that already look like their new label (nearest class mean: solid; independent
+    classifier: dashed). The budgets the verdicts read are shaded."""
+    from lib.studies.training.mislabeled_study import budget_label
     groups = list(dict.fromkeys(table["relabelling"]))
-    fig, axes = plt.subplots(1, len(groups), figsize=(5.6 * len(groups), 3.4), squeeze=False, sharex=True)
-    for ax, rl in zip(axes[0], groups):
-        t = table[table["relabelling"] == rl].reset_index(drop=True)
-        y = np.arange(len(t))[::-1]
-        ax.errorbar(t["test accuracy"], y, xerr=[t["test accuracy"] - t["CI low"], t["CI high"] - t["test accuracy"]],
-                    fmt="o", color="k", capsize=3, label="ours (MNIST, MLP)")
-        pub = {"unconstrained": published.ILYAS_TEST_ACC.get(rl), "original": published.ILYAS_TEST_ACC["original"]}
-        for yi, s in zip(y, t["set"]):
-            if pub.get(s) is not None:
-                ax.plot(pub[s], yi, "D", mfc="none", color="tab:red", ms=8,
-                        label=published.ILYAS if s == "unconstrained" else None)
-        ax.axvline(0.1, color="grey", ls=":", lw=1)
-        ax.axvline(0.5, color="grey", ls="--", lw=1)
-        ax.set_yticks(y, [f"{s} (n={n})" for s, n in zip(t["set"], t["trained on"])])
-        ax.set_xlim(0, 1)
-        ax.set_xlabel("clean test accuracy, true labels")
-        ax.set_title(rl)
-    axes[0][0].legend(loc="lower right", fontsize=8)
-    fig.suptitle(title + "  (dotted: chance; dashed: 'most')")
+    pos = _positions(budgets)
+    fig, axes = plt.subplots(len(groups), 3, figsize=(15, 3.7 * len(groups)), squeeze=False)
+    ticks = [budget_label(b).replace("minimal crossing", "minimal\ncrossing").replace("ε = ", "") for b in budgets]
+    for row, rl in zip(axes, groups):
+        t = table[table["relabelling"] == rl]
+        swept = t[t["budget"] != "none"]
+        for name, (color, marker) in VARIANT_STYLE.items():
+            v = swept[swept["set"] == name]
+            if not len(v):
+                continue
+            x = np.array([pos[b] for b in v["budget"]], float)
+            trained = v["trained on"].to_numpy() > 0
+            acc, first = v["mean accuracy"].to_numpy(float), v["test accuracy"].to_numpy(float)
+            row[0].plot(x, np.where(trained, acc, np.nan), "-", color=color, marker=marker, label=name, ms=5)
+            for xi, seeds in zip(x, v["seed accuracies"]):  # each training seed's accuracy, where several
+                if len(seeds) > 1:
+                    row[0].plot([xi] * len(seeds), seeds, ".", color=color, ms=3, alpha=0.7)
+            row[0].errorbar(x[trained], first[trained], yerr=[first[trained] - v["CI low"].to_numpy(float)[trained],
+                                                              v["CI high"].to_numpy(float)[trained] - first[trained]],
+                            fmt="none", ecolor=color, capsize=2, lw=0.8)
+            row[1].plot(x, v["success rate"], "-", color=color, marker=marker, label=name, ms=5)
+            row[2].plot(x, v["looks like t: means"], "-", color=color, marker=marker, ms=5,
+                        label=f"{name}: nearest class mean")
+            row[2].plot(x, v["looks like t: judge"], "--", color=color, marker=marker, ms=4, mfc="none",
+                        label=f"{name}: independent classifier")
+        controls = t[t["budget"] == "none"].set_index("set")
+        for name, style, words in (("unperturbed", "--", "labels alone (no perturbation)"),
+                                   ("original", ":", "original images and labels")):
+            if name in controls.index:
+                row[0].axhline(controls.loc[name, "mean accuracy"], color="grey", ls=style, lw=1.2, label=words)
+        if "unperturbed" in controls.index:
+            for what, style in (("means", "-"), ("judge", "--")):
+                row[2].axhline(controls.loc["unperturbed", f"looks like t: {what}"], color="grey", ls=style, lw=0.8)
+        row[0].axhline(0.1, color="grey", ls="-.", lw=0.8, label="chance")
+        pub = published.ILYAS_TEST_ACC.get(rl)
+        if pub is not None:
+            both = ", ".join(f"{k} {v:.1%}" for k, v in published.ILYAS_TEST_ACC.items() if k != "original")
+            row[0].axhline(pub, color="tab:red", ls=":", lw=1.2,
+                           label=f"{published.ILYAS.split(' (')[0]}, CIFAR-10 at ε = 0.5 ({both})")
+        row[1].axhline(min_success, color="grey", ls=":", lw=1, label=f"min. success {min_success:.0%}")
+        for ax in row:
+            for b in judged.get(rl.removeprefix("D_"), []):
+                ax.axvspan(pos[b] - 0.3, pos[b] + 0.3, color="gold", alpha=0.25, lw=0)
+            ax.set_xticks(range(len(budgets)), ticks)
+            ax.set_ylim(-0.02, 1.02)
+        row[0].set(ylabel="clean test accuracy, true labels", title=f"{rl}: what a fresh classifier learns")
+        row[1].set(ylabel="share of attacked images kept", title=f"{rl}: attack success (target t reached)")
+        row[2].set(ylabel="share of kept images called t", title=f"{rl}: do the images look like t already?")
+    fig.suptitle(title + "  (shaded: the budgets the verdicts read; a gap: too few images kept to train on)")
     fig.tight_layout()
+    fig.subplots_adjust(bottom=0.12 + 0.22 / len(groups))  # room for the legends below the panels
+    for ax in axes[-1]:
+        ax.set_xlabel(f"L2 budget ([0, 1] pixels; a training image's median norm: {image_norm:.1f})")
+        ax.legend(fontsize=7, loc="upper center", bbox_to_anchor=(0.5, -0.3), ncol=2, frameon=False)
     return fig
 
 
-def study_figures(table, study, classes, name):
-    """The accuracy figure and, per relabelling, the examples figure of one data set's study."""
-    accuracies(table[table["dataset"] == name], f"{name}: what a fresh classifier learns from each set")
-    for r in study:
-        images, y, t = (({k.split("/", 1)[1]: v for k, v in r["state_dict"].items() if k.startswith("examples/")},
-                         r["meta"]["shown_y"], r["meta"]["shown_t"]))
-        relabelled_examples(images, y, t, classes, f"{name}, D_{r['relabelling']}: the images each set trained on (the "
-                            "same source images), titled with their training label")
-
-
-def relabelled_examples(images, y, t, classes, title):
-    """One row per set, one column per source image: the image that set trained on, titled with its label."""
-    names = list(images)
-    cols = len(y)
-    if not cols:
-        return None
-    fig, axes = plt.subplots(len(names), cols, figsize=(1.3 * cols + 1.6, 1.35 * len(names)), squeeze=False)
-    for i, name in enumerate(names):
-        for j in range(cols):
-            ax = axes[i][j]
-            ax.imshow(images[name][j].permute(1, 2, 0).squeeze(-1).clamp(0, 1).numpy(), cmap="gray", vmin=0, vmax=1)
-            ax.set_xticks([])
-            ax.set_yticks([])
-            label = y[j] if name == "original" else t[j]
-            ax.set_title(f"label {classes[label]}", fontsize=7)
-            if j == 0:
-                ax.set_ylabel(name, fontsize=8, rotation=0, ha="right", va="center")
-    fig.suptitle(title, fontsize=9)
-    fig.tight_layout()
-    return fig
+def sweep_examples(study, classes, title):
+    """Per relabelling, one figure: a row per budget; for each shown source image its clean version and each
+    variant's perturbed image (blank where that attack did not reach t at that budget), titled with the label the
+    set gives it."""
+    from lib.studies.training.mislabeled_study import budget_label
+    figs = []
+    for r, (ys, ts) in study["shown"].items():
+        variants = [v for v in VARIANT_STYLE if any(k[1] == r and k[2] == v for k in study["examples"])]
+        budgets = study["budgets"]
+        cols = len(ys) * (1 + len(variants))
+        if not cols:
+            continue
+        fig, axes = plt.subplots(len(budgets), cols, figsize=(1.15 * cols + 1.8, 1.25 * len(budgets)), squeeze=False)
+        clean, _ = study["examples"][("control", r, "original")]
+        for i, b in enumerate(budgets):
+            for j in range(len(ys)):
+                for c, v in enumerate(["clean"] + variants):
+                    ax = axes[i][j * (1 + len(variants)) + c]
+                    ax.set_xticks([])
+                    ax.set_yticks([])
+                    if v == "clean":
+                        img, ok, label = clean[j], True, ys[j]
+                    else:
+                        images, kept = study["examples"][(b, r, v)]
+                        img, ok, label = images[j], bool(kept[j]), ts[j]
+                    if ok:
+                        ax.imshow(img.permute(1, 2, 0).squeeze(-1).clamp(0, 1).numpy(), cmap="gray", vmin=0, vmax=1)
+                    else:
+                        ax.text(0.5, 0.5, "not\nreached", ha="center", va="center", fontsize=6, color="grey")
+                    if i == 0:
+                        ax.set_title(f"{v}\nlabel {classes[label]}", fontsize=7)
+                    if j == 0 and c == 0:
+                        ax.set_ylabel(budget_label(b).replace("minimal crossing", "minimal"), fontsize=8, rotation=0,
+                                      ha="right", va="center")
+        fig.suptitle(f"{title}, D_{r}: the images each set trains on, by budget (the same source images)", fontsize=9)
+        fig.tight_layout()
+        figs.append(fig)
+    return figs
 
 
 def before_after(growth_on, growth_off, fractions, title):

@@ -163,6 +163,26 @@ def pooled_tests(p: dict, predicted: str, margin: float) -> tuple[float, float]:
             float(p["dist"].sf((s * p["effect"] - margin) / p["se"])))
 
 
+def equivalence_test(p: dict, margin: float) -> float:
+    """p of the pooled two one-sided tests (TOST) of H0 "the effect lies outside +-margin": the larger of the tests
+    of effect <= -margin and of effect >= +margin, on the pooled effect's reference distribution."""
+    return float(max(p["dist"].sf((p["effect"] + margin) / p["se"]), p["dist"].sf((margin - p["effect"]) / p["se"])))
+
+
+def _power_equivalence(p: dict, margin: float):
+    """Power of the pooled TOST at level a where the true effect is 0 (the equivalence holds exactly), the pooled
+    standard error as measured, and the seeds it would need for 80%; normal approximation."""
+    delta = margin / p["se"]
+
+    def at(a):
+        z_a = float(sps.norm.isf(a))
+        power = max(0.0, 2 * float(sps.norm.cdf(delta - z_a)) - 1)
+        z_b = float(sps.norm.isf(0.1))  # each one-sided test at 90% power: both at about 80%
+        needed = max(2.0, float(np.ceil(p["k"] * ((z_a + z_b) / delta) ** 2)))
+        return power_lib.Power(d=float(delta), n=p["k"], power=power, n_needed=needed)
+    return at
+
+
 def _power(p: dict, predicted: str, margin: float, effect: float):
     """Power of the test against the margin at level a where the pooled effect is ``effect`` (what DMM predicts), the
     pooled standard error as measured, and the seeds it would need for 80% (the standard error shrinking as
@@ -187,14 +207,18 @@ def pooled_row(seed_rows: list[verdicts.Row], label: str, method: str = "dl", hk
     pools them with the images' correlation across seeds (``statistic``: each seed's median, or its mean where the
     rows' effect is a mean, as a difference of paired robust accuracies is); otherwise ``pool``, a meta-analysis
     that takes the seeds
-    as independent (``method`` the tau^2 estimator; ``hksj`` the HKSJ t test, else DerSimonian-Laird's z). Seeds
+    as independent (``method`` the tau^2 estimator; ``hksj`` the HKSJ t test, else DerSimonian-Laird's z). An
+    "equivalence" row pools the same way into an equivalence row: the (1 - 2 alpha) interval and the pooled TOST as
+    p_margin (``equivalence_test``), p left NaN. Seeds
     that are not testable or have no finite interval are left out; with fewer than two left, the row is not
     testable. ``notes`` carry tau^2 (with its upper bound where known), the seeds' correlation, the seeds' effects
     and how many lie on the predicted side."""
     first = seed_rows[0]
-    if any((r.claim_id, r.dataset, r.scale, r.predicted) != (first.claim_id, first.dataset, first.scale,
-                                                              first.predicted) for r in seed_rows):
+    if any((r.claim_id, r.dataset, r.scale, r.predicted, r.kind) != (first.claim_id, first.dataset, first.scale,
+                                                                      first.predicted, first.kind) for r in seed_rows):
         raise ValueError("pooled_row pools one claim on one data set")
+    equivalence = first.kind == "equivalence"
+    level_alpha = 2 * alpha if equivalence else alpha  # an equivalence's (1 - 2 alpha) interval goes with TOST
     s = 1 if first.predicted == "greater" else -1
     ses = [se_from_ci(r.ci_low, r.ci_high, r.ci_level) for r in seed_rows]
     use = [i for i, r in enumerate(seed_rows) if r.testable and np.isfinite(r.effect) and np.isfinite(ses[i])
@@ -202,9 +226,9 @@ def pooled_row(seed_rows: list[verdicts.Row], label: str, method: str = "dl", hk
     on_side = sum(1 for r in seed_rows if np.isfinite(r.effect) and s * r.effect > 0)
     notes = {"seeds": len(seed_rows), "seeds_pooled": len(use), "on_predicted_side": on_side, "series": label,
              "seed_effects": [float(r.effect) for r in seed_rows], "seed_se": ses,
-             "seeds_agree_in_sign": on_side in (0, len(seed_rows))}
+             "seeds_agree_in_sign": on_side in (0, len(seed_rows)) or equivalence}  # an equivalence has no sign
     base = dict(claim_id=first.claim_id, short=f"{first.short} · {len(seed_rows)} seeds pooled", claim=first.claim,
-                dataset=first.dataset, split=first.split, kind="difference", scale=first.scale, margin=first.margin,
+                dataset=first.dataset, split=first.split, kind=first.kind, scale=first.scale, margin=first.margin,
                 predicted=first.predicted, clip=first.clip, null_verdict=first.null_verdict,
                 discriminating=first.discriminating, dmm_effect=first.dmm_effect)
     untestable = dict(effect=np.nan, ci_low=np.nan, ci_high=np.nan, p=np.nan, p_margin=np.nan, testable=False)
@@ -213,32 +237,39 @@ def pooled_row(seed_rows: list[verdicts.Row], label: str, method: str = "dl", hk
                             statistic=f"fewer than two seeds with a finite interval ({len(use)})",
                             notes={**notes, "tau2": np.nan, "i2": np.nan})
     shared = shared_values([seed_rows[i] for i in use])
+    sided = "" if equivalence else f", one-sided ({first.predicted})"
     left = len(seed_rows) - len(use)
     left_words = f"; {left} seed(s) without a finite interval left out" if left else ""
     if shared is not None:
         try:
-            p = pool_shared_images(shared, alpha, statistic=statistic)
+            p = pool_shared_images(shared, level_alpha, statistic=statistic)
         except ValueError as err:
             return verdicts.Row(**base, **untestable, n=len(use), statistic=f"not pooled: {err}",
                                 notes={**notes, "tau2": np.nan, "i2": np.nan})
         words = (f"mean of {p['k']} seeds' {statistic}s on the same {p['n_images']} images; standard error from the "
                  f"seeds' spread plus their shared-image covariance (bootstrap over images, each image's values "
                  f"across seeds kept together; the seeds' {statistic}s correlate, rho={p['rho']:.2f}); t test with "
-                 f"{p['df']:.3g} df (Satterthwaite), one-sided ({first.predicted}); tau²={p['tau2']:.3g} (upper "
-                 f"{1 - alpha:.0%} bound {p['tau2_upper']:.3g}: {p['k']} seeds cannot rule out a between-seed "
+                 f"{p['df']:.3g} df (Satterthwaite){sided}; tau²={p['tau2']:.3g} (upper "
+                 f"{1 - level_alpha:.0%} bound {p['tau2_upper']:.3g}: {p['k']} seeds cannot rule out a between-seed "
                  f"variance that large)" + left_words)
     else:
-        p = pool([seed_rows[i].effect for i in use], [ses[i] for i in use], method, hksj, alpha)
+        p = pool([seed_rows[i].effect for i in use], [ses[i] for i in use], method, hksj, level_alpha)
         words = (f"random-effects meta-analysis of {p['k']} seeds' {statistic}s taken as independent "
-                 f"({METHOD_WORDS[method]}; {'HKSJ t' if hksj else 'z'} test, one-sided ({first.predicted})), "
+                 f"({METHOD_WORDS[method]}; {'HKSJ t' if hksj else 'z'} test{sided}), "
                  f"tau²={p['tau2']:.3g}, I²={p['i2']:.0%}, Q={p['q']:.3g} (p={p['q_p']:.2g})" + left_words)
-    p_none, p_margin = pooled_tests(p, first.predicted, first.margin)
-    effect = first.dmm_effect if np.isfinite(first.dmm_effect) else 2 * s * first.margin
-    return verdicts.Row(**base, effect=p["effect"], ci_low=p["ci_low"], ci_high=p["ci_high"], ci_level=1 - alpha,
+    if equivalence:
+        p_none, p_margin = np.nan, equivalence_test(p, first.margin)
+        words += f"; equivalence: two one-sided t tests at ±{first.margin:.3g} (TOST), {1 - level_alpha:.0%} interval"
+        power_at = _power_equivalence(p, first.margin)
+    else:
+        p_none, p_margin = pooled_tests(p, first.predicted, first.margin)
+        effect = first.dmm_effect if np.isfinite(first.dmm_effect) else 2 * s * first.margin
+        power_at = _power(p, first.predicted, first.margin, effect)
+    return verdicts.Row(**base, effect=p["effect"], ci_low=p["ci_low"], ci_high=p["ci_high"], ci_level=1 - level_alpha,
                         p=p_none, p_margin=p_margin, n=p["k"], statistic=words,
                         notes={**notes, "tau2": p["tau2"], "tau2_upper": p.get("tau2_upper", np.nan),
                                "rho": p.get("rho", np.nan), "i2": p["i2"], "q_p": p["q_p"], "se": p["se"]},
-                        power_at=_power(p, first.predicted, first.margin, effect))
+                        power_at=power_at)
 
 
 def judge(rows: list[verdicts.Row], family: str, alpha: float = stats.ALPHA) -> pd.DataFrame:

@@ -8,6 +8,7 @@ CONTROL_SUBSPACES = ("coordinate", "random", "pca")  # random subspaces of the t
 SUBSPACES = ("tangent",) + CONTROL_SUBSPACES         # every subspace an "on"/"off" attack may be projected onto
 RELABELLINGS = ("rand", "det")                       # notebook 10's relabelled sets: D_rand, D_det (Ilyas et al. 2019)
 VARIANTS = ("unconstrained", "on", "off", "random")  # notebook 10: where a targeted perturbation may go
+BUDGET_NAMES = ("minimal",)  # notebook 10: a budget that is not a number (each image's first crossing)
 JOBS_ENV = (
     "DIMPLED_JOBS"  # how many notebooks `make -jN report` runs at once (lib.reporting.pipeline sets it per kernel)
 )

@@ -22,7 +22,8 @@ import yaml
 
 from lib.infra import model_settings, profiles
 from lib.reporting import domains
-from lib.infra.names import CONDITIONS, CONTROL_SUBSPACES, DATASETS, RELABELLINGS, SPLITS, TAU2_METHODS, VARIANTS
+from lib.infra.names import (BUDGET_NAMES, CONDITIONS, CONTROL_SUBSPACES, DATASETS, RELABELLINGS, SPLITS, TAU2_METHODS,
+                             VARIANTS)
 
 REPO = Path(__file__).resolve().parents[2]
 NOTEBOOKS = REPO / "notebooks"
@@ -201,7 +202,8 @@ ATTACK_KEYS = ("eps", "alpha", "steps", "loss", "clip", "refine_steps")
 PGD_KEYS = ("eps", "alpha", "steps")
 
 # parameter name pattern -> (what its values are called, allowed values, where they are: "items" of a list, "keys"
-# of a dict, "settings": a dict {condition: {setting: value}}, "pgd": a dict {setting: value})
+# of a dict, "settings": a dict {condition: {setting: value}}, "pgd": a dict {setting: value}, "names": a list's items
+# that are not numbers)
 ALLOWED = [(r"^(datasets|dynamics_datasets)$", "a data set", DATASETS, "items"),
            (r"^splits$", "a split", SPLITS, "items"),
            (r"^controls$", "a control subspace", CONTROL_SUBSPACES, "items"),
@@ -209,6 +211,7 @@ ALLOWED = [(r"^(datasets|dynamics_datasets)$", "a data set", DATASETS, "items"),
            (r"^attack$", "a condition", CONDITIONS, "settings"),
            (r"^relabellings$", "a relabelling", RELABELLINGS, "items"),
            (r"^variants$", "a perturbation variant", VARIANTS, "items"),
+           (r"^relabel_budgets$", "a budget (a number, or one of the names)", BUDGET_NAMES, "names"),
            (r"((^|_)pgd|^world_attack)$", "a PGD setting", PGD_KEYS, "pgd"),
            (r"^tau2_method$", "a between-seed variance estimator", TAU2_METHODS, "value")]
 
@@ -227,6 +230,9 @@ def _allowed_errors(name, value):
             continue
         if place == "value" and not isinstance(value, (list, dict)):
             return [_not_allowed(name, value, what, allowed)] if value not in allowed else []
+        if place == "names" and isinstance(value, list):  # numbers, or names among the allowed
+            return [_not_allowed(f"{name} = {value!r}", v, what, allowed) for v in value
+                    if not (isinstance(v, (int, float)) and not isinstance(v, bool)) and v not in allowed]
         if place == "items" and isinstance(value, list):
             return [_not_allowed(f"{name} = {value!r}", v, what, allowed) for v in value if v not in allowed]
         if place in ("keys", "pgd") and isinstance(value, dict):

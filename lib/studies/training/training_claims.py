@@ -49,7 +49,10 @@ def _text(cid, relabelling=""):
 def _paired(cid, relabelling, dataset, better, worse, margin, kind="difference", null_verdict=Verdict.PRECISE_NULL):
     """A Row on the difference of two paired accuracies, mean(better) - mean(worse): Agresti-Min interval and
     Tango's score tests (lib.inference.stats). difference: one-sided tests of no effect and of the margin; equivalence:
-    the 90% interval and the larger of the two one-sided tests of -margin and +margin (TOST)."""
+    the 90% interval and the larger of the two one-sided tests of -margin and +margin (TOST). The per-image
+    differences (-1, 0, 1; their mean is the effect) stay on the row (Row.per_image) for pooling over training seeds.
+    ``relabelling``: "det" or "det, ε = 2" (the budget then enters the row's label)."""
+    split = relabelling.split(",")[0]
     short, claim = _text(cid, relabelling)
     level = 0.95 if kind == "difference" else 0.90
     d, lo, hi = stats.paired_difference_ci(better, worse, level)
@@ -63,9 +66,11 @@ def _paired(cid, relabelling, dataset, better, worse, margin, kind="difference",
         p_margin = max(stats.paired_proportion_score_test(better, worse, -margin)[1],
                        stats.paired_proportion_score_test(worse, better, -margin)[1])
         statistic = f"two one-sided Tango score tests (TOST) at ±{100 * margin:.3g} points; discordant {n10} vs {n01}"
-    return verdicts.Row(cid, short, claim, dataset, f"D_{relabelling}", kind=kind, scale="points", margin=margin,
+    per_image = pd.Series(better.astype(float) - worse.astype(float), index=np.arange(len(better)))
+    return verdicts.Row(cid, short, claim, dataset, f"D_{split}", kind=kind, scale="points", margin=margin,
                         effect=d, ci_low=lo, ci_high=hi, ci_level=level, p=p, p_margin=p_margin, n=len(better),
-                        statistic=statistic, null_verdict=null_verdict, discriminating=cid in DISCRIMINATING)
+                        statistic=statistic, null_verdict=null_verdict, discriminating=cid in DISCRIMINATING,
+                        per_image=(per_image, per_image))
 
 
 def _most(relabelling, dataset, ok, margin):
@@ -75,13 +80,15 @@ def _most(relabelling, dataset, ok, margin):
     lo, hi = stats.wilson_ci(k, n)
     p = sps.binomtest(k, n, 0.5, alternative="greater").pvalue
     p_margin = sps.binomtest(k, n, min(0.5 + margin, 1.0), alternative="greater").pvalue
-    return verdicts.Row("A", short, claim, dataset, f"D_{relabelling}", kind="difference", scale="points",
-                        margin=margin, effect=k / n - 0.5, ci_low=lo - 0.5, ci_high=hi - 0.5, p=float(p),
-                        p_margin=float(p_margin), n=n, statistic=f"exact binomial test, one-sided: {k} of {n} right",
-                        notes={"accuracy": k / n})
+    per_image = pd.Series(ok.astype(float) - 0.5, index=np.arange(n))
+    return verdicts.Row("A", short, claim, dataset, f"D_{relabelling.split(',')[0]}", kind="difference",
+                        scale="points", margin=margin, effect=k / n - 0.5, ci_low=lo - 0.5, ci_high=hi - 0.5,
+                        p=float(p), p_margin=float(p_margin), n=n,
+                        statistic=f"exact binomial test, one-sided: {k} of {n} right", notes={"accuracy": k / n},
+                        per_image=(per_image, per_image))
 
 
-def mislabeled_rows(correct, dataset, margin, min_success=0.5, success=None):
+def mislabeled_rows(correct, dataset, margin, min_success=0.5, success=None, label=None):
     """Rows A-D per relabelling from {(relabelling, set): bool per test image}
     (lib.studies.training.mislabeled_study.correctness). A row whose confined variant kept fewer than ``min_success`` of
     its attacked images (``success``: {(relabelling, set): rate}) is not testable: its set then says more about the
@@ -90,20 +97,70 @@ def mislabeled_rows(correct, dataset, margin, min_success=0.5, success=None):
     success = success or {}
     for r in sorted({k[0] for k in correct}):
         got = {s: v for (rr, s), v in correct.items() if rr == r}
+        lr = label or r
         ok = lambda *names: all(success.get((r, s), 1.0) >= min_success for s in names)
         if "unconstrained" in got:
-            rows.append(_most(r, dataset, got["unconstrained"], margin))
+            rows.append(_most(lr, dataset, got["unconstrained"], margin))
         if {"off", "unconstrained"} <= set(got):
-            rows.append(_paired("B", r, dataset, got["off"], got["unconstrained"], margin, "equivalence"))
+            rows.append(_paired("B", lr, dataset, got["off"], got["unconstrained"], margin, "equivalence"))
         for cid, control, null in (("C", "off", Verdict.PRECISE_NULL), ("D", "random", DIMENSION)):
             if {"on", control} <= set(got):
-                row = _paired(cid, r, dataset, got[control], got["on"], margin, null_verdict=null)
+                row = _paired(cid, lr, dataset, got[control], got["on"], margin, null_verdict=null)
                 rows.append(row if ok("on", control) else _untestable(row))
     return rows
 
 
 def _untestable(row):
     return replace(row, testable=False)
+
+
+def _missing_row(cid, relabelling, dataset, margin, why):
+    """An untestable row of a claim whose sets were not trained (an attack kept fewer images than the training
+    size)."""
+    short, claim = _text(cid, relabelling)
+    kind = "equivalence" if cid == "B" else "difference"
+    return verdicts.Row(cid, short, claim, dataset, f"D_{relabelling.split(',')[0]}", kind=kind, scale="points",
+                        margin=margin, effect=np.nan, ci_low=np.nan, ci_high=np.nan, p=np.nan, p_margin=np.nan, n=0,
+                        statistic=why, testable=False, discriminating=cid in DISCRIMINATING)
+
+
+NEEDS = {"A": ("unconstrained",), "B": ("off", "unconstrained"), "C": ("on", "off"), "D": ("on", "random")}
+
+
+def sweep_rows(study, dataset, margin, min_success, alpha=stats.ALPHA):
+    """(rows A-D of every relabelling at each of its judged budgets, pooled over the fresh classifiers' training seeds
+    (lib.inference.pooling.pooled_row: each seed's mean per-image outcome on the shared test images; a budget with
+    one seed gives that seed's row), each seed's rows judged as one classifier's table, stacked with a seed column).
+    The budget is in every row's label and in notes["eps"]; a claim whose sets were not trained at a budget is an
+    untestable row that says why."""
+    from lib.inference import pooling
+    from lib.reporting.tables import stack
+    from lib.studies.training import mislabeled_study as ms
+
+    pooled, per_seed = [], []
+    for r, judged in study["judged"].items():
+        for b in judged:
+            label = f"{r}, {ms.budget_label(b)}"
+            by_seed = ms.correctness(study, b)
+            rates = ms.success_rates(study, b)
+            seeds_rows = {t: mislabeled_rows({k: v for k, v in got.items() if k[0] == r}, dataset, margin,
+                                             min_success, rates, label=label) for t, got in by_seed.items()}
+            for t, rs in seeds_rows.items():
+                per_seed.append(verdicts.judge(rs, f"{FAMILY} · seed {t}", alpha).assign(seed=t, eps=str(b)))
+            for cid, needs in NEEDS.items():
+                rs = [x for t in seeds_rows for x in seeds_rows[t] if x.claim_id == cid]
+                if not rs:
+                    if all(v in {k[2] for k in study["results"] if k[0] == b and k[1] == r} for v in needs):
+                        row = _missing_row(cid, label, dataset, margin, "a set this claim compares kept fewer than "
+                                           f"the {study['m']:,} training images at this budget")
+                        pooled.append(replace(row, notes={"eps": str(b)}))
+                    continue
+                row = rs[0] if len(rs) == 1 else pooling.pooled_row(rs, "training seeds", alpha=alpha,
+                                                                      statistic="mean")
+                if len(rs) > 1:
+                    row = replace(row, short=row.short.replace("seeds pooled", "fresh classifiers pooled"))
+                pooled.append(replace(row, notes={**row.notes, "eps": str(b)}))
+    return pooled, stack(per_seed) if per_seed else pd.DataFrame()
 
 
 # ---------------------------------------------------------------- adversarial training: before / after
@@ -178,40 +235,101 @@ def fractions(records):
     return {(s, m): fraction(records, m, s).to_numpy() for s in ("tangent", "random") for m in ("before", "after")}
 
 
-def headlines(accuracy, table, published_acc, source):
-    """The index's headline figures: the fresh classifiers' accuracies (unconstrained, on, off) beside Ilyas et al.'s
-    (another data set), and rows E and F."""
-    out = [report.proportion(f"{r['dataset']} {r['relabelling']}: test accuracy, {r['set']} set", r["correct"], r["N"],
-                             f"{published_acc[r['relabelling']]:.1%}, {source}" if r["set"] == "unconstrained" else "")
-           for _, r in accuracy.iterrows() if r["set"] in ("unconstrained", "on", "off")]
+def _judged(sweep, judged):
+    """The sweep's rows at the budgets the verdicts read ({dataset: {relabelling: [budgets]}})."""
+    keep = [(ds, f"D_{r}", b) for ds, per in judged.items() for r, bs in per.items() for b in bs]
+    return sweep[[(d, r, b) in keep for d, r, b in zip(sweep["dataset"], sweep["relabelling"], sweep["budget"])]] \
+        if len(sweep) else sweep
+
+
+def headlines(sweep, table, judged, published_acc, source):
+    """The index's headline figures: the first fresh classifier's accuracies (unconstrained, on, off) at the budgets
+    the verdicts read, beside Ilyas et al.'s (another data set), and rows E and F."""
+    out = [report.proportion(f"{r['dataset']} {r['relabelling']} at {r['budget_text']}: test accuracy, {r['set']} set",
+                             r["correct"], r["N"],
+                             f"{published_acc[r['relabelling']]:.1%}, {source}, ε = 0.5" if r["set"] == "unconstrained"
+                             else "")
+           for _, r in _judged(sweep, judged).iterrows() if r["set"] in ("unconstrained", "on", "off") and r["N"]]
     out += [report.headline(f"{r['dataset']}: {r['short']} — {r['verdict']}", r["effect"], "x",
                             ci=(r["ci_low"], r["ci_high"])) for _, r in table.iterrows() if r["claim_id"] in ("E", "F")]
     return out or [report.headline("no data set available", 0, "")]
 
 
-def judge(rows, alpha=stats.ALPHA):
-    return verdicts.judge(rows, FAMILY, alpha)
+def _row_key(t):
+    eps = t["eps"] if "eps" in t else pd.Series([np.nan] * len(t), index=t.index)
+    return t.assign(row=[f"{c}@{s}@{e}" for c, s, e in zip(t["claim_id"], t["split"], eps)])
+
+
+def judge(rows, alpha=stats.ALPHA, per_seed=None):
+    """The family's verdict table (lib.inference.pooling.judge: a pooled row whose classifiers disagree in sign is not
+    supported), with how many fresh classifiers' own verdicts agree where ``per_seed`` (sweep_rows') is given."""
+    from lib.inference import pooling
+    from lib.studies.manifold.replication import with_agreement
+
+    table = pooling.judge(rows, FAMILY, alpha)
+    if per_seed is None or not len(per_seed) or not len(table):
+        return table
+    return with_agreement(_row_key(table), _row_key(per_seed), by=("dataset", "row")).drop(columns="row")
 
 
 # ---------------------------------------------------------------- the answer in words
 
-def answer(table, accuracies, geometry):
-    """Sentences for the index, per data set: what the fresh classifiers learned, and what adversarial training did."""
+def change_words(sweep, judged):
+    """Per relabelling with two verdict budgets, in words: what changes between them (each variant's mean accuracy,
+    or why it was not trained, and the share of the unconstrained set's images nearest their new label's mean)."""
     out = []
-    verdict = {(r["dataset"], r["claim_id"], r["split"]): r for r in table.to_dict("records")} if len(table) else {}
+    for r, bs in judged.items():
+        if len(bs) < 2:
+            continue
+        t = sweep[sweep["relabelling"] == f"D_{r}"]
+        at = {b: t[t["budget"] == b].set_index("set") for b in bs}
+        first, last = at[bs[0]], at[bs[-1]]
 
-    def said(ds, cid, split, what):
-        row = verdict.get((ds, cid, split))
+        def acc(a, v):
+            if v not in a.index:
+                return "–"
+            return f"{a.loc[v, 'mean accuracy']:.0%}" if a.loc[v, "trained on"] > 0 else \
+                f"untrained ({a.loc[v, 'success rate']:.0%} kept)"
+        parts = "; ".join(f"{v} {acc(first, v)} → {acc(last, v)}" for v in ("unconstrained", "off", "on", "random")
+                          if v in first.index)
+        seen = " → ".join(f"{a.loc['unconstrained', 'looks like t: means']:.0%}" for a in (first, last)) \
+            if "unconstrained" in first.index else "–"
+        out.append(f"From {first['budget_text'].iloc[0]} to {last['budget_text'].iloc[0]} ({t['dataset'].iloc[0]}, "
+                   f"D_{r}), the fresh classifiers' clean accuracy moves {parts}; the share of the unconstrained set's "
+                   f"images nearest their new label's mean image {seen}.")
+    return out
+
+
+def answer(table, sweep, geometry, judged):
+    """Sentences for the index, per data set: what the fresh classifiers learned at each budget the verdicts read
+    (and whether its images already look like their new labels), and what adversarial training did."""
+    out = []
+    verdict = {(r["dataset"], r["claim_id"], r["split"], r["eps"] if isinstance(r.get("eps"), str) else None): r
+               for r in table.to_dict("records")} if len(table) else {}
+
+    def said(ds, cid, split, what, eps=None):
+        row = verdict.get((ds, cid, split, eps))
         return f" {what}: {row['effect_text'].split(' (')[0]}, {row['verdict']}." if row else ""
 
-    for (ds, rl), a in accuracies.groupby(["dataset", "relabelling"]) if len(accuracies) else ():
-        acc = a.set_index("set")["test accuracy"]
-        parts = ", ".join(
-            f"{s} {acc[s]:.0%}" for s in ("unconstrained", "off", "on", "random", "unperturbed", "original") if s in acc
-        )
-        out.append(f"Trained only on {rl} ({ds}), a fresh classifier labels clean test images right at: {parts}."
-                   + "".join(said(ds, c, rl, w) for c, w in (("A", "most right"), ("B", "off ≈ unconstrained"),
-                                                             ("C", "on < off"), ("D", "on < random"))))
+    at = _judged(sweep, judged)
+    for (ds, rl, b), a in at.groupby(["dataset", "relabelling", "budget"], sort=False) if len(at) else ():
+        acc = a.set_index("set")["mean accuracy"]
+        looks = a.set_index("set")["looks like t: means"]
+        parts = ", ".join(f"{s} {acc[s]:.0%}" for s in ("unconstrained", "off", "on", "random") if pd.notna(acc.get(s)))
+        seeds = int(a["seeds"].max())
+        floor = sweep[(sweep["dataset"] == ds) & (sweep["relabelling"] == rl) & (sweep["set"] == "unperturbed")]
+        floor_text = f"; labels alone {floor['mean accuracy'].iloc[0]:.0%}" if len(floor) else ""
+        seen = looks.get("unconstrained", np.nan)
+        eps = str(b)
+        out.append(f"At {a['budget_text'].iloc[0]} ({ds}, {rl}; {seeds} fresh classifier{'s' if seeds > 1 else ''} "
+                   f"per set), a classifier trained only on the mislabelled set labels clean test images right at: "
+                   f"{parts}{floor_text}. {seen:.0%} of the unconstrained set's images already sit nearest the mean "
+                   f"image of their new label."
+                   + "".join(said(ds, c, rl, w, eps) for c, w in (("A", "most right"), ("B", "off ≈ unconstrained"),
+                                                                   ("C", "on < off"), ("D", "on < random"))))
+    from lib.studies.training.mislabeled_study import visibility_words
+    for ds, t in sweep.groupby("dataset", sort=False) if len(sweep) else ():
+        out += change_words(t, judged.get(ds, {})) + visibility_words(t)
     for ds, g in geometry.groupby("dataset") if len(geometry) else ():
         v = g.set_index(["model", "quantity"])["value"]
         pair = lambda q: f"{v[('before', q)]:.2f} → {v[('after', q)]:.2f}"
