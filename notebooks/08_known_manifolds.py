@@ -178,6 +178,7 @@ report.write_results(
     data_sources={"synthetic": "worlds generated from the seed (n = 784)",
                   **({"mnist": f"world 3's G: {w3_facts['mnist_source']}"} if "mnist_source" in w3_facts else {})},
     verdicts=verdicts.results(table), turning_points=turning, false_positives=fp,
+    power_curve=dict(zip(("analytic", "measured"), worlds_report.curve_records(w1, analytic))),
     analytic_errors=w1_errors, melamed=w2_summary, melamed_trends=trends,
     world3={"facts": w3_facts, "per_image_median": w3_images.median().to_dict(), "per_image_mean": w3_images.mean().to_dict()},
     settings={"k": k, "world_images": world_images, "steepness": steepness, "margin": margin, "alpha": alpha})

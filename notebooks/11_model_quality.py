@@ -175,7 +175,8 @@ report.write_results(
     data_sources={name: d.describe() for name, d in found.items()}, unavailable=missing, answer=answer,
     answer_figure=next(iter(figures.values()), None), verdicts=verdicts.results(trends),
     points=table.drop(columns=["claim"], errors="ignore").to_dict(orient="records") if len(table) else [],
-    steepness=steep.to_dict(orient="records"), models=summary.to_dict(orient="records"), records_csv="11_records.csv",
+    steepness=steep.to_dict(orient="records"), distance=quality.distance(steep, margin) if len(steep) else [],
+    models=summary.to_dict(orient="records"), records_csv="11_records.csv",
     settings={"n_images": n_images, "data_sizes": data_sizes, "data_epochs": data_epochs, "margin": margin,
               "cosine_margin": cosine_margin, "alpha": alpha, "n_boot": n_boot},
 )

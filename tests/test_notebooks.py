@@ -6,7 +6,7 @@ import os
 import pytest
 
 from lib.infra import profiles
-from lib.reporting import execute, params, report
+from lib.reporting import execute, page_check, params, report
 
 SHARED = ("model_settings", "attack")  # declared None, read from the profile when run as-is
 
@@ -34,6 +34,22 @@ def test_notebook_runs_under_smoke(path, smoke_dirs, capfd):
     assert all(h["value"] is not None for h in results["headline"])
     assert "not available" in html.read_text() or not results["unavailable"]
     assert (smoke_dirs / "smoke" / f"{path.stem}.fingerprint.json").exists()  # a finished run is recorded
+    assert not page_check.leaks(html.read_text())  # no repr, nan, inf or traceback where a reader reads
+
+
+@pytest.mark.notebook
+def test_the_smoke_reports_first_pages_show_no_reprs_and_every_grid_link_lands(smoke_dirs):
+    """After every notebook: the index and verdicts.html, read as a reader reads them, hold no Python repr, nan, inf
+    or traceback, and every verdict link of the index's grid names a row that verdicts.html has."""
+    import re
+
+    from lib.reporting import index
+
+    page = index.build_index("smoke").read_text()
+    verdict_page = (smoke_dirs / "smoke" / "verdicts.html").read_text()
+    assert not page_check.leaks(page) and not page_check.leaks(verdict_page)
+    targets = re.findall(r'href="verdicts\.html#([^"]+)"', page)
+    assert targets and all(f'id="{t}"' in verdict_page for t in targets)
 
 
 def declared_defaults(path, tmp_path):

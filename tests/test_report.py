@@ -31,16 +31,19 @@ def test_results_and_index(tmp_reports):
                          data_sources={"mnist": "a sample"}, unavailable={"cifar10": "offline"})
     saved = json.loads((tmp_reports / "smoke" / "results" / "01_classifiers.json").read_text())
     assert saved["headline"][0]["value"] == 0.9712 and saved["profile"] == "smoke"
-    page = index.build_index("smoke").read_text()
+    index.build_index("smoke")
+    page = (tmp_reports / "smoke" / "verdicts.html").read_text()  # the notebooks in detail: beside the verdicts
     assert "97.12%" in page and "a sample" in page and "cifar10: not available" in page
     assert "a ratio: <b>&gt; budget (most attacks failed)</b>" in page and "a gap: <b>–</b>" in page
     assert "02_autoencoders" in page and "not run" in page
     assert "No verdicts yet" in page
+    assert "02_autoencoders" in index.build_index("smoke").read_text()  # the index lists every notebook too
     report.write_results(run.__class__("05_statistics", "smoke", 0, run.device), "05", [],
                          verdicts=[{"claim": "on > off", "dataset": "mnist", "split": "test", "statistic": "Wilcoxon",
                                     "effect_text": "3.1x [2.8, 3.5]", "p_holm": 1e-9, "n": 200, "power": 1.0,
                                     "verdict": "explained by dimension alone"}])
-    page = index.build_index("smoke").read_text()
+    index.build_index("smoke")
+    page = (tmp_reports / "smoke" / "verdicts.html").read_text()
     assert page.index("Verdicts") < page.index("Notebooks") and "explained by dimension alone" in page
 
 
@@ -61,6 +64,8 @@ def test_index_leads_with_the_answer_figure_and_deciding_claims(tmp_reports):
     (tmp_reports / "smoke" / "results").mkdir(parents=True, exist_ok=True)
     (tmp_reports / "smoke" / "results" / "answer.png").write_bytes(png)
     verdict = {
+        "claim_id": "3",
+        "short": "3 gap: tangent > random",
         "claim": "3: gap beyond dimension",
         "dataset": "mnist",
         "split": "test",
@@ -80,7 +85,7 @@ def test_index_leads_with_the_answer_figure_and_deciding_claims(tmp_reports):
         [],
         answer=["On MNIST the on/off gap is what dimension alone predicts."],
         answer_figure="answer.png",
-        discriminating=[{k: verdict[k] for k in index.DISCRIMINATING_COLUMNS}],
+        discriminating=[verdict],
         verdicts=[verdict],
     )
     root = tmp_reports / "smoke"
@@ -88,13 +93,15 @@ def test_index_leads_with_the_answer_figure_and_deciding_claims(tmp_reports):
     fingerprint.save(root, "05_statistics", fingerprint.with_digest({"params": {}}))
     page = index.build_index("smoke").read_text()
     import base64
-    positions = [page.index(s) for s in ("<h1>", "what dimension alone predicts", "data:image/png;base64,"
-                                         + base64.b64encode(png).decode()[:20], "The claims that decide",
-                                         "<h2>Verdicts", "<h2>Notebooks")]
+    positions = [page.index(s) for s in ("<h1>", 'class="lead"', "on MNIST the deciding claim is explained by "
+                                         "dimension alone", "data:image/png;base64,"
+                                         + base64.b64encode(png).decode()[:20], "The verdicts at a glance",
+                                         "what dimension alone predicts", "<h2>Notebooks")]
     assert positions == sorted(positions)
-    assert 'class="scroll"' in page and "overflow-x:auto" in page and "max-width:100%" in page
-    assert "05 · attacks" in page and "×/÷ 1.1" in page and "negligible band" in page  # family and margin shown
-    assert all(v in page for v, _ in verdicts.RULES)  # every rule stated where the verdicts are
+    verdict_page = (root / "verdicts.html").read_text()
+    assert 'class="scroll"' in verdict_page and "overflow-x:auto" in verdict_page and "max-width:100%" in verdict_page
+    assert "05 · attacks" in verdict_page and "×/÷ 1.1" in verdict_page and "negligible band" in verdict_page
+    assert all(v in verdict_page for v, _ in verdicts.RULES)  # every rule stated where the verdicts are
     state.mark(root, "05_statistics", "queued")
     page = index.build_index("smoke").read_text()
     assert "what dimension alone predicts" not in page and "is queued to run again" in page
@@ -109,7 +116,8 @@ def test_headlines_carry_intervals_and_readings(tmp_reports):
     auc = report.headline("mnist: detection AUC", 0.31, "", ci=(0.2, 0.45), note=curvature_analysis.auc_reading(0.31))
     report.write_results(run, "06", [report.proportion("mnist test accuracy", 97, 100), auc])
     lo, hi = stats.wilson_ci(97, 100)
-    page = index.build_index("smoke").read_text()
+    index.build_index("smoke")
+    page = (tmp_reports / "smoke" / "verdicts.html").read_text()
     assert f"mnist test accuracy: <b>97.00% [{100 * lo:.2f}%, {100 * hi:.2f}%]</b>" in page
     assert (
         "mnist: detection AUC: <b>0.31 [0.2, 0.45]</b>" in page and "below 0.5: the score points the wrong way" in page
@@ -152,8 +160,8 @@ def test_index_answers_every_question_and_states_the_caveats(tmp_reports):
     assert index.QUESTIONS["06_curvature"] in page and "0.9x as curved" in page
     assert "Notebook 07 has not run" in page  # no finished run: said, not hidden
     assert "Caveats of scale" in page and "test error is 0.012" in page
-    positions = [page.index(s) for s in ("The geometry says X.", "0.9x as curved", "Caveats of scale", "<h2>Verdicts")]
-    assert positions == sorted(positions)
+    positions = [page.index(s) for s in ("Caveats of scale", "The geometry says X.", "0.9x as curved", "<h2>Notebooks")]
+    assert positions == sorted(positions)  # the caveats, then every answer in full, folded under the first screens
 
 
 def test_a_table_is_written_as_its_rows(tmp_path):

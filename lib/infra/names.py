@@ -13,3 +13,6 @@ JOBS_ENV = (
     "DIMPLED_JOBS"  # how many notebooks `make -jN report` runs at once (lib.reporting.pipeline sets it per kernel)
 )
 TAU2_METHODS = ("dl", "pm")  # between-seed variance: DerSimonian-Laird, Paule-Mandel (notebook 09)
+
+# A data set as a reader writes it (pages, sentences, figure titles).
+DATASET_NAMES = {"mnist": "MNIST", "fashion_mnist": "Fashion-MNIST", "cifar10": "CIFAR-10", "imagenet": "ImageNet"}

@@ -1,10 +1,14 @@
-"""reports/<profile>/index.html: the answer first, then the claims, then the notebooks behind them.
+"""reports/<profile>/index.html, the first page a reader meets, and reports/<profile>/verdicts.html, every verdict.
 
-Order of the page: the title; the answer in sentences and the one figure that carries it (results/05_statistics.json
-keys "answer" and "answer_figure", a PNG in results/, embedded so the page works offline and on its own); the
-discriminating claims ("discriminating"); every verdict ("verdicts" of any notebook); every notebook with its
-status (lib.reporting.state), headline figures, data, device and wall time. Only a notebook whose run finished is shown
-as ok; one that is queued, running, failed or interrupted says so, and its old figures are gone (lib.reporting.execute).
+The index, in order (lib.reporting.front builds its parts from the notebooks' results JSON): the sentence a reader can
+quote; the figure that carries it (notebook 05's "answer_figure", a PNG in results/, embedded so the page works offline
+and on its own); one grid of the deciding verdicts by data set and split, linked to their rows, with a line of verdict
+marks per further question; where the real networks sit on notebook 08's steepness scale (notebook 11); the caveats of
+scale and each notebook's answer in full, folded; the notebooks with their status and wall time. verdicts.html: every
+verdict row of every notebook, filterable by notebook, data set and verdict (a few lines of inline script: it works
+from a file, offline), the rules, and each notebook's headline figures, data, device and wall time. Only a notebook
+whose run finished is shown as ok; one that is queued, running, failed or interrupted says so, and its old figures are
+gone (lib.reporting.execute).
 """
 import base64
 import html
@@ -13,15 +17,13 @@ import time
 from pathlib import Path
 
 from lib.inference import rules
-from lib.reporting import state
+from lib.reporting import front, state
 from lib.infra.files import atomic_write
 from lib.reporting.report import NOTEBOOKS, format_value, reports_dir, results_dir
 
 STATISTICS = "05_statistics"
 VERDICT_COLUMNS = ("family", "claim", "dataset", "split", "clip", "statistic", "effect_text", "margin_text",
                    "p_margin_holm", "n", "power", "verdict")
-DISCRIMINATING_COLUMNS = ("claim", "dataset", "split", "clip", "effect_text", "margin_text", "p_margin_holm", "n",
-                          "verdict")
 HEADERS = {"effect_text": "effect [95% CI]", "margin_text": "negligible band", "p_margin_holm": "p (margin, Holm)",
            "n": "N"}
 
@@ -34,7 +36,13 @@ ul{margin:0;padding-left:1.2em} img.answer{max-width:100%;height:auto;display:bl
 .v-explained-by-dimension-alone{background:#fff6e0}
 .v-negligible{background:#f1ecf8} .v-not-testable{background:#eaf3fa} .v-inconclusive{background:#f4f4f4}
 .pub{color:#777} .na{color:#a33} .failed,.interrupted{color:#c00;font-weight:bold} .ok{color:#070}
-.running,.queued,.stale{color:#a60;font-weight:bold}"""
+.running,.queued,.stale{color:#a60;font-weight:bold}
+p.lead{font-size:1.12em;line-height:1.5} .meta{color:#555;font-size:0.9em}
+table.grid{width:auto} table.grid td,table.grid th{text-align:center;padding:4px 10px}
+table.grid th.claim{text-align:left}
+table.grid a{text-decoration:none;color:inherit} .mark{font-size:1.2em} ul.questions{margin:0.6em 0;line-height:1.7}
+details{margin:0.6em 0} summary{cursor:pointer;font-weight:bold} tr:target{outline:3px solid #e69500}
+.filters select{margin-right:1em}"""
 
 
 def _cell(col, val):
@@ -47,30 +55,68 @@ def _cell(col, val):
     return f"<td>{html.escape('–' if val is None else str(val))}</td>"
 
 
-def _table(rows, columns, first=None):
-    """Rows (dicts) as an HTML table in its own scrolling container; `first` (header, row -> html) leads."""
-    head = "".join(f"<th>{html.escape(HEADERS.get(c, c.replace('_', ' ')))}</th>"
-                   for c in ([first[0]] if first else []) + list(columns))
-    body = []
-    for r in rows:
-        css = str(r.get("verdict", "")).replace(" ", "-")
-        lead = first[1](r) if first else ""
-        body.append(f'<tr class="v-{html.escape(css)}">{lead}' + "".join(_cell(c, r.get(c)) for c in columns) + "</tr>")
-    return f'<div class="scroll"><table><tr>{head}</tr>{"".join(body)}</table></div>'
-
-
-def verdict_table(profile):
-    """The verdicts of every notebook that wrote some (results JSON key "verdicts"), as an HTML table."""
+def verdict_rows(profile):
+    """Every verdict row of every notebook that wrote some (results JSON key "verdicts"), each with its notebook
+    ("_nb") and its anchor ("_id", lib.reporting.front.with_ids)."""
     rows = []
     for res_path in sorted(results_dir(profile).glob("*.json")):
         res = json.loads(res_path.read_text())
         rows += [{**v, "_nb": res["notebook"]} for v in res.get("verdicts", [])]
+    return front.with_ids(rows)
+
+
+def verdict_table(rows):
+    """The verdict rows as an HTML table whose rows carry their anchor and what the filters read (data-nb, data-ds,
+    data-v), and the rules under it."""
     if not rows:
-        return (
-            "<h2>Verdicts</h2><p class=note>No verdicts yet: the statistics notebook has not run in this profile.</p>"
-        )
-    link = ("nb", lambda r: f'<td><a href="{html.escape(r["_nb"])}.html">{html.escape(r["_nb"][:2])}</a></td>')
-    return "<h2>Verdicts</h2>" + _table(rows, VERDICT_COLUMNS, link) + rules_html()
+        return "<p class=note>No verdicts yet: no notebook with verdicts has run in this profile.</p>"
+    head = "".join(f"<th>{html.escape(HEADERS.get(c, c.replace('_', ' ')))}</th>" for c in ("nb",) + VERDICT_COLUMNS)
+    body = []
+    for r in rows:
+        v = str(r.get("verdict", ""))
+        shown = {**r, "dataset": front.name_of(str(r.get("dataset", ""))), "verdict": front.verdict_words(v)}
+        attrs = (f'id="{html.escape(r["_id"])}" class="vrow v-{html.escape(v.replace(" ", "-"))}" '
+                 f'data-nb="{html.escape(r["_nb"][:2])}" data-ds="{html.escape(shown["dataset"])}" '
+                 f'data-v="{html.escape(v)}"')
+        lead = f'<td><a href="{html.escape(r["_nb"])}.html">{html.escape(r["_nb"][:2])}</a></td>'
+        body.append(f"<tr {attrs}>{lead}" + "".join(_cell(c, shown.get(c)) for c in VERDICT_COLUMNS) + "</tr>")
+    return f'<div class="scroll"><table><tr>{head}</tr>{"".join(body)}</table></div>' + rules_html()
+
+
+FILTER_SCRIPT = """<script>
+function applyFilter() {
+  var want = {}, shown = 0, rows = document.querySelectorAll('tr.vrow');
+  ['nb', 'ds', 'v'].forEach(function (k) { want[k] = document.getElementById('f-' + k).value; });
+  rows.forEach(function (tr) {
+    var ok = ['nb', 'ds', 'v'].every(function (k) { return !want[k] || tr.dataset[k] === want[k]; });
+    tr.style.display = ok ? '' : 'none';
+    if (ok) shown++;
+  });
+  document.getElementById('f-count').textContent = shown + ' of ' + rows.length + ' rows shown';
+}
+document.addEventListener('DOMContentLoaded', function () {
+  var q = new URLSearchParams(window.location.search);
+  ['nb', 'ds', 'v'].forEach(function (k) {
+    var el = document.getElementById('f-' + k);
+    if (q.get(k)) el.value = q.get(k);
+    el.addEventListener('change', applyFilter);
+  });
+  applyFilter();
+});
+</script>"""
+
+
+def _filters(rows):
+    """The filter controls of verdicts.html: a select per notebook, data set and verdict."""
+    def select(key, label, values, words=None):
+        options = "".join(f'<option value="{html.escape(v)}">{html.escape((words or {}).get(v, v))}</option>'
+                          for v in values)
+        return f'<label>{label} <select id="f-{key}"><option value="">all</option>{options}</select></label>'
+    nbs = sorted({r["_nb"] for r in rows})
+    return ('<p class="filters">' + select("nb", "notebook", [n[:2] for n in nbs], {n[:2]: n for n in nbs})
+            + select("ds", "data set", sorted({front.name_of(str(r.get("dataset", ""))) for r in rows}))
+            + select("v", "verdict", [v for v in rules.VERDICTS if any(r.get("verdict") == v for r in rows)])
+            + '<span id="f-count" class="note"></span></p>')
 
 
 def rules_html():
@@ -90,12 +136,12 @@ def rules_html():
     )
 
 
-def _figure(results, name):
+def _figure(results, name, alt="the figure that carries the answer"):
     path = Path(results) / Path(str(name)).name  # a file of the results folder, nothing else
     if not path.is_file():
         return f"<p class=note>(figure {html.escape(str(name))} is missing)</p>"
     data = base64.b64encode(path.read_bytes()).decode()
-    return f'<img class="answer" alt="the figure that carries the answer" src="data:image/png;base64,{data}">'
+    return f'<img class="answer" alt="{html.escape(alt)}" src="data:image/png;base64,{data}">'
 
 
 QUESTIONS = {  # notebook -> the question its answer paragraph speaks to on the index
@@ -125,38 +171,46 @@ def _finished_results(profile, name):
     return json.loads(res_path.read_text()), ""
 
 
-def answer_section(profile):
-    """The answer in words: 05's (the geometry: the on/off study against random subspaces) with its figure and the
-    discriminating claims, then one paragraph per further question (QUESTIONS), then the caveats of scale that
-    the notebooks state; a note where a notebook has no finished run."""
+def _all_results(profile):
+    """{notebook: its results JSON where its last run finished, else None}."""
+    return {py.stem: _finished_results(profile, py.stem)[0] for py in sorted(NOTEBOOKS.glob("[0-9]*.py"))}
+
+
+def answer_section(profile, results=None, ids=None):
+    """The first screens: the sentence, 05's figure, the grid with a line per further question, the distance to
+    DMM; then, folded, the caveats of scale and every notebook's answer in full (05's, then one per QUESTIONS)."""
     res, why = _finished_results(profile, STATISTICS)
     if res is None:
         return f"<p class=note>The statistics notebook {html.escape(why)}: no answer is shown until it finishes.</p>"
-    out = []
-    if res.get("answer"):
-        out.append(
-            '<div class="answer"><h2>The answer</h2><h3>Is the learned manifold special, beyond its '
-            "dimension? (notebook 05)</h3>" + "".join(f"<p>{html.escape(s)}</p>" for s in res["answer"]) + "</div>"
-        )
+    results = _all_results(profile) if results is None else results
+    ids = {} if ids is None else ids
+    out = [f'<p class="lead">{html.escape(front.sentence(results))}</p>']
     if res.get("answer_figure"):
         out.append(_figure(results_dir(profile), res["answer_figure"]))
-    if res.get("discriminating"):
-        out.append("<h2>The claims that decide</h2>" + _table(res["discriminating"], DISCRIMINATING_COLUMNS))
-    if not out:
-        return (
-            '<p class=note>The statistics notebook has not run with an answer to show (no "answer" in its results).</p>'
-        )
+    out.append("<h2>The verdicts at a glance</h2>" + front.grid_html(results, ids, QUESTIONS)
+               + '<p class=note>Each mark links to its row on <a href="verdicts.html">the verdict page</a>, which '
+               "states every test, interval and rule.</p>")
+    distance = front.distance_words(results)
+    figure = results_dir(profile) / "index_distance.png"
+    drawn = front.distance_figure(results, figure)
+    out.append("<h2>How far from DMM</h2><p>" + " ".join(html.escape(s) for s in distance)
+               + " (Notebook 08 builds worlds whose boundary dimples around a known manifold with steepness s; "
+               "notebook 11 reads each real network's effects as the s of the world that would show them.)</p>"
+               + (_figure(results_dir(profile), figure.name, "where the real networks sit on the steepness scale")
+                  if drawn else ""))
+    caveats = [c for r in results.values() for c in (r or {}).get("caveats", [])]
+    if caveats:
+        out.append(f"<details><summary>Caveats of scale ({len(caveats)})</summary><ul>"
+                   + "".join(f"<li>{html.escape(c)}</li>" for c in caveats) + "</ul></details>")
+    full = ['<div class="answer"><h3>Is the learned manifold special, beyond its dimension? (notebook 05)</h3>'
+            + "".join(f"<p>{html.escape(s)}</p>" for s in res.get("answer", [])) + "</div>"]
     for name, question in QUESTIONS.items():
         other, why = _finished_results(profile, name)
         text = ("".join(f"<p>{html.escape(s)}</p>" for s in other.get("answer", [])) if other
                 else f"<p class=note>Notebook {html.escape(name[:2])} {html.escape(why)}.</p>")
-        out.append(
-            f'<div class="answer"><h3>{html.escape(question)} (notebook {html.escape(name[:2])})</h3>{text}</div>'
-        )
-    caveats = [c for py in sorted(NOTEBOOKS.glob("[0-9]*.py"))
-               for c in (_finished_results(profile, py.stem)[0] or {}).get("caveats", [])]
-    if caveats:
-        out.append("<h3>Caveats of scale</h3><ul>" + "".join(f"<li>{html.escape(c)}</li>" for c in caveats) + "</ul>")
+        full.append(f'<div class="answer"><h3>{html.escape(question)} (notebook {html.escape(name[:2])})</h3>{text}'
+                    "</div>")
+    out.append("<details><summary>Each question's answer in full</summary>" + "".join(full) + "</details>")
     return "\n".join(out)
 
 
@@ -167,7 +221,9 @@ def _duration(nb_path):
         return None
 
 
-def notebook_rows(profile):
+def notebook_rows(profile, detailed=True):
+    """One table row per notebook: its title (linked to its page where it finished), status and wall time; with
+    ``detailed`` also its headline figures, data and device (verdicts.html)."""
     root = reports_dir(profile)
     rows = []
     for py in sorted(NOTEBOOKS.glob("[0-9]*.py")):
@@ -175,6 +231,16 @@ def notebook_rows(profile):
         res_path = results_dir(profile) / f"{name}.json"
         res = json.loads(res_path.read_text()) if res_path.exists() else {}
         status, detail = state.status(root, name)
+        title = html.escape(res.get("title", name))
+        target = f"{name}.html" if status == "ok" else f"{name}.failed.html"
+        link = f'<a href="{target}">{title}</a>' if (root / target).exists() else title
+        duration = _duration(root / f"{name}.ipynb") if status == "ok" else None
+        wall = f"{duration:.0f} s" if duration is not None else "–"
+        css = status.replace(" ", "-")
+        shown = html.escape(status) + (f"<br><small>{html.escape(detail)}</small>" if detail else "")
+        if not detailed:
+            rows.append(f"<tr><td>{link} <small>{name}</small></td><td class={css}>{shown}</td><td>{wall}</td></tr>")
+            continue
         figs = "".join(
             f"<li>{html.escape(h['name'])}: <b>{html.escape(format_value(h))}</b>"
             + (f" <span class=note>({html.escape(h['note'])})</span>" if h.get("note") else "")
@@ -184,35 +250,58 @@ def notebook_rows(profile):
         )
         data = "".join(f"<li>{html.escape(k)}: {html.escape(v)}</li>" for k, v in res.get("data_sources", {}).items())
         data += "".join(f"<li class=na>{html.escape(k)}: not available</li>" for k in res.get("unavailable", {}))
-        title = html.escape(res.get("title", name))
-        target = f"{name}.html" if status == "ok" else f"{name}.failed.html"
-        link = f'<a href="{target}">{title}</a>' if (root / target).exists() else title
-        duration = _duration(root / f"{name}.ipynb") if status == "ok" else None
-        wall = f"{duration:.0f} s" if duration is not None else "–"
-        css = status.replace(" ", "-")
-        shown = html.escape(status) + (f"<br><small>{html.escape(detail)}</small>" if detail else "")
         rows.append(f"<tr><td>{link}<br><small>{name}</small></td><td><ul>{figs}</ul></td><td><ul>{data}</ul></td>"
                     f"<td>{html.escape(res.get('device', '–'))}</td><td>{wall}</td><td class={css}>{shown}</td></tr>")
     return rows
 
 
-def build_index(profile):
-    """Write reports/<profile>/index.html (atomically: notebooks running side by side rebuild it)."""
-    root = reports_dir(profile)
-    page = f"""<!doctype html><html><head><meta charset="utf-8">
+def _page(profile, title, body, script=""):
+    return f"""<!doctype html><html><head><meta charset="utf-8">
 <meta name="viewport" content="width=device-width, initial-scale=1">
-<title>Dimpled manifold report ({html.escape(profile)})</title><style>{CSS}</style></head><body>
-<h1>Putting the Dimpled Manifold Model to the test</h1>
-<p>Profile <b>{html.escape(profile)}</b> · index built {time.strftime('%Y-%m-%d %H:%M:%S')}.
-Every figure below was computed by the notebook it links to, in this run; published numbers are shown
-for comparison only.</p>
-{answer_section(profile)}
-{verdict_table(profile)}
+<title>{html.escape(title)} ({html.escape(profile)})</title><style>{CSS}</style>{script}</head><body>
+{body}</body></html>"""
+
+
+def _grid_ids(rows):
+    """{(notebook, claim_id, dataset, split, clip): anchor} of the verdict rows, the first where several share it."""
+    ids = {}
+    for r in rows:
+        ids.setdefault((r["_nb"], r.get("claim_id"), r.get("dataset"), r.get("split"), r.get("clip")), r["_id"])
+    return ids
+
+
+def build_verdicts(profile, rows=None):
+    """Write reports/<profile>/verdicts.html: every verdict with its filters, the rules, the notebooks in detail."""
+    root = reports_dir(profile)
+    rows = verdict_rows(profile) if rows is None else rows
+    body = (f"<h1>Every verdict</h1><p class=meta>Profile <b>{html.escape(profile)}</b> · built "
+            f"{time.strftime('%Y-%m-%d %H:%M:%S')} · <a href=\"index.html\">back to the answer</a>.</p>"
+            + (_filters(rows) if rows else "") + "<h2>Verdicts</h2>" + verdict_table(rows)
+            + "<h2>Notebooks</h2><div class=\"scroll\"><table><tr><th>notebook</th><th>headline figures</th>"
+            "<th>data</th><th>device</th><th>wall time</th><th>status</th></tr>"
+            + "".join(notebook_rows(profile)) + "</table></div>")
+    out = root / "verdicts.html"
+    root.mkdir(parents=True, exist_ok=True)
+    with atomic_write(out) as f:
+        f.write(_page(profile, "Every verdict", body, FILTER_SCRIPT))
+    return out
+
+
+def build_index(profile):
+    """Write reports/<profile>/index.html and verdicts.html (atomically: notebooks running side by side rebuild
+    them)."""
+    root = reports_dir(profile)
+    rows = verdict_rows(profile)
+    build_verdicts(profile, rows)
+    body = f"""<h1>Putting the Dimpled Manifold Model to the test</h1>
+{answer_section(profile, ids=_grid_ids(rows))}
 <h2>Notebooks</h2>
-<div class="scroll"><table><tr><th>notebook</th><th>headline figures</th><th>data</th><th>device</th><th>wall time</th>
-<th>status</th></tr>
-{''.join(notebook_rows(profile))}</table></div></body></html>"""
+<p class=meta>Profile <b>{html.escape(profile)}</b> · index built {time.strftime('%Y-%m-%d %H:%M:%S')}. Every number
+on these pages was computed by the notebook it links to, in this run; published numbers are shown for comparison only.
+<a href="verdicts.html">All {len(rows)} verdicts</a>, filterable, with each notebook's headline figures.</p>
+<div class="scroll"><table><tr><th>notebook</th><th>status</th><th>wall time</th></tr>
+{''.join(notebook_rows(profile, detailed=False))}</table></div>"""
     out = root / "index.html"
     with atomic_write(out) as f:
-        f.write(page)
+        f.write(_page(profile, "Dimpled manifold report", body))
     return out

@@ -23,6 +23,7 @@ import pandas as pd
 from lib.experiments import records as rec
 from lib.inference import power, stats, verdicts
 from lib.inference.rules import Verdict
+from lib.infra import names
 
 FAMILY = "05 · attacks (notebooks 03 and 04)"
 CONTROL_WORDS = {"random": "random orthonormal", "coordinate": "random coordinate (pixel)", "pca": "PCA"}
@@ -295,7 +296,7 @@ def evaluate(records, controls=("random", "coordinate", "pca"), margin: float = 
 
 # ---------------------------------------------------------------- the answer in words
 
-DATASET_NAMES = {"mnist": "MNIST", "fashion_mnist": "Fashion-MNIST", "cifar10": "CIFAR-10", "imagenet": "ImageNet"}
+DATASET_NAMES = names.DATASET_NAMES  # a data set as a reader writes it
 
 
 PREDICTS = {"3": "more than 1", "4": "less than 1", "5": "above 0"}

@@ -252,6 +252,21 @@ def published_marks(series, dataset):
     return []
 
 
+def distance(steep, margin):
+    """Per data set and claim (3, 4): where notebook 01-02's networks (the autoencoder series' last point) sit on the
+    steepness scale, s with its 95% interval and the claim's effect (a ratio), beside the s DMM needs (the analytic
+    turning point at the margin, at the data set's k and n): plain records for the index (lib.reporting.front)."""
+    out = []
+    for name, s in steep.groupby("dataset"):
+        best = s[s["series"] == "autoencoder"].sort_values("x").iloc[-1]
+        need = dmm_steepness(int(best["k"]), int(best["n"]), margin)
+        for cid in ("3", "4"):
+            out.append({"dataset": name, "claim_id": cid, "s": float(best[f"s (claim {cid})"]),
+                        "low": float(best[f"s (claim {cid}) low"]), "high": float(best[f"s (claim {cid}) high"]),
+                        "effect": float(best[f"claim {cid} effect"]), "needed": float(need[cid])})
+    return out
+
+
 def answer(table, fits, steep, margin, cosine_margin, k=16, n=784):
     """Sentences: per data set, where the best networks sit on the steepness scale against DMM's; then per series
     and claim the trend's verdict, its slope per decade and where it would reach DMM's side."""

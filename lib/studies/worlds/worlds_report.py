@@ -22,6 +22,18 @@ def power_curve(table, k=16, margin=1.1):
     return w1, analytic, turning
 
 
+def curve_records(w1, analytic, grid=None):
+    """What the index needs to redraw world 1's power curve beside the real data sets (lib.reporting.front), as plain
+    records: ({claim_id: [[s, analytic ratio], ...]} on a log grid of s, and each measured world-1 row's claim_id,
+    steepness, effect, interval and verdict)."""
+    grid = np.geomspace(0.5, 40, 60) if grid is None else grid
+    lines = {cid: [[float(s), f(s)] for s in grid] for cid, f in analytic.items()}
+    points = [{"claim_id": r["claim_id"], "s": float(r["steepness"]), "effect": float(r["effect"]),
+               "ci_low": float(r["ci_low"]), "ci_high": float(r["ci_high"]), "verdict": str(r["verdict"])}
+              for _, r in w1.iterrows() if r["claim_id"] in analytic]
+    return lines, points
+
+
 def false_positives(settings, n_worlds, n_images=50, k=16, margin=1.1, alpha=stats.ALPHA, seed=0):
     """worlds.false_positives over `n_worlds` independent world-1 seeds (seed + 1000 on) at the flat-boundary steepness
     (every discriminating effect 0; "where" = FLAT) and, for claims 3 and 4, at the claim's analytic turning point,

@@ -230,7 +230,12 @@ def curved_world(settings, k=16, n_images=50, *, g_epochs, g_train, g_width, n_t
     per_image, records, facts = decoder_world_study(G.model, codes, settings, k, n_images, n_train, clf_epochs,
                                                     ae_epochs, g_width, seed)
     rows = worlds.world_rows(records, margin)
-    show(f"G: MNIST autoencoder ({mnist.describe()[:60]}…), {G.summary()}; world 3: {facts}.")
+    sizes = facts["class sizes"]
+    show(f"G: MNIST autoencoder ({mnist.describe()[:60]}…), {G.summary()}; world 3: {sum(sizes):,} training images "
+         f"G(z), each labelled by the nearest of 10 cluster centres of the codes ({min(sizes):,} to {max(sizes):,} per "
+         f"class), {facts['images']:,} test images attacked, the classifier's test accuracy "
+         f"{facts['classifier test accuracy']:.1%}, the fresh autoencoder's final training MSE "
+         f"{facts['fresh AE train MSE']:.2g}.")
     return rows, per_image, {**facts, "mnist_source": mnist.describe()}
 
 
