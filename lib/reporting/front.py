@@ -221,8 +221,8 @@ def distance_words(results: dict) -> list[str]:
     for d in res.get("distance", []):
         by_ds.setdefault(d["dataset"], {})[d["claim_id"]] = d
     for ds, per in by_ds.items():
-        parts = [f"s = {d['s']:.2g} [{d['low']:.2g}, {d['high']:.2g}] by claim {cid}" for cid, d in sorted(per.items())]
-        need = " and ".join(f"{d['needed']:.2g}" for _, d in sorted(per.items()))
+        parts = [f"s = {d['s']:.1f} [{d['low']:.1f}, {d['high']:.1f}] by claim {cid}" for cid, d in sorted(per.items())]
+        need = " and ".join(f"{d['needed']:.1f}" for _, d in sorted(per.items()))
         out.append(f"{name_of(ds)}'s networks behave like a dimpled world of steepness {' and '.join(parts)}; "
                    f"DMM needs more than {need}.")
     return out
@@ -256,10 +256,10 @@ def distance_figure(results: dict, path) -> bool:
         needed = [d["needed"] for d in dist if d["claim_id"] == cid]
         if needed:
             ax.axvspan(needed[0], max(p[0] for p in line), color=COLOURS[Verdict.SUPPORTED], alpha=0.08, lw=0)
-            ax.axvline(needed[0], color=COLOURS[Verdict.SUPPORTED], ls=":", lw=1.2, label=f"DMM: s > {needed[0]:.2g}")
+            ax.axvline(needed[0], color=COLOURS[Verdict.SUPPORTED], ls=":", lw=1.2, label=f"DMM: s > {needed[0]:.1f}")
         for i, d in enumerate(d for d in dist if d["claim_id"] == cid):
             ax.errorbar([d["s"]], [d["effect"]], xerr=[[d["s"] - d["low"]], [d["high"] - d["s"]]], fmt="*", ms=13,
-                        color=f"C{i}", mec="k", capsize=3, label=f"{name_of(d['dataset'])}: s = {d['s']:.2g}")
+                        color=f"C{i}", mec="k", capsize=3, label=f"{name_of(d['dataset'])}: s = {d['s']:.1f}")
         ax.set(xscale="log", yscale="log", xlabel="steepness s of the dimple (normal / tangent gradient)",
                ylabel="effect (ratio)", title=titles[cid])
         ax.title.set_fontsize(9)

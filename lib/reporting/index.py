@@ -79,7 +79,10 @@ def verdict_table(rows):
                  f'data-nb="{html.escape(r["_nb"][:2])}" data-ds="{html.escape(shown["dataset"])}" '
                  f'data-v="{html.escape(v)}"')
         lead = f'<td><a href="{html.escape(r["_nb"])}.html">{html.escape(r["_nb"][:2])}</a></td>'
-        body.append(f"<tr {attrs}>{lead}" + "".join(_cell(c, shown.get(c)) for c in VERDICT_COLUMNS) + "</tr>")
+        cells = "".join(_cell(c, shown.get(c)) if c != "claim" or not r.get("short") else
+                        f"<td><b>{html.escape(str(r['short']))}</b><br>{html.escape(str(r.get('claim', '')))}</td>"
+                        for c in VERDICT_COLUMNS)  # the row's label (its budget, its seeds) above the claim
+        body.append(f"<tr {attrs}>{lead}{cells}</tr>")
     return f'<div class="scroll"><table><tr>{head}</tr>{"".join(body)}</table></div>' + rules_html()
 
 
