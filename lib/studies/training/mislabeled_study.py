@@ -35,7 +35,7 @@ from lib.infra import cache
 from lib.learn import train
 from lib.studies.training import mislabeled
 from lib.infra.artifacts import Artifact
-from lib.infra.names import BUDGET_NAMES
+from lib.infra.names import BUDGET_NAMES, DATASET_NAMES
 from lib.infra.runtime import progress
 
 N_EXAMPLES = 2        # source images shown per relabelling at every budget (one row of the examples grid each)
@@ -343,9 +343,10 @@ def visibility_words(table, threshold=0.5):
                 return "at " + ", ".join(above)
             return "at no budget of the sweep" + (f" (at most {top[f'looks like t: {what}']:.0%}, at "
                                                   f"{top['budget_text']})" if top is not None else "")
-        out.append(f"{ds} {rl}: the unconstrained set's images sit nearest the mean image of their new label (more "
-                   f"than {threshold:.0%} of them) {where('means')}; the independent classifier calls more than "
-                   f"{threshold:.0%} of them t {where('judge')}, a measure of transfer as much as of visibility.")
+        out.append(f"{DATASET_NAMES.get(ds, ds)} {rl}: the unconstrained set's images sit nearest the mean image of "
+                   f"their new label (more than {threshold:.0%} of them) {where('means')}; the independent classifier "
+                   f"calls more than {threshold:.0%} of them t {where('judge')}, a measure of transfer as much as of "
+                   "visibility.")
     return out
 
 

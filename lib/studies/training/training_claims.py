@@ -21,6 +21,7 @@ from lib.experiments import records as rec
 from lib.inference import stats, verdicts
 from lib.reporting import report
 from lib.inference.rules import Verdict
+from lib.infra.names import DATASET_NAMES
 
 FAMILY = "10 · training claims"
 DIMENSION = Verdict.DIMENSION
@@ -294,9 +295,10 @@ def change_words(sweep, judged):
                           if v in first.index)
         seen = " → ".join(f"{a.loc['unconstrained', 'looks like t: means']:.0%}" for a in (first, last)) \
             if "unconstrained" in first.index else "–"
-        out.append(f"From {first['budget_text'].iloc[0]} to {last['budget_text'].iloc[0]} ({t['dataset'].iloc[0]}, "
-                   f"D_{r}), the fresh classifiers' clean accuracy moves {parts}; the share of the unconstrained set's "
-                   f"images nearest their new label's mean image {seen}.")
+        ds = t["dataset"].iloc[0]
+        out.append(f"From {first['budget_text'].iloc[0]} to {last['budget_text'].iloc[0]} "
+                   f"({DATASET_NAMES.get(ds, ds)}, D_{r}), the fresh classifiers' clean accuracy moves {parts}; the "
+                   f"share of the unconstrained set's images nearest their new label's mean image {seen}.")
     return out
 
 
@@ -321,10 +323,11 @@ def answer(table, sweep, geometry, judged):
         floor_text = f"; labels alone {floor['mean accuracy'].iloc[0]:.0%}" if len(floor) else ""
         seen = looks.get("unconstrained", np.nan)
         eps = str(b)
-        out.append(f"At {a['budget_text'].iloc[0]} ({ds}, {rl}; {seeds} fresh classifier{'s' if seeds > 1 else ''} "
-                   f"per set), a classifier trained only on the mislabelled set labels clean test images right at: "
-                   f"{parts}{floor_text}. {seen:.0%} of the unconstrained set's images already sit nearest the mean "
-                   f"image of their new label."
+        plural = "s" if seeds > 1 else ""
+        out.append(f"At {a['budget_text'].iloc[0]} ({DATASET_NAMES.get(ds, ds)}, {rl}; {seeds} fresh "
+                   f"classifier{plural} per set), a classifier trained only on the mislabelled set labels clean test "
+                   f"images right at: {parts}{floor_text}. {seen:.0%} of the unconstrained set's images already "
+                   "sit nearest the mean image of their new label."
                    + "".join(said(ds, c, rl, w, eps) for c, w in (("A", "most right"), ("B", "off ≈ unconstrained"),
                                                                    ("C", "on < off"), ("D", "on < random"))))
     from lib.studies.training.mislabeled_study import visibility_words
@@ -333,10 +336,10 @@ def answer(table, sweep, geometry, judged):
     for ds, g in geometry.groupby("dataset") if len(geometry) else ():
         v = g.set_index(["model", "quantity"])["value"]
         pair = lambda q: f"{v[('before', q)]:.2f} → {v[('after', q)]:.2f}"
-        out.append(f"Adversarial training ({ds}) changed the median minimal norm off the manifold "
-                   f"{pair('median norm: off/tangent')}, on it {pair('median norm: on/tangent')}, and the gradient's "
-                   f"fraction in the tangent space {pair('gradient fraction ||P g||/||g||: tangent')} (in a random "
-                   f"subspace {pair('gradient fraction ||P g||/||g||: random')}; Bordt et al. 2023: 0.31 → 0.675 on a "
-                   "known manifold)." + said(ds, "E", "test", "Off grows more than on")
+        out.append(f"Adversarial training ({DATASET_NAMES.get(ds, ds)}) changed the median minimal norm off the "
+                   f"manifold {pair('median norm: off/tangent')}, on it {pair('median norm: on/tangent')}, and the "
+                   f"gradient's fraction in the tangent space {pair('gradient fraction ||P g||/||g||: tangent')} (in a "
+                   f"random subspace {pair('gradient fraction ||P g||/||g||: random')}; Bordt et al. 2023: 0.31 → "
+                   "0.675 on a known manifold)." + said(ds, "E", "test", "Off grows more than on")
                    + said(ds, "F", "test", "The gradient moves into the tangent space"))
     return out
