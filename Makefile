@@ -7,8 +7,10 @@ STAMP := $(VENV)/.installed
 # AutoAttack (notebook 07) and the attack benchmark's oracle; --no-deps: its metadata pins requests~=2.25, which would
 # downgrade the environment, and everything it imports (torch, torchvision, scipy, numpy) is already a dependency.
 TORCHATTACKS := torchattacks==3.5.1
-# `make -j2 report` runs two notebooks at once: make's -j is passed on to the runner.
-JOBS = $(or $(patsubst -j%,%,$(filter -j%,$(MAKEFLAGS))),1)
+# Plain `make report` runs as many notebooks at once as the cores this process may use (at most OMP_NUM_THREADS,
+# memory permitting: lib.infra.machine.auto_jobs), each kernel with its share as torch threads; `make -j1 report` or
+# JOBS=1 runs one at a time, `make -j2 report` two: make's -j is passed on to the runner.
+JOBS ?= $(or $(patsubst -j%,%,$(filter -j%,$(MAKEFLAGS))),auto)
 LAB_SETTINGS := $(VENV)/share/jupyter/lab/settings
 LAB_ARGS ?=
 REPORT_ARGS ?=

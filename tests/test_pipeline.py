@@ -44,14 +44,14 @@ def test_failed_notebook_is_marked_failed_in_the_index_at_once(fake_papermill, t
     path = report.NOTEBOOKS / "02_autoencoders.py"
     execute.execute(path, "smoke")
     assert state.status(root, "02_autoencoders")[0] == "ok" and fingerprint.load(root, "02_autoencoders")
-    assert "mnist test MSE" in (root / "index.html").read_text()
+    assert "mnist test MSE" in (root / "verdicts.html").read_text()  # the headline figures: beside the verdicts
     fake_papermill["fail"] = CellError("boom")
     with pytest.raises(CellError):
         execute.execute(path, "smoke")
-    page = (root / "index.html").read_text()
-    row = re.search(r"<tr><td>.*?02_autoencoders.*?</tr>", page, re.S).group(0)
-    assert "failed" in row and "cell [4] raised ValueError: n_images must be positive" in row
-    assert "mnist test MSE" not in page  # the previous run's figures are gone
+    for page in ((root / "index.html").read_text(), (root / "verdicts.html").read_text()):
+        row = re.search(r"<tr><td>.*?02_autoencoders.*?</tr>", page, re.S).group(0)
+        assert "failed" in row and "cell [4] raised ValueError: n_images must be positive" in row
+        assert "mnist test MSE" not in page  # the previous run's figures are gone
     assert fingerprint.load(root, "02_autoencoders") is None and not (root / "02_autoencoders.html").exists()
     assert (root / "02_autoencoders.failed.html").exists() and 'href="02_autoencoders.failed.html"' in row
 
@@ -140,8 +140,9 @@ def test_a_run_that_stops_before_computing_keeps_the_last_good_pages(fake_paperm
     )
     status, detail = state.status(root, "02_autoencoders")
     assert status == "ok" and "stopped before computing anything (RuntimeError: Kernel died" in detail
-    page = (root / "index.html").read_text()
-    assert "mnist test MSE" in page and "last good run shown" in page
+    page = (root / "verdicts.html").read_text()
+    assert "mnist test MSE" in page and "last good run shown" in page and "last good run shown" in (
+        root / "index.html").read_text()
 
 
 def test_a_notebook_not_run_because_its_upstream_failed_keeps_its_last_good_pages(tmp_reports, monkeypatch):
@@ -179,7 +180,7 @@ def test_a_notebook_not_run_because_its_upstream_failed_keeps_its_last_good_page
     assert (root / "05_statistics.html").read_text() == "last good 05_statistics"
     assert (root / "results" / "05_statistics.json").exists() and fingerprint.load(root, "05_statistics")
     assert state.status(root, "05_statistics")[0] == "ok"
-    assert "05_statistics figure" in (root / "index.html").read_text()
+    assert "05_statistics figure" in (root / "verdicts.html").read_text()
     assert state.status(root, "03_on_off_manifold_attacks")[0] == "failed"
 
 

@@ -7,6 +7,24 @@ from lib.infra import runtime
 from lib.reporting import pipeline
 
 
+def test_plain_make_report_runs_as_many_notebooks_as_cores_omp_and_memory_allow(monkeypatch):
+    from lib.infra import machine
+
+    monkeypatch.setattr(machine, "cores", lambda: 4)
+    gib = 2 ** 30
+    assert machine.auto_jobs({}, memory=64 * gib) == 4
+    assert machine.auto_jobs({"OMP_NUM_THREADS": "2"}, memory=64 * gib) == 2  # the user's cap on the cores
+    assert machine.auto_jobs({"OMP_NUM_THREADS": "x"}, memory=64 * gib) == 4  # not a number: no cap
+    assert machine.auto_jobs({}, memory=2 * machine.KERNEL_MEMORY) == 2  # memory for two kernels
+    assert machine.auto_jobs({}, memory=gib) == 1
+    out = subprocess.run(["make", "-n", "report"], cwd=pipeline.params.REPO, capture_output=True, text=True).stdout
+    assert "-j auto" in out  # no -j: the runner decides
+    for flags, jobs in ((["-j1"], "-j 1"), (["-j2"], "-j 2"), (["JOBS=1"], "-j 1")):
+        out = subprocess.run(["make", "-n", *flags, "report"], cwd=pipeline.params.REPO, capture_output=True,
+                             text=True).stdout
+        assert jobs in out, flags
+
+
 def test_threads_share_the_cores_between_parallel_notebooks(monkeypatch):
     monkeypatch.setattr(runtime, "cores", lambda: 2)
     monkeypatch.delenv("OMP_NUM_THREADS", raising=False)

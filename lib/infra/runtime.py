@@ -11,6 +11,7 @@ import numpy as np
 import torch
 
 from lib.infra import profiles
+from lib.infra.machine import cores
 from lib.infra.names import JOBS_ENV
 from lib.infra.profiles import PROFILES
 
@@ -59,14 +60,6 @@ class Run:
     def shared(self, name, value):
         """A shared setting's value: the notebook's, or where it is None the profile's (lib.infra.profiles)."""
         return profiles.shared(self.profile, name, value, self.notebook)
-
-
-def cores() -> int:
-    """The cores this process may run on (its CPU affinity; a container's limit shows here, os.cpu_count does not)."""
-    try:
-        return len(os.sched_getaffinity(0))
-    except AttributeError:  # not on Linux
-        return os.cpu_count() or 1
 
 
 def threads_for(jobs: int | None = None) -> int:

@@ -20,7 +20,7 @@ import sys
 import time
 from pathlib import Path
 
-from lib.infra import sources
+from lib.infra import machine, sources
 from lib.infra.names import JOBS_ENV
 from lib.reporting import fingerprint, params, state
 from lib.reporting.execute import invalidate, restore
@@ -176,12 +176,23 @@ def run_one(path, profile, quiet=False, out=None):
     return 0
 
 
+def _jobs(value):
+    """-j's value: "auto" or an integer >= 1."""
+    if value == "auto":
+        return value
+    if not value.isdigit() or int(value) < 1:
+        raise argparse.ArgumentTypeError(f"-j takes an integer >= 1 or auto; got {value!r}")
+    return int(value)
+
+
 def main(argv=None):
     ap = argparse.ArgumentParser(prog="python -m lib.reporting", description=__doc__.split("\n\n")[0])
     sub = ap.add_subparsers(dest="cmd", required=True)
     mk = sub.add_parser("make", help="run the notebooks whose fingerprint changed, then build the index")
     mk.add_argument("--profile", default="quick")
-    mk.add_argument("-j", "--jobs", type=int, default=1, help="notebooks run at once (05 waits for 03 and 04)")
+    mk.add_argument("-j", "--jobs", type=_jobs, default="auto",
+                    help="notebooks run at once (05 waits for 03 and 04); auto: the cores this process may use, at "
+                         "most OMP_NUM_THREADS, memory permitting (lib.infra.machine.auto_jobs)")
     mk.add_argument("--dry-run", action="store_true", help="say what would run and why; run nothing")
     run = sub.add_parser("run", help="execute one notebook and render it")
     run.add_argument("notebook", type=Path)
@@ -197,7 +208,8 @@ def main(argv=None):
                 print("\n".join(describe(n, why) for n, why in stale.items()) or "Up to date: nothing to run.")
                 print(f"Report: {reports_dir(args.profile) / 'index.html'}")
                 return 0
-            return make(args.profile, max(1, args.jobs))
+            jobs = machine.auto_jobs() if args.jobs == "auto" else args.jobs
+            return make(args.profile, jobs)
         if args.cmd == "run":
             return run_one(args.notebook, args.profile, args.quiet)
         params.profile_path(args.profile)
