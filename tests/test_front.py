@@ -97,3 +97,21 @@ def test_the_page_checker_reads_what_a_reader_reads():
                                            "<pre>Traceback (most recent call last)</pre><p>tensor([1.])</p>")}
     assert found == {"a Python dict", "nan", "inf", "a traceback", "an array's repr"}
     assert json.dumps(page_check.visible_text("<p>a&amp;b</p>")) == '"a&b"'
+
+
+def test_the_distance_figure_is_drawn_from_08_and_11_and_not_again_while_they_stand(tmp_path):
+    curve = {"analytic": {"3": [[1.0, 0.14], [10.0, 1.4]], "4": [[1.0, 20.0], [10.0, 0.5]]},
+             "measured": [{"claim_id": "3", "s": 9.0, "effect": 1.3, "ci_low": 1.2, "ci_high": 1.4,
+                           "verdict": "supported"}]}
+    dist = [{"dataset": "mnist", "claim_id": c, "s": 3.4, "low": 3.2, "high": 3.6, "effect": 0.47, "needed": 7.8}
+            for c in ("3", "4")]
+    results = {front.KNOWN: {"power_curve": curve}, front.QUALITY: {"distance": dist}}
+    path = tmp_path / "index_distance.png"
+    assert front.distance_figure(results, path) and path.read_bytes()[:4] == b"\x89PNG"
+    path.write_bytes(b"kept")  # not drawn again from the same numbers
+    assert front.distance_figure(results, path) and path.read_bytes() == b"kept"
+    dist[0]["s"] = 3.5
+    assert front.distance_figure(results, path) and path.read_bytes()[:4] == b"\x89PNG"
+    assert not front.distance_figure({front.KNOWN: {"power_curve": curve}}, tmp_path / "other.png")
+    assert "MNIST's networks behave like a dimpled world of steepness s = 3.5 [3.2, 3.6] by claim 3" in \
+        " ".join(front.distance_words(results))
