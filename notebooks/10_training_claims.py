@@ -87,7 +87,7 @@ from lib.infra import runtime
 from lib.learn import data, session
 from lib.reporting import report
 from lib.figures import plots_training
-from lib.studies.training import advtrain, mislabeled_study, training_claims
+from lib.studies.training import advtrain, mislabeled_study, sweep_report, training_claims
 
 run, model_settings, found, missing = session.start("10_training_claims", profile, seed, device,
                                                     datasets, model_settings)
@@ -115,30 +115,10 @@ for name, (clf, ae) in models.items():
         n_seeds=fresh_seeds, equal_size=equal_size, seed=seed, device=run.device)
     sweep_tables.append(mislabeled_study.sweep_table(study[name], name))
 sweep = pd.concat(sweep_tables, ignore_index=True) if sweep_tables else pd.DataFrame()
-pct = "{:.1%}"
+judged = {name: s["judged"] for name, s in study.items()}
 for name in study:
-    t = sweep[sweep["dataset"] == name]
-    image_norm = float(found[name].train_x.flatten(1).norm(dim=1).median())
-    runtime.show(f"**{name}**: a training image's median L2 norm is {image_norm:.2f}. "
-                 + mislabeled_study.cost_note(t, study[name])
-                 + f" On the clean attacked images the independent classifier is right {study[name]['baseline']['judge']:.1%} "
-                 f"of the time, the nearest class mean {study[name]['baseline']['means']:.1%}. "
-                 f"Published beside ours (**another data set, network and budget scale**, for orientation only): "
-                 f"{published.ILYAS} at ε = 0.5: " + ", ".join(f"{k} {v:.1%}" for k, v in published.ILYAS_TEST_ACC.items()))
-    plots_training.budget_sweep(t, study[name]["budgets"], study[name]["judged"], image_norm,
-                                f"{name}: mislabelled training against the budget", min_success)
-    plots_training.sweep_examples(study[name], found[name].classes, name)
-    display(t[["relabelling", "budget_text", "training set", "success rate", "median norm", "norm q1", "norm q3",
-               "looks like t: means", "looks like t: judge", "trained on", "seeds", "test accuracy", "CI low",
-               "CI high", "mean accuracy", "seed spread"]]
-            .rename(columns={"budget_text": "budget", "looks like t: means": "called t: class mean",
-                             "looks like t: judge": "called t: independent classifier"})
-            .style.format({"success rate": pct, "median norm": "{:.2f}", "norm q1": "{:.2f}", "norm q3": "{:.2f}",
-                           "called t: class mean": pct, "called t: independent classifier": pct,
-                           "test accuracy": pct, "CI low": pct, "CI high": pct, "mean accuracy": pct,
-                           "seed spread": pct}, na_rep="–").hide(axis="index"))
-    for sentence in mislabeled_study.visibility_words(t):
-        runtime.show(sentence)
+    sweep_report.show(study[name], sweep[sweep["dataset"] == name], found[name], name, min_success)
+pct = "{:.1%}"
 
 # %% [markdown]
 # ## Adversarial training
@@ -214,13 +194,12 @@ if len(table):
                                                     f"ratios ×/÷ {margin:g}."))
 
 # %%
-answer = training_claims.answer(table, sweep, geometry, {n: s["judged"] for n, s in study.items()})
+answer = training_claims.answer(table, sweep, geometry, judged)
 for sentence in answer:
     runtime.show(sentence)
 report.write_results(
     run, "10 · DMM's claims about training",
-    headline=training_claims.headlines(sweep, table, {n: s["judged"] for n, s in study.items()},
-                                       published.ILYAS_TEST_ACC, published.ILYAS),
+    headline=training_claims.headlines(sweep, table, judged, published.ILYAS_TEST_ACC, published.ILYAS),
     data_sources={name: d.describe() for name, d in found.items()}, unavailable=missing, answer=answer,
     verdicts=verdicts.results(table),
     accuracies=sweep.drop(columns=["budget"]).to_dict(orient="records"),

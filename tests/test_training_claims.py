@@ -217,6 +217,7 @@ def test_a_failed_attack_after_training_bounds_the_growth_from_below():
 
 # ---------------------------------------------------------------- the budget sweep
 
+from lib.experiments import experiment  # noqa: E402
 from lib.inference import pooling  # noqa: E402
 from lib.studies.training import mislabeled_study  # noqa: E402
 
@@ -258,7 +259,7 @@ def test_visibility_calls_an_image_t_exactly_when_it_has_been_moved_past_half_wa
     means = torch.stack([torch.zeros(16), torch.ones(16)]).double()
     x0 = (means[0] + 0.01 * torch.randn(200, 16, generator=g, dtype=torch.float64)).view(200, 1, 4, 4)
     y = torch.zeros(200, dtype=torch.long)
-    est = mislabeled_study.class_means(torch.cat([x0, x0 + 1]), torch.cat([y, y + 1]), 2)
+    est = experiment.class_means(torch.cat([x0, x0 + 1]), torch.cat([y, y + 1]))
     judge = NearestMean(est)
     t = torch.ones(200, dtype=torch.long)
     for lam, expected in ((0.0, 0), (0.4, 0), (0.6, 200), (1.0, 200)):

@@ -89,8 +89,8 @@ def pick_correct(model, x, y, n, seed=0, device="cpu"):
 
 
 def class_means(x, y):
-    """(max label + 1, n) tensor: the mean training image of each class (NaN rows for absent labels)."""
-    means = torch.full((int(y.max()) + 1, x[0].numel()), float("nan"))
+    """(max label + 1, n) tensor of x's dtype: the mean training image of each class (NaN rows for absent labels)."""
+    means = torch.full((int(y.max()) + 1, x[0].numel()), float("nan"), dtype=x.dtype)
     for c in y.unique():
         means[c] = x[y == c].flatten(1).mean(0)
     return means

@@ -25,15 +25,19 @@ def available_memory() -> int | None:
     return None
 
 
+def omp_cap(environ=None) -> int | None:
+    """The cores OMP_NUM_THREADS lets the report take, where the user set it to a number >= 1; else None."""
+    asked = (os.environ if environ is None else environ).get("OMP_NUM_THREADS", "").strip()
+    return int(asked) if asked.isdigit() and int(asked) >= 1 else None
+
+
 def auto_jobs(environ=None, memory=None) -> int:
     """How many notebooks `make report` runs at once when no -j is given: the cores this process may use, at most
     OMP_NUM_THREADS where the user set it (a cap on the cores the report may take), and no more kernels than the
     available memory holds at KERNEL_MEMORY each; at least 1."""
-    environ = os.environ if environ is None else environ
     jobs = cores()
-    asked = environ.get("OMP_NUM_THREADS", "").strip()
-    if asked.isdigit() and int(asked) >= 1:
-        jobs = min(jobs, int(asked))
+    if (cap := omp_cap(environ)) is not None:
+        jobs = min(jobs, cap)
     memory = available_memory() if memory is None else memory
     if memory is not None:
         jobs = min(jobs, max(1, memory // KERNEL_MEMORY))

@@ -11,7 +11,7 @@ import numpy as np
 import torch
 
 from lib.infra import profiles
-from lib.infra.machine import cores
+from lib.infra.machine import cores, omp_cap
 from lib.infra.names import JOBS_ENV
 from lib.infra.profiles import PROFILES
 
@@ -70,8 +70,8 @@ def threads_for(jobs: int | None = None) -> int:
     if jobs < 1:
         raise ValueError(f"jobs must be >= 1; got {jobs}")
     share = max(1, cores() // jobs)
-    asked = os.environ.get("OMP_NUM_THREADS", "").strip()
-    return min(share, int(asked)) if asked.isdigit() and int(asked) >= 1 else share  # a user's cap is honoured
+    cap = omp_cap()
+    return share if cap is None else min(share, cap)  # a user's cap is honoured
 
 
 @contextmanager

@@ -206,13 +206,17 @@ def _fit(model, x, target, loss_fn, cfg, device, desc, on_epoch, perturb, batch_
 
 
 @torch.no_grad()
+def predict(model, x, device="cpu", batch_size=1000, desc="predict"):
+    """The arg-max class of every image (model in eval mode), a batch at a time, on the CPU."""
+    model.eval()
+    batches = progress(range(0, len(x), batch_size), desc=desc, unit="batch", leave=False)
+    return torch.cat([model(x[i:i + batch_size].to(device)).argmax(1).cpu() for i in batches]) if len(x) else \
+        torch.zeros(0, dtype=torch.long)
+
+
 def accuracy(model, x, y, device, batch_size=1000):
     """Share of images whose arg-max logit is the label (model in eval mode)."""
-    model.eval()
-    batches = progress(range(0, len(x), batch_size), desc="accuracy", unit="batch", leave=False)
-    hits = sum((model(x[i:i + batch_size].to(device)).argmax(1).cpu() == y[i:i + batch_size]).sum().item()
-               for i in batches)
-    return hits / len(x)
+    return (predict(model, x, device, batch_size, "accuracy") == y).sum().item() / len(x)
 
 
 @torch.no_grad()

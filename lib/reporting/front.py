@@ -49,6 +49,11 @@ def mark(verdict: str, count: int | None = None) -> str:
             f"&nbsp;{html.escape(text)}")
 
 
+def dataset_order(dataset: str) -> int:
+    """Where a data set comes on the pages: the order of DATASET_NAMES (MNIST first), unknown ones last."""
+    return list(DATASET_NAMES).index(dataset) if dataset in DATASET_NAMES else len(DATASET_NAMES)
+
+
 def slug(*parts) -> str:
     return re.sub(r"[^a-z0-9]+", "-", "-".join(str(p) for p in parts).lower()).strip("-")
 
@@ -107,8 +112,7 @@ def sentence(results: dict) -> str:
     for r in rows:
         by_ds.setdefault(r["dataset"], []).append(r["verdict"])
     groups = {}
-    for ds, vs in sorted(by_ds.items(), key=lambda kv: list(DATASET_NAMES).index(kv[0]) if kv[0] in DATASET_NAMES
-                         else len(DATASET_NAMES)):
+    for ds, vs in sorted(by_ds.items(), key=lambda kv: dataset_order(kv[0])):
         groups.setdefault(_summary(vs), []).append(name_of(ds))
     found = "; ".join(f"on {_join(names)} {summary}" for summary, names in groups.items())
     first = f"{PREDICTION}; {found}."
@@ -178,7 +182,7 @@ def grid_html(results: dict, ids: dict, questions: dict) -> str:
     page and to its rows on verdicts.html."""
     res05 = results.get(STATISTICS) or {}
     rows = [r for r in res05.get("discriminating", []) if r.get("clip") is not False]
-    cols = sorted({(r["dataset"], r["split"]) for r in rows}, key=lambda c: (c[0] != "mnist", c[0], c[1] != "test"))
+    cols = sorted({(r["dataset"], r["split"]) for r in rows}, key=lambda c: (dataset_order(c[0]), c[0], c[1] != "test"))
     claims = list(dict.fromkeys((r["claim_id"], r["short"]) for r in rows))
     cell = {(r["claim_id"], r["dataset"], r["split"]): r for r in rows}
     out = []

@@ -174,18 +174,15 @@ def _finished_results(profile, name):
     return json.loads(res_path.read_text()), ""
 
 
-def _all_results(profile):
-    """{notebook: its results JSON where its last run finished, else None}."""
-    return {py.stem: _finished_results(profile, py.stem)[0] for py in sorted(NOTEBOOKS.glob("[0-9]*.py"))}
-
-
-def answer_section(profile, results=None, ids=None):
+def answer_section(profile, ids=None):
     """The first screens: the sentence, 05's figure, the grid with a line per further question, the distance to
-    DMM; then, folded, the caveats of scale and every notebook's answer in full (05's, then one per QUESTIONS)."""
-    res, why = _finished_results(profile, STATISTICS)
+    DMM; then, folded, the caveats of scale and every notebook's answer in full (05's, then one per QUESTIONS).
+    Each notebook's results are read once (``finished``: {notebook: (its results JSON or None, why not)})."""
+    finished = {py.stem: _finished_results(profile, py.stem) for py in sorted(NOTEBOOKS.glob("[0-9]*.py"))}
+    res, why = finished.get(STATISTICS, (None, "has not run"))
     if res is None:
         return f"<p class=note>The statistics notebook {html.escape(why)}: no answer is shown until it finishes.</p>"
-    results = _all_results(profile) if results is None else results
+    results = {name: r for name, (r, _) in finished.items()}
     ids = {} if ids is None else ids
     out = [f'<p class="lead">{html.escape(front.sentence(results))}</p>']
     if res.get("answer_figure"):
@@ -208,7 +205,7 @@ def answer_section(profile, results=None, ids=None):
     full = ['<div class="answer"><h3>Is the learned manifold special, beyond its dimension? (notebook 05)</h3>'
             + "".join(f"<p>{html.escape(s)}</p>" for s in res.get("answer", [])) + "</div>"]
     for name, question in QUESTIONS.items():
-        other, why = _finished_results(profile, name)
+        other, why = finished.get(name, (None, "has not run"))
         text = ("".join(f"<p>{html.escape(s)}</p>" for s in other.get("answer", [])) if other
                 else f"<p class=note>Notebook {html.escape(name[:2])} {html.escape(why)}.</p>")
         full.append(f'<div class="answer"><h3>{html.escape(question)} (notebook {html.escape(name[:2])})</h3>{text}'

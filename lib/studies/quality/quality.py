@@ -252,14 +252,20 @@ def published_marks(series, dataset):
     return []
 
 
+def best_points(steep, margin):
+    """Per data set: (name, the autoencoder series' last point, i.e. notebook 01-02's networks, and the s DMM needs
+    for each claim at the data set's k and n)."""
+    for name, s in steep.groupby("dataset") if len(steep) else []:
+        best = s[s["series"] == "autoencoder"].sort_values("x").iloc[-1]
+        yield name, best, dmm_steepness(int(best["k"]), int(best["n"]), margin)
+
+
 def distance(steep, margin):
     """Per data set and claim (3, 4): where notebook 01-02's networks (the autoencoder series' last point) sit on the
     steepness scale, s with its 95% interval and the claim's effect (a ratio), beside the s DMM needs (the analytic
     turning point at the margin, at the data set's k and n): plain records for the index (lib.reporting.front)."""
     out = []
-    for name, s in steep.groupby("dataset"):
-        best = s[s["series"] == "autoencoder"].sort_values("x").iloc[-1]
-        need = dmm_steepness(int(best["k"]), int(best["n"]), margin)
+    for name, best, need in best_points(steep, margin):
         for cid in ("3", "4"):
             out.append({"dataset": name, "claim_id": cid, "s": float(best[f"s (claim {cid})"]),
                         "low": float(best[f"s (claim {cid}) low"]), "high": float(best[f"s (claim {cid}) high"]),
@@ -267,12 +273,12 @@ def distance(steep, margin):
     return out
 
 
-def answer(table, fits, steep, margin, cosine_margin, k=16, n=784):
-    """Sentences: per data set, where the best networks sit on the steepness scale against DMM's; then per series
-    and claim the trend's verdict, its slope per decade and where it would reach DMM's side."""
-    out, need = [], dmm_steepness(k, n, margin)
-    for name, s in steep.groupby("dataset"):
-        best = s[(s["series"] == "autoencoder")].sort_values("x").iloc[-1]
+def answer(table, fits, steep, margin, cosine_margin):
+    """Sentences: per data set, where the best networks sit on the steepness scale against DMM's (at the data set's
+    k and n); then per series and claim the trend's verdict, its slope per decade and where it would reach DMM's
+    side."""
+    out = []
+    for name, best, need in best_points(steep, margin):
         dn, measured = claims.DATASET_NAMES.get(name, name), best["s (claim 3, measured reference)"]
         out.append(
             f"{dn}: notebook 01-02's networks behave like a dimpled world of steepness s = {best['s (claim 3)']:.2g} "
@@ -319,12 +325,10 @@ def headlines(steep, table, margin=1.1):
     """The index's figures: per data set, the best networks' steepness by claim 3 (with its interval) against DMM's
     turning point, and per trend row its slope and verdict."""
     out = []
-    for name, s in steep.groupby("dataset") if len(steep) else []:
-        best = s[s["series"] == "autoencoder"].sort_values("x").iloc[-1]
-        need = dmm_steepness(int(best["k"]), int(best["n"]), margin)["3"]
+    for name, best, need in best_points(steep, margin):
         out.append(report.headline(f"{name}: steepness s of the matching dimpled world (claim 3)",
                                    float(best["s (claim 3)"]), ci=(best["s (claim 3) low"], best["s (claim 3) high"]),
-                                   note=f"DMM needs s > {need:.2g}"))
+                                   note=f"DMM needs s > {need['3']:.2g}"))
     for _, r in table.iterrows() if len(table) else []:
         out.append(report.headline(f"{r['dataset']}: {r['short']} — {r['verdict']}", float(r["effect"]),
                                    "x" if r["scale"] == "ratio" else "", ci=(r["ci_low"], r["ci_high"]),

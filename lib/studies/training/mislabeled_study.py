@@ -29,6 +29,7 @@ import pandas as pd
 import torch
 import torch.nn.functional as F
 
+from lib.experiments import experiment
 from lib.geometry import subspaces
 from lib.inference import stats
 from lib.infra import cache
@@ -123,29 +124,16 @@ def _fresh(cfg, x, label, num_classes, device="cpu"):
     return model
 
 
-@torch.no_grad()
-def predict(model, x, device="cpu", batch_size=1000):
-    """The classes ``model`` gives to x, a batch at a time (on the CPU)."""
-    model.eval()
-    return torch.cat([model(x[i:i + batch_size].to(device)).argmax(1).cpu() for i in range(0, len(x), batch_size)]) \
-        if len(x) else torch.zeros(0, dtype=torch.long)
-
-
-def class_means(x, y, num_classes):
-    """(C, n) mean image of each class, flattened."""
-    flat = x.flatten(1).double()
-    return torch.stack([flat[y == c].mean(0) for c in range(num_classes)])
-
-
 def nearest_mean(x, means):
-    """The class whose mean image is nearest to each image (L2, pixels)."""
-    return torch.cdist(x.flatten(1).double(), means).argmin(1) if len(x) else torch.zeros(0, dtype=torch.long)
+    """The class whose mean image is nearest to each image (L2, pixels; ``means``: experiment.class_means)."""
+    return torch.cdist(x.flatten(1).double(), means.double()).argmin(1) if len(x) else \
+        torch.zeros(0, dtype=torch.long)
 
 
 def visibility(x, target, judge, means, device="cpu"):
     """{"judge": images the independent classifier calls t, "means": images whose nearest class mean is t's}, counts
     over the set x labelled ``target``."""
-    return {"judge": int((predict(judge, x, device) == target).sum()),
+    return {"judge": int((train.predict(judge, x, device) == target).sum()),
             "means": int((nearest_mean(x, means) == target).sum())}
 
 
@@ -188,21 +176,23 @@ def run_study(clf, ae, data, judge, *, relabellings, variants, budgets, steps, n
 
     def build():
         sets, controls, x, y, targets = build_sets(clf, ae, data, relabellings, variants, settings, n_relabel, seed)
-        means = class_means(data.train_x, data.train_y, data.num_classes)
+        means = experiment.class_means(data.train_x.double(), data.train_y)
         n = len(y)
         shown = _shown(sets, n, seed)
         tensors, meta = {}, {"n_attacked": n, "m": m, "budgets": [str(b) for b in budgets], "judged": {}, "sets": {},
                              "shown": {r: (y[shown].tolist(), targets[r][shown].tolist()) for r in relabellings},
-                             "baseline": {"judge": float((predict(judge.model, x, device) == y).float().mean()),
+                             "baseline": {"judge": train.accuracy(judge.model, x, y, device),
                                           "means": float((nearest_mean(x, means) == y).float().mean())}}
 
         def one(key, s, seeds):
+            if not key.endswith("/original") and (s.label == y[s.source]).any():
+                raise RuntimeError(f"the {key} set keeps a true label: the relabelled set would leak it")
             pick = torch.randperm(len(s.source), generator=torch.Generator().manual_seed(seed))[:m] \
                 if m is not None else torch.arange(len(s.source))
             trained = m is None or len(s.source) >= m
             for t in progress(seeds if trained else [], desc=f"fresh classifiers {key}", leave=False):
                 model = _fresh(replace(cfg, seed=t), s.x[pick], s.label[pick], data.num_classes, device)
-                tensors[f"{key}/correct/{t}"] = predict(model, data.test_x, device) == data.test_y
+                tensors[f"{key}/correct/{t}"] = train.predict(model, data.test_x, device) == data.test_y
             norms = s.norm.double()
             meta["sets"][key] = {"kept": len(s.source), "n_train": len(pick) if trained else 0,
                                  "median_norm": float(norms.median()) if len(norms) else float("nan"),
@@ -218,8 +208,6 @@ def run_study(clf, ae, data, judge, *, relabellings, variants, budgets, steps, n
 
         for r in relabellings:
             for c, s in controls[r].items():
-                if c != "original" and (s.label == y[s.source]).any():
-                    raise RuntimeError(f"the {c} set keeps a true label: the relabelled set would leak it")
                 one(f"control/{r}/{c}", s, [seed])
             rates = {b: sets[b][r]["unconstrained"].success_rate for b in budgets} if "unconstrained" in variants \
                 else {}
@@ -227,8 +215,6 @@ def run_study(clf, ae, data, judge, *, relabellings, variants, budgets, steps, n
             meta["judged"][r] = [str(b) for b in judged]
             for b in budgets:
                 for v, s in sets[b][r].items():
-                    if (s.label == y[s.source]).any():
-                        raise RuntimeError(f"the {v} set keeps a true label: the relabelled set would leak it")
                     seeds = [seed + i for i in range(int(n_seeds))] if b in judged else [seed]
                     one(f"{b}/{r}/{v}", s, seeds)
         return tensors, meta
@@ -321,14 +307,6 @@ def success_rates(study, budget):
     return {(r, name): s["kept"] / study["n_attacked"] for (b, r, name), s in study["results"].items() if b == budget}
 
 
-def visible_budgets(table, threshold=0.5, what="means"):
-    """{relabelling: the budgets (as text) at which more than ``threshold`` of the unconstrained set's kept images
-    already look like their new label by ``what`` ("means": the nearest class mean; "judge": the independent
-    classifier)}."""
-    t = table[(table["set"] == "unconstrained") & (table[f"looks like t: {what}"] > threshold)]
-    return {rl: list(g["budget_text"]) for rl, g in t.groupby("relabelling", sort=False)}
-
-
 def visibility_words(table, threshold=0.5):
     """Per relabelling, in words: at which budgets more than ``threshold`` of the unconstrained set's kept images
     already look like their new label, by the nearest class mean and by the independent classifier (which shares the
@@ -364,6 +342,6 @@ def cost_note(table, study):
 
 
 # What defines the study's outcome (lib.infra.artifacts).
-STUDY = Artifact("training_claims", 3, (mislabeled, TargetedSettings, budget_settings, build_sets, _fresh, predict,
-                                        class_means, nearest_mean, visibility, train_size, judged_budgets, subspaces,
-                                        train.fit, train.models, run_study))
+STUDY = Artifact("training_claims", 3, (mislabeled, TargetedSettings, budget_settings, build_sets, _fresh,
+                                        train.predict, experiment.class_means, nearest_mean, visibility, train_size,
+                                        judged_budgets, subspaces, train.fit, train.models, run_study))

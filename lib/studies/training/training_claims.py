@@ -18,8 +18,11 @@ import pandas as pd
 from scipy import stats as sps
 
 from lib.experiments import records as rec
-from lib.inference import stats, verdicts
+from lib.inference import pooling, stats, verdicts
 from lib.reporting import report
+from lib.reporting.tables import stack
+from lib.studies.manifold.replication import with_agreement
+from lib.studies.training import mislabeled_study as ms
 from lib.inference.rules import Verdict
 from lib.infra.names import DATASET_NAMES
 
@@ -47,14 +50,14 @@ def _text(cid, relabelling=""):
     return short.format(r=relabelling), claim.format(r=relabelling)
 
 
-def _paired(cid, relabelling, dataset, better, worse, margin, kind="difference", null_verdict=Verdict.PRECISE_NULL):
+def _paired(cid, relabelling, dataset, better, worse, margin, kind="difference", null_verdict=Verdict.PRECISE_NULL,
+            label=None):
     """A Row on the difference of two paired accuracies, mean(better) - mean(worse): Agresti-Min interval and
     Tango's score tests (lib.inference.stats). difference: one-sided tests of no effect and of the margin; equivalence:
     the 90% interval and the larger of the two one-sided tests of -margin and +margin (TOST). The per-image
     differences (-1, 0, 1; their mean is the effect) stay on the row (Row.per_image) for pooling over training seeds.
-    ``relabelling``: "det" or "det, ε = 2" (the budget then enters the row's label)."""
-    split = relabelling.split(",")[0]
-    short, claim = _text(cid, relabelling)
+    ``label``: how the row names its relabelling (default ``relabelling``; "det, ε = 2" puts the budget in it)."""
+    short, claim = _text(cid, label or relabelling)
     level = 0.95 if kind == "difference" else 0.90
     d, lo, hi = stats.paired_difference_ci(better, worse, level)
     n10, n01 = int((better & ~worse).sum()), int((~better & worse).sum())
@@ -68,21 +71,21 @@ def _paired(cid, relabelling, dataset, better, worse, margin, kind="difference",
                        stats.paired_proportion_score_test(worse, better, -margin)[1])
         statistic = f"two one-sided Tango score tests (TOST) at ±{100 * margin:.3g} points; discordant {n10} vs {n01}"
     per_image = pd.Series(better.astype(float) - worse.astype(float), index=np.arange(len(better)))
-    return verdicts.Row(cid, short, claim, dataset, f"D_{split}", kind=kind, scale="points", margin=margin,
+    return verdicts.Row(cid, short, claim, dataset, f"D_{relabelling}", kind=kind, scale="points", margin=margin,
                         effect=d, ci_low=lo, ci_high=hi, ci_level=level, p=p, p_margin=p_margin, n=len(better),
                         statistic=statistic, null_verdict=null_verdict, discriminating=cid in DISCRIMINATING,
                         per_image=(per_image, per_image))
 
 
-def _most(relabelling, dataset, ok, margin):
+def _most(relabelling, dataset, ok, margin, label=None):
     """A: accuracy - 1/2 > margin, exact binomial tests; Wilson 95% interval, shifted by 1/2."""
-    short, claim = _text("A", relabelling)
+    short, claim = _text("A", label or relabelling)
     k, n = int(ok.sum()), len(ok)
     lo, hi = stats.wilson_ci(k, n)
     p = sps.binomtest(k, n, 0.5, alternative="greater").pvalue
     p_margin = sps.binomtest(k, n, min(0.5 + margin, 1.0), alternative="greater").pvalue
     per_image = pd.Series(ok.astype(float) - 0.5, index=np.arange(n))
-    return verdicts.Row("A", short, claim, dataset, f"D_{relabelling.split(',')[0]}", kind="difference",
+    return verdicts.Row("A", short, claim, dataset, f"D_{relabelling}", kind="difference",
                         scale="points", margin=margin, effect=k / n - 0.5, ci_low=lo - 0.5, ci_high=hi - 0.5,
                         p=float(p), p_margin=float(p_margin), n=n,
                         statistic=f"exact binomial test, one-sided: {k} of {n} right", notes={"accuracy": k / n},
@@ -98,15 +101,14 @@ def mislabeled_rows(correct, dataset, margin, min_success=0.5, success=None, lab
     success = success or {}
     for r in sorted({k[0] for k in correct}):
         got = {s: v for (rr, s), v in correct.items() if rr == r}
-        lr = label or r
         ok = lambda *names: all(success.get((r, s), 1.0) >= min_success for s in names)
         if "unconstrained" in got:
-            rows.append(_most(lr, dataset, got["unconstrained"], margin))
+            rows.append(_most(r, dataset, got["unconstrained"], margin, label))
         if {"off", "unconstrained"} <= set(got):
-            rows.append(_paired("B", lr, dataset, got["off"], got["unconstrained"], margin, "equivalence"))
+            rows.append(_paired("B", r, dataset, got["off"], got["unconstrained"], margin, "equivalence", label=label))
         for cid, control, null in (("C", "off", Verdict.PRECISE_NULL), ("D", "random", DIMENSION)):
             if {"on", control} <= set(got):
-                row = _paired(cid, lr, dataset, got[control], got["on"], margin, null_verdict=null)
+                row = _paired(cid, r, dataset, got[control], got["on"], margin, null_verdict=null, label=label)
                 rows.append(row if ok("on", control) else _untestable(row))
     return rows
 
@@ -115,12 +117,12 @@ def _untestable(row):
     return replace(row, testable=False)
 
 
-def _missing_row(cid, relabelling, dataset, margin, why):
+def _missing_row(cid, relabelling, label, dataset, margin, why):
     """An untestable row of a claim whose sets were not trained (an attack kept fewer images than the training
     size)."""
-    short, claim = _text(cid, relabelling)
+    short, claim = _text(cid, label)
     kind = "equivalence" if cid == "B" else "difference"
-    return verdicts.Row(cid, short, claim, dataset, f"D_{relabelling.split(',')[0]}", kind=kind, scale="points",
+    return verdicts.Row(cid, short, claim, dataset, f"D_{relabelling}", kind=kind, scale="points",
                         margin=margin, effect=np.nan, ci_low=np.nan, ci_high=np.nan, p=np.nan, p_margin=np.nan, n=0,
                         statistic=why, testable=False, discriminating=cid in DISCRIMINATING)
 
@@ -134,10 +136,6 @@ def sweep_rows(study, dataset, margin, min_success, alpha=stats.ALPHA):
     one seed gives that seed's row), each seed's rows judged as one classifier's table, stacked with a seed column).
     The budget is in every row's label and in notes["eps"]; a claim whose sets were not trained at a budget is an
     untestable row that says why."""
-    from lib.inference import pooling
-    from lib.reporting.tables import stack
-    from lib.studies.training import mislabeled_study as ms
-
     pooled, per_seed = [], []
     for r, judged in study["judged"].items():
         for b in judged:
@@ -152,7 +150,7 @@ def sweep_rows(study, dataset, margin, min_success, alpha=stats.ALPHA):
                 rs = [x for t in seeds_rows for x in seeds_rows[t] if x.claim_id == cid]
                 if not rs:
                     if all(v in {k[2] for k in study["results"] if k[0] == b and k[1] == r} for v in needs):
-                        row = _missing_row(cid, label, dataset, margin, "a set this claim compares kept fewer than "
+                        row = _missing_row(cid, r, label, dataset, margin, "a set this claim compares kept fewer than "
                                            f"the {study['m']:,} training images at this budget")
                         pooled.append(replace(row, notes={"eps": str(b)}))
                     continue
@@ -264,9 +262,6 @@ def _row_key(t):
 def judge(rows, alpha=stats.ALPHA, per_seed=None):
     """The family's verdict table (lib.inference.pooling.judge: a pooled row whose classifiers disagree in sign is not
     supported), with how many fresh classifiers' own verdicts agree where ``per_seed`` (sweep_rows') is given."""
-    from lib.inference import pooling
-    from lib.studies.manifold.replication import with_agreement
-
     table = pooling.judge(rows, FAMILY, alpha)
     if per_seed is None or not len(per_seed) or not len(table):
         return table
@@ -291,8 +286,7 @@ def change_words(sweep, judged):
                 return "–"
             return f"{a.loc[v, 'mean accuracy']:.0%}" if a.loc[v, "trained on"] > 0 else \
                 f"untrained ({a.loc[v, 'success rate']:.0%} kept)"
-        parts = "; ".join(f"{v} {acc(first, v)} → {acc(last, v)}" for v in ("unconstrained", "off", "on", "random")
-                          if v in first.index)
+        parts = "; ".join(f"{v} {acc(first, v)} → {acc(last, v)}" for v in ms.SETS_ORDER if v in first.index)
         seen = " → ".join(f"{a.loc['unconstrained', 'looks like t: means']:.0%}" for a in (first, last)) \
             if "unconstrained" in first.index else "–"
         ds = t["dataset"].iloc[0]
@@ -317,7 +311,7 @@ def answer(table, sweep, geometry, judged):
     for (ds, rl, b), a in at.groupby(["dataset", "relabelling", "budget"], sort=False) if len(at) else ():
         acc = a.set_index("set")["mean accuracy"]
         looks = a.set_index("set")["looks like t: means"]
-        parts = ", ".join(f"{s} {acc[s]:.0%}" for s in ("unconstrained", "off", "on", "random") if pd.notna(acc.get(s)))
+        parts = ", ".join(f"{s} {acc[s]:.0%}" for s in ms.SETS_ORDER if pd.notna(acc.get(s)))
         seeds = int(a["seeds"].max())
         floor = sweep[(sweep["dataset"] == ds) & (sweep["relabelling"] == rl) & (sweep["set"] == "unperturbed")]
         floor_text = f"; labels alone {floor['mean accuracy'].iloc[0]:.0%}" if len(floor) else ""
@@ -330,9 +324,8 @@ def answer(table, sweep, geometry, judged):
                    "sit nearest the mean image of their new label."
                    + "".join(said(ds, c, rl, w, eps) for c, w in (("A", "most right"), ("B", "off ≈ unconstrained"),
                                                                    ("C", "on < off"), ("D", "on < random"))))
-    from lib.studies.training.mislabeled_study import visibility_words
     for ds, t in sweep.groupby("dataset", sort=False) if len(sweep) else ():
-        out += change_words(t, judged.get(ds, {})) + visibility_words(t)
+        out += change_words(t, judged.get(ds, {})) + ms.visibility_words(t)
     for ds, g in geometry.groupby("dataset") if len(geometry) else ():
         v = g.set_index(["model", "quantity"])["value"]
         pair = lambda q: f"{v[('before', q)]:.2f} → {v[('after', q)]:.2f}"
