@@ -199,7 +199,7 @@ def _power(p: dict, predicted: str, margin: float, effect: float):
 
 
 def pooled_row(seed_rows: list[verdicts.Row], label: str, method: str = "dl", hksj: bool = True,
-               alpha: float = 0.05, statistic: str = "median") -> verdicts.Row:
+               alpha: float = 0.05, statistic: str = "median", unit: str = "seeds") -> verdicts.Row:
     """The claim of ``seed_rows`` (one claim, one data set, one Row per seed) pooled over the seeds: a "difference"
     Row with the pooled effect and interval, p and p_margin from the pooled one-sided tests, n = the seeds pooled.
 
@@ -211,7 +211,8 @@ def pooled_row(seed_rows: list[verdicts.Row], label: str, method: str = "dl", hk
     "equivalence" row pools the same way into an equivalence row: the (1 - 2 alpha) interval and the pooled TOST as
     p_margin (``equivalence_test``), p left NaN. Seeds
     that are not testable or have no finite interval are left out; with fewer than two left, the row is not
-    testable. ``notes`` carry tau^2 (with its upper bound where known), the seeds' correlation, the seeds' effects
+    testable. ``unit``: what the rows are, in the pooled row's label ("seeds", "fresh classifiers"). ``notes``
+    carry tau^2 (with its upper bound where known), the seeds' correlation, the seeds' effects
     and how many lie on the predicted side."""
     first = seed_rows[0]
     if any((r.claim_id, r.dataset, r.scale, r.predicted, r.kind) != (first.claim_id, first.dataset, first.scale,
@@ -227,7 +228,7 @@ def pooled_row(seed_rows: list[verdicts.Row], label: str, method: str = "dl", hk
     notes = {"seeds": len(seed_rows), "seeds_pooled": len(use), "on_predicted_side": on_side, "series": label,
              "seed_effects": [float(r.effect) for r in seed_rows], "seed_se": ses,
              "seeds_agree_in_sign": on_side in (0, len(seed_rows)) or equivalence}  # an equivalence has no sign
-    base = dict(claim_id=first.claim_id, short=f"{first.short} · {len(seed_rows)} seeds pooled", claim=first.claim,
+    base = dict(claim_id=first.claim_id, short=f"{first.short} · {len(seed_rows)} {unit} pooled", claim=first.claim,
                 dataset=first.dataset, split=first.split, kind=first.kind, scale=first.scale, margin=first.margin,
                 predicted=first.predicted, clip=first.clip, null_verdict=first.null_verdict,
                 discriminating=first.discriminating, dmm_effect=first.dmm_effect)

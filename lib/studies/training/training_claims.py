@@ -155,9 +155,7 @@ def sweep_rows(study, dataset, margin, min_success, alpha=stats.ALPHA):
                         pooled.append(replace(row, notes={"eps": str(b)}))
                     continue
                 row = rs[0] if len(rs) == 1 else pooling.pooled_row(rs, "training seeds", alpha=alpha,
-                                                                      statistic="mean")
-                if len(rs) > 1:
-                    row = replace(row, short=row.short.replace("seeds pooled", "fresh classifiers pooled"))
+                                                                      statistic="mean", unit="fresh classifiers")
                 pooled.append(replace(row, notes={**row.notes, "eps": str(b)}))
     return pooled, stack(per_seed) if per_seed else pd.DataFrame()
 
