@@ -87,7 +87,7 @@ from lib.infra import runtime
 from lib.learn import data, session
 from lib.reporting import report
 from lib.figures import plots_training
-from lib.studies.training import advtrain, mislabeled_study, sweep_report, training_claims
+from lib.studies.training import advtrain, mislabeled_study, training_claims
 
 run, model_settings, found, missing = session.start("10_training_claims", profile, seed, device,
                                                     datasets, model_settings)
@@ -117,7 +117,7 @@ for name, (clf, ae) in models.items():
 sweep = pd.concat(sweep_tables, ignore_index=True) if sweep_tables else pd.DataFrame()
 judged = {name: s["judged"] for name, s in study.items()}
 for name in study:
-    sweep_report.show(study[name], sweep[sweep["dataset"] == name], found[name], name, min_success)
+    plots_training.show_sweep(study[name], sweep[sweep["dataset"] == name], found[name], name, min_success)
 pct = "{:.1%}"
 
 # %% [markdown]

@@ -1,9 +1,13 @@
 """Notebook 10's figures: what fresh classifiers learned from mislabelled adversarial sets, the sets themselves,
-and the geometry of the same test images before and after adversarial training."""
+and the geometry of the same test images before and after adversarial training; and the budget sweep's section of
+the page (``show_sweep``: its words, figures and table)."""
 import matplotlib.pyplot as plt
 import numpy as np
+from IPython.display import display
 
 from lib.inference import published
+from lib.infra import runtime
+from lib.studies.training import mislabeled_study
 
 
 VARIANT_STYLE = {"unconstrained": ("k", "o"), "off": ("tab:blue", "s"), "on": ("tab:orange", "^"),
@@ -21,11 +25,11 @@ def budget_sweep(table, budgets, judged, image_norm, title, min_success):
     Ilyas et al.'s CIFAR-10 accuracy (another data set, another budget scale); the attack's success rate; and the
     share of the kept images that already look like their new label (nearest class mean: solid; independent
     classifier: dashed). The budgets the verdicts read are shaded."""
-    from lib.studies.training.mislabeled_study import budget_label
     groups = list(dict.fromkeys(table["relabelling"]))
     pos = _positions(budgets)
     fig, axes = plt.subplots(len(groups), 3, figsize=(15, 3.7 * len(groups)), squeeze=False)
-    ticks = [budget_label(b).replace("minimal crossing", "minimal\ncrossing").replace("ε = ", "") for b in budgets]
+    ticks = [mislabeled_study.budget_label(b).replace("minimal crossing", "minimal\ncrossing").replace("ε = ", "")
+             for b in budgets]
     for row, rl in zip(axes, groups):
         t = table[table["relabelling"] == rl]
         swept = t[t["budget"] != "none"]
@@ -84,7 +88,6 @@ def sweep_examples(study, classes, title):
     """Per relabelling, one figure: a row per budget; for each shown source image its clean version and each
     variant's perturbed image (blank where that attack did not reach t at that budget), titled with the label the
     set gives it."""
-    from lib.studies.training.mislabeled_study import budget_label
     figs = []
     for r, (ys, ts) in study["shown"].items():
         variants = [v for v in VARIANT_STYLE if any(k[1] == r and k[2] == v for k in study["examples"])]
@@ -112,8 +115,8 @@ def sweep_examples(study, classes, title):
                     if i == 0:
                         ax.set_title(f"{v}\nlabel {classes[label]}", fontsize=7)
                     if j == 0 and c == 0:
-                        ax.set_ylabel(budget_label(b).replace("minimal crossing", "minimal"), fontsize=8, rotation=0,
-                                      ha="right", va="center")
+                        ax.set_ylabel(mislabeled_study.budget_label(b).replace("minimal crossing", "minimal"),
+                                      fontsize=8, rotation=0, ha="right", va="center")
         fig.suptitle(f"{title}, D_{r}: the images each set trains on, by budget (the same source images)", fontsize=9)
         fig.tight_layout()
         figs.append(fig)
@@ -150,3 +153,36 @@ def before_after(growth_on, growth_off, fractions, title):
     fig.suptitle(title)
     fig.tight_layout()
     return fig
+
+
+PCT = "{:.1%}"
+SWEEP_COLUMNS = {"relabelling": "relabelling", "budget_text": "budget", "training set": "training set",
+                 "success rate": "success rate", "median norm": "median norm", "norm q1": "norm q1",
+                 "norm q3": "norm q3", "looks like t: means": "called t: class mean",
+                 "looks like t: judge": "called t: independent classifier", "trained on": "trained on",
+                 "seeds": "seeds", "test accuracy": "test accuracy", "CI low": "CI low", "CI high": "CI high",
+                 "mean accuracy": "mean accuracy", "seed spread": "seed spread"}  # the sweep table's columns, named
+SWEEP_FORMATS = {"success rate": PCT, "median norm": "{:.2f}", "norm q1": "{:.2f}", "norm q3": "{:.2f}",
+                 "called t: class mean": PCT, "called t: independent classifier": PCT, "test accuracy": PCT,
+                 "CI low": PCT, "CI high": PCT, "mean accuracy": PCT, "seed spread": PCT}
+
+
+def show_sweep(study, table, data, name, min_success):
+    """One data set's sweep (``study``: mislabeled_study.run_study; ``table``: its sweep_table rows): the training
+    images' median norm beside the budgets, the training-set size and the test set's interval width, the detectors'
+    accuracy on the clean images, Ilyas et al.'s figures (another data set), the sweep figure, the examples, the table
+    and the visibility sentences."""
+    image_norm = float(data.train_x.flatten(1).norm(dim=1).median())
+    runtime.show(f"**{name}**: a training image's median L2 norm is {image_norm:.2f}. "
+                 + mislabeled_study.cost_note(table, study)
+                 + f" On the clean attacked images the independent classifier is right {study['baseline']['judge']:.1%}"
+                 f" of the time, the nearest class mean {study['baseline']['means']:.1%}. Published beside ours "
+                 f"(**another data set, network and budget scale**, for orientation only): {published.ILYAS} at "
+                 "ε = 0.5: " + ", ".join(f"{k} {v:.1%}" for k, v in published.ILYAS_TEST_ACC.items()))
+    budget_sweep(table, study["budgets"], study["judged"], image_norm,
+                                f"{name}: mislabelled training against the budget", min_success)
+    sweep_examples(study, data.classes, name)
+    display(table[list(SWEEP_COLUMNS)].rename(columns=SWEEP_COLUMNS).style.format(SWEEP_FORMATS, na_rep="–")
+            .hide(axis="index"))
+    for sentence in mislabeled_study.visibility_words(table):
+        runtime.show(sentence)
