@@ -34,7 +34,8 @@ from torch import nn
 from torch.func import jvp, vjp
 
 from lib.infra import cache
-from lib.learn import models, train
+from lib.learn import activations, models, train
+from lib.learn.activations import Softplus
 from lib.infra.artifacts import Artifact
 from lib.geometry.manifold import decoder_jacobian, eval_mode
 from lib.infra.runtime import progress
@@ -80,7 +81,7 @@ def isometric_autoencoder(shape, latent_dim, width, softplus_beta=100.0):
     for seq in (ae.encoder, ae.decoder):
         for i, m in enumerate(seq):
             if isinstance(m, nn.Softplus):
-                seq[i] = nn.Softplus(beta=softplus_beta)
+                seq[i] = Softplus(beta=softplus_beta)
             elif isinstance(m, nn.BatchNorm2d):
                 seq[i] = nn.Identity()
     return ae
@@ -226,9 +227,10 @@ def _epoch_of(history, x, cfg):
 # What defines a trained I-AE (lib.infra.artifacts).
 IAE = Artifact(
     "iae",
-    3,
+    4,
     (
         models,
+        activations,
         IAEConfig,
         isometric_autoencoder,
         unit_latents,

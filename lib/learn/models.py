@@ -13,6 +13,8 @@ projections work in pixel space. Every autoencoder has the same small interface:
 import torch
 from torch import nn
 
+from lib.learn.activations import Softplus
+
 # Per-channel mean / std of each data set's training images (the usual published values).
 NORMALISATION = {
     "mnist": ((0.1307,), (0.3081,)),
@@ -99,7 +101,7 @@ class ConvAutoencoder(nn.Module):
 
         enc, c_in = [], channels
         for c_out, s in zip(widths, strides):
-            enc += [nn.Conv2d(c_in, c_out, 3, stride=s, padding=1), nn.BatchNorm2d(c_out), nn.Softplus()]
+            enc += [nn.Conv2d(c_in, c_out, 3, stride=s, padding=1), nn.BatchNorm2d(c_out), Softplus()]
             c_in = c_out
         self.encoder = nn.Sequential(*enc, nn.Flatten(), nn.Linear(widths[-1] * side * side, latent_dim))
 
@@ -110,7 +112,7 @@ class ConvAutoencoder(nn.Module):
             last = i == len(rev) - 1
             conv = (nn.ConvTranspose2d(c_in, c_out, 3, stride=2, padding=1, output_padding=1) if s == 2
                     else nn.Conv2d(c_in, c_out, 3, padding=1))
-            dec += [conv] + ([nn.Sigmoid()] if last else [nn.BatchNorm2d(c_out), nn.Softplus()])
+            dec += [conv] + ([nn.Sigmoid()] if last else [nn.BatchNorm2d(c_out), Softplus()])
         self.decoder = nn.Sequential(*dec)
 
     def encode(self, x):

@@ -11,7 +11,7 @@ import torch
 import torch.nn.functional as F
 
 from lib.infra import cache
-from lib.learn import models
+from lib.learn import activations, models
 from lib.infra.artifacts import Artifact
 from lib.learn.data import DatasetUnavailable
 from lib.infra.runtime import per_dataset, progress, torch_threads
@@ -230,9 +230,11 @@ def reconstruction_mse(ae, x, device, batch_size=500):
 
 
 # What defines a trained model (lib.infra.artifacts): its key hashes the configuration and the version.
-TRAINING_CODE = (models, ClassifierConfig, AutoencoderConfig, build_classifier, build_autoencoder, make_optimizer,
-                 is_convolutional, memory_format, fit, _fit)
-ARTIFACTS = {kind: Artifact(kind, 2, TRAINING_CODE) for kind in ("classifier", "autoencoder")}
+TRAINING_CODE = (models, activations, ClassifierConfig, AutoencoderConfig, build_classifier, build_autoencoder,
+                 make_optimizer, is_convolutional, memory_format, fit, _fit)
+# Version 3 of the autoencoders: lib.learn.activations' Softplus (the same function, other float rounding).
+ARTIFACTS = {kind: Artifact(kind, {"classifier": 2, "autoencoder": 3}[kind], TRAINING_CODE)
+             for kind in ("classifier", "autoencoder")}
 
 
 @dataclass
