@@ -195,3 +195,46 @@ def test_notebooks_name_the_kernel_the_lab_starts():
     for path in params.notebook_paths():
         assert jupytext.read(path).metadata["kernelspec"] == {"name": "python3", "display_name": spec.display_name,
                                                               "language": spec.language}, path.name
+
+
+def test_notebooks_that_load_others_models_start_after_their_trainers(tmp_reports, monkeypatch):
+    """`make -j2`: 01 and 02 start first; while 02 trains its autoencoders, the free core takes notebooks that train
+    their own models (08, 09), never one that would sit on 02's cache lock (03, 04, 06, 07, 11); 10 waits for 09 too."""
+    from lib.reporting import pipeline
+
+    root = tmp_reports / "smoke"
+    root.mkdir(parents=True)
+    names = [p.stem for p in params.notebook_paths()]
+    monkeypatch.setattr(pipeline, "plan", lambda profile: {n: ["stale"] for n in names})
+    monkeypatch.setattr(pipeline.time, "sleep", lambda s: None)
+    polls = {"02_autoencoders": 40}  # 02 runs longest, as on a cold run; the others finish after 3 polls
+    started, running = [], set()
+
+    class Proc:
+        returncode = 0
+
+        def __init__(self, name):
+            self.name, self.left = name, polls.get(name, 3)
+
+        def poll(self):
+            self.left -= 1
+            if self.left > 0:
+                return None
+            running.discard(self.name)
+            return 0
+
+    def spawn(path, profile, root, jobs=1):
+        started.append((path.stem, frozenset(running)))
+        running.add(path.stem)
+        return Proc(path.stem), open(root / f"{path.stem}.run.log", "w")
+
+    monkeypatch.setattr(pipeline, "_spawn", spawn)
+    import io
+    assert pipeline.make("smoke", 2, out=io.StringIO()) == 0
+    order = [n for n, _ in started]
+    assert sorted(order) == sorted(names) and order[:2] == ["01_classifiers", "02_autoencoders"]
+    for name, others in started:
+        assert not set(pipeline.MODELS_FROM.get(name, ())) & others, (name, others)
+    assert order.index("09_replication") < order.index("03_on_off_manifold_attacks")
+    assert order.index("09_replication") < order.index("10_training_claims")
+    assert any("02_autoencoders" in others for name, others in started if name == "09_replication")

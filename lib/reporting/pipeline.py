@@ -33,6 +33,25 @@ from lib.reporting.report import reports_dir
 REFUSED = (params.ParameterError, sources.DataFolderError)
 
 
+# Notebooks that load the models another notebook trains (through the cache: lib.learn.session.ModelSettings). While
+# that notebook is queued or running they are not started, so that a free core goes to a notebook that can work
+# instead of a kernel that sits on the model's cache lock (measured on a cold run: 03 waited 6 minutes for 02's
+# MNIST autoencoder while a core stood idle). Scheduling only: no fingerprint depends on it, and a notebook whose
+# model's trainer failed still runs (it trains the model itself). 08 trains its own models; 09 trains its extra
+# seeds before it loads 01 and 02's pair (lib.studies.manifold.replication.seed_models), so it fills that time.
+MODELS_FROM = {
+    **{nb: ("01_classifiers", "02_autoencoders") for nb in (
+        "03_on_off_manifold_attacks", "04_random_subspace_control", "06_curvature", "07_isometric_autoencoder_defence",
+        "11_model_quality")},
+    "10_training_claims": ("01_classifiers", "02_autoencoders", "09_replication"),  # 09 trains its judge (seed + 1)
+}
+
+
+def waits_for_models(name, todo, running):
+    """Whether `name` should not start yet: a notebook whose models it loads is still queued or running."""
+    return any(m in todo or m in running for m in MODELS_FROM.get(name, ()))
+
+
 def plan(profile, declared=None):
     """{notebook: [reasons it must run]} in order; an empty list: up to date. Refuses (REFUSED) a bad parameter
     file or a $DIMPLED_DATA that does not exist."""
@@ -109,7 +128,7 @@ def make(profile, jobs=1, out=None):
                             state.mark(root, name, "failed", error=failed[name])
                         live.say(f"{name}: {failed[name]}")
                         del todo[name]
-                    elif not ups and len(running) < jobs:
+                    elif not ups and not waits_for_models(name, todo, running) and len(running) < jobs:
                         proc, log = _spawn(paths[name], profile, root, jobs)
                         running[name] = (proc, log, time.time())
                         live.add(name, root / f"{name}.progress.log")
