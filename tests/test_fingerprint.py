@@ -20,13 +20,19 @@ def stale(profile):
     return {name: why for name, why in pipeline.plan(profile).items() if why}
 
 
+def fingerprints(profile):
+    root = reports_dir(profile)
+    return {name: fingerprint.fingerprint(path, params.resolve(name, profile), root)
+            for name, path in NOTEBOOKS.items()}
+
+
 @pytest.fixture(autouse=True)
 def fresh_module_facts():
-    """Each module's text is parsed once per process (fingerprint._read): a test that fakes an edit by patching the
-    hash must not leave its facts to the next."""
-    fingerprint._read.cache_clear()
+    """Each module's text is parsed once per process (fingerprint._read, fingerprint.code_facts): a test that fakes an
+    edit by patching the hash must not leave its facts to the next."""
+    fingerprint.forget()
     yield
-    fingerprint._read.cache_clear()
+    fingerprint.forget()
 
 
 @pytest.fixture
@@ -92,7 +98,8 @@ def test_changed_lib_module_reruns_its_importers_and_says_which(tmp_reports, dat
         return "edited" if data == attacks else real(data)
 
     monkeypatch.setattr(fingerprint, "sha", edited)
-    fingerprint._read.cache_clear()  # forget the unedited hashes of this process
+    fingerprint.forget()  # forget the unedited hashes of this process, and do not read them back from the store on
+    monkeypatch.setattr(fingerprint, "load_facts", lambda path: None)  # disk: this edit leaves the text as it was
     why = stale("smoke")
     assert (
         set(why)
@@ -243,3 +250,38 @@ def test_a_comment_only_lib_edit_keeps_every_fingerprint(tmp_path):
     assert changed == {"03_on_off_manifold_attacks", "04_random_subspace_control", "06_curvature",
                        "07_isometric_autoencoder_defence", "08_known_manifolds",
                        "09_replication", "10_training_claims", "11_model_quality"}  # (05 re-runs as their reader)
+
+
+def test_module_facts_are_stored_and_read_back_instead_of_parsing_again(tmp_reports, data_dir, monkeypatch):
+    """A warm `make report` reads each module's code hash and imports from reports/.code-facts.json; what it reads
+    is what parsing gives, so every fingerprint is the same."""
+    before = {n: d["digest"] for n, d in fingerprints("smoke").items()}
+    store = tmp_reports / ".code-facts.json"
+    pipeline.plan("smoke")
+    assert store.exists()
+    fingerprint.forget()
+
+    def no_parsing(text):
+        raise AssertionError("parsed again although its facts were stored")
+
+    monkeypatch.setattr(fingerprint, "normalised", no_parsing)
+    pipeline.plan("smoke")
+    assert {n: d["digest"] for n, d in fingerprints("smoke").items()} == before
+
+
+def test_module_facts_follow_the_text_and_survive_a_damaged_store(tmp_path):
+    a = "import lib.boundary.attacks\nx = 1\n"
+    b = "from lib.geometry import manifold\nx = 1  # a comment\n"
+    ca, cb = fingerprint.code_facts(a, "lib.m"), fingerprint.code_facts(b, "lib.m")
+    assert ca[1] == ["lib.boundary.attacks"] and cb[1] == ["lib.geometry", "lib.geometry.manifold"]
+    assert ca[0] == fingerprint.sha(fingerprint.normalised(a)) != cb[0]
+    assert fingerprint.files_of(cb[1]) == fingerprint.imported_lib_modules(b, "lib.m")
+    store = tmp_path / "facts.json"
+    fingerprint.save_facts(store)
+    fingerprint.forget()
+    fingerprint.load_facts(store)
+    assert fingerprint.code_facts(a, "lib.m") == ca
+    store.write_text("{not json")
+    fingerprint.forget()
+    fingerprint.load_facts(store)  # ignored: computed again
+    assert fingerprint.code_facts(b, "lib.m") == cb

@@ -58,6 +58,8 @@ def plan(profile, declared=None):
     declared = declared or params.check(profile)
     sources.check_data_root()
     root = reports_dir(profile)
+    facts = root.parent / ".code-facts.json"  # beside every profile's folder: the code is the same
+    fingerprint.load_facts(facts)
     out = {}
     for path in params.notebook_paths():
         name = path.stem
@@ -74,6 +76,7 @@ def plan(profile, declared=None):
             }.get(status, ["never run" if status == "not run" else "no finished run recorded"])
         why += [f"{up} runs again" for up in fingerprint.UPSTREAM.get(name, ()) if out.get(up)]
         out[name] = why
+    fingerprint.save_facts(facts)
     return out
 
 
