@@ -35,7 +35,6 @@ from torch.func import jvp, vjp
 
 from lib.infra import cache
 from lib.learn import activations, models, train
-from lib.learn.activations import Softplus
 from lib.infra.artifacts import Artifact
 from lib.geometry.manifold import decoder_jacobian, eval_mode
 from lib.infra.runtime import progress
@@ -81,7 +80,7 @@ def isometric_autoencoder(shape, latent_dim, width, softplus_beta=100.0):
     for seq in (ae.encoder, ae.decoder):
         for i, m in enumerate(seq):
             if isinstance(m, nn.Softplus):
-                seq[i] = Softplus(beta=softplus_beta)
+                seq[i] = activations.Softplus(beta=softplus_beta)
             elif isinstance(m, nn.BatchNorm2d):
                 seq[i] = nn.Identity()
     return ae

@@ -102,7 +102,7 @@ def imported_lib_modules(source, module=None):
 # `make report`s (code_facts): parsing ~90 modules was 0.6 s of a warm run's 1 s. Keyed by a hash of the text, the
 # module's name and Python's version (ast.unparse's output may change with it), so an edited module is read again.
 FACTS_FORMAT = 1
-_facts, _used = {}, set()
+_facts, _used, _stored = {}, set(), set()  # facts in memory; those this process used; the keys the store held
 
 
 def _facts_key(text, module):
@@ -123,6 +123,7 @@ def forget():
     _read.cache_clear()
     _facts.clear()
     _used.clear()
+    _stored.clear()
 
 
 def load_facts(path):
@@ -133,20 +134,21 @@ def load_facts(path):
         return
     if isinstance(stored, dict) and stored.get("format") == FACTS_FORMAT and isinstance(stored.get("facts"), dict):
         _facts.update({k: v for k, v in stored["facts"].items() if k not in _facts})
+        _stored.clear()
+        _stored.update(stored["facts"])
 
 
 def save_facts(path):
-    """Store the facts this process used at `path` (atomically; only those, so the file never grows with history)."""
+    """Store the facts this process used at `path` (atomically; only those, so the file never grows with history),
+    unless the store load_facts read holds exactly those (a key fixes its facts: nothing to write)."""
     from lib.reporting.report import write_json_atomic  # noqa: PLC0415 (report imports this module)
 
-    wanted = {k: _facts[k] for k in sorted(_used)}
-    try:
-        if json.loads(Path(path).read_text()) == {"format": FACTS_FORMAT, "facts": wanted}:
-            return
-    except (OSError, ValueError):
-        pass
+    if _used == _stored:
+        return
     Path(path).parent.mkdir(parents=True, exist_ok=True)
-    write_json_atomic({"format": FACTS_FORMAT, "facts": wanted}, path)
+    write_json_atomic({"format": FACTS_FORMAT, "facts": {k: _facts[k] for k in sorted(_used)}}, path)
+    _stored.clear()
+    _stored.update(_used)
 
 
 def _dotted(path):

@@ -55,19 +55,18 @@ def seed_models(d, seeds, settings, device="cpu", extra_ae_epochs=None) -> SeedM
     """The classifier and autoencoder of the profile's shared settings (lib.learn.session.ModelSettings) for every seed
     (cached; seeds[0] is the pair of notebooks 01 and 02). extra_ae_epochs (int, {dataset: int} or None): the
     autoencoder epochs of the other seeds, where a profile shortens them to fit its time (None: as seeds[0])."""
-    clfs, aes, rows = {}, {}, []
+    clfs, aes, rows = {}, {}, {}
     # the extra seeds first: while notebooks 01 and 02 still train seeds[0]'s pair (make report runs them side by
     # side), this notebook trains its own instead of waiting on their cache locks
     for s in progress(list(seeds[1:]) + list(seeds[:1]), desc=f"{d.name}: models per seed", unit="seed", leave=False):
         clfs[s] = settings.classifier(d, device, seed=s)
         shorter = s != seeds[0] and per_dataset(extra_ae_epochs, d.name) is not None
         aes[s] = settings.autoencoder(d, device, seed=s, epochs=extra_ae_epochs if shorter else None)
-        rows.append({"dataset": d.name, "seed": s, "classifier": clfs[s].summary(),
-                     "test accuracy": train.accuracy(clfs[s].model, d.test_x, d.test_y, device),
-                     "autoencoder": aes[s].summary(), "autoencoder epochs": aes[s].meta["config"]["epochs"],
-                     "test MSE": train.reconstruction_mse(aes[s].model, d.test_x, device)})
-    return SeedModels({s: clfs[s] for s in seeds}, {s: aes[s] for s in seeds},
-                      pd.DataFrame(rows).sort_values("seed", kind="stable", ignore_index=True))
+        rows[s] = {"dataset": d.name, "seed": s, "classifier": clfs[s].summary(),
+                   "test accuracy": train.accuracy(clfs[s].model, d.test_x, d.test_y, device),
+                   "autoencoder": aes[s].summary(), "autoencoder epochs": aes[s].meta["config"]["epochs"],
+                   "test MSE": train.reconstruction_mse(aes[s].model, d.test_x, device)}
+    return SeedModels({s: clfs[s] for s in seeds}, {s: aes[s] for s in seeds}, pd.DataFrame([rows[s] for s in seeds]))
 
 
 @torch.no_grad()
